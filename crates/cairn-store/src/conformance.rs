@@ -1,0 +1,384 @@
+//! The behaviour every [`EventStore`] backend must show. A backend's tests call
+//! [`event_store_conformance!`](crate::event_store_conformance) with a function that opens
+//! the backend over a fresh directory; each check below becomes one test.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use cairn_model::{
+    CloudTrailRecord, EventCategory, IndexedEvent, LookupAttribute, LookupAttributeKey,
+};
+use serde_json::json;
+
+use crate::{EventStore, HistoryView, LookupQuery};
+
+/// A management event as an IAM user `user` with key `key` would produce it.
+pub fn sample_event(id: &str, time_secs: i64, name: &str, user: &str, key: &str) -> IndexedEvent {
+    let record = json!({
+        "eventVersion": "1.11",
+        "userIdentity": {"type": "IAMUser", "principalId": "AIDAEXAMPLE", "arn": format!("arn:aws:iam::111122223333:user/{user}"),
+            "accountId": "111122223333", "accessKeyId": key, "userName": user},
+        "eventTime": cairn_model::format_event_time(time_secs * 1000),
+        "eventSource": format!("{}.amazonaws.com", name.to_lowercase()),
+        "eventName": name,
+        "awsRegion": "us-east-1",
+        "sourceIPAddress": "127.0.0.1",
+        "userAgent": "conformance",
+        "requestParameters": {"n": id},
+        "responseElements": null,
+        "requestID": format!("req-{id}"),
+        "eventID": id,
+        "readOnly": name.starts_with("Describe"),
+        "resources": [{"ARN": format!("arn:aws:kms:us-east-1:111122223333:key/{id}"), "accountId": "111122223333", "type": "AWS::KMS::Key"}],
+        "eventType": "AwsApiCall",
+        "managementEvent": true,
+        "recipientAccountId": "111122223333",
+        "eventCategory": "Management"
+    });
+    IndexedEvent::from_record(&CloudTrailRecord::from_value(record).unwrap()).unwrap()
+}
+
+fn with_category(mut event: IndexedEvent, category: EventCategory) -> IndexedEvent {
+    event.category = category;
+    event
+}
+
+fn query(attribute: Option<(LookupAttributeKey, &str)>, limit: usize) -> LookupQuery {
+    let mut query = LookupQuery::all(HistoryView::Management, limit);
+    query.attribute = attribute.map(|(key, value)| LookupAttribute {
+        key,
+        value: value.to_owned(),
+    });
+    query
+}
+
+fn ids(store: &dyn EventStore, query: &LookupQuery) -> Vec<String> {
+    let mut query = query.clone();
+    let mut ids = Vec::new();
+    loop {
+        let page = store.lookup(&query).unwrap();
+        assert!(page.events.len() <= query.limit);
+        ids.extend(
+            page.events
+                .iter()
+                .map(|stored| stored.event.event_id.clone()),
+        );
+        match page.next {
+            Some(cursor) => query.after = Some(cursor),
+            None => return ids,
+        }
+    }
+}
+
+pub fn finds_by_every_attribute(store: &dyn EventStore) {
+    store
+        .append(vec![
+            sample_event("a", 100, "DescribeKey", "alice", "AKIA1"),
+            sample_event("b", 200, "DisableKey", "bob", "AKIA2"),
+            sample_event("c", 300, "DescribeKey", "bob", "AKIA2"),
+        ])
+        .unwrap();
+    let cases: [(LookupAttributeKey, &str, &[&str]); 11] = [
+        (LookupAttributeKey::EventId, "b", &["b"]),
+        (LookupAttributeKey::EventId, "zzz", &[]),
+        (LookupAttributeKey::EventName, "DescribeKey", &["c", "a"]),
+        (LookupAttributeKey::ReadOnly, "true", &["c", "a"]),
+        (LookupAttributeKey::ReadOnly, "false", &["b"]),
+        (LookupAttributeKey::Username, "bob", &["c", "b"]),
+        (
+            LookupAttributeKey::ResourceType,
+            "AWS::KMS::Key",
+            &["c", "b", "a"],
+        ),
+        (
+            LookupAttributeKey::ResourceName,
+            "arn:aws:kms:us-east-1:111122223333:key/a",
+            &["a"],
+        ),
+        (
+            LookupAttributeKey::EventSource,
+            "disablekey.amazonaws.com",
+            &["b"],
+        ),
+        (LookupAttributeKey::AccessKeyId, "AKIA2", &["c", "b"]),
+        (LookupAttributeKey::AccessKeyId, "akia2", &[]),
+    ];
+    for (key, value, expected) in cases {
+        assert_eq!(
+            ids(store, &query(Some((key, value)), 50)),
+            expected,
+            "{key} = {value}"
+        );
+    }
+    assert_eq!(ids(store, &query(None, 50)), ["c", "b", "a"]);
+}
+
+pub fn appends_are_idempotent_by_event_id(store: &dyn EventStore) {
+    let first = store
+        .append(vec![sample_event(
+            "a",
+            100,
+            "DescribeKey",
+            "alice",
+            "AKIA1",
+        )])
+        .unwrap();
+    assert_eq!(first.inserted, [true]);
+    let again = store
+        .append(vec![
+            sample_event("a", 999, "Other", "mallory", "AKIA9"),
+            sample_event("b", 100, "DescribeKey", "alice", "AKIA1"),
+            sample_event("b", 100, "DescribeKey", "alice", "AKIA1"),
+        ])
+        .unwrap();
+    assert_eq!(again.inserted, [false, true, false]);
+    assert_eq!(store.count().unwrap(), 2);
+    // The first write of an event wins; a later one with the same ID changes nothing.
+    assert!(ids(
+        store,
+        &query(Some((LookupAttributeKey::Username, "mallory")), 50)
+    )
+    .is_empty());
+}
+
+pub fn pages_have_no_gaps_or_duplicates(store: &dyn EventStore) {
+    // 3 events per second so that many share an eventTime.
+    let events: Vec<_> = (0..257)
+        .map(|n| {
+            sample_event(
+                &format!("e{n:03}"),
+                1_000 + n / 3,
+                "DescribeKey",
+                "alice",
+                "AKIA1",
+            )
+        })
+        .collect();
+    store.append(events).unwrap();
+    for attribute in [None, Some((LookupAttributeKey::EventName, "DescribeKey"))] {
+        for limit in [1, 7, 50] {
+            let seen = ids(store, &query(attribute, limit));
+            assert_eq!(seen.len(), 257, "limit {limit}");
+            let unique: HashSet<_> = seen.iter().collect();
+            assert_eq!(unique.len(), 257);
+            // Newest first, ties in arrival order reversed.
+            let expected: Vec<_> = (0..257).rev().map(|n| format!("e{n:03}")).collect();
+            assert_eq!(seen, expected);
+        }
+    }
+}
+
+pub fn time_bounds_are_inclusive(store: &dyn EventStore) {
+    store
+        .append(
+            (0..10)
+                .map(|n| sample_event(&format!("t{n}"), 100 + n, "DescribeKey", "alice", "AKIA1"))
+                .collect(),
+        )
+        .unwrap();
+    for attribute in [None, Some((LookupAttributeKey::AccessKeyId, "AKIA1"))] {
+        let mut bounded = query(attribute, 50);
+        bounded.start_millis = Some(103_000);
+        bounded.end_millis = Some(105_000);
+        assert_eq!(ids(store, &bounded), ["t5", "t4", "t3"]);
+        bounded.start_millis = Some(105_001);
+        bounded.end_millis = Some(105_999);
+        assert!(ids(store, &bounded).is_empty());
+    }
+    let mut by_id = query(Some((LookupAttributeKey::EventId, "t5")), 50);
+    by_id.end_millis = Some(104_999);
+    assert!(ids(store, &by_id).is_empty());
+}
+
+pub fn views_separate_categories(store: &dyn EventStore) {
+    store
+        .append(vec![
+            sample_event("m", 100, "DescribeKey", "alice", "AKIA1"),
+            with_category(
+                sample_event("d", 101, "DescribeKey", "alice", "AKIA1"),
+                EventCategory::Data,
+            ),
+            with_category(
+                sample_event("n", 102, "DescribeKey", "alice", "AKIA1"),
+                EventCategory::NetworkActivity,
+            ),
+            with_category(
+                sample_event("i", 103, "DescribeKey", "alice", "AKIA1"),
+                EventCategory::Insight,
+            ),
+        ])
+        .unwrap();
+    assert_eq!(store.count().unwrap(), 4);
+    for attribute in [None, Some((LookupAttributeKey::EventName, "DescribeKey"))] {
+        assert_eq!(ids(store, &query(attribute, 50)), ["m"]);
+        let mut insight = query(attribute, 50);
+        insight.view = HistoryView::Insight;
+        assert_eq!(ids(store, &insight), ["i"]);
+    }
+    assert!(ids(store, &query(Some((LookupAttributeKey::EventId, "d")), 50)).is_empty());
+}
+
+pub fn lookups_return_the_whole_event(store: &dyn EventStore) {
+    let event = sample_event("a", 100, "DescribeKey", "alice", "AKIA1");
+    store.append(vec![event.clone()]).unwrap();
+    let page = store.lookup(&query(None, 50)).unwrap();
+    assert_eq!(page.events.len(), 1);
+    assert_eq!(page.events[0].event, event);
+    assert_eq!(page.next, None);
+}
+
+pub fn sweep_removes_only_older_events(store: &dyn EventStore) {
+    store
+        .append(
+            (0..20)
+                .map(|n| {
+                    sample_event(
+                        &format!("s{n:02}"),
+                        100 + n,
+                        "DescribeKey",
+                        "alice",
+                        "AKIA1",
+                    )
+                })
+                .collect(),
+        )
+        .unwrap();
+    assert_eq!(store.sweep_older_than(110_000).unwrap(), 10);
+    assert_eq!(store.count().unwrap(), 10);
+    let expected: Vec<_> = (10..20).rev().map(|n| format!("s{n:02}")).collect();
+    assert_eq!(ids(store, &query(None, 50)), expected);
+    assert_eq!(
+        ids(
+            store,
+            &query(Some((LookupAttributeKey::Username, "alice")), 50)
+        ),
+        expected
+    );
+    assert_eq!(
+        ids(
+            store,
+            &query(
+                Some((LookupAttributeKey::ResourceType, "AWS::KMS::Key")),
+                50
+            )
+        ),
+        expected
+    );
+    assert_eq!(store.sweep_older_than(110_000).unwrap(), 0);
+    // An event swept away may be imported again.
+    let again = store
+        .append(vec![sample_event(
+            "s00",
+            100,
+            "DescribeKey",
+            "alice",
+            "AKIA1",
+        )])
+        .unwrap();
+    assert_eq!(again.inserted, [true]);
+}
+
+pub fn concurrent_appends_are_all_kept(store: Arc<dyn EventStore>) {
+    let threads: Vec<_> = (0..16)
+        .map(|thread| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for n in 0..25 {
+                    let id = format!("c{thread}-{n}");
+                    let outcome = store
+                        .append(vec![sample_event(
+                            &id,
+                            100 + n,
+                            "DescribeKey",
+                            "alice",
+                            "AKIA1",
+                        )])
+                        .unwrap();
+                    assert_eq!(outcome.inserted, [true]);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(store.count().unwrap(), 400);
+    assert_eq!(ids(store.as_ref(), &query(None, 50)).len(), 400);
+}
+
+pub fn events_survive_reopening<S: EventStore>(open: impl Fn(&Path) -> S) {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        store
+            .append(vec![sample_event(
+                "kept",
+                100,
+                "DescribeKey",
+                "alice",
+                "AKIA1",
+            )])
+            .unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(ids(&store, &query(None, 50)), ["kept"]);
+}
+
+/// Generates one `#[test]` per conformance check for a backend. `$open` is any expression
+/// callable as `Fn(&Path) -> impl EventStore`.
+#[macro_export]
+macro_rules! event_store_conformance {
+    ($open:expr) => {
+        mod event_store_conformance {
+            #[allow(unused_imports)]
+            use super::*;
+            use $crate::conformance as checks;
+
+            fn with_store(check: impl FnOnce(&dyn $crate::EventStore)) {
+                let dir = tempfile::tempdir().unwrap();
+                let store = ($open)(dir.path());
+                check(&store);
+            }
+
+            #[test]
+            fn finds_by_every_attribute() {
+                with_store(checks::finds_by_every_attribute);
+            }
+            #[test]
+            fn appends_are_idempotent_by_event_id() {
+                with_store(checks::appends_are_idempotent_by_event_id);
+            }
+            #[test]
+            fn pages_have_no_gaps_or_duplicates() {
+                with_store(checks::pages_have_no_gaps_or_duplicates);
+            }
+            #[test]
+            fn time_bounds_are_inclusive() {
+                with_store(checks::time_bounds_are_inclusive);
+            }
+            #[test]
+            fn views_separate_categories() {
+                with_store(checks::views_separate_categories);
+            }
+            #[test]
+            fn lookups_return_the_whole_event() {
+                with_store(checks::lookups_return_the_whole_event);
+            }
+            #[test]
+            fn sweep_removes_only_older_events() {
+                with_store(checks::sweep_removes_only_older_events);
+            }
+            #[test]
+            fn concurrent_appends_are_all_kept() {
+                let dir = tempfile::tempdir().unwrap();
+                let store = ($open)(dir.path());
+                checks::concurrent_appends_are_all_kept(std::sync::Arc::new(store));
+            }
+            #[test]
+            fn events_survive_reopening() {
+                checks::events_survive_reopening($open);
+            }
+        }
+    };
+}

@@ -1,0 +1,125 @@
+//! cairn-store owns the event history's storage: the [`EventStore`] trait every backend
+//! implements, the embedded SQLite backend, and the conformance suite that every backend must
+//! pass unchanged (so a PostgreSQL backend can follow without touching callers).
+//!
+//! Invariants: an append returns only after its events are on disk (fsync'd; one sync is
+//! shared by every append waiting at that moment). Nothing but [`EventStore::sweep_older_than`]
+//! removes an event, and nothing changes one. The store knows records only as
+//! [`cairn_model::IndexedEvent`]s; it knows nothing of HTTP or of AWS wire formats.
+
+pub mod conformance;
+mod sqlite;
+
+use cairn_model::{EventCategory, IndexedEvent, LookupAttribute};
+
+pub use sqlite::SqliteEventStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the store's writer has stopped")]
+    WriterStopped,
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// The two views Event history offers: management events (the default) and Insights events
+/// (`EventCategory=insight`). Data and network-activity events are stored but never listed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HistoryView {
+    Management,
+    Insight,
+}
+
+impl HistoryView {
+    pub fn category(self) -> EventCategory {
+        match self {
+            Self::Management => EventCategory::Management,
+            Self::Insight => EventCategory::Insight,
+        }
+    }
+}
+
+/// Where the previous page ended: results continue strictly older than this.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Cursor {
+    pub event_time_millis: i64,
+    pub seq: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LookupQuery {
+    pub attribute: Option<LookupAttribute>,
+    /// Inclusive bounds in epoch milliseconds.
+    pub start_millis: Option<i64>,
+    pub end_millis: Option<i64>,
+    pub view: HistoryView,
+    pub limit: usize,
+    pub after: Option<Cursor>,
+}
+
+impl LookupQuery {
+    pub fn all(view: HistoryView, limit: usize) -> Self {
+        Self {
+            attribute: None,
+            start_millis: None,
+            end_millis: None,
+            view,
+            limit,
+            after: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    /// Order of arrival; breaks ties between events with the same eventTime.
+    pub seq: i64,
+    pub event: IndexedEvent,
+}
+
+impl StoredEvent {
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            event_time_millis: self.event.event_time_millis,
+            seq: self.seq,
+        }
+    }
+}
+
+/// One page, newest first; `next` is set when older matches remain.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LookupPage {
+    pub events: Vec<StoredEvent>,
+    pub next: Option<Cursor>,
+}
+
+/// For each appended event, in order: whether it was new (false: its eventID was stored
+/// already, so it was left alone).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub inserted: Vec<bool>,
+}
+
+impl AppendOutcome {
+    pub fn inserted_count(&self) -> usize {
+        self.inserted.iter().filter(|inserted| **inserted).count()
+    }
+}
+
+pub trait EventStore: Send + Sync + 'static {
+    /// Stores the events; returns once they are durable.
+    fn append(&self, events: Vec<IndexedEvent>) -> Result<AppendOutcome, StoreError>;
+
+    /// Newest first, at most `query.limit` events.
+    fn lookup(&self, query: &LookupQuery) -> Result<LookupPage, StoreError>;
+
+    /// Removes every event whose eventTime is before `cutoff_millis`; returns how many.
+    fn sweep_older_than(&self, cutoff_millis: i64) -> Result<u64, StoreError>;
+
+    /// How many events are stored, of every category.
+    fn count(&self) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,526 @@
+//! The embedded backend: one SQLite database in WAL mode.
+//!
+//! One writer thread owns the write connection. Appends queue to it; it takes everything
+//! queued, writes it in one transaction and commits with `synchronous=FULL`, so one fsync of
+//! the WAL makes a whole group durable (group commit). Readers use their own connections and
+//! never wait for the writer. A second process (`cairn import` next to a running server)
+//! writes through SQLite's own file locks.
+//!
+//! Lookups go through one narrow table, `lookup(attr, value, category, event_time, seq)`,
+//! which serves every lookup attribute but EventId with a single index range scan, newest
+//! first. EventId uses the unique index that also makes appends idempotent.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::thread;
+use std::time::Duration;
+
+use cairn_model::{EventCategory, IndexedEvent, LookupAttributeKey, ResourceRef};
+use crossbeam_channel::{Receiver, Sender};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::{AppendOutcome, EventStore, LookupPage, LookupQuery, StoreError, StoredEvent};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    seq           INTEGER PRIMARY KEY,
+    event_id      TEXT    NOT NULL,
+    event_time    INTEGER NOT NULL,
+    category      INTEGER NOT NULL,
+    read_only     INTEGER,
+    event_name    TEXT,
+    event_source  TEXT,
+    username      TEXT,
+    access_key_id TEXT,
+    resources     TEXT,
+    record        TEXT    NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_by_id ON events(event_id);
+CREATE INDEX IF NOT EXISTS events_by_time ON events(category, event_time, seq);
+CREATE TABLE IF NOT EXISTS lookup (
+    attr       INTEGER NOT NULL,
+    value      TEXT    NOT NULL,
+    category   INTEGER NOT NULL,
+    event_time INTEGER NOT NULL,
+    seq        INTEGER NOT NULL,
+    PRIMARY KEY (attr, value, category, event_time, seq)
+) WITHOUT ROWID;
+";
+
+const EVENT_COLUMNS: &str = "e.seq, e.event_id, e.event_time, e.category, e.read_only, \
+    e.event_name, e.event_source, e.username, e.access_key_id, e.resources, e.record";
+
+/// How long a write waits for another process (an import) holding the database lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct AppendRequest {
+    events: Vec<IndexedEvent>,
+    reply: Sender<Result<AppendOutcome, StoreError>>,
+}
+
+pub struct SqliteEventStore {
+    path: PathBuf,
+    writer: Mutex<Option<Sender<AppendRequest>>>,
+    writer_thread: Mutex<Option<thread::JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl SqliteEventStore {
+    /// Opens (creating if needed) `events.db` in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir)?;
+        let path = data_dir.join("events.db");
+        let connection = open_connection(&path)?;
+        connection.execute_batch(SCHEMA)?;
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        let writer_thread = thread::Builder::new()
+            .name("cairn-store-writer".into())
+            .spawn(move || run_writer(connection, receiver))?;
+        Ok(Self {
+            path,
+            writer: Mutex::new(Some(sender)),
+            writer_thread: Mutex::new(Some(writer_thread)),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn database_path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes the database occupies on disk (main file plus WAL).
+    pub fn disk_bytes(&self) -> Result<u64, StoreError> {
+        let mut total = std::fs::metadata(&self.path)?.len();
+        let wal = self.path.with_extension("db-wal");
+        if let Ok(metadata) = std::fs::metadata(wal) {
+            total += metadata.len();
+        }
+        Ok(total)
+    }
+
+    /// Folds the WAL into the main file, so that size figures and backups see one file.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.with_reader(|connection| {
+            connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            Ok(())
+        })
+    }
+
+    fn with_reader<T>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.readers.lock().map_err(|_| poisoned())?.pop();
+        let connection = match pooled {
+            Some(connection) => connection,
+            None => open_connection(&self.path)?,
+        };
+        let result = work(&connection);
+        if let Ok(mut readers) = self.readers.lock() {
+            readers.push(connection);
+        }
+        result
+    }
+}
+
+impl Drop for SqliteEventStore {
+    fn drop(&mut self) {
+        if let Ok(mut writer) = self.writer.lock() {
+            writer.take();
+        }
+        if let Ok(mut handle) = self.writer_thread.lock() {
+            if let Some(handle) = handle.take() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Corrupt("a store lock was poisoned by a panic".into())
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let connection = Connection::open(path)?;
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    connection.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
+    // FULL makes every commit fsync the WAL: an acknowledged event survives a crash.
+    connection.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;")?;
+    Ok(connection)
+}
+
+fn run_writer(mut connection: Connection, requests: Receiver<AppendRequest>) {
+    while let Ok(first) = requests.recv() {
+        let mut group = vec![first];
+        while let Ok(more) = requests.try_recv() {
+            group.push(more);
+        }
+        match write_group(&mut connection, &group) {
+            Ok(outcomes) => {
+                for (request, outcome) in group.into_iter().zip(outcomes) {
+                    let _ = request.reply.send(Ok(outcome));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, requests = group.len(), "event store write failed");
+                let message = error.to_string();
+                for request in group {
+                    let _ = request
+                        .reply
+                        .send(Err(StoreError::Corrupt(format!("write failed: {message}"))));
+                }
+            }
+        }
+    }
+}
+
+fn write_group(
+    connection: &mut Connection,
+    group: &[AppendRequest],
+) -> Result<Vec<AppendOutcome>, StoreError> {
+    let transaction =
+        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut outcomes = Vec::with_capacity(group.len());
+    {
+        let mut insert_event = transaction.prepare_cached(
+            "INSERT INTO events (event_id, event_time, category, read_only, event_name, \
+             event_source, username, access_key_id, resources, record) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT(event_id) DO NOTHING",
+        )?;
+        let mut insert_lookup = transaction.prepare_cached(
+            "INSERT OR IGNORE INTO lookup (attr, value, category, event_time, seq) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for request in group {
+            let mut inserted = Vec::with_capacity(request.events.len());
+            for event in &request.events {
+                let changed = insert_event.execute(params![
+                    event.event_id,
+                    event.event_time_millis,
+                    event.category.code(),
+                    event.read_only,
+                    event.event_name,
+                    event.event_source,
+                    event.username,
+                    event.access_key_id,
+                    encode_resources(&event.resources),
+                    event.record_json,
+                ])?;
+                if changed == 1 {
+                    let seq = transaction.last_insert_rowid();
+                    for (key, value) in lookup_entries(event) {
+                        insert_lookup.execute(params![
+                            attr_code(key),
+                            value,
+                            event.category.code(),
+                            event.event_time_millis,
+                            seq
+                        ])?;
+                    }
+                }
+                inserted.push(changed == 1);
+            }
+            outcomes.push(AppendOutcome { inserted });
+        }
+    }
+    transaction.commit()?;
+    Ok(outcomes)
+}
+
+/// Every (attribute, value) pair an event is found by, EventId excepted.
+fn lookup_entries(event: &IndexedEvent) -> Vec<(LookupAttributeKey, &str)> {
+    let mut entries = Vec::with_capacity(6 + 2 * event.resources.len());
+    fn push<'a>(
+        entries: &mut Vec<(LookupAttributeKey, &'a str)>,
+        key: LookupAttributeKey,
+        value: Option<&'a String>,
+    ) {
+        if let Some(value) = value {
+            entries.push((key, value.as_str()));
+        }
+    }
+    push(
+        &mut entries,
+        LookupAttributeKey::EventName,
+        event.event_name.as_ref(),
+    );
+    push(
+        &mut entries,
+        LookupAttributeKey::EventSource,
+        event.event_source.as_ref(),
+    );
+    push(
+        &mut entries,
+        LookupAttributeKey::Username,
+        event.username.as_ref(),
+    );
+    push(
+        &mut entries,
+        LookupAttributeKey::AccessKeyId,
+        event.access_key_id.as_ref(),
+    );
+    for resource in &event.resources {
+        push(
+            &mut entries,
+            LookupAttributeKey::ResourceType,
+            resource.resource_type.as_ref(),
+        );
+        push(
+            &mut entries,
+            LookupAttributeKey::ResourceName,
+            resource.resource_name.as_ref(),
+        );
+    }
+    if let Some(read_only) = event.read_only {
+        entries.push((
+            LookupAttributeKey::ReadOnly,
+            if read_only { "true" } else { "false" },
+        ));
+    }
+    entries
+}
+
+fn attr_code(key: LookupAttributeKey) -> i64 {
+    match key {
+        LookupAttributeKey::EventId => 0,
+        LookupAttributeKey::EventName => 1,
+        LookupAttributeKey::ReadOnly => 2,
+        LookupAttributeKey::Username => 3,
+        LookupAttributeKey::ResourceType => 4,
+        LookupAttributeKey::ResourceName => 5,
+        LookupAttributeKey::EventSource => 6,
+        LookupAttributeKey::AccessKeyId => 7,
+    }
+}
+
+fn encode_resources(resources: &[ResourceRef]) -> Option<String> {
+    if resources.is_empty() {
+        return None;
+    }
+    let pairs: Vec<(&Option<String>, &Option<String>)> = resources
+        .iter()
+        .map(|resource| (&resource.resource_type, &resource.resource_name))
+        .collect();
+    serde_json::to_string(&pairs).ok()
+}
+
+fn decode_resources(text: Option<String>) -> Result<Vec<ResourceRef>, StoreError> {
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
+    let pairs: Vec<(Option<String>, Option<String>)> = serde_json::from_str(&text)
+        .map_err(|error| StoreError::Corrupt(format!("resources column: {error}")))?;
+    Ok(pairs
+        .into_iter()
+        .map(|(resource_type, resource_name)| ResourceRef {
+            resource_type,
+            resource_name,
+        })
+        .collect())
+}
+
+fn stored_event_from_row(row: &Row<'_>) -> rusqlite::Result<(StoredEvent, Option<String>)> {
+    let category_code: i64 = row.get(3)?;
+    let event = IndexedEvent {
+        event_id: row.get(1)?,
+        event_time_millis: row.get(2)?,
+        category: EventCategory::from_code(category_code).unwrap_or(EventCategory::Management),
+        read_only: row.get(4)?,
+        event_name: row.get(5)?,
+        event_source: row.get(6)?,
+        username: row.get(7)?,
+        access_key_id: row.get(8)?,
+        resources: Vec::new(),
+        record_json: row.get(10)?,
+    };
+    Ok((
+        StoredEvent {
+            seq: row.get(0)?,
+            event,
+        },
+        row.get(9)?,
+    ))
+}
+
+impl EventStore for SqliteEventStore {
+    fn append(&self, events: Vec<IndexedEvent>) -> Result<AppendOutcome, StoreError> {
+        if events.is_empty() {
+            return Ok(AppendOutcome::default());
+        }
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        {
+            let writer = self.writer.lock().map_err(|_| poisoned())?;
+            let writer = writer.as_ref().ok_or(StoreError::WriterStopped)?;
+            writer
+                .send(AppendRequest { events, reply })
+                .map_err(|_| StoreError::WriterStopped)?;
+        }
+        answer.recv().map_err(|_| StoreError::WriterStopped)?
+    }
+
+    fn lookup(&self, query: &LookupQuery) -> Result<LookupPage, StoreError> {
+        let category = query.view.category().code();
+        let start = query.start_millis.unwrap_or(i64::MIN);
+        let end = query.end_millis.unwrap_or(i64::MAX);
+        let (after_time, after_seq) = query
+            .after
+            .map(|cursor| (cursor.event_time_millis, cursor.seq))
+            .unwrap_or((i64::MAX, i64::MAX));
+        let fetch = query.limit.saturating_add(1) as i64;
+        let rows = self.with_reader(|connection| {
+            let mut rows = Vec::new();
+            match &query.attribute {
+                Some(attribute) if attribute.key == LookupAttributeKey::EventId => {
+                    let mut statement = connection.prepare_cached(&format!(
+                        "SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_id = ?1 \
+                         AND e.category = ?2 AND e.event_time BETWEEN ?3 AND ?4 \
+                         AND (e.event_time, e.seq) < (?5, ?6)"
+                    ))?;
+                    let found = statement
+                        .query_row(
+                            params![attribute.value, category, start, end, after_time, after_seq],
+                            stored_event_from_row,
+                        )
+                        .optional()?;
+                    rows.extend(found);
+                }
+                Some(attribute) => {
+                    let mut statement = connection.prepare_cached(&format!(
+                        "SELECT {EVENT_COLUMNS} FROM lookup l JOIN events e ON e.seq = l.seq \
+                         WHERE l.attr = ?1 AND l.value = ?2 AND l.category = ?3 \
+                         AND l.event_time BETWEEN ?4 AND ?5 AND (l.event_time, l.seq) < (?6, ?7) \
+                         ORDER BY l.event_time DESC, l.seq DESC LIMIT ?8"
+                    ))?;
+                    let found = statement.query_map(
+                        params![
+                            attr_code(attribute.key),
+                            attribute.value,
+                            category,
+                            start,
+                            end,
+                            after_time,
+                            after_seq,
+                            fetch
+                        ],
+                        stored_event_from_row,
+                    )?;
+                    for row in found {
+                        rows.push(row?);
+                    }
+                }
+                None => {
+                    let mut statement = connection.prepare_cached(&format!(
+                        "SELECT {EVENT_COLUMNS} FROM events e WHERE e.category = ?1 \
+                         AND e.event_time BETWEEN ?2 AND ?3 AND (e.event_time, e.seq) < (?4, ?5) \
+                         ORDER BY e.event_time DESC, e.seq DESC LIMIT ?6"
+                    ))?;
+                    let found = statement.query_map(
+                        params![category, start, end, after_time, after_seq, fetch],
+                        stored_event_from_row,
+                    )?;
+                    for row in found {
+                        rows.push(row?);
+                    }
+                }
+            }
+            Ok(rows)
+        })?;
+        let mut events = Vec::with_capacity(rows.len().min(query.limit));
+        for (mut stored, resources) in rows.into_iter().take(query.limit + 1) {
+            stored.event.resources = decode_resources(resources)?;
+            events.push(stored);
+        }
+        let next = if events.len() > query.limit {
+            events.truncate(query.limit);
+            events.last().map(StoredEvent::cursor)
+        } else {
+            None
+        };
+        Ok(LookupPage { events, next })
+    }
+
+    fn sweep_older_than(&self, cutoff_millis: i64) -> Result<u64, StoreError> {
+        // Sweeps run on their own connection in bounded batches so that appends queued
+        // behind them wait for one batch at most.
+        const BATCH: i64 = 5_000;
+        let mut connection = open_connection(&self.path)?;
+        let mut removed = 0u64;
+        loop {
+            let transaction =
+                connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let expired: Vec<(StoredEvent, Option<String>)> = {
+                let mut statement = transaction.prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_time < ?1 LIMIT ?2"
+                ))?;
+                let rows =
+                    statement.query_map(params![cutoff_millis, BATCH], stored_event_from_row)?;
+                rows.collect::<Result<_, _>>()?
+            };
+            if expired.is_empty() {
+                transaction.commit()?;
+                return Ok(removed);
+            }
+            {
+                let mut delete_lookup = transaction.prepare_cached(
+                    "DELETE FROM lookup WHERE attr = ?1 AND value = ?2 AND category = ?3 \
+                     AND event_time = ?4 AND seq = ?5",
+                )?;
+                let mut delete_event =
+                    transaction.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
+                for (mut stored, resources) in expired {
+                    stored.event.resources = decode_resources(resources)?;
+                    for (key, value) in lookup_entries(&stored.event) {
+                        delete_lookup.execute(params![
+                            attr_code(key),
+                            value,
+                            stored.event.category.code(),
+                            stored.event.event_time_millis,
+                            stored.seq
+                        ])?;
+                    }
+                    delete_event.execute(params![stored.seq])?;
+                    removed += 1;
+                }
+            }
+            transaction.commit()?;
+        }
+    }
+
+    fn count(&self) -> Result<u64, StoreError> {
+        self.with_reader(|connection| {
+            let count: i64 =
+                connection.query_row("SELECT count(*) FROM events", [], |row| row.get(0))?;
+            Ok(count as u64)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    crate::event_store_conformance!(|dir: &std::path::Path| SqliteEventStore::open(dir).unwrap());
+
+    #[test]
+    fn lookup_by_attribute_uses_the_lookup_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteEventStore::open(dir.path()).unwrap();
+        store
+            .with_reader(|connection| {
+                let plan: Vec<String> = connection
+                    .prepare(
+                        "EXPLAIN QUERY PLAN SELECT l.seq FROM lookup l JOIN events e ON e.seq = l.seq \
+                         WHERE l.attr = 1 AND l.value = 'x' AND l.category = 0 \
+                         AND l.event_time BETWEEN 0 AND 10 AND (l.event_time, l.seq) < (5, 5) \
+                         ORDER BY l.event_time DESC, l.seq DESC LIMIT 5",
+                    )?
+                    .query_map([], |row| row.get::<_, String>(3))?
+                    .collect::<Result<_, _>>()?;
+                let plan = plan.join("\n");
+                assert!(plan.contains("SEARCH l USING PRIMARY KEY"), "{plan}");
+                assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+                Ok(())
+            })
+            .unwrap();
+    }
+}
