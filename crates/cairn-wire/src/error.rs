@@ -1,0 +1,87 @@
+use http::StatusCode;
+use serde_json::json;
+
+use crate::sigv4::SignatureError;
+
+/// An error as an AWS service reports it. The detail behind an internal failure goes to the
+/// log; the client sees only the code and a message meant for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct AwsError {
+    pub code: String,
+    pub message: String,
+    pub status: StatusCode,
+}
+
+impl AwsError {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.to_owned(),
+            message: message.into(),
+            status: StatusCode::BAD_REQUEST,
+        }
+    }
+
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    pub fn internal_failure() -> Self {
+        Self::new(
+            "InternalFailure",
+            "The request processing has failed because of an unknown error, exception or failure.",
+        )
+        .with_status(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    pub fn serialization(message: impl Into<String>) -> Self {
+        Self::new("SerializationException", message)
+    }
+
+    /// The AWS JSON 1.0/1.1 error body: `{"__type": code, "message": text}`.
+    pub fn json_body(&self) -> Vec<u8> {
+        serde_json::to_vec(&json!({"__type": self.code, "message": self.message}))
+            .unwrap_or_default()
+    }
+
+    /// How the JSON protocols report a request that failed authentication.
+    pub fn from_signature_error(error: &SignatureError) -> Self {
+        match error {
+            SignatureError::Missing => {
+                Self::new("MissingAuthenticationTokenException", "Missing Authentication Token")
+            }
+            SignatureError::Incomplete(detail) => Self::new("IncompleteSignatureException", detail.clone()),
+            SignatureError::UnknownAccessKey { .. } => Self::new(
+                "UnrecognizedClientException",
+                "The security token included in the request is invalid.",
+            ),
+            SignatureError::Mismatch { .. } => Self::new(
+                "InvalidSignatureException",
+                "The request signature we calculated does not match the signature you provided. \
+                 Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
+            ),
+            SignatureError::Expired { signed, earliest, now, .. } => Self::new(
+                "InvalidSignatureException",
+                format!("Signature expired: {signed} is now earlier than {earliest} ({now} - 15 min.)"),
+            ),
+            SignatureError::NotYetCurrent { signed, latest, now, .. } => Self::new(
+                "InvalidSignatureException",
+                format!("Signature not yet current: {signed} is still later than {latest} ({now} + 15 min.)"),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_body_has_type_and_message() {
+        let body = AwsError::new("InvalidMaxResultsException", "too many").json_body();
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(value["__type"], "InvalidMaxResultsException");
+        assert_eq!(value["message"], "too many");
+    }
+}
