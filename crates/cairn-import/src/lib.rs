@@ -152,19 +152,41 @@ pub fn import_files(
     options: &ImportOptions,
     progress: &dyn Progress,
 ) -> Result<Vec<FileReport>, ImportError> {
-    let (batches, received) = crossbeam_channel::bounded::<(usize, Vec<IndexedEvent>)>(4);
+    let (batches, received) = crossbeam_channel::bounded::<(usize, Vec<IndexedEvent>)>(8);
     // Appends run on their own thread so that parsing the next batch overlaps with writing
-    // (and fsyncing) the last one.
+    // (and fsyncing) the last one. Batches waiting in the channel are appended together, so
+    // a directory of small files does not pay one fsync per file.
+    let target_batch = options.batch_size;
     let appender = std::thread::spawn(move || -> Result<Vec<(usize, u64, u64)>, StoreError> {
         let mut counts = Vec::new();
-        for (file_index, batch) in received {
-            let outcome = store.append(batch)?;
-            let inserted = outcome.inserted_count() as u64;
-            counts.push((
-                file_index,
-                inserted,
-                outcome.inserted.len() as u64 - inserted,
-            ));
+        while let Ok(first) = received.recv() {
+            let mut group = vec![first];
+            let mut pending: usize = group[0].1.len();
+            while pending < target_batch {
+                match received.try_recv() {
+                    Ok(more) => {
+                        pending += more.1.len();
+                        group.push(more);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let sizes: Vec<(usize, usize)> = group
+                .iter()
+                .map(|(file, batch)| (*file, batch.len()))
+                .collect();
+            let events: Vec<IndexedEvent> =
+                group.into_iter().flat_map(|(_, batch)| batch).collect();
+            let outcome = store.append(events)?;
+            let mut flags = outcome.inserted.into_iter();
+            for (file_index, size) in sizes {
+                let inserted = flags
+                    .by_ref()
+                    .take(size)
+                    .filter(|inserted| *inserted)
+                    .count() as u64;
+                counts.push((file_index, inserted, size as u64 - inserted));
+            }
         }
         Ok(counts)
     });

@@ -1,1 +1,77 @@
-//! placeholder
+//! cairn-server owns Cairn's HTTP face: the edge every request passes (size bound, SigV4,
+//! routing by signing service), the CloudTrail operations Cairn serves, and the recording of
+//! each call Cairn serves as a CloudTrail event of its own, refused and failed calls
+//! included. A call's event is durable before the call is answered; if it cannot be
+//! recorded the call fails (an audit trail fails closed).
+//!
+//! It depends on cairn-wire for every wire spelling and on the [`EventStore`] trait, never
+//! on a particular backend.
+
+mod edge;
+mod lookup;
+mod next_token;
+mod recorder;
+mod retention;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use cairn_auth::CredentialStore;
+use cairn_model::{Clock, IdGen};
+use cairn_store::EventStore;
+
+pub use next_token::TokenKey;
+pub use retention::run_retention_sweeper;
+
+/// Bodies over this are refused before they are read whole.
+pub const MAX_REQUEST_BODY_BYTES: usize = 1 << 20;
+
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    /// Region for events whose request named none (unsigned or malformed requests).
+    pub default_region: String,
+    /// 0 keeps events forever.
+    pub retention_days: u32,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            default_region: "us-east-1".to_owned(),
+            retention_days: 90,
+        }
+    }
+}
+
+/// Everything a request handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn EventStore>,
+    pub credentials: Arc<CredentialStore>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdGen>,
+    pub token_key: Arc<TokenKey>,
+    pub settings: Arc<ServerSettings>,
+}
+
+/// The one router: every path and method goes through the edge.
+pub fn router(state: AppState) -> axum::Router {
+    axum::Router::new().fallback(edge::handle).with_state(state)
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,174 @@
-fn main() {}
+//! The `cairn` binary: command line, configuration and wiring. The work is done by the
+//! library crates; this file only decides which of them run, with which settings.
+
+mod config;
+mod import_command;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use cairn_auth::CredentialStore;
+use cairn_model::{RandomIds, SystemClock};
+use cairn_server::{AppState, ServerSettings, TokenKey};
+use cairn_store::SqliteEventStore;
+use clap::{Parser, Subcommand};
+
+use crate::config::{Overrides, Settings};
+
+#[derive(Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "A self-hosted, AWS-CloudTrail-compatible audit trail"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (CloudTrail API on one port, embedded event store).
+    Serve {
+        #[command(flatten)]
+        overrides: Overrides,
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(long, env = "CAIRN_LISTEN")]
+        listen: Option<SocketAddr>,
+    },
+    /// Load existing CloudTrail log files or directories into the event history.
+    Import {
+        #[command(flatten)]
+        overrides: Overrides,
+        /// Print the per-file report as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Reject any file whose decompressed content is larger than this many bytes.
+        #[arg(long, default_value_t = 4 << 30)]
+        max_decompressed_bytes: u64,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Serve { overrides, listen } => {
+            let settings = Settings::load(&overrides, listen)?;
+            serve(settings)
+        }
+        Command::Import {
+            overrides,
+            json,
+            max_decompressed_bytes,
+            paths,
+        } => {
+            let settings = Settings::load(&overrides, None)?;
+            let clean = import_command::run(&settings, &paths, max_decompressed_bytes, json)?;
+            std::process::exit(if clean { 0 } else { 1 });
+        }
+    }
+}
+
+fn serve(settings: Settings) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let address = listener.local_addr()?;
+        let endpoint = format!("http://{}", endpoint_host(address));
+        let boot = cairn_auth::load_or_bootstrap(
+            &settings.data_dir,
+            &settings.users,
+            &settings.region,
+            &endpoint,
+        )?;
+        let store =
+            SqliteEventStore::open(&settings.data_dir).context("cannot open the event store")?;
+        let token_key =
+            TokenKey::load_or_create(&settings.data_dir).context("cannot load the token key")?;
+        let state = AppState {
+            store: Arc::new(store),
+            credentials: Arc::new(CredentialStore::new(&boot.identities)),
+            clock: Arc::new(SystemClock),
+            ids: Arc::new(RandomIds),
+            token_key: Arc::new(token_key),
+            settings: Arc::new(ServerSettings {
+                default_region: settings.region.clone(),
+                retention_days: settings.retention_days,
+            }),
+        };
+        tokio::spawn(cairn_server::run_retention_sweeper(state.clone()));
+        let data_dir =
+            std::fs::canonicalize(&settings.data_dir).unwrap_or(settings.data_dir.clone());
+        println!(
+            "cairn listening on {endpoint} (data directory {})",
+            data_dir.display()
+        );
+        if boot.created_admin {
+            println!(
+                "created an administrator access key in {}",
+                boot.credentials_file.display()
+            );
+        }
+        println!("to use it with the aws CLI or boto3:");
+        println!(
+            "  export AWS_SHARED_CREDENTIALS_FILE={}",
+            std::fs::canonicalize(&boot.credentials_file)
+                .unwrap_or(boot.credentials_file)
+                .display()
+        );
+        println!(
+            "  export AWS_CONFIG_FILE={}",
+            std::fs::canonicalize(&boot.config_file)
+                .unwrap_or(boot.config_file)
+                .display()
+        );
+        cairn_server::serve(listener, state, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+/// The host clients should use: a wildcard listen address is reached over loopback.
+fn endpoint_host(address: SocketAddr) -> String {
+    match address {
+        SocketAddr::V4(v4) if v4.ip().is_unspecified() => format!("127.0.0.1:{}", v4.port()),
+        SocketAddr::V6(v6) if v6.ip().is_unspecified() => format!("[::1]:{}", v6.port()),
+        other => other.to_string(),
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,216 @@
+//! The edge: every request passes here. It bounds the body, verifies SigV4, routes by the
+//! signing service, and makes sure the call is recorded before it is answered.
+
+use std::net::SocketAddr;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::Response;
+use cairn_wire::cloudtrail::{self, Operation};
+use cairn_wire::sigv4::{self, SignedRequest};
+use cairn_wire::AwsError;
+use chrono::{TimeZone, Utc};
+use http::{HeaderMap, StatusCode};
+
+use crate::lookup::lookup_events;
+use crate::recorder::{Call, Caller};
+use crate::{AppState, MAX_REQUEST_BODY_BYTES};
+
+const CLOUDTRAIL_SERVICE: &str = "cloudtrail";
+
+pub async fn handle(State(state): State<AppState>, request: Request) -> Response {
+    let request_id = state.ids.new_id();
+    let (parts, body) = request.into_parts();
+    let source_ip_address = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip().to_string())
+        .unwrap_or_else(|| "127.0.0.1".to_owned());
+    let target = header(&parts.headers, "x-amz-target").map(str::to_owned);
+    let mut call = Call {
+        event_source: cloudtrail::EVENT_SOURCE.to_owned(),
+        event_name: cloudtrail::claimed_operation_name(target.as_deref())
+            .unwrap_or_else(|| "Unknown".to_owned()),
+        region: state.settings.default_region.clone(),
+        caller: Caller::Unverified {
+            access_key_id: None,
+        },
+        source_ip_address,
+        user_agent: header(&parts.headers, "user-agent").map(str::to_owned),
+        request_parameters: None,
+        response_elements: None,
+        error: None,
+        read_only: false,
+        request_id: request_id.clone(),
+        api_version: None,
+    };
+
+    let raw_query = parts.uri.query().unwrap_or("").to_owned();
+    let body = match read_body(&parts.headers, body).await {
+        Ok(body) => body,
+        Err(error) => {
+            // Unread bodies cannot be verified; note what the request claimed.
+            let signed = SignedRequest {
+                method: &parts.method,
+                raw_path: parts.uri.path(),
+                raw_query: &raw_query,
+                headers: &parts.headers,
+                body: b"",
+            };
+            if let Ok(claim) = sigv4::parse_claim(&signed) {
+                note_claim(
+                    &mut call,
+                    &claim.service,
+                    &claim.region,
+                    Some(claim.access_key_id),
+                );
+            }
+            return finish(&state, call, Err(error)).await;
+        }
+    };
+    let signed = SignedRequest {
+        method: &parts.method,
+        raw_path: parts.uri.path(),
+        raw_query: &raw_query,
+        headers: &parts.headers,
+        body: &body,
+    };
+    let now = Utc
+        .timestamp_millis_opt(state.clock.now_millis())
+        .single()
+        .unwrap_or_else(Utc::now);
+    let verified = sigv4::verify(&signed, now, |access_key_id| {
+        state
+            .credentials
+            .find(access_key_id)
+            .map(|(_, secret)| secret.expose().to_owned())
+    });
+    let verified = match verified {
+        Ok(verified) => verified,
+        Err(error) => {
+            if let Ok(claim) = sigv4::parse_claim(&signed) {
+                note_claim(
+                    &mut call,
+                    &claim.service,
+                    &claim.region,
+                    error.access_key_id().map(str::to_owned),
+                );
+            }
+            tracing::info!(reason = %error, "refused an unauthenticated request");
+            return finish(&state, call, Err(AwsError::from_signature_error(&error))).await;
+        }
+    };
+    let Some((principal, _)) = state.credentials.find(&verified.access_key_id) else {
+        return finish(&state, call, Err(AwsError::internal_failure())).await;
+    };
+    call.caller = Caller::Verified(principal.clone());
+    call.region = verified.region.clone();
+    call.event_source = format!("{}.amazonaws.com", verified.service);
+
+    if verified.service != CLOUDTRAIL_SERVICE {
+        let error = AwsError::new(
+            "UnknownOperationException",
+            format!(
+                "Cairn serves the cloudtrail API; service {:?} is not served and no upstream is configured for it.",
+                verified.service
+            ),
+        );
+        return finish(&state, call, Err(error)).await;
+    }
+    let outcome = serve_cloudtrail(&state, &mut call, target.as_deref(), &body).await;
+    finish(&state, call, outcome).await
+}
+
+async fn serve_cloudtrail(
+    state: &AppState,
+    call: &mut Call,
+    target: Option<&str>,
+    body: &[u8],
+) -> Result<Vec<u8>, AwsError> {
+    call.api_version = Some(cloudtrail::API_VERSION);
+    let operation = cloudtrail::parse_target(target)?;
+    call.event_name = operation.name().to_owned();
+    call.read_only = operation.is_read_only();
+    let members = cloudtrail::parse_json_body(body)?;
+    match operation {
+        Operation::LookupEvents => {
+            let (outcome, parameters) = lookup_events(state, &members).await;
+            call.request_parameters = parameters;
+            outcome
+        }
+        Operation::NotYetServed(name) => Err(AwsError::new(
+            "UnsupportedOperationException",
+            format!("Cairn does not serve {name} yet."),
+        )),
+    }
+}
+
+fn note_claim(call: &mut Call, service: &str, region: &str, access_key_id: Option<String>) {
+    let plausible = |text: &str| {
+        !text.is_empty()
+            && text.len() <= 64
+            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if plausible(service) {
+        call.event_source = format!("{service}.amazonaws.com");
+    }
+    if plausible(region) {
+        call.region = region.to_owned();
+    }
+    call.caller = Caller::Unverified { access_key_id };
+}
+
+/// Records the call, then answers it. A call whose event cannot be stored is answered with
+/// InternalFailure instead of its result.
+async fn finish(state: &AppState, mut call: Call, outcome: Result<Vec<u8>, AwsError>) -> Response {
+    let request_id = call.request_id.clone();
+    if let Err(error) = &outcome {
+        call.error = Some(error.clone());
+    }
+    if let Err(error) = state.record(call).await {
+        return respond(&request_id, Err(error));
+    }
+    respond(&request_id, outcome)
+}
+
+fn respond(request_id: &str, outcome: Result<Vec<u8>, AwsError>) -> Response {
+    let (status, body) = match outcome {
+        Ok(body) => (StatusCode::OK, body),
+        Err(error) => (error.status, error.json_body()),
+    };
+    Response::builder()
+        .status(status)
+        .header("x-amzn-RequestId", request_id)
+        .header(http::header::CONTENT_TYPE, cloudtrail::JSON_CONTENT_TYPE)
+        .body(Body::from(body))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, AwsError> {
+    let too_large = || {
+        AwsError::new(
+            "RequestEntityTooLargeException",
+            format!("The request body must not be larger than {MAX_REQUEST_BODY_BYTES} bytes."),
+        )
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+    };
+    let declared = header(headers, "content-length").and_then(|length| length.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_REQUEST_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, MAX_REQUEST_BODY_BYTES)
+        .await
+        .map_err(|error| {
+            let over_limit = std::error::Error::source(&error)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            if over_limit {
+                too_large()
+            } else {
+                AwsError::serialization(format!("The request body could not be read: {error}"))
+            }
+        })
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|value| value.to_str().ok())
+}

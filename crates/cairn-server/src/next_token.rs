@@ -1,0 +1,176 @@
+//! LookupEvents NextTokens: the cursor of the last page, bound to the query's parameters and
+//! sealed with an HMAC so that a client can neither forge one nor reuse one with other
+//! parameters. The key lives in the data directory, so tokens survive a restart.
+
+use std::path::Path;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use cairn_store::Cursor;
+use cairn_wire::cloudtrail::LookupEventsRequest;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+const VERSION: u8 = 1;
+const FINGERPRINT_LEN: usize = 16;
+const MAC_LEN: usize = 16;
+const PAYLOAD_LEN: usize = 1 + 8 + 8 + FINGERPRINT_LEN;
+
+pub struct TokenKey([u8; 32]);
+
+impl TokenKey {
+    /// Loads `DIR/token.key`, creating it on first use.
+    pub fn load_or_create(data_dir: &Path) -> std::io::Result<Self> {
+        let path = data_dir.join("token.key");
+        match std::fs::read(&path) {
+            Ok(bytes) if bytes.len() == 32 => {
+                let mut key = [0u8; 32];
+                key.copy_from_slice(&bytes);
+                return Ok(Self(key));
+            }
+            Ok(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} must hold exactly 32 bytes", path.display()),
+                ))
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
+        let key = Self::random();
+        let temporary = path.with_extension("tmp");
+        std::fs::write(&temporary, key.0)?;
+        std::fs::File::open(&temporary)?.sync_all()?;
+        std::fs::rename(&temporary, &path)?;
+        Ok(key)
+    }
+
+    pub fn random() -> Self {
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        Self(key)
+    }
+
+    fn mac(&self, payload: &[u8]) -> [u8; MAC_LEN] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("any key length");
+        mac.update(payload);
+        let full = mac.finalize().into_bytes();
+        let mut truncated = [0u8; MAC_LEN];
+        truncated.copy_from_slice(&full[..MAC_LEN]);
+        truncated
+    }
+
+    pub fn seal(&self, cursor: Cursor, request: &LookupEventsRequest) -> String {
+        let mut bytes = Vec::with_capacity(PAYLOAD_LEN + MAC_LEN);
+        bytes.push(VERSION);
+        bytes.extend_from_slice(&cursor.event_time_millis.to_be_bytes());
+        bytes.extend_from_slice(&cursor.seq.to_be_bytes());
+        bytes.extend_from_slice(&fingerprint(request));
+        let mac = self.mac(&bytes);
+        bytes.extend_from_slice(&mac);
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// The cursor a token carries, if this server sealed it for these same parameters.
+    pub fn open(&self, token: &str, request: &LookupEventsRequest) -> Option<Cursor> {
+        let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
+        if bytes.len() != PAYLOAD_LEN + MAC_LEN || bytes[0] != VERSION {
+            return None;
+        }
+        let (payload, mac) = bytes.split_at(PAYLOAD_LEN);
+        let expected = self.mac(payload);
+        let same = mac
+            .iter()
+            .zip(expected)
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0;
+        if !same || payload[17..] != fingerprint(request) {
+            return None;
+        }
+        Some(Cursor {
+            event_time_millis: i64::from_be_bytes(payload[1..9].try_into().ok()?),
+            seq: i64::from_be_bytes(payload[9..17].try_into().ok()?),
+        })
+    }
+}
+
+/// What makes two LookupEvents calls "the same query": everything but the page size and the
+/// token itself.
+fn fingerprint(request: &LookupEventsRequest) -> [u8; FINGERPRINT_LEN] {
+    let mut hasher = Sha256::new();
+    match &request.attribute {
+        Some(attribute) => {
+            hasher.update(attribute.key.as_str().as_bytes());
+            hasher.update([0]);
+            hasher.update((attribute.value.len() as u64).to_be_bytes());
+            hasher.update(attribute.value.as_bytes());
+        }
+        None => hasher.update([1]),
+    }
+    for bound in [request.start_millis, request.end_millis] {
+        match bound {
+            Some(millis) => {
+                hasher.update([2]);
+                hasher.update(millis.to_be_bytes());
+            }
+            None => hasher.update([3]),
+        }
+    }
+    hasher.update([request.insight as u8]);
+    let digest = hasher.finalize();
+    let mut out = [0u8; FINGERPRINT_LEN];
+    out.copy_from_slice(&digest[..FINGERPRINT_LEN]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_model::{LookupAttribute, LookupAttributeKey};
+
+    fn request(value: &str) -> LookupEventsRequest {
+        LookupEventsRequest {
+            attribute: Some(LookupAttribute {
+                key: LookupAttributeKey::EventName,
+                value: value.into(),
+            }),
+            start_millis: Some(1),
+            end_millis: None,
+            insight: false,
+            max_results: 50,
+            next_token: None,
+        }
+    }
+
+    #[test]
+    fn tokens_open_only_for_the_same_query_and_key() {
+        let key = TokenKey::random();
+        let cursor = Cursor {
+            event_time_millis: 123,
+            seq: 456,
+        };
+        let token = key.seal(cursor, &request("A"));
+        assert_eq!(key.open(&token, &request("A")), Some(cursor));
+        let mut smaller_page = request("A");
+        smaller_page.max_results = 5;
+        assert_eq!(key.open(&token, &smaller_page), Some(cursor));
+        assert_eq!(key.open(&token, &request("B")), None);
+        assert_eq!(TokenKey::random().open(&token, &request("A")), None);
+        let mut forged = URL_SAFE_NO_PAD.decode(&token).unwrap();
+        forged[5] ^= 1;
+        assert_eq!(
+            key.open(&URL_SAFE_NO_PAD.encode(forged), &request("A")),
+            None
+        );
+        assert_eq!(key.open("not base64 !!", &request("A")), None);
+    }
+
+    #[test]
+    fn key_persists_in_the_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = TokenKey::load_or_create(dir.path()).unwrap();
+        let second = TokenKey::load_or_create(dir.path()).unwrap();
+        assert_eq!(first.0, second.0);
+    }
+}

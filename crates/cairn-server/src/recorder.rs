@@ -1,0 +1,156 @@
+//! Turns a call Cairn served (or refused) into a CloudTrail record and makes it durable.
+
+use cairn_auth::Principal;
+use cairn_model::{
+    format_event_time, CloudTrailRecord, Field, IndexedEvent, UserIdentity, UserIdentityType,
+};
+use cairn_wire::AwsError;
+use serde_json::{Map, Value};
+
+use crate::AppState;
+
+/// CloudTrail truncates these fields at 1 KB.
+const MAX_SHORT_FIELD_BYTES: usize = 1024;
+/// A presented (unverified) access key ID longer than this is not worth keeping whole.
+const MAX_PRESENTED_KEY_BYTES: usize = 128;
+
+/// Who made a call, as far as Cairn could tell.
+#[derive(Clone, Debug)]
+pub enum Caller {
+    Verified(Principal),
+    /// Authentication failed or was missing; the access key the request presented, if any.
+    Unverified {
+        access_key_id: Option<String>,
+    },
+}
+
+/// One call, ready to be recorded.
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub event_source: String,
+    pub event_name: String,
+    pub region: String,
+    pub caller: Caller,
+    pub source_ip_address: String,
+    pub user_agent: Option<String>,
+    /// `None` records `null`.
+    pub request_parameters: Option<Value>,
+    pub response_elements: Option<Value>,
+    pub error: Option<AwsError>,
+    pub read_only: bool,
+    pub request_id: String,
+    pub api_version: Option<&'static str>,
+}
+
+impl AppState {
+    /// Appends the call's event and returns once it is durable.
+    pub async fn record(&self, call: Call) -> Result<(), AwsError> {
+        let record = self.build_record(call);
+        let event = IndexedEvent::from_record(&record).map_err(|error| {
+            tracing::error!(%error, "a record Cairn built is not valid");
+            AwsError::internal_failure()
+        })?;
+        let store = self.store.clone();
+        let appended = tokio::task::spawn_blocking(move || store.append(vec![event])).await;
+        match appended {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => {
+                tracing::error!(%error, "cannot record a call; failing it");
+                Err(AwsError::internal_failure())
+            }
+            Err(error) => {
+                tracing::error!(%error, "the recording task failed");
+                Err(AwsError::internal_failure())
+            }
+        }
+    }
+
+    fn build_record(&self, call: Call) -> CloudTrailRecord {
+        let default_account = self.credentials.default_account_id().to_owned();
+        let (identity, recipient_account_id) = match &call.caller {
+            Caller::Verified(principal) => (
+                UserIdentity {
+                    identity_type: Field::Present(UserIdentityType::IAMUser),
+                    principal_id: Field::Present(principal.user_id.clone()),
+                    arn: Field::Present(principal.arn.clone()),
+                    account_id: Field::Present(principal.account_id.clone()),
+                    access_key_id: Field::Present(principal.access_key_id.clone()),
+                    user_name: Field::Present(principal.user_name.clone()),
+                    ..UserIdentity::default()
+                },
+                principal.account_id.clone(),
+            ),
+            Caller::Unverified { access_key_id } => (
+                UserIdentity {
+                    identity_type: Field::Present(UserIdentityType::Unknown),
+                    principal_id: Field::Present(String::new()),
+                    access_key_id: access_key_id
+                        .as_deref()
+                        .map(|key| truncate(key, MAX_PRESENTED_KEY_BYTES))
+                        .into(),
+                    ..UserIdentity::default()
+                },
+                default_account,
+            ),
+        };
+        let (error_code, error_message) = match &call.error {
+            Some(error) => (
+                Field::Present(error.code.clone()),
+                Field::Present(truncate(&error.message, MAX_SHORT_FIELD_BYTES)),
+            ),
+            None => (Field::Absent, Field::Absent),
+        };
+        let present_or_null = |value: Option<Value>| match value {
+            Some(value) => Field::Present(value),
+            None => Field::Null,
+        };
+        CloudTrailRecord {
+            event_version: Field::Present("1.11".to_owned()),
+            user_identity: Field::Present(identity),
+            event_time: Field::Present(format_event_time(self.clock.now_millis())),
+            event_source: Field::Present(call.event_source),
+            event_name: Field::Present(call.event_name),
+            aws_region: Field::Present(call.region),
+            source_ip_address: Field::Present(call.source_ip_address),
+            user_agent: call
+                .user_agent
+                .map(|agent| truncate(&agent, MAX_SHORT_FIELD_BYTES))
+                .into(),
+            error_code,
+            error_message,
+            request_parameters: present_or_null(call.request_parameters),
+            response_elements: present_or_null(call.response_elements),
+            request_id: Field::Present(call.request_id),
+            event_id: Field::Present(self.ids.new_id()),
+            read_only: Field::Present(call.read_only),
+            event_type: Field::Present("AwsApiCall".to_owned()),
+            api_version: call.api_version.map(str::to_owned).into(),
+            management_event: Field::Present(true),
+            recipient_account_id: Field::Present(recipient_account_id),
+            event_category: Field::Present("Management".to_owned()),
+            other: Map::new(),
+            ..CloudTrailRecord::default()
+        }
+    }
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary.
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn truncates_on_char_boundaries() {
+        assert_eq!(super::truncate("héllo", 2), "h");
+        assert_eq!(super::truncate("hello", 10), "hello");
+    }
+}

@@ -1,0 +1,133 @@
+//! Settings, from lowest to highest precedence: built-in defaults, the TOML file
+//! (`--config`, `CAIRN_CONFIG`, or `./cairn.toml` when present), `CAIRN_*` environment
+//! variables, command-line flags. clap reads a flag and its environment variable together
+//! (a flag wins); the TOML file fills in what neither gave.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use cairn_auth::DeclaredUser;
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4590";
+pub const DEFAULT_DATA_DIR: &str = "./cairn-data";
+pub const DEFAULT_RETENTION_DAYS: u32 = 90;
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+#[derive(clap::Args, Debug, Default)]
+pub struct Overrides {
+    /// TOML configuration file [default: ./cairn.toml when present]
+    #[arg(long, env = "CAIRN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (event store, identities, credentials) [default: ./cairn-data]
+    #[arg(long, env = "CAIRN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Days of event history to keep; 0 keeps events forever [default: 90]
+    #[arg(long, env = "CAIRN_RETENTION_DAYS")]
+    pub retention_days: Option<u32>,
+    /// Region written to DIR/config and used for requests that name none [default: us-east-1]
+    #[arg(long, env = "CAIRN_REGION")]
+    pub region: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    retention_days: Option<u32>,
+    region: Option<String>,
+    #[serde(default)]
+    users: Vec<DeclaredUser>,
+}
+
+#[derive(Debug)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub retention_days: u32,
+    pub region: String,
+    pub users: Vec<DeclaredUser>,
+}
+
+impl Settings {
+    pub fn load(overrides: &Overrides, listen: Option<SocketAddr>) -> anyhow::Result<Self> {
+        let file = match &overrides.config {
+            Some(path) => read_file(path)?,
+            None if Path::new("cairn.toml").exists() => read_file(Path::new("cairn.toml"))?,
+            None => FileSettings::default(),
+        };
+        Ok(Self::merge(overrides, listen, file))
+    }
+
+    fn merge(overrides: &Overrides, listen: Option<SocketAddr>, file: FileSettings) -> Self {
+        Self {
+            data_dir: overrides
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            listen: listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("a valid default address")),
+            retention_days: overrides
+                .retention_days
+                .or(file.retention_days)
+                .unwrap_or(DEFAULT_RETENTION_DAYS),
+            region: overrides
+                .region
+                .clone()
+                .or(file.region)
+                .unwrap_or_else(|| DEFAULT_REGION.to_owned()),
+            users: file.users,
+        }
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+    toml::from_str(&text)
+        .with_context(|| format!("{} is not a valid Cairn configuration", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> FileSettings {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_given() {
+        let settings = Settings::merge(&Overrides::default(), None, FileSettings::default());
+        assert_eq!(settings.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(settings.data_dir, PathBuf::from("./cairn-data"));
+        assert_eq!(settings.retention_days, 90);
+    }
+
+    #[test]
+    fn flags_and_environment_beat_the_file() {
+        let from_file = file("data_dir = '/from/file'\nretention_days = 7\nlisten = '127.0.0.1:1'\nregion = 'eu-west-1'");
+        let overrides = Overrides {
+            retention_days: Some(0),
+            ..Overrides::default()
+        };
+        let settings = Settings::merge(&overrides, Some("127.0.0.1:2".parse().unwrap()), from_file);
+        assert_eq!(settings.retention_days, 0);
+        assert_eq!(settings.listen.to_string(), "127.0.0.1:2");
+        assert_eq!(settings.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(settings.region, "eu-west-1");
+    }
+
+    #[test]
+    fn users_may_be_declared_and_unknown_keys_are_refused() {
+        let settings = file(
+            "[[users]]\naccount_id = '111122223333'\nuser_name = 'ci'\naccess_key_id = 'AKIAIOSFODNN7EXAMPLE'\nsecret_access_key = 'x'",
+        );
+        assert_eq!(settings.users.len(), 1);
+        assert!(toml::from_str::<FileSettings>("retention = 3").is_err());
+    }
+}
