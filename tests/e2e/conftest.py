@@ -1,0 +1,156 @@
+"""Fixtures that run the real `cairn` binary and point the real aws CLI and boto3 at it."""
+
+import json
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import time
+
+import boto3
+import botocore.config
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SAMPLES = ROOT.parent / "shared" / "data" / "cloudtrail-samples"
+BINARY = pathlib.Path(os.environ.get("CAIRN_BIN", ROOT / "target" / "debug" / "cairn"))
+
+
+class Cairn:
+    """One running `cairn serve` over its own data directory."""
+
+    def __init__(self, data_dir, extra_args=()):
+        self.data_dir = pathlib.Path(data_dir)
+        self.extra_args = list(extra_args)
+        self.process = None
+        self.endpoint = None
+        self.stdout_lines = []
+
+    def start(self, listen="127.0.0.1:0"):
+        self.log = open(self.data_dir.parent / f"{self.data_dir.name}-server.log", "ab")
+        self.process = subprocess.Popen(
+            [str(BINARY), "serve", "--data-dir", str(self.data_dir), "--listen", listen,
+             "--retention-days", "0", *self.extra_args],
+            stdout=subprocess.PIPE, stderr=self.log, env=clean_env(), cwd=self.data_dir.parent,
+        )
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            line = self.process.stdout.readline().decode()
+            if not line:
+                raise RuntimeError(f"cairn exited early with {self.process.wait()}")
+            self.stdout_lines.append(line)
+            match = re.search(r"listening on (http://\S+)", line)
+            if match:
+                self.endpoint = match.group(1)
+                # Keep draining stdout so the server never blocks on a full pipe.
+                for _ in range(3):
+                    self.stdout_lines.append(self.process.stdout.readline().decode())
+                return self
+        raise RuntimeError("cairn did not report its address in time")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=30)
+        self.process = None
+
+    def env(self):
+        env = clean_env()
+        env["AWS_SHARED_CREDENTIALS_FILE"] = str(self.data_dir / "credentials")
+        env["AWS_CONFIG_FILE"] = str(self.data_dir / "config")
+        return env
+
+    def credentials(self):
+        text = (self.data_dir / "credentials").read_text()
+        key = re.search(r"aws_access_key_id = (\S+)", text).group(1)
+        secret = re.search(r"aws_secret_access_key = (\S+)", text).group(1)
+        return key, secret
+
+    def client(self, validate=True, region="us-east-1", **kwargs):
+        key, secret = self.credentials()
+        config = botocore.config.Config(
+            parameter_validation=validate, retries={"max_attempts": 1, "mode": "standard"}
+        )
+        return boto3.client(
+            "cloudtrail", endpoint_url=self.endpoint, region_name=region,
+            aws_access_key_id=key, aws_secret_access_key=secret, config=config, **kwargs,
+        )
+
+    def aws(self, *args, check=True):
+        """Runs the real aws CLI with the credentials and config files Cairn wrote."""
+        result = subprocess.run(
+            ["aws", *args, "--output", "json"], env=self.env(), capture_output=True, text=True, timeout=120,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"aws {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def aws_json(self, *args):
+        return json.loads(self.aws(*args).stdout)
+
+    def import_files(self, *paths, check=True):
+        result = subprocess.run(
+            [str(BINARY), "import", "--data-dir", str(self.data_dir), "--retention-days", "0", "--json",
+             *map(str, paths)],
+            capture_output=True, text=True, env=clean_env(), timeout=600,
+        )
+        if check and result.returncode not in (0, 1):
+            raise AssertionError(result.stderr)
+        return result.returncode, json.loads(result.stdout)
+
+
+def clean_env():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    return env
+
+
+@pytest.fixture
+def cairn(tmp_path):
+    server = Cairn(tmp_path / "data").start()
+    yield server
+    server.stop()
+
+
+def lookup_all(client, **kwargs):
+    """Every event of a lookup, following NextToken by hand."""
+    events, token, pages = [], None, 0
+    while True:
+        request = dict(kwargs)
+        if token:
+            request["NextToken"] = token
+        page = client.lookup_events(**request)
+        pages += 1
+        events.extend(page["Events"])
+        token = page.get("NextToken")
+        if not token:
+            return events, pages
+
+
+def record(event_id, event_time, name="DescribeThing", source="example.amazonaws.com", user="alice",
+           key="AKIAEXAMPLE0000ALICE", read_only=True, resources=None, **extra):
+    body = {
+        "eventVersion": "1.11",
+        "userIdentity": {"type": "IAMUser", "principalId": "AIDAEXAMPLE", "arn": f"arn:aws:iam::111122223333:user/{user}",
+                         "accountId": "111122223333", "accessKeyId": key, "userName": user},
+        "eventTime": event_time,
+        "eventSource": source,
+        "eventName": name,
+        "awsRegion": "us-east-1",
+        "sourceIPAddress": "192.0.2.1",
+        "userAgent": "e2e",
+        "requestParameters": {"probe": event_id},
+        "responseElements": None,
+        "requestID": f"req-{event_id}",
+        "eventID": event_id,
+        "readOnly": read_only,
+        "eventType": "AwsApiCall",
+        "managementEvent": True,
+        "recipientAccountId": "111122223333",
+        "eventCategory": "Management",
+    }
+    if resources is not None:
+        body["resources"] = resources
+    body.update(extra)
+    return body
