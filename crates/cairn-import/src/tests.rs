@@ -81,7 +81,7 @@ fn importing_twice_adds_nothing() {
         "a.json",
         &serde_json::to_vec(&json!({"Records": [record("a", 1), record("b", 2)]})).unwrap(),
     );
-    assert_eq!(fixture.import(&[path.clone()])[0].imported, 2);
+    assert_eq!(fixture.import(std::slice::from_ref(&path))[0].imported, 2);
     let again = fixture.import(&[path]);
     assert_eq!(again[0].imported, 0);
     assert_eq!(again[0].skipped.get(DUPLICATE), Some(&2));

@@ -1,1 +1,275 @@
+//! In-process HTTP tests: the router driven with `tower::ServiceExt::oneshot`, signed the
+//! way SigV4 clients sign. Real clients against the real binary live in tests/e2e.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use cairn_auth::{CredentialStore, DeclaredUser, SecretAccessKey};
+use cairn_model::{FixedClock, IndexedEvent, LookupAttributeKey, RandomIds};
+use cairn_store::{
+    AppendOutcome, EventStore, HistoryView, LookupPage, LookupQuery, SqliteEventStore, StoreError,
+};
+use cairn_wire::sigv4::{self, SignatureClaim, SignedRequest};
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use super::*;
+
+const KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+const NOW: i64 = 1_800_000_000_000;
+const TARGET: &str = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.LookupEvents";
+
+/// A store whose appends can be made to fail, to prove calls fail closed.
+struct FlakyStore {
+    inner: SqliteEventStore,
+    failing: AtomicBool,
+}
+
+impl EventStore for FlakyStore {
+    fn append(&self, events: Vec<IndexedEvent>) -> Result<AppendOutcome, StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::WriterStopped);
+        }
+        self.inner.append(events)
+    }
+    fn lookup(&self, query: &LookupQuery) -> Result<LookupPage, StoreError> {
+        self.inner.lookup(query)
+    }
+    fn sweep_older_than(&self, cutoff: i64) -> Result<u64, StoreError> {
+        self.inner.sweep_older_than(cutoff)
+    }
+    fn count(&self) -> Result<u64, StoreError> {
+        self.inner.count()
+    }
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    store: Arc<FlakyStore>,
+    state: AppState,
+}
+
+fn harness(retention_days: u32) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let boot = cairn_auth::load_or_bootstrap(
+        dir.path(),
+        &[DeclaredUser {
+            account_id: "111122223333".into(),
+            user_name: "tester".into(),
+            access_key_id: KEY.into(),
+            secret_access_key: SecretAccessKey::new(SECRET),
+        }],
+        "us-east-1",
+        "http://localhost",
+    )
+    .unwrap();
+    let store = Arc::new(FlakyStore {
+        inner: SqliteEventStore::open(dir.path()).unwrap(),
+        failing: AtomicBool::new(false),
+    });
+    let state = AppState {
+        store: store.clone(),
+        credentials: Arc::new(CredentialStore::new(&boot.identities)),
+        clock: Arc::new(FixedClock::new(NOW)),
+        ids: Arc::new(RandomIds),
+        token_key: Arc::new(TokenKey::random()),
+        settings: Arc::new(ServerSettings {
+            default_region: "us-east-1".into(),
+            retention_days,
+        }),
+    };
+    Harness {
+        _dir: dir,
+        store,
+        state,
+    }
+}
+
+fn signed(body: &[u8]) -> Request<Body> {
+    let amz_date = chrono::DateTime::from_timestamp_millis(NOW)
+        .unwrap()
+        .format("%Y%m%dT%H%M%SZ")
+        .to_string();
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HeaderValue::from_static("localhost"));
+    headers.insert("x-amz-date", HeaderValue::from_str(&amz_date).unwrap());
+    headers.insert("x-amz-target", HeaderValue::from_static(TARGET));
+    let claim = SignatureClaim {
+        access_key_id: KEY.into(),
+        date: amz_date[..8].into(),
+        region: "eu-west-1".into(),
+        service: "cloudtrail".into(),
+        signed_headers: vec!["host".into(), "x-amz-date".into(), "x-amz-target".into()],
+        signature: String::new(),
+        amz_date: amz_date.clone(),
+        presigned_expires: None,
+        session_token: None,
+    };
+    let signature = sigv4::expected_signature(
+        &SignedRequest {
+            method: &Method::POST,
+            raw_path: "/",
+            raw_query: "",
+            headers: &headers,
+            body,
+        },
+        &claim,
+        SECRET,
+    )
+    .unwrap();
+    let mut request = Request::builder().method(Method::POST).uri("/");
+    for (name, value) in &headers {
+        request = request.header(name, value);
+    }
+    request
+        .header(
+            "authorization",
+            format!(
+                "AWS4-HMAC-SHA256 Credential={KEY}/{}/eu-west-1/cloudtrail/aws4_request, SignedHeaders=host;x-amz-date;x-amz-target, Signature={signature}",
+                &amz_date[..8]
+            ),
+        )
+        .body(Body::from(body.to_vec()))
+        .unwrap()
+}
+
+async fn call(state: &AppState, request: Request<Body>) -> (StatusCode, Value) {
+    let response = router(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    assert!(response.headers().contains_key("x-amzn-RequestId"));
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn recorded(store: &FlakyStore) -> Vec<Value> {
+    let mut query = LookupQuery::all(HistoryView::Management, 50);
+    query.attribute = Some(cairn_model::LookupAttribute {
+        key: LookupAttributeKey::EventSource,
+        value: "cloudtrail.amazonaws.com".into(),
+    });
+    store
+        .lookup(&query)
+        .unwrap()
+        .events
+        .into_iter()
+        .map(|stored| serde_json::from_str(&stored.event.record_json).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_served_call_is_recorded_with_the_callers_identity_and_region() {
+    let harness = harness(90);
+    let (status, body) = call(&harness.state, signed(b"{\"MaxResults\": 3}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["Events"], json!([]));
+    let records = recorded(&harness.store);
+    assert_eq!(records.len(), 1);
+    let record = &records[0];
+    assert_eq!(record["eventName"], "LookupEvents");
+    assert_eq!(record["awsRegion"], "eu-west-1");
+    assert_eq!(
+        record["userIdentity"]["arn"],
+        "arn:aws:iam::111122223333:user/tester"
+    );
+    assert_eq!(record["requestParameters"], json!({"maxResults": 3}));
+    assert_eq!(record["eventTime"], "2027-01-15T08:00:00Z");
+    assert!(record.get("errorCode").is_none());
+}
+
+#[tokio::test]
+async fn a_call_that_cannot_be_recorded_fails_closed() {
+    let harness = harness(90);
+    harness.store.failing.store(true, Ordering::SeqCst);
+    let (status, body) = call(&harness.state, signed(b"{}")).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body["__type"], "InternalFailure");
+    assert!(
+        !body["message"].as_str().unwrap().contains("writer"),
+        "internal detail leaked: {body}"
+    );
+}
+
+#[tokio::test]
+async fn unsigned_and_oversized_calls_are_refused_and_recorded() {
+    let harness = harness(90);
+    let unsigned = Request::builder()
+        .method(Method::POST)
+        .uri("/")
+        .header("x-amz-target", TARGET)
+        .body(Body::from("{}"))
+        .unwrap();
+    let (status, body) = call(&harness.state, unsigned).await;
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            Some("MissingAuthenticationTokenException")
+        )
+    );
+    let oversized = Request::builder()
+        .method(Method::POST)
+        .uri("/")
+        .header("x-amz-target", TARGET)
+        .body(Body::from(vec![b' '; MAX_REQUEST_BODY_BYTES + 1]))
+        .unwrap();
+    let (status, body) = call(&harness.state, oversized).await;
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Some("RequestEntityTooLargeException")
+        )
+    );
+    let codes: Vec<Value> = recorded(&harness.store)
+        .iter()
+        .map(|r| r["errorCode"].clone())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            json!("RequestEntityTooLargeException"),
+            json!("MissingAuthenticationTokenException")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn expired_events_are_hidden_before_the_sweep_and_removed_by_it() {
+    let harness = harness(1);
+    let old = cairn_store::conformance::sample_event(
+        "old",
+        NOW / 1000 - 2 * 86_400,
+        "DescribeKey",
+        "a",
+        "AKIA1",
+    );
+    let fresh = cairn_store::conformance::sample_event(
+        "fresh",
+        NOW / 1000 - 3_600,
+        "DescribeKey",
+        "a",
+        "AKIA1",
+    );
+    harness.store.append(vec![old, fresh]).unwrap();
+    let request = signed(
+        br#"{"LookupAttributes":[{"AttributeKey":"EventName","AttributeValue":"DescribeKey"}]}"#,
+    );
+    let (_, body) = call(&harness.state, request).await;
+    let ids: Vec<&str> = body["Events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["EventId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["fresh"]);
+    let cutoff = harness.state.retention_cutoff_millis().unwrap();
+    assert_eq!(harness.store.sweep_older_than(cutoff).unwrap(), 1);
+}

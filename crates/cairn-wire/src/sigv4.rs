@@ -330,7 +330,9 @@ fn parse_amz_date(text: &str) -> Result<DateTime<Utc>, SignatureError> {
         })
 }
 
-fn expected_signature(
+/// The signature `claim` should carry for `request` under `secret`. Verification uses it;
+/// so do tests and tools that need to sign a request the way SigV4 clients do.
+pub fn expected_signature(
     request: &SignedRequest<'_>,
     claim: &SignatureClaim,
     secret: &str,

@@ -1,0 +1,303 @@
+//! `cairn-bench`: the measuring side of BENCHMARKS.md. `generate` writes trail-shaped
+//! `.json.gz` files made from real CloudTrail records; `lookup` times LookupEvents over a
+//! data directory in-process (the store) and over HTTP (a running `cairn serve`), and reports
+//! bytes on disk per event. `scripts/bench` runs them all in one go.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use cairn_model::{LookupAttribute, LookupAttributeKey};
+use cairn_store::{EventStore, HistoryView, LookupQuery, SqliteEventStore};
+use cairn_wire::sigv4::{self, SignatureClaim, SignedRequest};
+use clap::{Parser, Subcommand};
+use flate2::write::GzEncoder;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Writes `files` gzipped log files of `per_file` records each, in a trail's layout.
+    Generate {
+        #[arg(long)]
+        samples: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        files: usize,
+        #[arg(long, default_value_t = 1000)]
+        per_file: usize,
+    },
+    /// Times selective lookups in-process and, with --endpoint, over HTTP.
+    Lookup {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 2000)]
+        iterations: usize,
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
+}
+
+const USERS: usize = 1000;
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Generate {
+            samples,
+            out,
+            files,
+            per_file,
+        } => generate(&samples, &out, files, per_file),
+        Command::Lookup {
+            data_dir,
+            iterations,
+            endpoint,
+        } => lookup(&data_dir, iterations, endpoint.as_deref()),
+    }
+}
+
+fn load_templates(samples: &Path) -> anyhow::Result<Vec<Value>> {
+    let mut templates = Vec::new();
+    for entry in std::fs::read_dir(samples)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|ext| ext == "json") {
+            let records: Vec<Value> = serde_json::from_slice(&std::fs::read(&path)?)?;
+            templates.extend(records);
+        }
+    }
+    if templates.is_empty() {
+        bail!("no sample records in {}", samples.display());
+    }
+    Ok(templates)
+}
+
+fn generate(samples: &Path, out: &Path, files: usize, per_file: usize) -> anyhow::Result<()> {
+    let templates = load_templates(samples)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let start = chrono::DateTime::parse_from_rfc3339("2026-09-01T00:00:00Z")?.timestamp();
+    let span = 80 * 86_400;
+    let mut bytes = 0u64;
+    for file in 0..files {
+        let file_start = start + (span as usize * file / files) as i64;
+        let mut records = Vec::with_capacity(per_file);
+        for n in 0..per_file {
+            let mut record = templates[rng.random_range(0..templates.len())].clone();
+            let user = rng.random_range(0..USERS);
+            let when = file_start + (n as i64 * span / (files * per_file) as i64);
+            record["eventID"] = json!(format!("{:08x}-0000-4000-8000-{:012x}", file, n));
+            record["eventTime"] = json!(cairn_model::format_event_time(when * 1000));
+            record["awsRegion"] = json!("us-east-1");
+            if let Some(identity) = record
+                .get_mut("userIdentity")
+                .and_then(Value::as_object_mut)
+            {
+                identity.insert("userName".into(), json!(format!("user-{user:04}")));
+                identity.insert("accessKeyId".into(), json!(format!("AKIABENCH{user:011}")));
+                identity.insert("type".into(), json!("IAMUser"));
+            }
+            records.push(record);
+        }
+        let dir = out.join("AWSLogs/111122223333/CloudTrail/us-east-1/2026/09/01");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!(
+            "111122223333_CloudTrail_us-east-1_20260901T0000Z_{file:016}.json.gz"
+        ));
+        let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::default());
+        serde_json::to_writer(&mut encoder, &json!({ "Records": records }))?;
+        let compressed = encoder.finish()?;
+        bytes += compressed.len() as u64;
+        std::fs::write(&path, compressed)?;
+    }
+    println!(
+        "generated {} records in {files} files, {bytes} bytes gzipped",
+        files * per_file
+    );
+    Ok(())
+}
+
+fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * fraction).round() as usize]
+}
+
+fn report(label: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    println!(
+        "{label}: n={} p50={:.3} ms p99={:.3} ms max={:.3} ms",
+        samples.len(),
+        percentile(&samples, 0.50).as_secs_f64() * 1e3,
+        percentile(&samples, 0.99).as_secs_f64() * 1e3,
+        samples.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+    );
+}
+
+fn lookup(data_dir: &Path, iterations: usize, endpoint: Option<&str>) -> anyhow::Result<()> {
+    let store = SqliteEventStore::open(data_dir)?;
+    store.checkpoint()?;
+    let count = store.count()?;
+    let bytes = store.disk_bytes()?;
+    println!(
+        "store: {count} events, {bytes} bytes on disk, {:.0} bytes/event",
+        bytes as f64 / count.max(1) as f64
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let attributes: Vec<LookupAttribute> = (0..iterations)
+        .map(|_| LookupAttribute {
+            key: LookupAttributeKey::Username,
+            value: format!("user-{:04}", rng.random_range(0..USERS)),
+        })
+        .collect();
+    // Warm the page cache the way a long-running server would be warm.
+    for attribute in attributes.iter().take(200) {
+        run_store_lookup(&store, attribute)?;
+    }
+    let mut in_process = Vec::with_capacity(iterations);
+    let mut returned = 0usize;
+    for attribute in &attributes {
+        let started = Instant::now();
+        returned += run_store_lookup(&store, attribute)?;
+        in_process.push(started.elapsed());
+    }
+    println!(
+        "in-process lookups returned {:.1} events per page on average",
+        returned as f64 / iterations as f64
+    );
+    report(
+        "LookupEvents in-process (Username, MaxResults 50, first page)",
+        in_process,
+    );
+    if let Some(endpoint) = endpoint {
+        let mut client = HttpClient::connect(endpoint)?;
+        for attribute in attributes.iter().take(200) {
+            client.lookup(attribute)?;
+        }
+        let mut over_http = Vec::with_capacity(iterations);
+        for attribute in &attributes {
+            let started = Instant::now();
+            client.lookup(attribute)?;
+            over_http.push(started.elapsed());
+        }
+        report(
+            "LookupEvents over HTTP (same lookups, SigV4, durable self-record)",
+            over_http,
+        );
+    }
+    Ok(())
+}
+
+fn run_store_lookup(
+    store: &SqliteEventStore,
+    attribute: &LookupAttribute,
+) -> anyhow::Result<usize> {
+    let mut query = LookupQuery::all(HistoryView::Management, 50);
+    query.attribute = Some(attribute.clone());
+    let page = store.lookup(&query)?;
+    // Include what the API does with a page: build the wire response.
+    let events: Vec<cairn_wire::cloudtrail::EventOut> = page
+        .events
+        .iter()
+        .map(|stored| (&stored.event).into())
+        .collect();
+    let body = serde_json::to_vec(&events)?;
+    std::hint::black_box(body);
+    Ok(events.len())
+}
+
+/// A keep-alive HTTP/1.1 client that signs LookupEvents calls with the data directory's
+/// credentials file, so that client overhead stays out of the figure.
+struct HttpClient {
+    stream: BufReader<TcpStream>,
+    host: String,
+    key: String,
+    secret: String,
+}
+
+impl HttpClient {
+    fn connect(endpoint: &str) -> anyhow::Result<Self> {
+        let host = endpoint
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let stream = TcpStream::connect(&host).with_context(|| format!("connect {host}"))?;
+        stream.set_nodelay(true)?;
+        let key =
+            std::env::var("CAIRN_BENCH_ACCESS_KEY_ID").context("CAIRN_BENCH_ACCESS_KEY_ID")?;
+        let secret = std::env::var("CAIRN_BENCH_SECRET_ACCESS_KEY")
+            .context("CAIRN_BENCH_SECRET_ACCESS_KEY")?;
+        Ok(Self {
+            stream: BufReader::new(stream),
+            host,
+            key,
+            secret,
+        })
+    }
+
+    fn lookup(&mut self, attribute: &LookupAttribute) -> anyhow::Result<()> {
+        let body = serde_json::to_vec(
+            &json!({"LookupAttributes": [{"AttributeKey": attribute.key.as_str(), "AttributeValue": attribute.value}]}),
+        )?;
+        let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+        let target = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.LookupEvents";
+        let mut headers = http::HeaderMap::new();
+        headers.insert("host", self.host.parse()?);
+        headers.insert("x-amz-date", amz_date.parse()?);
+        headers.insert("x-amz-target", target.parse()?);
+        let claim = SignatureClaim {
+            access_key_id: self.key.clone(),
+            date: amz_date[..8].to_owned(),
+            region: "us-east-1".into(),
+            service: "cloudtrail".into(),
+            signed_headers: vec!["host".into(), "x-amz-date".into(), "x-amz-target".into()],
+            signature: String::new(),
+            amz_date: amz_date.clone(),
+            presigned_expires: None,
+            session_token: None,
+        };
+        let signature = sigv4::expected_signature(
+            &SignedRequest {
+                method: &http::Method::POST,
+                raw_path: "/",
+                raw_query: "",
+                headers: &headers,
+                body: &body,
+            },
+            &claim,
+            &self.secret,
+        )
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+        let request = format!(
+            "POST / HTTP/1.1\r\nhost: {}\r\nx-amz-date: {amz_date}\r\nx-amz-target: {target}\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\nauthorization: AWS4-HMAC-SHA256 Credential={}/{}/us-east-1/cloudtrail/aws4_request, SignedHeaders=host;x-amz-date;x-amz-target, Signature={signature}\r\n\r\n",
+            self.host, body.len(), self.key, &amz_date[..8]
+        );
+        let stream = self.stream.get_mut();
+        stream.write_all(request.as_bytes())?;
+        stream.write_all(&body)?;
+        let mut status = String::new();
+        self.stream.read_line(&mut status)?;
+        if !status.contains(" 200 ") {
+            bail!("unexpected response: {status}");
+        }
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            self.stream.read_line(&mut line)?;
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = value.trim().parse()?;
+            }
+        }
+        let mut response = vec![0u8; length];
+        self.stream.read_exact(&mut response)?;
+        Ok(())
+    }
+}
