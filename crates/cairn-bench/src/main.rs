@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use cairn_model::{LookupAttribute, LookupAttributeKey};
 use cairn_store::{EventStore, HistoryView, LookupQuery, SqliteEventStore};
-use cairn_wire::sigv4::{self, SignatureClaim, SignedRequest};
+use cairn_wire::sigv4::{self, SignedRequest};
 use clap::{Parser, Subcommand};
 use flate2::write::GzEncoder;
 use rand::{Rng, SeedableRng};
@@ -250,18 +250,7 @@ impl HttpClient {
         headers.insert("host", self.host.parse()?);
         headers.insert("x-amz-date", amz_date.parse()?);
         headers.insert("x-amz-target", target.parse()?);
-        let claim = SignatureClaim {
-            access_key_id: self.key.clone(),
-            date: amz_date[..8].to_owned(),
-            region: "us-east-1".into(),
-            service: "cloudtrail".into(),
-            signed_headers: vec!["host".into(), "x-amz-date".into(), "x-amz-target".into()],
-            signature: String::new(),
-            amz_date: amz_date.clone(),
-            presigned_expires: None,
-            session_token: None,
-        };
-        let signature = sigv4::expected_signature(
+        let authorization = sigv4::authorization_header(
             &SignedRequest {
                 method: &http::Method::POST,
                 raw_path: "/",
@@ -269,13 +258,17 @@ impl HttpClient {
                 headers: &headers,
                 body: &body,
             },
-            &claim,
+            &self.key,
             &self.secret,
+            "us-east-1",
+            "cloudtrail",
+            &["host", "x-amz-date", "x-amz-target"],
         )
         .map_err(|error| anyhow::anyhow!("{error}"))?;
         let request = format!(
-            "POST / HTTP/1.1\r\nhost: {}\r\nx-amz-date: {amz_date}\r\nx-amz-target: {target}\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\nauthorization: AWS4-HMAC-SHA256 Credential={}/{}/us-east-1/cloudtrail/aws4_request, SignedHeaders=host;x-amz-date;x-amz-target, Signature={signature}\r\n\r\n",
-            self.host, body.len(), self.key, &amz_date[..8]
+            "POST / HTTP/1.1\r\nhost: {}\r\nx-amz-date: {amz_date}\r\nx-amz-target: {target}\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\nauthorization: {authorization}\r\n\r\n",
+            self.host,
+            body.len()
         );
         let stream = self.stream.get_mut();
         stream.write_all(request.as_bytes())?;

@@ -10,7 +10,7 @@ use cairn_model::{FixedClock, IndexedEvent, LookupAttributeKey, RandomIds};
 use cairn_store::{
     AppendOutcome, EventStore, HistoryView, LookupPage, LookupQuery, SqliteEventStore, StoreError,
 };
-use cairn_wire::sigv4::{self, SignatureClaim, SignedRequest};
+use cairn_wire::sigv4::{self, SignedRequest};
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -97,18 +97,7 @@ fn signed(body: &[u8]) -> Request<Body> {
     headers.insert("host", HeaderValue::from_static("localhost"));
     headers.insert("x-amz-date", HeaderValue::from_str(&amz_date).unwrap());
     headers.insert("x-amz-target", HeaderValue::from_static(TARGET));
-    let claim = SignatureClaim {
-        access_key_id: KEY.into(),
-        date: amz_date[..8].into(),
-        region: "eu-west-1".into(),
-        service: "cloudtrail".into(),
-        signed_headers: vec!["host".into(), "x-amz-date".into(), "x-amz-target".into()],
-        signature: String::new(),
-        amz_date: amz_date.clone(),
-        presigned_expires: None,
-        session_token: None,
-    };
-    let signature = sigv4::expected_signature(
+    let authorization = sigv4::authorization_header(
         &SignedRequest {
             method: &Method::POST,
             raw_path: "/",
@@ -116,8 +105,11 @@ fn signed(body: &[u8]) -> Request<Body> {
             headers: &headers,
             body,
         },
-        &claim,
+        KEY,
         SECRET,
+        "eu-west-1",
+        "cloudtrail",
+        &["host", "x-amz-date", "x-amz-target"],
     )
     .unwrap();
     let mut request = Request::builder().method(Method::POST).uri("/");
@@ -125,13 +117,7 @@ fn signed(body: &[u8]) -> Request<Body> {
         request = request.header(name, value);
     }
     request
-        .header(
-            "authorization",
-            format!(
-                "AWS4-HMAC-SHA256 Credential={KEY}/{}/eu-west-1/cloudtrail/aws4_request, SignedHeaders=host;x-amz-date;x-amz-target, Signature={signature}",
-                &amz_date[..8]
-            ),
-        )
+        .header("authorization", authorization)
         .body(Body::from(body.to_vec()))
         .unwrap()
 }
