@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 use cairn_model::{CloudTrailRecord, IndexedEvent};
 use cairn_store::{EventStore, StoreError};
-use serde_json::Value;
 
 pub use reader::{RecordSource, IN_MEMORY_LIMIT};
 
@@ -152,44 +151,21 @@ pub fn import_files(
     options: &ImportOptions,
     progress: &dyn Progress,
 ) -> Result<Vec<FileReport>, ImportError> {
-    let (batches, received) = crossbeam_channel::bounded::<(usize, Vec<IndexedEvent>)>(8);
-    // Appends run on their own thread so that parsing the next batch overlaps with writing
-    // (and fsyncing) the last one. Batches waiting in the channel are appended together, so
-    // a directory of small files does not pay one fsync per file.
-    let target_batch = options.batch_size;
-    let appender = std::thread::spawn(move || -> Result<Vec<(usize, u64, u64)>, StoreError> {
-        let mut counts = Vec::new();
-        while let Ok(first) = received.recv() {
-            let mut group = vec![first];
-            let mut pending: usize = group[0].1.len();
-            while pending < target_batch {
-                match received.try_recv() {
-                    Ok(more) => {
-                        pending += more.1.len();
-                        group.push(more);
-                    }
-                    Err(_) => break,
-                }
-            }
-            let sizes: Vec<(usize, usize)> = group
-                .iter()
-                .map(|(file, batch)| (*file, batch.len()))
-                .collect();
-            let events: Vec<IndexedEvent> =
-                group.into_iter().flat_map(|(_, batch)| batch).collect();
-            let outcome = store.append(events)?;
-            let mut flags = outcome.inserted.into_iter();
-            for (file_index, size) in sizes {
-                let inserted = flags
-                    .by_ref()
-                    .take(size)
-                    .filter(|inserted| *inserted)
-                    .count() as u64;
-                counts.push((file_index, inserted, size as u64 - inserted));
-            }
-        }
-        Ok(counts)
-    });
+    let (batches, received) = crossbeam_channel::bounded::<Batch>(8);
+    // Appends run on their own thread so that parsing overlaps with writing. One thread, so
+    // that when two files hold the same event the report credits the first file, always
+    // (two appenders measured no faster: the store's single writer is the limit). Batches
+    // waiting in the channel are appended together, so a directory of small files does not
+    // pay one fsync per file.
+    let target_batch = options.batch_size * 16;
+    let appenders: Vec<_> = (0..APPENDER_THREADS)
+        .map(|_| {
+            let received = received.clone();
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || append_batches(store.as_ref(), &received, target_batch))
+        })
+        .collect();
+    drop(received);
     let mut reports = Vec::with_capacity(files.len());
     let mut send_failed = false;
     for (file_index, path) in files.iter().enumerate() {
@@ -214,9 +190,13 @@ pub fn import_files(
         }
     }
     drop(batches);
-    let counts = appender
-        .join()
-        .map_err(|_| StoreError::Corrupt("the import appender panicked".into()))??;
+    let mut counts = Vec::new();
+    for appender in appenders {
+        let appended = appender
+            .join()
+            .map_err(|_| StoreError::Corrupt("an import appender panicked".into()))??;
+        counts.extend(appended);
+    }
     for (file_index, inserted, duplicates) in counts {
         let report = &mut reports[file_index];
         report.imported += inserted;
@@ -225,6 +205,49 @@ pub fn import_files(
         }
     }
     Ok(reports)
+}
+
+const APPENDER_THREADS: usize = 1;
+
+type Batch = (usize, Vec<IndexedEvent>);
+
+/// Appends batches as they arrive, several at a time; returns (file, inserted, duplicates)
+/// for each batch.
+fn append_batches(
+    store: &dyn EventStore,
+    received: &crossbeam_channel::Receiver<Batch>,
+    target_batch: usize,
+) -> Result<Vec<(usize, u64, u64)>, StoreError> {
+    let mut counts = Vec::new();
+    while let Ok(first) = received.recv() {
+        let mut group = vec![first];
+        let mut pending: usize = group[0].1.len();
+        while pending < target_batch {
+            match received.try_recv() {
+                Ok(more) => {
+                    pending += more.1.len();
+                    group.push(more);
+                }
+                Err(_) => break,
+            }
+        }
+        let sizes: Vec<(usize, usize)> = group
+            .iter()
+            .map(|(file, batch)| (*file, batch.len()))
+            .collect();
+        let events: Vec<IndexedEvent> = group.into_iter().flat_map(|(_, batch)| batch).collect();
+        let outcome = store.append(events)?;
+        let mut flags = outcome.inserted.into_iter();
+        for (file_index, size) in sizes {
+            let inserted = flags
+                .by_ref()
+                .take(size)
+                .filter(|inserted| *inserted)
+                .count() as u64;
+            counts.push((file_index, inserted, size as u64 - inserted));
+        }
+    }
+    Ok(counts)
 }
 
 /// Parses one file and hands its valid records on in batches. Returns the file-level error
@@ -243,9 +266,9 @@ fn import_one_file(
         progress,
     )?;
     let mut batch = Vec::with_capacity(options.batch_size);
-    let convert = |value: Value, report: &mut FileReport| {
+    let convert = |json: &[u8], report: &mut FileReport| {
         report.records += 1;
-        match to_indexed_event(value, options.retention_cutoff_millis) {
+        match to_indexed_event(json, options.retention_cutoff_millis) {
             Ok(event) => Some(event),
             Err(reason) => {
                 *report.skipped.entry(reason).or_default() += 1;
@@ -258,8 +281,8 @@ fn import_one_file(
             // Parse everything before sending anything: a syntax error anywhere in the file
             // must leave the store unchanged.
             let mut events = Vec::new();
-            reader::for_each_record(content.as_slice(), |value| {
-                events.extend(convert(value, report));
+            reader::for_each_record_in(&content, |json| {
+                events.extend(convert(json, report));
             })?;
             for chunk in events.chunks(options.batch_size) {
                 send(chunk.to_vec());
@@ -268,8 +291,8 @@ fn import_one_file(
         RecordSource::Streaming => {
             reader::check_well_formed(path, options.max_decompressed_bytes)?;
             let reader = reader::open_decompressed(path, options.max_decompressed_bytes, progress)?;
-            reader::for_each_record(reader, |value| {
-                if let Some(event) = convert(value, report) {
+            reader::for_each_record(reader, |json| {
+                if let Some(event) = convert(json, report) {
                     batch.push(event);
                     if batch.len() >= options.batch_size {
                         send(std::mem::take(&mut batch));
@@ -284,8 +307,8 @@ fn import_one_file(
     Ok(())
 }
 
-fn to_indexed_event(value: Value, retention_cutoff: Option<i64>) -> Result<IndexedEvent, String> {
-    let record = CloudTrailRecord::from_value(value).map_err(|error| error.to_string())?;
+fn to_indexed_event(json: &[u8], retention_cutoff: Option<i64>) -> Result<IndexedEvent, String> {
+    let record = CloudTrailRecord::from_json(json).map_err(|error| error.to_string())?;
     let event = IndexedEvent::from_record(&record).map_err(|error| error.to_string())?;
     if let Some(cutoff) = retention_cutoff {
         if event.event_time_millis < cutoff {

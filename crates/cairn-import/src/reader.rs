@@ -7,7 +7,7 @@ use std::path::Path;
 
 use flate2::read::MultiGzDecoder;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::Progress;
 
@@ -145,13 +145,30 @@ impl<R: Read> Read for BoundedReader<R> {
 
 /// Whether the file is a whole, well-formed log, without keeping any record.
 pub fn check_well_formed(path: &Path, max_decompressed: u64) -> Result<(), String> {
-    let reader = open_decompressed(path, max_decompressed, &crate::NoProgress)?;
-    for_each_element::<IgnoredAny, _>(reader, |_| {})
+    let mut reader = open_decompressed(path, max_decompressed, &crate::NoProgress)?;
+    let layout = detect_layout(reader.fill_buf().map_err(read_error)?);
+    for_each_element::<IgnoredAny, _>(
+        serde_json::Deserializer::from_reader(reader),
+        layout,
+        |_| {},
+    )
 }
 
-/// Calls `each` with every record of a log held in `reader`.
-pub fn for_each_record<R: BufRead>(reader: R, each: impl FnMut(Value)) -> Result<(), String> {
-    for_each_element::<Value, _>(reader, each)
+/// Calls `each` with the JSON text of every record of a log held in `reader`.
+pub fn for_each_record<R: BufRead>(
+    mut reader: R,
+    mut each: impl FnMut(&[u8]),
+) -> Result<(), String> {
+    let layout = detect_layout(reader.fill_buf().map_err(read_error)?);
+    let deserializer = serde_json::Deserializer::from_reader(reader);
+    for_each_element::<Box<RawValue>, _>(deserializer, layout, |raw| each(raw.get().as_bytes()))
+}
+
+/// The same for a log already in memory; records are borrowed, never copied.
+pub fn for_each_record_in(content: &[u8], mut each: impl FnMut(&[u8])) -> Result<(), String> {
+    let layout = detect_layout(content);
+    let deserializer = serde_json::Deserializer::from_slice(content);
+    for_each_element::<&RawValue, _>(deserializer, layout, |raw| each(raw.get().as_bytes()))
 }
 
 enum Layout {
@@ -164,17 +181,16 @@ enum Layout {
     Empty,
 }
 
-fn detect_layout<R: BufRead>(reader: &mut R) -> Result<Layout, String> {
-    let prefix = reader.fill_buf().map_err(read_error)?;
+fn detect_layout(prefix: &[u8]) -> Layout {
     let text = skip_whitespace(prefix);
-    Ok(match text.first() {
+    match text.first() {
         None => Layout::Empty,
         Some(b'[') => Layout::BareArray,
         Some(b'{') if skip_whitespace(&text[1..]).starts_with(b"\"Records\"") => {
             Layout::RecordsObject
         }
         Some(_) => Layout::Concatenated,
-    })
+    }
 }
 
 fn skip_whitespace(bytes: &[u8]) -> &[u8] {
@@ -185,30 +201,32 @@ fn skip_whitespace(bytes: &[u8]) -> &[u8] {
     &bytes[start..]
 }
 
-fn for_each_element<T, R>(mut reader: R, mut each: impl FnMut(T)) -> Result<(), String>
+fn for_each_element<'de, T, R>(
+    mut deserializer: serde_json::Deserializer<R>,
+    layout: Layout,
+    mut each: impl FnMut(T),
+) -> Result<(), String>
 where
-    T: for<'de> de::Deserialize<'de>,
-    R: BufRead,
+    T: de::Deserialize<'de>,
+    R: serde_json::de::Read<'de>,
 {
-    let layout = detect_layout(&mut reader)?;
-    let syntax = describe_syntax_error;
     match layout {
         Layout::Empty => Ok(()),
         Layout::Concatenated => {
-            for element in serde_json::Deserializer::from_reader(reader).into_iter::<T>() {
-                each(element.map_err(syntax)?);
+            for element in deserializer.into_iter::<T>() {
+                each(element.map_err(describe_syntax_error)?);
             }
             Ok(())
         }
         Layout::BareArray | Layout::RecordsObject => {
-            let mut deserializer = serde_json::Deserializer::from_reader(reader);
             let seed = ElementsSeed {
                 each: &mut each,
                 wrapped: matches!(layout, Layout::RecordsObject),
                 element: std::marker::PhantomData,
             };
-            seed.deserialize(&mut deserializer).map_err(syntax)?;
-            deserializer.end().map_err(syntax)
+            seed.deserialize(&mut deserializer)
+                .map_err(describe_syntax_error)?;
+            deserializer.end().map_err(describe_syntax_error)
         }
     }
 }

@@ -3,7 +3,7 @@ use std::io::Write;
 use cairn_model::LookupAttributeKey;
 use cairn_store::{HistoryView, LookupQuery, SqliteEventStore};
 use flate2::write::GzEncoder;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::*;
 

@@ -547,9 +547,25 @@ impl CloudTrailRecord {
     /// Parses one record and checks what the event history cannot do without: a parseable
     /// `eventTime`, and `eventSource` + `eventName` (or `insightDetails` for Insights).
     pub fn from_json(bytes: &[u8]) -> Result<Self, RecordError> {
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|error| RecordError::NotAnObject(error.to_string()))?;
-        Self::from_value(value)
+        let first = bytes.iter().find(|byte| !byte.is_ascii_whitespace());
+        if first != Some(&b'{') {
+            // Parse anyway, for a precise message about what was found instead.
+            let value: Value = serde_json::from_slice(bytes)
+                .map_err(|error| RecordError::NotAnObject(error.to_string()))?;
+            return Self::from_value(value);
+        }
+        let record: CloudTrailRecord = serde_json::from_slice(bytes).map_err(|error| {
+            if error.is_syntax() || error.is_eof() {
+                RecordError::NotAnObject(error.to_string())
+            } else {
+                RecordError::WrongType {
+                    field: field_named_in(&error.to_string()),
+                    detail: error.to_string(),
+                }
+            }
+        })?;
+        record.validate()?;
+        Ok(record)
     }
 
     pub fn from_value(value: Value) -> Result<Self, RecordError> {
@@ -705,6 +721,24 @@ mod tests {
         assert_eq!(record.other.get("@timestamp"), Some(&json!("vendor field")));
         let output: Value = serde_json::from_str(&record.to_json()).unwrap();
         assert_eq!(output, input);
+    }
+
+    #[test]
+    fn from_json_agrees_with_from_value() {
+        let input = sample();
+        let bytes = serde_json::to_vec(&input).unwrap();
+        assert_eq!(
+            CloudTrailRecord::from_json(&bytes).unwrap(),
+            CloudTrailRecord::from_value(input).unwrap()
+        );
+        assert!(matches!(
+            CloudTrailRecord::from_json(b"[1]"),
+            Err(RecordError::NotAnObject(_))
+        ));
+        assert!(matches!(
+            CloudTrailRecord::from_json(br#"{"eventTime": 5}"#),
+            Err(RecordError::WrongType { .. })
+        ));
     }
 
     #[test]
