@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cairn_model::{CloudTrailRecord, IndexedEvent};
-use cairn_store::{EventStore, StoreError};
+use cairn_model::IndexedEvent;
+use cairn_store::{EventStore, PendingAppend, StoreError};
 
 pub use reader::{RecordSource, IN_MEMORY_LIMIT};
 
@@ -158,6 +158,7 @@ pub fn import_files(
     // waiting in the channel are appended together, so a directory of small files does not
     // pay one fsync per file.
     let target_batch = options.batch_size * 16;
+    let store_for_flush = Arc::clone(&store);
     let appenders: Vec<_> = (0..APPENDER_THREADS)
         .map(|_| {
             let received = received.clone();
@@ -197,6 +198,8 @@ pub fn import_files(
             .map_err(|_| StoreError::Corrupt("an import appender panicked".into()))??;
         counts.extend(appended);
     }
+    // Nothing is reported imported before it is durable.
+    store_for_flush.flush()?;
     for (file_index, inserted, duplicates) in counts {
         let report = &mut reports[file_index];
         report.imported += inserted;
@@ -211,14 +214,32 @@ const APPENDER_THREADS: usize = 1;
 
 type Batch = (usize, Vec<IndexedEvent>);
 
-/// Appends batches as they arrive, several at a time; returns (file, inserted, duplicates)
-/// for each batch.
+/// Appends batches as they arrive, several at a time, keeping [`IN_FLIGHT`] groups handed
+/// to the store so that preparing one (the store compresses records on this thread) overlaps
+/// with writing the previous one. Returns (file, inserted, duplicates) for each batch.
 fn append_batches(
     store: &dyn EventStore,
     received: &crossbeam_channel::Receiver<Batch>,
     target_batch: usize,
 ) -> Result<Vec<(usize, u64, u64)>, StoreError> {
     let mut counts = Vec::new();
+    let mut in_flight: std::collections::VecDeque<(Vec<(usize, usize)>, PendingAppend)> =
+        std::collections::VecDeque::new();
+    let settle = |sizes: Vec<(usize, usize)>,
+                  pending: PendingAppend,
+                  counts: &mut Vec<(usize, u64, u64)>| {
+        let outcome = pending.wait()?;
+        let mut flags = outcome.inserted.into_iter();
+        for (file_index, size) in sizes {
+            let inserted = flags
+                .by_ref()
+                .take(size)
+                .filter(|inserted| *inserted)
+                .count() as u64;
+            counts.push((file_index, inserted, size as u64 - inserted));
+        }
+        Ok::<(), StoreError>(())
+    };
     while let Ok(first) = received.recv() {
         let mut group = vec![first];
         let mut pending: usize = group[0].1.len();
@@ -236,19 +257,20 @@ fn append_batches(
             .map(|(file, batch)| (*file, batch.len()))
             .collect();
         let events: Vec<IndexedEvent> = group.into_iter().flat_map(|(_, batch)| batch).collect();
-        let outcome = store.append(events)?;
-        let mut flags = outcome.inserted.into_iter();
-        for (file_index, size) in sizes {
-            let inserted = flags
-                .by_ref()
-                .take(size)
-                .filter(|inserted| *inserted)
-                .count() as u64;
-            counts.push((file_index, inserted, size as u64 - inserted));
+        in_flight.push_back((sizes, store.submit(events)?));
+        if in_flight.len() >= IN_FLIGHT {
+            if let Some((sizes, pending)) = in_flight.pop_front() {
+                settle(sizes, pending, &mut counts)?;
+            }
         }
+    }
+    while let Some((sizes, pending)) = in_flight.pop_front() {
+        settle(sizes, pending, &mut counts)?;
     }
     Ok(counts)
 }
+
+const IN_FLIGHT: usize = 2;
 
 /// Parses one file and hands its valid records on in batches. Returns the file-level error
 /// when the file is not well-formed; in that case no batch was handed on.
@@ -307,9 +329,11 @@ fn import_one_file(
     Ok(())
 }
 
+/// The record is kept as the exact text the file holds (every field, in its order); only the
+/// indexed fields are read out of it.
 fn to_indexed_event(json: &[u8], retention_cutoff: Option<i64>) -> Result<IndexedEvent, String> {
-    let record = CloudTrailRecord::from_json(json).map_err(|error| error.to_string())?;
-    let event = IndexedEvent::from_record(&record).map_err(|error| error.to_string())?;
+    let text = std::str::from_utf8(json).map_err(|error| format!("not UTF-8 text: {error}"))?;
+    let event = IndexedEvent::from_json_text(text.to_owned()).map_err(|error| error.to_string())?;
     if let Some(cutoff) = retention_cutoff {
         if event.event_time_millis < cutoff {
             return Err("older than the retention window".to_owned());

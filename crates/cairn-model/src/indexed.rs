@@ -75,8 +75,14 @@ pub struct IndexedEvent {
 
 impl IndexedEvent {
     pub fn from_record(record: &CloudTrailRecord) -> Result<Self, RecordError> {
+        Self::from_record_and_json(record, record.to_json())
+    }
+
+    fn from_record_and_json(
+        record: &CloudTrailRecord,
+        record_json: String,
+    ) -> Result<Self, RecordError> {
         let event_time_millis = record.event_time_millis()?;
-        let record_json = record.to_json();
         let category = EventCategory::of(record);
         let (event_name, event_source) = match record.insight_details.get() {
             Some(details) if category == EventCategory::Insight => (
@@ -129,7 +135,7 @@ impl IndexedEvent {
     }
 }
 
-fn derived_event_id(record_json: &str) -> String {
+pub(crate) fn derived_event_id(record_json: &str) -> String {
     let digest = Sha256::digest(record_json.as_bytes());
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
@@ -179,6 +185,19 @@ mod tests {
         let second = IndexedEvent::from_record(&record).unwrap();
         assert_eq!(first.event_id, second.event_id);
         assert_eq!(first.event_id.len(), 36);
+    }
+
+    #[test]
+    fn stored_json_rebuilds_the_same_projection() {
+        let value = json!({"eventTime": "2024-01-01T00:00:00Z", "eventSource": "kms.amazonaws.com", "eventName": "DisableKey",
+            "eventID": "x", "readOnly": false, "userIdentity": {"type": "IAMUser", "userName": "u", "accessKeyId": "AKIA"},
+            "resources": [{"ARN": "arn:aws:kms:us-east-1:1:key/k", "type": "AWS::KMS::Key"}]});
+        let indexed =
+            IndexedEvent::from_record(&CloudTrailRecord::from_value(value).unwrap()).unwrap();
+        assert_eq!(
+            IndexedEvent::from_json_text(indexed.record_json.clone()).unwrap(),
+            indexed
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod indexed;
 mod lookup;
 mod record;
 mod time;
+mod view;
 
 pub use clock::{Clock, FixedClock, IdGen, RandomIds, SystemClock};
 pub use field::Field;

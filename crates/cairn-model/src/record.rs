@@ -628,27 +628,40 @@ impl UserIdentity {
     /// session name for assumed roles and federated users, `root` for the root user, and the
     /// calling service for AWS service identities.
     pub fn display_user_name(&self) -> Option<String> {
-        if let Some(name) = self.user_name.get().filter(|name| !name.is_empty()) {
-            return Some(name.clone());
-        }
-        match self.identity_type.get()? {
-            UserIdentityType::Root => Some("root".to_owned()),
-            UserIdentityType::AssumedRole
-            | UserIdentityType::FederatedUser
-            | UserIdentityType::WebIdentityUser
-            | UserIdentityType::SAMLUser => self
-                .arn
-                .get()
-                .and_then(|arn| arn.rsplit('/').next())
-                .filter(|name| !name.is_empty())
-                .map(str::to_owned),
-            UserIdentityType::AWSService => self.invoked_by.get().cloned(),
-            _ => None,
-        }
+        display_user_name(
+            self.identity_type.get(),
+            self.user_name.get().map(String::as_str),
+            self.arn.get().map(String::as_str),
+            self.invoked_by.get().map(String::as_str),
+        )
     }
 }
 
-fn json_kind(value: &Value) -> &'static str {
+/// See [`UserIdentity::display_user_name`]; shared with the borrowed record view.
+pub(crate) fn display_user_name(
+    identity_type: Option<&UserIdentityType>,
+    user_name: Option<&str>,
+    arn: Option<&str>,
+    invoked_by: Option<&str>,
+) -> Option<String> {
+    if let Some(name) = user_name.filter(|name| !name.is_empty()) {
+        return Some(name.to_owned());
+    }
+    match identity_type? {
+        UserIdentityType::Root => Some("root".to_owned()),
+        UserIdentityType::AssumedRole
+        | UserIdentityType::FederatedUser
+        | UserIdentityType::WebIdentityUser
+        | UserIdentityType::SAMLUser => arn
+            .and_then(|arn| arn.rsplit('/').next())
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned),
+        UserIdentityType::AWSService => invoked_by.map(str::to_owned),
+        _ => None,
+    }
+}
+
+pub(crate) fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -661,7 +674,7 @@ fn json_kind(value: &Value) -> &'static str {
 
 /// serde's messages do not carry the field name for a type mismatch inside a flattened
 /// struct; keep whatever backtick-quoted name they do carry, for the import report.
-fn field_named_in(message: &str) -> String {
+pub(crate) fn field_named_in(message: &str) -> String {
     message
         .split('`')
         .nth(1)
@@ -782,5 +795,33 @@ mod tests {
             odd.identity_type,
             Field::Present(UserIdentityType::Other("Quantum".into()))
         );
+    }
+}
+
+#[cfg(test)]
+mod real_records {
+    use super::*;
+
+    /// Every record of the shared real-world samples parses into the typed model and comes
+    /// back as the same JSON: no field lost, no null turned into an absence.
+    #[test]
+    fn every_sample_record_round_trips() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/data/cloudtrail-samples/stratus-red-team-detonation-logs/detonation-logs");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).expect("the shared samples sit beside the repository")
+        {
+            let path = entry.unwrap().path();
+            let records: Vec<Value> =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            for original in records {
+                let record = CloudTrailRecord::from_value(original.clone())
+                    .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+                let again: Value = serde_json::from_str(&record.to_json()).unwrap();
+                assert_eq!(again, original, "{}", path.display());
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 310);
     }
 }

@@ -35,6 +35,9 @@ impl EventStore for FlakyStore {
         }
         self.inner.append(events)
     }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
     fn lookup(&self, query: &LookupQuery) -> Result<LookupPage, StoreError> {
         self.inner.lookup(query)
     }

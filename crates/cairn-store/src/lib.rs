@@ -12,7 +12,7 @@ mod sqlite;
 
 use cairn_model::{EventCategory, IndexedEvent, LookupAttribute};
 
-pub use sqlite::SqliteEventStore;
+pub use sqlite::{SqliteEventStore, SyncMode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -110,9 +110,35 @@ impl AppendOutcome {
     }
 }
 
+/// An append that has been handed to the store and may still be in progress.
+pub struct PendingAppend(Box<dyn FnOnce() -> Result<AppendOutcome, StoreError> + Send>);
+
+impl PendingAppend {
+    pub fn new(wait: impl FnOnce() -> Result<AppendOutcome, StoreError> + Send + 'static) -> Self {
+        Self(Box::new(wait))
+    }
+
+    /// Waits until the append is done (durable, as `append` would have returned).
+    pub fn wait(self) -> Result<AppendOutcome, StoreError> {
+        (self.0)()
+    }
+}
+
 pub trait EventStore: Send + Sync + 'static {
-    /// Stores the events; returns once they are durable.
+    /// Stores the events; returns once they are durable (unless the store was opened for
+    /// bulk loading, where [`EventStore::flush`] makes them durable).
     fn append(&self, events: Vec<IndexedEvent>) -> Result<AppendOutcome, StoreError>;
+
+    /// Starts an append and returns without waiting for it, so a bulk loader can prepare the
+    /// next batch meanwhile. Appends submitted from one thread are applied in order.
+    fn submit(&self, events: Vec<IndexedEvent>) -> Result<PendingAppend, StoreError> {
+        let outcome = self.append(events);
+        Ok(PendingAppend::new(move || outcome))
+    }
+
+    /// Makes every append so far durable. A store opened for serving is always durable, and
+    /// this is a no-op there.
+    fn flush(&self) -> Result<(), StoreError>;
 
     /// Newest first, at most `query.limit` events.
     fn lookup(&self, query: &LookupQuery) -> Result<LookupPage, StoreError>;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cairn_import::{collect_files, import_files, FileReport, ImportOptions, Progress};
-use cairn_store::SqliteEventStore;
+use cairn_store::{SqliteEventStore, SyncMode};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Settings;
@@ -46,7 +46,10 @@ pub fn run(
         ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {wide_msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let store = Arc::new(SqliteEventStore::open(&settings.data_dir)?);
+    let store = Arc::new(SqliteEventStore::open_with(
+        &settings.data_dir,
+        SyncMode::OnFlush,
+    )?);
     let options = ImportOptions {
         max_decompressed_bytes,
         retention_cutoff_millis: match settings.retention_days {
