@@ -112,3 +112,29 @@ def test_text_report_names_reasons(cairn, tmp_path):
     assert result.returncode == 0
     assert "2 records, 1 imported, 1 skipped" in result.stdout
     assert "not an ISO 8601 UTC timestamp" in result.stdout
+
+
+def test_a_file_larger_than_memory_budget_streams(cairn, tmp_path):
+    """A file over the 64 MiB in-memory limit is streamed (checked, then loaded) with bounded
+    memory: peak RSS stays well under the file's size."""
+    import resource
+    import subprocess
+    from conftest import BINARY, clean_env
+    path = tmp_path / "big.json"
+    line_count = 0
+    with open(path, "w") as out:
+        out.write('{"Records": [')
+        while out.tell() < 200 * 1024 * 1024:
+            entry = record(f"big-{line_count:07d}", "2024-01-01T00:00:00Z",
+                           requestParameters={"padding": "x" * 1500, "n": line_count})
+            out.write(("," if line_count else "") + json.dumps(entry))
+            line_count += 1
+        out.write("]}")
+    size = path.stat().st_size
+    result = subprocess.run([str(BINARY), "import", "--data-dir", str(cairn.data_dir), "--retention-days", "0",
+                             "--json", str(path)], capture_output=True, text=True, env=clean_env(), timeout=900)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)["files"][0]
+    assert report["imported"] == line_count
+    peak_bytes = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    assert peak_bytes < size, f"peak RSS {peak_bytes} for a {size}-byte file"
