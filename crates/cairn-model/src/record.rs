@@ -825,3 +825,85 @@ mod real_records {
         assert_eq!(checked, 310);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Any JSON value, a few levels deep.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            "[a-zA-Z0-9 _:/.-]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-zA-Z@]{1,8}", inner, 0..4)
+                    .prop_map(|map| Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Known fields with values of their own types, or null, plus arbitrary unknown fields.
+    fn record() -> impl Strategy<Value = Value> {
+        let text = || {
+            prop_oneof![
+                Just(Value::Null),
+                "[a-zA-Z0-9:/._-]{0,16}".prop_map(Value::String)
+            ]
+        };
+        (
+            text(),
+            text(),
+            text(),
+            prop_oneof![Just(Value::Null), any::<bool>().prop_map(Value::Bool)],
+            json_value(),
+            json_value(),
+            prop::collection::btree_map("x[a-zA-Z]{1,8}", json_value(), 0..4),
+            prop::option::of((text(), text(), text())),
+        )
+            .prop_map(|(name, source, agent, read_only, parameters, response, extra, identity)| {
+                let mut record = serde_json::json!({
+                    "eventTime": "2024-01-01T00:00:00Z",
+                    "eventName": name, "eventSource": source, "userAgent": agent,
+                    "readOnly": read_only, "requestParameters": parameters, "responseElements": response,
+                });
+                let object = record.as_object_mut().unwrap();
+                if let Some((user, key, arn)) = identity {
+                    object.insert(
+                        "userIdentity".into(),
+                        serde_json::json!({"type": "IAMUser", "userName": user, "accessKeyId": key, "arn": arn}),
+                    );
+                }
+                object.extend(extra);
+                record
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn typed_round_trip_is_lossless(input in record()) {
+            let text = serde_json::to_vec(&input).unwrap();
+            // Only records missing eventSource/eventName are rejected, never reshaped.
+            match CloudTrailRecord::from_json(&text) {
+                Ok(record) => {
+                    let output: Value = serde_json::from_str(&record.to_json()).unwrap();
+                    prop_assert_eq!(output, input);
+                }
+                Err(error) => prop_assert!(matches!(error, RecordError::MissingField(_)), "{error}"),
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = CloudTrailRecord::from_json(&bytes);
+            if let Ok(text) = String::from_utf8(bytes) {
+                let _ = crate::IndexedEvent::from_json_text(text);
+            }
+        }
+    }
+}

@@ -572,3 +572,59 @@ mod tests {
         assert!(!text.contains("AccessKeyId"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            ".{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 16, 3, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("LookupAttributes".to_owned()),
+                        Just("AttributeKey".to_owned()),
+                        Just("AttributeValue".to_owned()),
+                        Just("StartTime".to_owned()),
+                        Just("EndTime".to_owned()),
+                        Just("MaxResults".to_owned()),
+                        Just("EventCategory".to_owned()),
+                        Just("NextToken".to_owned()),
+                        ".{0,6}"
+                    ],
+                    inner,
+                    0..5
+                )
+                .prop_map(|map| Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Any body gets either a request or an AWS error with a 400 status: never a panic.
+        #[test]
+        fn lookup_events_validation_is_total(body in json_value()) {
+            let bytes = serde_json::to_vec(&body).unwrap();
+            match parse_json_body(&bytes).and_then(|members| parse_lookup_events(&members)) {
+                Ok(request) => {
+                    prop_assert!((1..=50).contains(&request.max_results));
+                    if let (Some(start), Some(end)) = (request.start_millis, request.end_millis) {
+                        prop_assert!(start <= end);
+                    }
+                }
+                Err(error) => prop_assert_eq!(error.status, http::StatusCode::BAD_REQUEST),
+            }
+        }
+    }
+}

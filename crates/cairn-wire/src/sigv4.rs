@@ -657,3 +657,31 @@ mod tests {
         assert_eq!(canonical_uri("", "cloudtrail"), "/");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use http::HeaderValue;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever arrives in Authorization, the date header and the query string, the
+        /// verifier answers with a reason, never a panic, and never accepts it.
+        #[test]
+        fn verification_is_total(
+            authorization in "(AWS4-HMAC-SHA256 )?(Credential=[A-Za-z0-9/_-]{0,40})?(, SignedHeaders=[a-z;-]{0,20})?(, Signature=[0-9a-f]{0,64})?",
+            date in "[0-9TZ]{0,18}",
+            query in "[A-Za-z0-9=&%+-]{0,60}",
+        ) {
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = HeaderValue::from_str(&authorization) {
+                headers.insert("authorization", value);
+            }
+            if let Ok(value) = HeaderValue::from_str(&date) {
+                headers.insert("x-amz-date", value);
+            }
+            let request = SignedRequest { method: &Method::POST, raw_path: "/", raw_query: &query, headers: &headers, body: b"{}" };
+            prop_assert!(verify(&request, Utc::now(), |_| Some("secret")).is_err());
+        }
+    }
+}
