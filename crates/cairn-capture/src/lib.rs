@@ -4,9 +4,17 @@
 //! template, Smithy RPC v2 CBOR by path), from a routing table generated from botocore's own
 //! service models (`tools/generate_routing_table.py`, output committed in `data/`).
 //!
-//! The gateway that forwards calls to an upstream and the per-service recording rules will
-//! live here too (issue 3). This crate knows nothing of storage or of SigV4.
+//! It also owns the pieces of the gateway that are not HTTP serving: forwarding a call to its
+//! upstream (`upstream`), reading the upstream's error and request ID in every protocol's
+//! shape (`outcome`), and turning input and output into `requestParameters` and
+//! `responseElements` with secrets removed through one redaction table (`parameters`). The
+//! edge in cairn-server drives them and records the result. This crate knows nothing of
+//! storage or of SigV4.
 
+pub mod outcome;
+pub mod parameters;
 pub mod routing;
+pub mod upstream;
 
 pub use routing::{Call, Protocol, Recognized, RoutingTable, ServiceModel};
+pub use upstream::{GatewayClient, GatewayError, UpstreamReply, Upstreams};

@@ -43,6 +43,7 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
         read_only: false,
         request_id: request_id.clone(),
         api_version: None,
+        event_category: "Management",
     };
 
     let raw_query = parts.uri.query().unwrap_or("").to_owned();
@@ -108,14 +109,7 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
     call.event_source = format!("{}.amazonaws.com", verified.service);
 
     if verified.service != CLOUDTRAIL_SERVICE {
-        let error = AwsError::new(
-            "UnknownOperationException",
-            format!(
-                "Cairn serves the cloudtrail API; service {:?} is not served and no upstream is configured for it.",
-                verified.service
-            ),
-        );
-        return finish(&state, call, Err(error)).await;
+        return crate::gateway::proxy(&state, call, &parts, body, &verified.service).await;
     }
     let outcome = serve_cloudtrail(&state, &mut call, target.as_deref(), &body).await;
     finish(&state, call, outcome).await

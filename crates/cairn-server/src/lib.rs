@@ -4,10 +4,14 @@
 //! included. A call's event is durable before the call is answered; if it cannot be
 //! recorded the call fails (an audit trail fails closed).
 //!
+//! Calls for every other service go through the gateway (`gateway.rs`) to their configured
+//! upstream, using cairn-capture to recognise, forward and describe them.
+//!
 //! It depends on cairn-wire for every wire spelling and on the [`EventStore`] trait, never
 //! on a particular backend.
 
 mod edge;
+mod gateway;
 mod lookup;
 mod next_token;
 mod recorder;
@@ -17,6 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use cairn_auth::CredentialStore;
+use cairn_capture::{GatewayClient, Upstreams};
 use cairn_model::{Clock, IdGen};
 use cairn_store::EventStore;
 
@@ -52,6 +57,9 @@ pub struct AppState {
     pub ids: Arc<dyn IdGen>,
     pub token_key: Arc<TokenKey>,
     pub settings: Arc<ServerSettings>,
+    /// Where calls for services Cairn does not serve go.
+    pub upstreams: Arc<Upstreams>,
+    pub gateway: Arc<GatewayClient>,
 }
 
 /// The one router: every path and method goes through the edge.

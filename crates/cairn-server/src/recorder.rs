@@ -40,6 +40,8 @@ pub struct Call {
     pub read_only: bool,
     pub request_id: String,
     pub api_version: Option<&'static str>,
+    /// `Management` or `Data`.
+    pub event_category: &'static str,
 }
 
 impl AppState {
@@ -125,9 +127,9 @@ impl AppState {
             read_only: Field::Present(call.read_only),
             event_type: Field::Present("AwsApiCall".to_owned()),
             api_version: call.api_version.map(str::to_owned).into(),
-            management_event: Field::Present(true),
+            management_event: Field::Present(call.event_category == "Management"),
             recipient_account_id: Field::Present(recipient_account_id),
-            event_category: Field::Present("Management".to_owned()),
+            event_category: Field::Present(call.event_category.to_owned()),
             other: Map::new(),
             ..CloudTrailRecord::default()
         }

@@ -83,6 +83,10 @@ fn harness(retention_days: u32) -> Harness {
             default_region: "us-east-1".into(),
             retention_days,
         }),
+        upstreams: Arc::new(cairn_capture::Upstreams::default()),
+        gateway: Arc::new(cairn_capture::GatewayClient::new(
+            std::time::Duration::from_secs(5),
+        )),
     };
     Harness {
         _dir: dir,

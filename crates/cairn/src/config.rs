@@ -29,6 +29,9 @@ pub struct Overrides {
     /// Region written to DIR/config and used for requests that name none [default: us-east-1]
     #[arg(long, env = "CAIRN_REGION")]
     pub region: Option<String>,
+    /// Where calls for services Cairn does not serve go (moto_server, LocalStack, ...)
+    #[arg(long, env = "CAIRN_UPSTREAM")]
+    pub upstream: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -38,6 +41,10 @@ struct FileSettings {
     listen: Option<SocketAddr>,
     retention_days: Option<u32>,
     region: Option<String>,
+    upstream: Option<String>,
+    #[serde(default)]
+    upstreams: std::collections::BTreeMap<String, String>,
+    upstream_timeout_secs: Option<u64>,
     #[serde(default)]
     users: Vec<DeclaredUser>,
 }
@@ -49,7 +56,14 @@ pub struct Settings {
     pub retention_days: u32,
     pub region: String,
     pub users: Vec<DeclaredUser>,
+    /// Default upstream for services Cairn does not serve, and per-service overrides
+    /// (botocore service id or signing name → URL).
+    pub upstream: Option<http::Uri>,
+    pub upstreams: std::collections::BTreeMap<String, http::Uri>,
+    pub upstream_timeout_secs: u64,
 }
+
+pub const DEFAULT_UPSTREAM_TIMEOUT_SECS: u64 = 30;
 
 impl Settings {
     pub fn load(overrides: &Overrides, listen: Option<SocketAddr>) -> anyhow::Result<Self> {
@@ -58,11 +72,38 @@ impl Settings {
             None if Path::new("cairn.toml").exists() => read_file(Path::new("cairn.toml"))?,
             None => FileSettings::default(),
         };
-        Ok(Self::merge(overrides, listen, file))
+        Self::merge(overrides, listen, file)
     }
 
-    fn merge(overrides: &Overrides, listen: Option<SocketAddr>, file: FileSettings) -> Self {
-        Self {
+    fn merge(
+        overrides: &Overrides,
+        listen: Option<SocketAddr>,
+        file: FileSettings,
+    ) -> anyhow::Result<Self> {
+        let parse_uri = |text: &str| -> anyhow::Result<http::Uri> {
+            let uri: http::Uri = text
+                .parse()
+                .with_context(|| format!("upstream {text:?} is not a URL"))?;
+            anyhow::ensure!(
+                uri.scheme_str() == Some("http") && uri.authority().is_some(),
+                "upstream {text:?} must be an http:// URL with a host"
+            );
+            Ok(uri)
+        };
+        let upstream = match overrides.upstream.as_deref().or(file.upstream.as_deref()) {
+            Some(text) => Some(parse_uri(text)?),
+            None => None,
+        };
+        let mut upstreams = std::collections::BTreeMap::new();
+        for (service, text) in &file.upstreams {
+            upstreams.insert(service.clone(), parse_uri(text)?);
+        }
+        Ok(Self {
+            upstream,
+            upstreams,
+            upstream_timeout_secs: file
+                .upstream_timeout_secs
+                .unwrap_or(DEFAULT_UPSTREAM_TIMEOUT_SECS),
             data_dir: overrides
                 .data_dir
                 .clone()
@@ -81,7 +122,7 @@ impl Settings {
                 .or(file.region)
                 .unwrap_or_else(|| DEFAULT_REGION.to_owned()),
             users: file.users,
-        }
+        })
     }
 }
 
@@ -102,7 +143,8 @@ mod tests {
 
     #[test]
     fn defaults_apply_when_nothing_is_given() {
-        let settings = Settings::merge(&Overrides::default(), None, FileSettings::default());
+        let settings =
+            Settings::merge(&Overrides::default(), None, FileSettings::default()).unwrap();
         assert_eq!(settings.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(settings.data_dir, PathBuf::from("./cairn-data"));
         assert_eq!(settings.retention_days, 90);
@@ -115,11 +157,32 @@ mod tests {
             retention_days: Some(0),
             ..Overrides::default()
         };
-        let settings = Settings::merge(&overrides, Some("127.0.0.1:2".parse().unwrap()), from_file);
+        let settings =
+            Settings::merge(&overrides, Some("127.0.0.1:2".parse().unwrap()), from_file).unwrap();
         assert_eq!(settings.retention_days, 0);
         assert_eq!(settings.listen.to_string(), "127.0.0.1:2");
         assert_eq!(settings.data_dir, PathBuf::from("/from/file"));
         assert_eq!(settings.region, "eu-west-1");
+    }
+
+    #[test]
+    fn upstreams_are_validated() {
+        let from_file =
+            file("upstream = 'http://127.0.0.1:5000'\n[upstreams]\ns3 = 'http://127.0.0.1:9000'");
+        let settings = Settings::merge(&Overrides::default(), None, from_file).unwrap();
+        assert_eq!(
+            settings.upstream.unwrap().to_string(),
+            "http://127.0.0.1:5000/"
+        );
+        assert_eq!(
+            settings.upstreams["s3"].to_string(),
+            "http://127.0.0.1:9000/"
+        );
+        let overrides = Overrides {
+            upstream: Some("ftp://nope".into()),
+            ..Overrides::default()
+        };
+        assert!(Settings::merge(&overrides, None, FileSettings::default()).is_err());
     }
 
     #[test]

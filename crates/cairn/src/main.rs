@@ -110,6 +110,13 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                 default_region: settings.region.clone(),
                 retention_days: settings.retention_days,
             }),
+            upstreams: Arc::new(cairn_capture::Upstreams {
+                default: settings.upstream.clone(),
+                by_service: settings.upstreams.clone().into_iter().collect(),
+            }),
+            gateway: Arc::new(cairn_capture::GatewayClient::new(
+                std::time::Duration::from_secs(settings.upstream_timeout_secs),
+            )),
         };
         tokio::spawn(cairn_server::run_retention_sweeper(state.clone()));
         let data_dir =

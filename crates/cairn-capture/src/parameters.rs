@@ -1,0 +1,279 @@
+//! How a proxied call's input and output appear in its record: member names in AWS's
+//! lowerCamelCase, secrets taken out through one redaction table, `responseElements` only for
+//! calls that change something.
+
+use serde_json::{Map, Value};
+
+use crate::routing::Protocol;
+
+/// The general CloudTrail redaction token.
+pub const HIDDEN: &str = "HIDDEN_DUE_TO_SECURITY_REASONS";
+
+/// What happens to a field wherever it appears.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Redaction {
+    /// The field is left out of the record entirely (AWS omits it).
+    Omit,
+    /// The field stays, its value replaced by [`HIDDEN`].
+    Hide,
+}
+
+/// One row per secret-bearing field: (service id or `*` for every service, field name in
+/// lowerCamelCase, what to do). Matching ignores case. Extend it here.
+pub const REDACTIONS: &[(&str, &str, Redaction)] = &[
+    ("secretsmanager", "secretString", Redaction::Omit),
+    ("secretsmanager", "secretBinary", Redaction::Omit),
+    ("secretsmanager", "rotationToken", Redaction::Omit),
+    ("kms", "plaintext", Redaction::Omit),
+    ("kms", "ciphertextBlob", Redaction::Omit),
+    ("ssm", "value", Redaction::Hide),
+    ("*", "secretAccessKey", Redaction::Hide),
+    ("*", "sessionToken", Redaction::Hide),
+    ("*", "password", Redaction::Hide),
+    ("*", "newPassword", Redaction::Hide),
+    ("*", "oldPassword", Redaction::Hide),
+    ("*", "masterUserPassword", Redaction::Hide),
+    ("*", "privateKey", Redaction::Hide),
+];
+
+/// Operations whose response AWS never records (cryptographic output, secret values).
+const RESPONSE_NEVER_RECORDED: &[(&str, &str)] = &[
+    ("kms", "Encrypt"),
+    ("kms", "Decrypt"),
+    ("kms", "ReEncrypt"),
+    ("kms", "GenerateDataKey"),
+    ("kms", "GenerateDataKeyWithoutPlaintext"),
+    ("kms", "GenerateDataKeyPair"),
+    ("kms", "GenerateDataKeyPairWithoutPlaintext"),
+    ("kms", "GenerateRandom"),
+    ("kms", "GenerateMac"),
+    ("kms", "Sign"),
+    ("kms", "GetKeyPolicy"),
+    ("secretsmanager", "GetSecretValue"),
+    ("secretsmanager", "BatchGetSecretValue"),
+    ("ssm", "GetParameter"),
+    ("ssm", "GetParameters"),
+    ("ssm", "GetParametersByPath"),
+];
+
+/// Read-only calls are recorded with `readOnly: true` and no `responseElements`.
+pub fn is_read_only(operation: &str) -> bool {
+    [
+        "Get", "Describe", "List", "Head", "Lookup", "Search", "Scan", "Query", "BatchGet",
+        "Select",
+    ]
+    .iter()
+    .any(|prefix| operation.starts_with(prefix))
+}
+
+/// `Data` for the calls CloudTrail logs as data events, else `Management`.
+pub fn event_category(service_id: &str, operation: &str) -> &'static str {
+    let data = match service_id {
+        "s3" => {
+            operation.contains("Object")
+                || operation.contains("MultipartUpload")
+                || operation == "UploadPart"
+                || operation == "UploadPartCopy"
+                || operation == "ListParts"
+        }
+        "lambda" => operation == "Invoke" || operation == "InvokeWithResponseStream",
+        "dynamodb" => matches!(
+            operation,
+            "GetItem"
+                | "PutItem"
+                | "UpdateItem"
+                | "DeleteItem"
+                | "BatchGetItem"
+                | "BatchWriteItem"
+                | "Query"
+                | "Scan"
+                | "TransactGetItems"
+                | "TransactWriteItems"
+                | "ExecuteStatement"
+                | "BatchExecuteStatement"
+                | "ExecuteTransaction"
+        ),
+        _ => false,
+    };
+    if data {
+        "Data"
+    } else {
+        "Management"
+    }
+}
+
+/// The record's `requestParameters` for a proxied call.
+pub fn request_parameters(
+    protocol: Option<Protocol>,
+    service_id: &str,
+    body: &[u8],
+    form: &[(String, String)],
+    query: &[(String, String)],
+) -> Option<Value> {
+    let mut parameters = match protocol {
+        Some(Protocol::Json | Protocol::RestJson) if !body.is_empty() => {
+            match serde_json::from_slice::<Value>(body) {
+                Ok(Value::Object(members)) => Value::Object(members),
+                _ => Value::Object(Map::new()),
+            }
+        }
+        Some(Protocol::Query | Protocol::Ec2) => Value::Object(
+            form.iter()
+                .chain(query)
+                .filter(|(key, _)| key != "Action" && key != "Version")
+                .map(|(key, value)| (key.clone(), Value::String(value.clone())))
+                .collect(),
+        ),
+        _ => Value::Object(
+            query
+                .iter()
+                .filter(|(key, _)| !key.starts_with("X-Amz-"))
+                .map(|(key, value)| (key.clone(), Value::String(value.clone())))
+                .collect(),
+        ),
+    };
+    parameters = lower_camel(parameters);
+    redact(service_id, &mut parameters);
+    match &parameters {
+        Value::Object(members) if members.is_empty() => None,
+        _ => Some(parameters),
+    }
+}
+
+/// The record's `responseElements`: null for reads and for responses AWS never records.
+pub fn response_elements(
+    protocol: Option<Protocol>,
+    service_id: &str,
+    operation: &str,
+    body: &[u8],
+) -> Option<Value> {
+    if is_read_only(operation)
+        || RESPONSE_NEVER_RECORDED.contains(&(service_id, operation))
+        || !matches!(protocol, Some(Protocol::Json | Protocol::RestJson))
+    {
+        return None;
+    }
+    let mut value = lower_camel(serde_json::from_slice::<Value>(body).ok()?);
+    redact(service_id, &mut value);
+    match &value {
+        Value::Object(members) if members.is_empty() => None,
+        _ => Some(value),
+    }
+}
+
+/// `KeyId` → `keyId`, recursively, as CloudTrail spells members.
+pub fn lower_camel(value: Value) -> Value {
+    match value {
+        Value::Object(members) => Value::Object(
+            members
+                .into_iter()
+                .map(|(key, value)| {
+                    let mut chars = key.chars();
+                    let renamed = match chars.next() {
+                        Some(first) => first.to_lowercase().chain(chars).collect(),
+                        None => key,
+                    };
+                    (renamed, lower_camel(value))
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(lower_camel).collect()),
+        other => other,
+    }
+}
+
+/// Applies [`REDACTIONS`] everywhere in `value`.
+pub fn redact(service_id: &str, value: &mut Value) {
+    match value {
+        Value::Object(members) => {
+            let keys: Vec<String> = members.keys().cloned().collect();
+            for key in keys {
+                let rule = REDACTIONS.iter().find(|(service, field, _)| {
+                    (*service == "*" || *service == service_id) && field.eq_ignore_ascii_case(&key)
+                });
+                match rule.map(|(_, _, rule)| *rule) {
+                    Some(Redaction::Omit) => {
+                        members.remove(&key);
+                    }
+                    Some(Redaction::Hide) => {
+                        members.insert(key, Value::String(HIDDEN.to_owned()));
+                    }
+                    None => {
+                        if let Some(inner) = members.get_mut(&key) {
+                            redact(service_id, inner);
+                        }
+                    }
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| redact(service_id, item)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secrets_are_never_recorded() {
+        let body =
+            br#"{"Name": "db", "SecretString": "hunter2", "Tags": [{"Key": "k", "Value": "v"}]}"#;
+        let parameters =
+            request_parameters(Some(Protocol::Json), "secretsmanager", body, &[], &[]).unwrap();
+        assert_eq!(
+            parameters,
+            json!({"name": "db", "tags": [{"key": "k", "value": "v"}]})
+        );
+        let body = br#"{"Name": "/app/db", "Value": "hunter2", "Type": "SecureString"}"#;
+        let parameters = request_parameters(Some(Protocol::Json), "ssm", body, &[], &[]).unwrap();
+        assert_eq!(parameters["value"], HIDDEN);
+        let body = br#"{"KeyId": "k", "Plaintext": "c2VjcmV0"}"#;
+        assert_eq!(
+            request_parameters(Some(Protocol::Json), "kms", body, &[], &[]).unwrap(),
+            json!({"keyId": "k"})
+        );
+        let form = vec![
+            ("Action".to_owned(), "CreateLoginProfile".to_owned()),
+            ("Password".to_owned(), "p4ss".to_owned()),
+        ];
+        let parameters = request_parameters(Some(Protocol::Query), "iam", b"", &form, &[]).unwrap();
+        assert_eq!(parameters, json!({"password": HIDDEN}));
+        let response = response_elements(
+            Some(Protocol::Json),
+            "iam",
+            "CreateAccessKey",
+            br#"{"AccessKey": {"AccessKeyId": "A", "SecretAccessKey": "S"}}"#,
+        )
+        .unwrap();
+        assert_eq!(response["accessKey"]["secretAccessKey"], HIDDEN);
+        assert_eq!(
+            response_elements(
+                Some(Protocol::Json),
+                "kms",
+                "Encrypt",
+                br#"{"CiphertextBlob": "x"}"#
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn reads_have_no_response_elements_and_data_events_are_categorised() {
+        assert_eq!(
+            response_elements(
+                Some(Protocol::Json),
+                "kms",
+                "DescribeKey",
+                br#"{"KeyMetadata": {}}"#
+            ),
+            None
+        );
+        assert_eq!(event_category("s3", "GetObject"), "Data");
+        assert_eq!(event_category("s3", "CreateBucket"), "Management");
+        assert_eq!(event_category("lambda", "Invoke"), "Data");
+        assert_eq!(event_category("dynamodb", "PutItem"), "Data");
+        assert_eq!(event_category("dynamodb", "CreateTable"), "Management");
+    }
+}
