@@ -117,7 +117,7 @@ def test_text_report_names_reasons(cairn, tmp_path):
 def test_a_file_larger_than_memory_budget_streams(cairn, tmp_path):
     """A file over the 64 MiB in-memory limit is streamed (checked, then loaded) with bounded
     memory: peak RSS stays well under the file's size."""
-    import resource
+    import os
     import subprocess
     from conftest import BINARY, clean_env
     path = tmp_path / "big.json"
@@ -131,10 +131,16 @@ def test_a_file_larger_than_memory_budget_streams(cairn, tmp_path):
             line_count += 1
         out.write("]}")
     size = path.stat().st_size
-    result = subprocess.run([str(BINARY), "import", "--data-dir", str(cairn.data_dir), "--retention-days", "0",
-                             "--json", str(path)], capture_output=True, text=True, env=clean_env(), timeout=900)
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)["files"][0]
+    stdout_path, stderr_path = tmp_path / "import.out", tmp_path / "import.err"
+    with open(stdout_path, "w") as stdout, open(stderr_path, "w") as stderr:
+        process = subprocess.Popen([str(BINARY), "import", "--data-dir", str(cairn.data_dir), "--retention-days", "0",
+                                    "--json", str(path)], stdout=stdout, stderr=stderr, env=clean_env())
+        # wait4 reports this child's own peak RSS (RUSAGE_CHILDREN would include every
+        # earlier child of the test process, moto_server among them).
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    assert process.returncode == 0, stderr_path.read_text()
+    report = json.loads(stdout_path.read_text())["files"][0]
     assert report["imported"] == line_count
-    peak_bytes = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    assert peak_bytes < size, f"peak RSS {peak_bytes} for a {size}-byte file"
+    peak_bytes = usage.ru_maxrss * 1024
+    assert peak_bytes < size * 0.75, f"peak RSS {peak_bytes} for a {size}-byte file"
