@@ -35,16 +35,30 @@ impl EventCategory {
     }
 
     pub fn of(record: &CloudTrailRecord) -> Self {
-        if record.is_insight() {
+        Self::classify(
+            record.event_type.get().map(String::as_str),
+            record.event_category.get().map(String::as_str),
+            record.management_event.get().copied(),
+        )
+    }
+
+    /// The one rule for a record's category, from the three fields that decide it; the
+    /// typed record and the borrowed view both use it.
+    pub fn classify(
+        event_type: Option<&str>,
+        event_category: Option<&str>,
+        management_event: Option<bool>,
+    ) -> Self {
+        if event_type == Some("AwsCloudTrailInsight") || event_category == Some("Insight") {
             return Self::Insight;
         }
-        match record.event_category.get().map(String::as_str) {
+        match event_category {
             Some("Data") => Self::Data,
             Some("NetworkActivity") => Self::NetworkActivity,
             Some(_) => Self::Management,
             // Records older than eventVersion 1.07 have no eventCategory; 1.06 added
             // managementEvent, which is false for data events.
-            None if record.management_event.get() == Some(&false) => Self::Data,
+            None if management_event == Some(false) => Self::Data,
             None => Self::Management,
         }
     }

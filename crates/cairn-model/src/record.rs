@@ -585,23 +585,14 @@ impl CloudTrailRecord {
     }
 
     fn validate(&self) -> Result<(), RecordError> {
-        let Some(event_time) = self.event_time.get() else {
-            return Err(RecordError::MissingField("eventTime"));
-        };
-        parse_event_time(event_time)?;
-        if self.is_insight() {
-            if self.insight_details.get().is_none() {
-                return Err(RecordError::MissingField("insightDetails"));
-            }
-            return Ok(());
-        }
-        if self.event_source.get().is_none() {
-            return Err(RecordError::MissingField("eventSource"));
-        }
-        if self.event_name.get().is_none() {
-            return Err(RecordError::MissingField("eventName"));
-        }
-        Ok(())
+        check_required(RequiredFields {
+            event_time: self.event_time.get().map(String::as_str),
+            insight: self.is_insight(),
+            has_insight_details: self.insight_details.get().is_some(),
+            has_event_source: self.event_source.get().is_some(),
+            has_event_name: self.event_name.get().is_some(),
+        })
+        .map(|_| ())
     }
 
     pub fn event_time_millis(&self) -> Result<i64, RecordError> {
@@ -613,8 +604,7 @@ impl CloudTrailRecord {
     }
 
     pub fn is_insight(&self) -> bool {
-        self.event_type.get().map(String::as_str) == Some("AwsCloudTrailInsight")
-            || self.event_category.get().map(String::as_str) == Some("Insight")
+        crate::EventCategory::of(self) == crate::EventCategory::Insight
     }
 
     pub fn to_json(&self) -> String {
@@ -635,6 +625,38 @@ impl UserIdentity {
             self.invoked_by.get().map(String::as_str),
         )
     }
+}
+
+/// What makes a record usable by the event history, whichever way it was read.
+pub(crate) struct RequiredFields<'a> {
+    pub event_time: Option<&'a str>,
+    pub insight: bool,
+    pub has_insight_details: bool,
+    pub has_event_source: bool,
+    pub has_event_name: bool,
+}
+
+/// A parseable `eventTime`, and `eventSource` + `eventName` (or `insightDetails` for
+/// Insights). Returns the event time in epoch milliseconds. Shared by the typed record and
+/// the borrowed view, so both reject exactly the same records.
+pub(crate) fn check_required(fields: RequiredFields<'_>) -> Result<i64, RecordError> {
+    let event_time = fields
+        .event_time
+        .ok_or(RecordError::MissingField("eventTime"))?;
+    let millis = parse_event_time(event_time)?;
+    if fields.insight {
+        if !fields.has_insight_details {
+            return Err(RecordError::MissingField("insightDetails"));
+        }
+        return Ok(millis);
+    }
+    if !fields.has_event_source {
+        return Err(RecordError::MissingField("eventSource"));
+    }
+    if !fields.has_event_name {
+        return Err(RecordError::MissingField("eventName"));
+    }
+    Ok(millis)
 }
 
 /// See [`UserIdentity::display_user_name`]; shared with the borrowed record view.

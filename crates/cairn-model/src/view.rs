@@ -7,8 +7,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use crate::indexed::{derived_event_id, EventCategory, IndexedEvent, ResourceRef};
-use crate::record::{RecordError, UserIdentityType};
-use crate::time::parse_event_time;
+use crate::record::{check_required, RecordError, RequiredFields, UserIdentityType};
 
 #[derive(Deserialize)]
 struct RecordView<'a> {
@@ -71,40 +70,23 @@ impl IndexedEvent {
     /// the same validity rules as [`crate::CloudTrailRecord::from_json`] to the fields it reads.
     pub fn from_json_text(record_json: String) -> Result<Self, RecordError> {
         let view: RecordView<'_> = parse_view(&record_json)?;
-        let event_time = view
-            .event_time
-            .as_deref()
-            .ok_or(RecordError::MissingField("eventTime"))?;
-        let event_time_millis = parse_event_time(event_time)?;
-        let is_insight = view.event_type.as_deref() == Some("AwsCloudTrailInsight")
-            || view.event_category.as_deref() == Some("Insight");
-        let category = if is_insight {
-            EventCategory::Insight
-        } else {
-            match view.event_category.as_deref() {
-                Some("Data") => EventCategory::Data,
-                Some("NetworkActivity") => EventCategory::NetworkActivity,
-                Some(_) => EventCategory::Management,
-                None if view.management_event == Some(false) => EventCategory::Data,
-                None => EventCategory::Management,
-            }
-        };
-        let (event_name, event_source) = if is_insight {
-            let details = view
-                .insight_details
-                .as_ref()
-                .ok_or(RecordError::MissingField("insightDetails"))?;
-            (owned(&details.event_name), owned(&details.event_source))
-        } else {
-            let name = owned(&view.event_name);
-            let source = owned(&view.event_source);
-            if source.is_none() {
-                return Err(RecordError::MissingField("eventSource"));
-            }
-            if name.is_none() {
-                return Err(RecordError::MissingField("eventName"));
-            }
-            (name, source)
+        let category = EventCategory::classify(
+            view.event_type.as_deref(),
+            view.event_category.as_deref(),
+            view.management_event,
+        );
+        let is_insight = category == EventCategory::Insight;
+        let event_time_millis = check_required(RequiredFields {
+            event_time: view.event_time.as_deref(),
+            insight: is_insight,
+            has_insight_details: view.insight_details.is_some(),
+            has_event_source: view.event_source.is_some(),
+            has_event_name: view.event_name.is_some(),
+        })?;
+        let (event_name, event_source) = match view.insight_details.as_ref().filter(|_| is_insight)
+        {
+            Some(details) => (owned(&details.event_name), owned(&details.event_source)),
+            None => (owned(&view.event_name), owned(&view.event_source)),
         };
         let identity = view.user_identity.as_ref();
         let event_id = match view.event_id.as_deref().filter(|id| !id.is_empty()) {
