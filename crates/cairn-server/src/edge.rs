@@ -140,15 +140,10 @@ async fn serve_cloudtrail(
 }
 
 fn note_claim(call: &mut Call, service: &str, region: &str, access_key_id: Option<String>) {
-    let plausible = |text: &str| {
-        !text.is_empty()
-            && text.len() <= 64
-            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    };
-    if plausible(service) {
+    if let Some(service) = cairn_wire::recordable_name(service) {
         call.event_source = format!("{service}.amazonaws.com");
     }
-    if plausible(region) {
+    if let Some(region) = cairn_wire::recordable_name(region) {
         call.region = region.to_owned();
     }
     call.caller = Caller::Unverified { access_key_id };

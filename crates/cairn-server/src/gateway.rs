@@ -9,10 +9,10 @@ use cairn_capture::parameters::{
     event_category, is_read_only, request_parameters, response_elements,
 };
 use cairn_capture::{GatewayError, Protocol, RoutingTable};
+use cairn_wire::sigv4::decode_pairs;
 use cairn_wire::AwsError;
 use http::request::Parts;
 use http::StatusCode;
-use percent_encoding::percent_decode_str;
 
 use crate::recorder::Call;
 use crate::AppState;
@@ -25,6 +25,7 @@ pub async fn proxy(
     signing_name: &str,
 ) -> Response {
     let query = decode_pairs(parts.uri.query().unwrap_or(""));
+    // Query and ec2 calls carry their parameters in a form-encoded body.
     let is_form = header(parts, "content-type")
         .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"));
     let form = if is_form {
@@ -189,33 +190,15 @@ fn claimed_name(
     form: &[(String, String)],
     query: &[(String, String)],
 ) -> Option<String> {
-    let name = target
-        .and_then(|target| target.rsplit('.').next())
-        .or_else(|| {
-            form.iter()
-                .chain(query)
-                .find(|(key, _)| key == "Action")
-                .map(|(_, value)| value.as_str())
-        })?;
-    let plausible = !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|byte| byte.is_ascii_alphanumeric());
-    plausible.then(|| name.to_owned())
-}
-
-fn decode_pairs(text: &str) -> Vec<(String, String)> {
-    let decode = |part: &str| {
-        percent_decode_str(&part.replace('+', " "))
-            .decode_utf8_lossy()
-            .into_owned()
+    let name = match target {
+        Some(target) => target.rsplit('.').next()?,
+        None => form
+            .iter()
+            .chain(query)
+            .find(|(key, _)| key == "Action")
+            .map(|(_, value)| value.as_str())?,
     };
-    text.split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(key), decode(value))
-        })
-        .collect()
+    cairn_wire::recordable_name(name).map(str::to_owned)
 }
 
 fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {

@@ -120,11 +120,7 @@ pub fn parse_target(target: Option<&str>) -> Result<Operation, AwsError> {
 /// The operation name a target claims, for recording a call that could not be served; kept
 /// only when it looks like an operation name, so junk never reaches a record.
 pub fn claimed_operation_name(target: Option<&str>) -> Option<String> {
-    let name = target?.rsplit('.').next()?;
-    let plausible = !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|byte| byte.is_ascii_alphanumeric());
-    plausible.then(|| name.to_owned())
+    crate::recordable_name(target?.rsplit('.').next()?).map(str::to_owned)
 }
 
 /// The JSON body of a JSON 1.1 request: an object, `{}` when empty.

@@ -11,3 +11,16 @@ pub mod error;
 pub mod sigv4;
 
 pub use error::AwsError;
+
+/// Whether text taken from a request that may not be authentic (an operation name, a
+/// service or region from a credential scope) is safe to put in a record as a name: short,
+/// and only letters, digits and `-`. Anything else is recorded as unknown, so junk and
+/// injection attempts never reach the history.
+pub fn recordable_name(text: &str) -> Option<&str> {
+    let plausible = !text.is_empty()
+        && text.len() <= 64
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-');
+    plausible.then_some(text)
+}

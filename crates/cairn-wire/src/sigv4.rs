@@ -4,8 +4,6 @@
 //! The algorithm follows AWS's "Create a signed AWS API request" page: canonical request,
 //! string to sign, HMAC-SHA256 key chain, constant-time comparison.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, Method};
@@ -110,7 +108,7 @@ pub struct SignatureClaim {
 
 /// Reads the claim from the `Authorization` header or the presigned query parameters.
 pub fn parse_claim(request: &SignedRequest<'_>) -> Result<SignatureClaim, SignatureError> {
-    let query = parse_query(request.raw_query);
+    let query = decode_pairs(request.raw_query);
     if let Some(authorization) = request.headers.get(http::header::AUTHORIZATION) {
         let authorization = authorization
             .to_str()
@@ -398,7 +396,7 @@ pub fn canonical_request(
     request: &SignedRequest<'_>,
     claim: &SignatureClaim,
 ) -> Result<String, SignatureError> {
-    let mut query: Vec<(String, String)> = parse_query(request.raw_query)
+    let mut query: Vec<(String, String)> = decode_pairs(request.raw_query)
         .into_iter()
         .filter(|(key, _)| claim.presigned_expires.is_none() || key != "X-Amz-Signature")
         .map(|(key, value)| (uri_encode(&key), uri_encode(&value)))
@@ -451,7 +449,9 @@ fn canonical_uri(raw_path: &str, service: &str) -> String {
     utf8_percent_encode(path, URI_ENCODE_PATH).to_string()
 }
 
-fn parse_query(raw_query: &str) -> Vec<(String, String)> {
+/// `key=value&…` pairs decoded (`+` and `%20` both a space), in order, repeats kept: a
+/// query string or a form-encoded body.
+pub fn decode_pairs(raw_query: &str) -> Vec<(String, String)> {
     raw_query
         .split('&')
         .filter(|pair| !pair.is_empty())
@@ -495,11 +495,6 @@ fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
         .zip(right)
         .fold(0u8, |difference, (a, b)| difference | (a ^ b))
         == 0
-}
-
-/// Query parameters decoded, for the protocol layers (query protocol `Action=`).
-pub fn decoded_query(raw_query: &str) -> BTreeMap<String, String> {
-    parse_query(raw_query).into_iter().collect()
 }
 
 #[cfg(test)]
@@ -614,7 +609,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("host", HeaderValue::from_static("example.amazonaws.com"));
         let query_without_signature = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F20150830%2Fus-east-1%2Fservice%2Faws4_request&X-Amz-Date=20150830T123600Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host";
-        let claim = parse_presigned_query(&parse_query(&format!(
+        let claim = parse_presigned_query(&decode_pairs(&format!(
             "{query_without_signature}&X-Amz-Signature=00"
         )))
         .unwrap();
