@@ -362,18 +362,25 @@ impl RoutingTable {
         };
         if let Some(target) = call.target {
             let (prefix, operation) = target.rsplit_once('.')?;
-            let services = self.by_target_prefix.get(prefix)?;
-            return services
+            let found: Vec<Recognized<'_>> = self
+                .by_target_prefix
+                .get(prefix)?
                 .iter()
                 .map(|&index| &self.services[index])
-                .filter(|service| candidates.contains(service) || call.signing_name.is_none())
-                .chain(services.iter().map(|&index| &self.services[index]))
-                .find_map(|service| {
+                .filter_map(|service| {
                     Some(Recognized {
                         service,
                         operation: service.has_operation(operation)?,
                     })
-                });
+                })
+                .collect();
+            // A target prefix is (nearly) unique; if two services share one, the one signed
+            // for wins.
+            return found
+                .iter()
+                .find(|found| Some(found.service.signing_name.as_str()) == call.signing_name)
+                .or(found.first())
+                .copied();
         }
         let parameter = |name: &str| {
             call.form

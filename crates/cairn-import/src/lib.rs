@@ -158,15 +158,10 @@ pub fn import_files(
     // waiting in the channel are appended together, so a directory of small files does not
     // pay one fsync per file.
     let target_batch = options.batch_size * 16;
-    let store_for_flush = Arc::clone(&store);
-    let appenders: Vec<_> = (0..APPENDER_THREADS)
-        .map(|_| {
-            let received = received.clone();
-            let store = Arc::clone(&store);
-            std::thread::spawn(move || append_batches(store.as_ref(), &received, target_batch))
-        })
-        .collect();
-    drop(received);
+    let appender_store = Arc::clone(&store);
+    let appender = std::thread::spawn(move || {
+        append_batches(appender_store.as_ref(), &received, target_batch)
+    });
     let mut reports = Vec::with_capacity(files.len());
     let mut send_failed = false;
     for (file_index, path) in files.iter().enumerate() {
@@ -191,15 +186,11 @@ pub fn import_files(
         }
     }
     drop(batches);
-    let mut counts = Vec::new();
-    for appender in appenders {
-        let appended = appender
-            .join()
-            .map_err(|_| StoreError::Corrupt("an import appender panicked".into()))??;
-        counts.extend(appended);
-    }
+    let counts = appender
+        .join()
+        .map_err(|_| StoreError::Corrupt("the import appender panicked".into()))??;
     // Nothing is reported imported before it is durable.
-    store_for_flush.flush()?;
+    store.flush()?;
     for (file_index, inserted, duplicates) in counts {
         let report = &mut reports[file_index];
         report.imported += inserted;
@@ -209,8 +200,6 @@ pub fn import_files(
     }
     Ok(reports)
 }
-
-const APPENDER_THREADS: usize = 1;
 
 type Batch = (usize, Vec<IndexedEvent>);
 
