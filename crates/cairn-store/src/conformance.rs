@@ -114,6 +114,35 @@ pub fn finds_by_every_attribute(store: &dyn EventStore) {
     assert_eq!(ids(store, &query(None, 50)), ["c", "b", "a"]);
 }
 
+pub fn finds_by_event_id_across_days(store: &dyn EventStore) {
+    const DAY: i64 = 86_400;
+    let days = [0, 1, 3, 400, 401];
+    store
+        .append(
+            days.iter()
+                .map(|day| {
+                    let id = format!("day-{day}");
+                    sample_event(&id, day * DAY + 7, "DescribeKey", "alice", "AKIA1")
+                })
+                .collect(),
+        )
+        .unwrap();
+    for day in days {
+        let id = format!("day-{day}");
+        let mut by_id = query(Some((LookupAttributeKey::EventId, id.as_str())), 50);
+        assert_eq!(ids(store, &by_id), [id.clone()], "no time bounds");
+        by_id.start_millis = Some((day * DAY + 7) * 1000);
+        by_id.end_millis = Some((day * DAY + 7) * 1000);
+        assert_eq!(ids(store, &by_id), [id.clone()], "bounds on the event");
+        by_id.start_millis = Some((day * DAY + 8) * 1000);
+        by_id.end_millis = None;
+        assert!(ids(store, &by_id).is_empty(), "starts after the event");
+        by_id.start_millis = None;
+        by_id.end_millis = Some((day * DAY + 6) * 1000);
+        assert!(ids(store, &by_id).is_empty(), "ends before the event");
+    }
+}
+
 pub fn appends_are_idempotent_by_event_id(store: &dyn EventStore) {
     let first = store
         .append(vec![sample_event(
@@ -344,6 +373,10 @@ macro_rules! event_store_conformance {
             #[test]
             fn finds_by_every_attribute() {
                 with_store(checks::finds_by_every_attribute);
+            }
+            #[test]
+            fn finds_by_event_id_across_days() {
+                with_store(checks::finds_by_event_id_across_days);
             }
             #[test]
             fn appends_are_idempotent_by_event_id() {
