@@ -3,10 +3,16 @@
 //! the administrator key on first start and writes the AWS shared-credentials and config
 //! files that make the `aws` CLI and boto3 use it.
 //!
+//! It also owns roles with their trust policies (`roles.rs`) and the temporary credentials
+//! STS hands out (`sessions.rs`), which it verifies on later calls.
+//!
 //! Secret access keys are held in [`SecretAccessKey`], whose `Debug` never shows the value
 //! and which has no `Display`: a secret cannot reach a log line by accident. This crate
 //! knows nothing of HTTP or of SigV4; `cairn-wire` verifies signatures with the secret it
 //! is handed.
+
+mod roles;
+mod sessions;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -15,6 +21,9 @@ use std::path::{Path, PathBuf};
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+
+pub use roles::{DeclaredRole, Role, DEFAULT_MAX_SESSION_DURATION_SECS};
+pub use sessions::{SessionError, SessionKey, TemporaryCredentials, MAX_SESSION_TOKEN_BYTES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -85,16 +94,88 @@ impl User {
 pub struct Identities {
     #[serde(default)]
     pub users: Vec<User>,
+    #[serde(default)]
+    pub roles: Vec<Role>,
 }
 
 /// Who signed a request, as the record's `userIdentity` will show it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
     pub account_id: String,
-    pub user_name: String,
-    pub user_id: String,
+    /// `arn:aws:iam::…:user/…`, or `arn:aws:sts::…:assumed-role/…/…` for a role session.
     pub arn: String,
+    /// `AIDA…` for a user, `AROA…:session-name` for a role session.
+    pub principal_id: String,
     pub access_key_id: String,
+    pub kind: PrincipalKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PrincipalKind {
+    /// An IAM user, with its long-term key or with GetSessionToken credentials.
+    User {
+        user_name: String,
+        session: Option<SessionTimes>,
+    },
+    /// A session of a role, from AssumeRole.
+    AssumedRole {
+        role_name: String,
+        role_id: String,
+        role_arn: String,
+        session_name: String,
+        session: SessionTimes,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionTimes {
+    pub created_at_millis: i64,
+    pub expires_at_millis: i64,
+}
+
+impl Principal {
+    pub fn user_name(&self) -> Option<&str> {
+        match &self.kind {
+            PrincipalKind::User { user_name, .. } => Some(user_name),
+            PrincipalKind::AssumedRole { .. } => None,
+        }
+    }
+
+    /// The role a role session belongs to.
+    pub fn role_arn(&self) -> Option<String> {
+        match &self.kind {
+            PrincipalKind::AssumedRole { role_arn, .. } => Some(role_arn.clone()),
+            PrincipalKind::User { .. } => None,
+        }
+    }
+
+    pub fn session(&self) -> Option<SessionTimes> {
+        match &self.kind {
+            PrincipalKind::User { session, .. } => *session,
+            PrincipalKind::AssumedRole { session, .. } => Some(*session),
+        }
+    }
+}
+
+/// Why a request's credentials are not accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialError {
+    #[error("unknown access key")]
+    UnknownAccessKey,
+    #[error("{0}")]
+    Session(#[from] SessionError),
+}
+
+/// Why AssumeRole or GetSessionToken refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StsRefusal {
+    /// The role does not exist or does not trust the caller (AWS does not tell which).
+    #[error("{caller} is not authorized to perform: sts:AssumeRole on resource: {role_arn}")]
+    NotTrusted { caller: String, role_arn: String },
+    #[error("The requested DurationSeconds exceeds the MaxSessionDuration set for this role.")]
+    DurationTooLong,
+    #[error("Cannot call GetSessionToken with session credentials")]
+    SessionCredentials,
 }
 
 /// A user declared in the config file (`[[users]]`); merged with the identities file.
@@ -107,23 +188,27 @@ pub struct DeclaredUser {
 }
 
 /// The verified-credential lookup table, built once at start.
-#[derive(Clone, Debug, Default)]
 pub struct CredentialStore {
     by_access_key: HashMap<String, (Principal, SecretAccessKey)>,
+    roles: HashMap<String, Role>,
+    sessions: SessionKey,
     default_account_id: String,
 }
 
 impl CredentialStore {
-    pub fn new(identities: &Identities) -> Self {
+    pub fn new(identities: &Identities, sessions: SessionKey) -> Self {
         let mut by_access_key = HashMap::new();
         for user in &identities.users {
             for key in user.access_keys.iter().filter(|key| key.status == "Active") {
                 let principal = Principal {
                     account_id: user.account_id.clone(),
-                    user_name: user.user_name.clone(),
-                    user_id: user.user_id.clone(),
                     arn: user.arn(),
+                    principal_id: user.user_id.clone(),
                     access_key_id: key.access_key_id.clone(),
+                    kind: PrincipalKind::User {
+                        user_name: user.user_name.clone(),
+                        session: None,
+                    },
                 };
                 by_access_key.insert(
                     key.access_key_id.clone(),
@@ -136,16 +221,108 @@ impl CredentialStore {
             .first()
             .map(|user| user.account_id.clone())
             .unwrap_or_default();
+        let roles = identities
+            .roles
+            .iter()
+            .map(|role| (role.arn(), role.clone()))
+            .collect();
         Self {
             by_access_key,
+            roles,
+            sessions,
             default_account_id,
         }
     }
 
-    pub fn find(&self, access_key_id: &str) -> Option<(&Principal, &SecretAccessKey)> {
-        self.by_access_key
-            .get(access_key_id)
-            .map(|(principal, secret)| (principal, secret))
+    /// The principal and secret behind an access key: a long-term key, or temporary
+    /// credentials whose `session_token` this server issued and which have not expired at
+    /// `now` (epoch ms). A long-term key presented with a session token is refused, as AWS
+    /// refuses it.
+    pub fn authenticate(
+        &self,
+        access_key_id: &str,
+        session_token: Option<&str>,
+        now: i64,
+    ) -> Result<(Principal, SecretAccessKey), CredentialError> {
+        match session_token {
+            None => self
+                .by_access_key
+                .get(access_key_id)
+                .cloned()
+                .ok_or(CredentialError::UnknownAccessKey),
+            Some(_) if self.by_access_key.contains_key(access_key_id) => {
+                Err(SessionError::Invalid.into())
+            }
+            Some(token) => Ok(self.sessions.open(access_key_id, token, now)?),
+        }
+    }
+
+    /// AssumeRole: credentials for a session of `role_arn`, if the role trusts `caller`.
+    /// `duration_secs` defaults to one hour and may not exceed the role's maximum.
+    pub fn assume_role(
+        &self,
+        caller: &Principal,
+        role_arn: &str,
+        session_name: &str,
+        duration_secs: Option<u32>,
+        now: i64,
+    ) -> Result<(TemporaryCredentials, Principal), StsRefusal> {
+        let role = self
+            .roles
+            .get(role_arn)
+            .filter(|role| role.trusts(caller))
+            .ok_or_else(|| StsRefusal::NotTrusted {
+                caller: caller.arn.clone(),
+                role_arn: role_arn.to_owned(),
+            })?;
+        let duration = duration_secs.unwrap_or(DEFAULT_MAX_SESSION_DURATION_SECS);
+        if duration > role.max_session_duration_secs {
+            return Err(StsRefusal::DurationTooLong);
+        }
+        let session = SessionTimes {
+            created_at_millis: now,
+            expires_at_millis: now + i64::from(duration) * 1000,
+        };
+        let mut assumed = Principal {
+            account_id: role.account_id.clone(),
+            arn: format!(
+                "arn:aws:sts::{}:assumed-role/{}/{session_name}",
+                role.account_id, role.role_name
+            ),
+            principal_id: format!("{}:{session_name}", role.role_id),
+            access_key_id: String::new(),
+            kind: PrincipalKind::AssumedRole {
+                role_name: role.role_name.clone(),
+                role_id: role.role_id.clone(),
+                role_arn: role.arn(),
+                session_name: session_name.to_owned(),
+                session,
+            },
+        };
+        let credentials = self
+            .sessions
+            .issue(&assumed, now, session.expires_at_millis);
+        assumed.access_key_id = credentials.access_key_id.clone();
+        Ok((credentials, assumed))
+    }
+
+    /// GetSessionToken: temporary credentials for the user `caller` itself.
+    pub fn session_token(
+        &self,
+        caller: &Principal,
+        duration_secs: u32,
+        now: i64,
+    ) -> Result<TemporaryCredentials, StsRefusal> {
+        if caller.session().is_some() {
+            return Err(StsRefusal::SessionCredentials);
+        }
+        Ok(self
+            .sessions
+            .issue(caller, now, now + i64::from(duration_secs) * 1000))
+    }
+
+    pub fn role(&self, role_arn: &str) -> Option<&Role> {
+        self.roles.get(role_arn)
     }
 
     /// The account of the first user: the one that receives events whose caller is unknown.
@@ -173,6 +350,7 @@ pub const ADMIN_USER_NAME: &str = "admin";
 pub fn load_or_bootstrap(
     data_dir: &Path,
     declared: &[DeclaredUser],
+    declared_roles: &[DeclaredRole],
     region: &str,
     endpoint_url: &str,
 ) -> Result<Bootstrap, AuthError> {
@@ -199,6 +377,7 @@ pub fn load_or_bootstrap(
             "created the administrator access key"
         );
     }
+    changed |= merge_declared_roles(&mut identities, declared_roles)?;
     if changed {
         let text = serde_json::to_vec_pretty(&identities).map_err(|source| AuthError::Parse {
             path: path.clone(),
@@ -282,6 +461,81 @@ fn merge_declared(
     Ok(changed)
 }
 
+fn merge_declared_roles(
+    identities: &mut Identities,
+    declared: &[DeclaredRole],
+) -> Result<bool, AuthError> {
+    let mut changed = false;
+    for role in declared {
+        let account_id = match &role.account_id {
+            Some(account) => account.clone(),
+            None => identities
+                .users
+                .first()
+                .map(|user| user.account_id.clone())
+                .unwrap_or_default(),
+        };
+        if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(AuthError::Invalid(format!(
+                "account_id {account_id:?} of role {:?} is not 12 digits",
+                role.role_name
+            )));
+        }
+        let name_ok = (1..=64).contains(&role.role_name.len())
+            && role
+                .role_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+        if !name_ok {
+            return Err(AuthError::Invalid(format!(
+                "role_name {:?} must be 1-64 letters, digits or +=,.@_-",
+                role.role_name
+            )));
+        }
+        if role.trust_policy.get("Statement").is_none() {
+            return Err(AuthError::Invalid(format!(
+                "the trust_policy of role {:?} has no Statement",
+                role.role_name
+            )));
+        }
+        let max_session_duration_secs = role
+            .max_session_duration_secs
+            .unwrap_or(DEFAULT_MAX_SESSION_DURATION_SECS);
+        if !(3600..=43_200).contains(&max_session_duration_secs) {
+            return Err(AuthError::Invalid(format!(
+                "max_session_duration_secs of role {:?} must be 3600-43200",
+                role.role_name
+            )));
+        }
+        let known = identities
+            .roles
+            .iter_mut()
+            .find(|known| known.account_id == account_id && known.role_name == role.role_name);
+        match known {
+            Some(known) => {
+                if known.trust_policy != role.trust_policy
+                    || known.max_session_duration_secs != max_session_duration_secs
+                {
+                    known.trust_policy = role.trust_policy.clone();
+                    known.max_session_duration_secs = max_session_duration_secs;
+                    changed = true;
+                }
+            }
+            None => {
+                identities.roles.push(Role {
+                    account_id,
+                    role_name: role.role_name.clone(),
+                    role_id: random_id("AROA", 17),
+                    trust_policy: role.trust_policy.clone(),
+                    max_session_duration_secs,
+                });
+                changed = true;
+            }
+        }
+    }
+    Ok(changed)
+}
+
 fn new_admin() -> User {
     let mut rng = rand::rng();
     let account_id: String = (0..12)
@@ -299,7 +553,7 @@ fn new_admin() -> User {
     }
 }
 
-fn random_id(prefix: &str, length: usize) -> String {
+pub(crate) fn random_id(prefix: &str, length: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let mut rng = rand::rng();
     let mut id = prefix.to_owned();
@@ -316,7 +570,7 @@ fn random_secret() -> String {
 }
 
 /// Writes a file readable by its owner only, atomically (write, fsync, rename).
-fn write_private(path: &Path, contents: &[u8]) -> Result<(), AuthError> {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), AuthError> {
     let io = |source| AuthError::Io {
         path: path.to_owned(),
         source,
@@ -343,7 +597,8 @@ mod tests {
     #[test]
     fn first_start_creates_an_admin_and_later_starts_keep_it() {
         let dir = tempfile::tempdir().unwrap();
-        let first = load_or_bootstrap(dir.path(), &[], "us-east-1", "http://127.0.0.1:1").unwrap();
+        let first =
+            load_or_bootstrap(dir.path(), &[], &[], "us-east-1", "http://127.0.0.1:1").unwrap();
         assert!(first.created_admin);
         let user = &first.identities.users[0];
         assert_eq!(user.user_name, "admin");
@@ -361,7 +616,8 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        let second = load_or_bootstrap(dir.path(), &[], "us-east-1", "http://127.0.0.1:1").unwrap();
+        let second =
+            load_or_bootstrap(dir.path(), &[], &[], "us-east-1", "http://127.0.0.1:1").unwrap();
         assert!(!second.created_admin);
         assert_eq!(second.identities, first.identities);
     }
@@ -375,17 +631,97 @@ mod tests {
             access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
             secret_access_key: SecretAccessKey::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
         }];
-        let boot = load_or_bootstrap(dir.path(), &declared, "eu-west-1", "http://x").unwrap();
+        let boot = load_or_bootstrap(dir.path(), &declared, &[], "eu-west-1", "http://x").unwrap();
         assert!(
             !boot.created_admin,
             "a declared user means no generated admin"
         );
-        let store = CredentialStore::new(&boot.identities);
-        let (principal, secret) = store.find("AKIAIOSFODNN7EXAMPLE").unwrap();
+        let store = CredentialStore::new(&boot.identities, SessionKey::random());
+        let (principal, secret) = store.authenticate("AKIAIOSFODNN7EXAMPLE", None, 0).unwrap();
         assert_eq!(principal.arn, "arn:aws:iam::111122223333:user/ci");
         assert_eq!(secret.expose(), "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY");
-        assert!(store.find("AKIAUNKNOWN").is_none());
+        assert_eq!(
+            store.authenticate("AKIAUNKNOWN", None, 0).unwrap_err(),
+            CredentialError::UnknownAccessKey
+        );
+        assert_eq!(
+            store
+                .authenticate("AKIAIOSFODNN7EXAMPLE", Some("token"), 0)
+                .unwrap_err(),
+            CredentialError::Session(SessionError::Invalid)
+        );
         assert_eq!(store.default_account_id(), "111122223333");
+    }
+
+    #[test]
+    fn declared_roles_can_be_assumed_by_whom_they_trust() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = vec![DeclaredUser {
+            account_id: "111122223333".into(),
+            user_name: "ci".into(),
+            access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+            secret_access_key: SecretAccessKey::new("s"),
+        }];
+        let roles: Vec<DeclaredRole> = vec![toml_role(
+            "role_name = 'deployer'\ntrust_policy = '''{\"Statement\": [{\"Effect\": \"Allow\", \"Principal\": {\"AWS\": \"arn:aws:iam::111122223333:user/ci\"}, \"Action\": \"sts:AssumeRole\"}]}'''",
+        )];
+        let boot = load_or_bootstrap(dir.path(), &users, &roles, "us-east-1", "http://x").unwrap();
+        let role_id = boot.identities.roles[0].role_id.clone();
+        assert!(role_id.starts_with("AROA"));
+        let again = load_or_bootstrap(dir.path(), &users, &roles, "us-east-1", "http://x").unwrap();
+        assert_eq!(
+            again.identities.roles[0].role_id, role_id,
+            "role IDs are stable"
+        );
+        let store = CredentialStore::new(&boot.identities, SessionKey::random());
+        let (ci, _) = store.authenticate("AKIAIOSFODNN7EXAMPLE", None, 0).unwrap();
+        let arn = "arn:aws:iam::111122223333:role/deployer";
+        let (credentials, assumed) = store.assume_role(&ci, arn, "build-7", None, 1_000).unwrap();
+        assert_eq!(
+            assumed.arn,
+            "arn:aws:sts::111122223333:assumed-role/deployer/build-7"
+        );
+        assert_eq!(assumed.principal_id, format!("{role_id}:build-7"));
+        assert_eq!(credentials.expiration_millis, 1_000 + 3_600_000);
+        let (session, secret) = store
+            .authenticate(
+                &credentials.access_key_id,
+                Some(&credentials.session_token),
+                2_000,
+            )
+            .unwrap();
+        assert_eq!(session, assumed);
+        assert_eq!(secret, credentials.secret_access_key);
+        assert!(matches!(
+            store.assume_role(&ci, "arn:aws:iam::111122223333:role/nope", "s", None, 0),
+            Err(StsRefusal::NotTrusted { .. })
+        ));
+        assert_eq!(
+            store.assume_role(&ci, arn, "s", Some(7200), 0).unwrap_err(),
+            StsRefusal::DurationTooLong
+        );
+        // The role does not trust its own sessions, so no chaining here.
+        assert!(store
+            .assume_role(&session, arn, "again", None, 2_000)
+            .is_err());
+        assert_eq!(
+            store.session_token(&session, 900, 2_000).unwrap_err(),
+            StsRefusal::SessionCredentials
+        );
+        let user_session = store.session_token(&ci, 900, 2_000).unwrap();
+        let (same_user, _) = store
+            .authenticate(
+                &user_session.access_key_id,
+                Some(&user_session.session_token),
+                3_000,
+            )
+            .unwrap();
+        assert_eq!(same_user.user_name(), Some("ci"));
+        assert!(same_user.session().is_some());
+    }
+
+    fn toml_role(text: &str) -> DeclaredRole {
+        toml::from_str(text).unwrap()
     }
 
     #[test]
@@ -410,7 +746,7 @@ mod tests {
             secret_access_key: SecretAccessKey::new("s"),
         }];
         assert!(matches!(
-            load_or_bootstrap(dir.path(), &declared, "us-east-1", "http://x"),
+            load_or_bootstrap(dir.path(), &declared, &[], "us-east-1", "http://x"),
             Err(AuthError::Invalid(_))
         ));
     }

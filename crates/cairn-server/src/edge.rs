@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
+use cairn_auth::{CredentialError, SessionError};
+use cairn_capture::{Protocol, RoutingTable};
 use cairn_wire::cloudtrail::{self, Operation};
 use cairn_wire::sigv4::{self, SignedRequest};
 use cairn_wire::AwsError;
@@ -17,6 +19,28 @@ use crate::recorder::{Call, Caller};
 use crate::{AppState, MAX_REQUEST_BODY_BYTES};
 
 const CLOUDTRAIL_SERVICE: &str = "cloudtrail";
+const STS_SERVICE: &str = "sts";
+
+/// The protocol of the service a request was signed for, so that even a refusal is shaped as
+/// that service's clients expect.
+fn protocol_of_signing_name(signing_name: &str) -> Option<Protocol> {
+    match signing_name {
+        CLOUDTRAIL_SERVICE => Some(Protocol::Json),
+        STS_SERVICE => Some(Protocol::Query),
+        other => RoutingTable::builtin()
+            .services()
+            .iter()
+            .find(|service| service.signing_name == other)
+            .map(|service| service.protocol),
+    }
+}
+
+fn is_query_shaped(protocol: Option<Protocol>) -> bool {
+    matches!(
+        protocol,
+        Some(Protocol::Query | Protocol::Ec2 | Protocol::RestXml)
+    )
+}
 
 pub async fn handle(State(state): State<AppState>, request: Request) -> Response {
     let request_id = state.ids.new_id();
@@ -44,6 +68,7 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
         request_id: request_id.clone(),
         api_version: None,
         event_category: "Management",
+        resources: Vec::new(),
     };
 
     let raw_query = parts.uri.query().unwrap_or("").to_owned();
@@ -76,38 +101,71 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
         headers: &parts.headers,
         body: &body,
     };
+    let now_millis = state.clock.now_millis();
     let now = Utc
-        .timestamp_millis_opt(state.clock.now_millis())
+        .timestamp_millis_opt(now_millis)
         .single()
         .unwrap_or_else(Utc::now);
+    let claim = sigv4::parse_claim(&signed).ok();
+    let session_token = claim.as_ref().and_then(|claim| claim.session_token.clone());
+    let mut authenticated = None;
+    let mut credential_error = None;
     let verified = sigv4::verify(&signed, now, |access_key_id| {
-        state
+        match state
             .credentials
-            .find(access_key_id)
-            .map(|(_, secret)| secret.expose().to_owned())
-    });
-    let verified = match verified {
-        Ok(verified) => verified,
-        Err(error) => {
-            if let Ok(claim) = sigv4::parse_claim(&signed) {
-                note_claim(
-                    &mut call,
-                    &claim.service,
-                    &claim.region,
-                    error.access_key_id().map(str::to_owned),
-                );
+            .authenticate(access_key_id, session_token.as_deref(), now_millis)
+        {
+            Ok((principal, secret)) => {
+                authenticated = Some(principal);
+                Some(secret.expose().to_owned())
             }
-            tracing::info!(reason = %error, "refused an unauthenticated request");
-            return finish(&state, call, Err(AwsError::from_signature_error(&error))).await;
+            Err(error) => {
+                credential_error = Some(error);
+                None
+            }
+        }
+    });
+    let protocol = claim
+        .as_ref()
+        .and_then(|claim| protocol_of_signing_name(&claim.service));
+    let verified = match (verified, authenticated) {
+        (Ok(verified), Some(principal)) => {
+            call.caller = Caller::Verified(principal);
+            verified
+        }
+        (outcome, _) => {
+            if let Some(claim) = &claim {
+                let presented = outcome
+                    .as_ref()
+                    .err()
+                    .and_then(|error| error.access_key_id())
+                    .map(str::to_owned);
+                note_claim(&mut call, &claim.service, &claim.region, presented);
+            }
+            let error = match (&outcome, credential_error) {
+                (_, Some(CredentialError::Session(session))) => {
+                    AwsError::invalid_session_token(session == SessionError::Expired)
+                }
+                (Err(error), _) => {
+                    tracing::info!(reason = %error, "refused an unauthenticated request");
+                    AwsError::from_signature_error(error)
+                }
+                (Ok(_), _) => AwsError::internal_failure(),
+            };
+            let error = if is_query_shaped(protocol) {
+                error.for_query_protocol()
+            } else {
+                error
+            };
+            return crate::gateway::fail(&state, call, protocol, error).await;
         }
     };
-    let Some((principal, _)) = state.credentials.find(&verified.access_key_id) else {
-        return finish(&state, call, Err(AwsError::internal_failure())).await;
-    };
-    call.caller = Caller::Verified(principal.clone());
     call.region = verified.region.clone();
     call.event_source = format!("{}.amazonaws.com", verified.service);
 
+    if verified.service == STS_SERVICE {
+        return crate::sts::serve(&state, call, &parts, &body).await;
+    }
     if verified.service != CLOUDTRAIL_SERVICE {
         return crate::gateway::proxy(&state, call, &parts, body, &verified.service).await;
     }

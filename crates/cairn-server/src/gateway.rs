@@ -131,7 +131,7 @@ pub async fn proxy(
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
-async fn fail(
+pub(crate) async fn fail(
     state: &AppState,
     mut call: Call,
     protocol: Option<Protocol>,
@@ -146,7 +146,11 @@ async fn fail(
 }
 
 /// An error Cairn itself raises for a proxied call, in that service's protocol's shape.
-fn error_response(protocol: Option<Protocol>, error: &AwsError, request_id: &str) -> Response {
+pub(crate) fn error_response(
+    protocol: Option<Protocol>,
+    error: &AwsError,
+    request_id: &str,
+) -> Response {
     let escape = |text: &str| {
         text.replace('&', "&amp;")
             .replace('<', "&lt;")
@@ -156,7 +160,8 @@ fn error_response(protocol: Option<Protocol>, error: &AwsError, request_id: &str
         Some(Protocol::Query) => (
             "text/xml",
             format!(
-                "<ErrorResponse><Error><Type>Receiver</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
+                "<ErrorResponse><Error><Type>{}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
+                if error.status.is_server_error() { "Receiver" } else { "Sender" },
                 escape(&error.code), escape(&error.message), escape(request_id)
             ),
         ),

@@ -4,6 +4,7 @@
 //! included. A call's event is durable before the call is answered; if it cannot be
 //! recorded the call fails (an audit trail fails closed).
 //!
+//! STS (`sts.rs`) is served here too: Cairn issues the temporary credentials it verifies.
 //! Calls for every other service go through the gateway (`gateway.rs`) to their configured
 //! upstream, using cairn-capture to recognise, forward and describe them.
 //!
@@ -16,6 +17,7 @@ mod lookup;
 mod next_token;
 mod recorder;
 mod retention;
+mod sts;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,8 +1,9 @@
 //! Turns a call Cairn served (or refused) into a CloudTrail record and makes it durable.
 
-use cairn_auth::Principal;
+use cairn_auth::{Principal, PrincipalKind};
 use cairn_model::{
-    format_event_time, CloudTrailRecord, Field, IndexedEvent, UserIdentity, UserIdentityType,
+    format_event_time, CloudTrailRecord, Field, IndexedEvent, Resource, SessionAttributes,
+    SessionContext, SessionIssuer, UserIdentity, UserIdentityType, WebIdFederationData,
 };
 use cairn_wire::AwsError;
 use serde_json::{Map, Value};
@@ -42,6 +43,15 @@ pub struct Call {
     pub api_version: Option<&'static str>,
     /// `Management` or `Data`.
     pub event_category: &'static str,
+    /// What the call acted on: (ARN, account, type).
+    pub resources: Vec<CallResource>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallResource {
+    pub arn: String,
+    pub account_id: String,
+    pub resource_type: String,
 }
 
 impl AppState {
@@ -70,18 +80,7 @@ impl AppState {
     fn build_record(&self, call: Call) -> CloudTrailRecord {
         let default_account = self.credentials.default_account_id().to_owned();
         let (identity, recipient_account_id) = match &call.caller {
-            Caller::Verified(principal) => (
-                UserIdentity {
-                    identity_type: Field::Present(UserIdentityType::IAMUser),
-                    principal_id: Field::Present(principal.user_id.clone()),
-                    arn: Field::Present(principal.arn.clone()),
-                    account_id: Field::Present(principal.account_id.clone()),
-                    access_key_id: Field::Present(principal.access_key_id.clone()),
-                    user_name: Field::Present(principal.user_name.clone()),
-                    ..UserIdentity::default()
-                },
-                principal.account_id.clone(),
-            ),
+            Caller::Verified(principal) => (user_identity(principal), principal.account_id.clone()),
             Caller::Unverified { access_key_id } => (
                 UserIdentity {
                     identity_type: Field::Present(UserIdentityType::Unknown),
@@ -130,9 +129,80 @@ impl AppState {
             management_event: Field::Present(call.event_category == "Management"),
             recipient_account_id: Field::Present(recipient_account_id),
             event_category: Field::Present(call.event_category.to_owned()),
+            resources: if call.resources.is_empty() {
+                Field::Absent
+            } else {
+                Field::Present(
+                    call.resources
+                        .into_iter()
+                        .map(|resource| Resource {
+                            arn: Field::Present(resource.arn),
+                            account_id: Field::Present(resource.account_id),
+                            resource_type: Field::Present(resource.resource_type),
+                            other: Map::new(),
+                        })
+                        .collect(),
+                )
+            },
             other: Map::new(),
             ..CloudTrailRecord::default()
         }
+    }
+}
+
+/// `userIdentity` for a verified caller: an IAM user, or a role session with the role as
+/// its `sessionIssuer`, as CloudTrail writes them.
+fn user_identity(principal: &Principal) -> UserIdentity {
+    let attributes = |created_at_millis: i64| SessionAttributes {
+        creation_date: Field::Present(format_event_time(created_at_millis)),
+        mfa_authenticated: Field::Present("false".to_owned()),
+        other: Map::new(),
+    };
+    let (identity_type, user_name, session_context) = match &principal.kind {
+        PrincipalKind::User { user_name, session } => (
+            UserIdentityType::IAMUser,
+            Field::Present(user_name.clone()),
+            match session {
+                Some(session) => Field::Present(SessionContext {
+                    attributes: Field::Present(attributes(session.created_at_millis)),
+                    ..SessionContext::default()
+                }),
+                None => Field::Absent,
+            },
+        ),
+        PrincipalKind::AssumedRole {
+            role_name,
+            role_id,
+            role_arn,
+            session,
+            ..
+        } => (
+            UserIdentityType::AssumedRole,
+            Field::Absent,
+            Field::Present(SessionContext {
+                session_issuer: Field::Present(SessionIssuer {
+                    issuer_type: Field::Present("Role".to_owned()),
+                    principal_id: Field::Present(role_id.clone()),
+                    arn: Field::Present(role_arn.clone()),
+                    account_id: Field::Present(principal.account_id.clone()),
+                    user_name: Field::Present(role_name.clone()),
+                    other: Map::new(),
+                }),
+                web_id_federation_data: Field::Present(WebIdFederationData::default()),
+                attributes: Field::Present(attributes(session.created_at_millis)),
+                ..SessionContext::default()
+            }),
+        ),
+    };
+    UserIdentity {
+        identity_type: Field::Present(identity_type),
+        principal_id: Field::Present(principal.principal_id.clone()),
+        arn: Field::Present(principal.arn.clone()),
+        account_id: Field::Present(principal.account_id.clone()),
+        access_key_id: Field::Present(principal.access_key_id.clone()),
+        user_name,
+        session_context,
+        ..UserIdentity::default()
     }
 }
 

@@ -65,6 +65,7 @@ fn harness(retention_days: u32) -> Harness {
             access_key_id: KEY.into(),
             secret_access_key: SecretAccessKey::new(SECRET),
         }],
+        &[],
         "us-east-1",
         "http://localhost",
     )
@@ -75,7 +76,10 @@ fn harness(retention_days: u32) -> Harness {
     });
     let state = AppState {
         store: store.clone(),
-        credentials: Arc::new(CredentialStore::new(&boot.identities)),
+        credentials: Arc::new(CredentialStore::new(
+            &boot.identities,
+            cairn_auth::SessionKey::random(),
+        )),
         clock: Arc::new(FixedClock::new(NOW)),
         ids: Arc::new(RandomIds),
         token_key: Arc::new(TokenKey::random()),

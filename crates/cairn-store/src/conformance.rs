@@ -130,10 +130,10 @@ pub fn finds_by_event_id_across_days(store: &dyn EventStore) {
     for day in days {
         let id = format!("day-{day}");
         let mut by_id = query(Some((LookupAttributeKey::EventId, id.as_str())), 50);
-        assert_eq!(ids(store, &by_id), [id.clone()], "no time bounds");
+        assert_eq!(ids(store, &by_id), [id.as_str()], "no time bounds");
         by_id.start_millis = Some((day * DAY + 7) * 1000);
         by_id.end_millis = Some((day * DAY + 7) * 1000);
-        assert_eq!(ids(store, &by_id), [id.clone()], "bounds on the event");
+        assert_eq!(ids(store, &by_id), [id.as_str()], "bounds on the event");
         by_id.start_millis = Some((day * DAY + 8) * 1000);
         by_id.end_millis = None;
         assert!(ids(store, &by_id).is_empty(), "starts after the event");

@@ -45,6 +45,41 @@ impl AwsError {
             .unwrap_or_default()
     }
 
+    /// How the JSON protocols report temporary credentials that are not accepted.
+    pub fn invalid_session_token(expired: bool) -> Self {
+        if expired {
+            Self::new(
+                "ExpiredTokenException",
+                "The security token included in the request is expired",
+            )
+        } else {
+            Self::new(
+                "UnrecognizedClientException",
+                "The security token included in the request is invalid.",
+            )
+        }
+    }
+
+    /// The same refusal as the query protocol (STS, IAM, ...) spells it: other codes, and
+    /// HTTP 403 for everything but an incomplete signature.
+    pub fn for_query_protocol(self) -> Self {
+        let (code, status) = match self.code.as_str() {
+            "MissingAuthenticationTokenException" => {
+                ("MissingAuthenticationToken", StatusCode::FORBIDDEN)
+            }
+            "IncompleteSignatureException" => ("IncompleteSignature", StatusCode::BAD_REQUEST),
+            "UnrecognizedClientException" => ("InvalidClientTokenId", StatusCode::FORBIDDEN),
+            "InvalidSignatureException" => ("SignatureDoesNotMatch", StatusCode::FORBIDDEN),
+            "ExpiredTokenException" => ("ExpiredToken", StatusCode::FORBIDDEN),
+            _ => return self,
+        };
+        Self {
+            code: code.to_owned(),
+            status,
+            ..self
+        }
+    }
+
     /// How the JSON protocols report a request that failed authentication.
     pub fn from_signature_error(error: &SignatureError) -> Self {
         match error {

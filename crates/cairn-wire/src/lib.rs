@@ -9,6 +9,7 @@
 pub mod cloudtrail;
 pub mod error;
 pub mod sigv4;
+pub mod sts;
 
 pub use error::AwsError;
 

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use cairn_auth::DeclaredUser;
+use cairn_auth::{DeclaredRole, DeclaredUser};
 use serde::Deserialize;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4590";
@@ -47,6 +47,8 @@ struct FileSettings {
     upstream_timeout_secs: Option<u64>,
     #[serde(default)]
     users: Vec<DeclaredUser>,
+    #[serde(default)]
+    roles: Vec<DeclaredRole>,
 }
 
 #[derive(Debug)]
@@ -56,6 +58,8 @@ pub struct Settings {
     pub retention_days: u32,
     pub region: String,
     pub users: Vec<DeclaredUser>,
+    /// Roles that STS AssumeRole can hand out sessions of.
+    pub roles: Vec<DeclaredRole>,
     /// Default upstream for services Cairn does not serve, and per-service overrides
     /// (botocore service id or signing name → URL).
     pub upstream: Option<http::Uri>,
@@ -122,6 +126,7 @@ impl Settings {
                 .or(file.region)
                 .unwrap_or_else(|| DEFAULT_REGION.to_owned()),
             users: file.users,
+            roles: file.roles,
         })
     }
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use cairn_auth::CredentialStore;
+use cairn_auth::{CredentialStore, SessionKey};
 use cairn_model::{RandomIds, SystemClock};
 use cairn_server::{AppState, ServerSettings, TokenKey};
 use cairn_store::SqliteEventStore;
@@ -93,6 +93,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         let boot = cairn_auth::load_or_bootstrap(
             &settings.data_dir,
             &settings.users,
+            &settings.roles,
             &settings.region,
             &endpoint,
         )?;
@@ -102,7 +103,10 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             TokenKey::load_or_create(&settings.data_dir).context("cannot load the token key")?;
         let state = AppState {
             store: Arc::new(store),
-            credentials: Arc::new(CredentialStore::new(&boot.identities)),
+            credentials: Arc::new(CredentialStore::new(
+                &boot.identities,
+                SessionKey::load_or_create(&settings.data_dir)?,
+            )),
             clock: Arc::new(SystemClock),
             ids: Arc::new(RandomIds),
             token_key: Arc::new(token_key),
