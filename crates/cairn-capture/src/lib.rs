@@ -7,13 +7,16 @@
 //! It also owns the pieces of the gateway that are not HTTP serving: forwarding a call to its
 //! upstream (`upstream`), reading the upstream's error and request ID in every protocol's
 //! shape (`outcome`), and turning input and output into `requestParameters` and
-//! `responseElements` with secrets removed through one redaction table (`parameters`). The
+//! `responseElements` with secrets removed through one redaction table (`parameters`), and
+//! what particular services add to their records: resource ARNs, KMS's quiet cryptographic
+//! calls, Secrets Manager's service events (`service_rules`). The
 //! edge in cairn-server drives them and records the result. This crate knows nothing of
 //! storage or of SigV4.
 
 pub mod outcome;
 pub mod parameters;
 pub mod routing;
+pub mod service_rules;
 pub mod upstream;
 
 pub use routing::{Call, Protocol, Recognized, RoutingTable, ServiceModel};

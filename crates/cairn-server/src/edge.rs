@@ -69,6 +69,9 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
         api_version: None,
         event_category: "Management",
         resources: Vec::new(),
+        event_type: "AwsApiCall",
+        additional_event_data: None,
+        service_event_details: None,
     };
 
     let raw_query = parts.uri.query().unwrap_or("").to_owned();

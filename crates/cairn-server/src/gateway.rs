@@ -6,15 +6,18 @@ use axum::response::Response;
 use bytes::Bytes;
 use cairn_capture::outcome::{upstream_error, upstream_request_id};
 use cairn_capture::parameters::{
-    event_category, is_read_only, request_parameters, response_elements,
+    event_category, is_read_only, lower_camel, request_parameters, response_elements,
 };
+use cairn_capture::service_rules::{self, CapturedCall};
 use cairn_capture::{GatewayError, Protocol, RoutingTable};
 use cairn_wire::sigv4::decode_pairs;
 use cairn_wire::AwsError;
 use http::request::Parts;
 use http::StatusCode;
 
-use crate::recorder::Call;
+use serde_json::{json, Value};
+
+use crate::recorder::{Call, CallResource, Caller};
 use crate::AppState;
 
 pub async fn proxy(
@@ -108,7 +111,9 @@ pub async fn proxy(
     if let Some(request_id) = upstream_request_id(&reply.headers, &reply.body) {
         call.request_id = request_id;
     }
-    match upstream_error(protocol, reply.status, &reply.headers, &reply.body) {
+    let failure = upstream_error(protocol, reply.status, &reply.headers, &reply.body);
+    let succeeded = failure.is_none();
+    match failure {
         Some((code, message)) => {
             call.error = Some(AwsError::new(&code, message).with_status(reply.status))
         }
@@ -117,8 +122,16 @@ pub async fn proxy(
                 response_elements(protocol, &service_id, &call.event_name, &reply.body)
         }
     }
+    let service_events =
+        apply_service_rules(&mut call, &service_id, protocol, succeeded, &reply.body);
+    let request_id = call.request_id.clone();
     if let Err(error) = state.record(call).await {
-        return error_response(protocol, &error, "");
+        return error_response(protocol, &error, &request_id);
+    }
+    for event in service_events {
+        if let Err(error) = state.record(event).await {
+            return error_response(protocol, &error, &request_id);
+        }
     }
     let mut response = Response::builder().status(reply.status);
     for (name, value) in &reply.headers {
@@ -129,6 +142,76 @@ pub async fn proxy(
     response
         .body(Body::from(reply.body))
         .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// Runs the service's own record rules over the call and returns the service events the
+/// call causes, ready to record after it.
+fn apply_service_rules(
+    call: &mut Call,
+    service_id: &str,
+    protocol: Option<Protocol>,
+    succeeded: bool,
+    body: &[u8],
+) -> Vec<Call> {
+    let Caller::Verified(principal) = &call.caller else {
+        return Vec::new();
+    };
+    let upstream_response = match protocol {
+        Some(Protocol::Json | Protocol::RestJson) if succeeded => {
+            serde_json::from_slice::<Value>(body).ok().map(lower_camel)
+        }
+        _ => None,
+    };
+    let mut captured = CapturedCall {
+        service_id: service_id.to_owned(),
+        operation: call.event_name.clone(),
+        region: call.region.clone(),
+        account_id: principal.account_id.clone(),
+        request_parameters: call.request_parameters.take(),
+        response_elements: call.response_elements.take(),
+        upstream_response,
+        succeeded,
+        read_only: call.read_only,
+        ..CapturedCall::default()
+    };
+    service_rules::apply(&mut captured);
+    call.request_parameters = captured.request_parameters;
+    call.response_elements = captured.response_elements;
+    call.read_only = captured.read_only;
+    call.resources = captured
+        .resources
+        .into_iter()
+        .map(|resource| CallResource {
+            arn: resource.arn,
+            account_id: resource.account_id,
+            resource_type: resource.resource_type,
+        })
+        .collect();
+    let deletion_date = captured
+        .upstream_response
+        .as_ref()
+        .and_then(|response| response.get("deletionDate"))
+        .and_then(Value::as_f64);
+    captured
+        .service_events
+        .into_iter()
+        .map(|event| {
+            let details = (event.event_name == service_rules::START_SECRET_VERSION_DELETE)
+                .then_some(deletion_date)
+                .flatten()
+                .map(|seconds| {
+                    json!({ "deletionDate": cairn_model::format_event_time((seconds * 1000.0) as i64) })
+                });
+            crate::recorder::service_event(
+                event.event_source,
+                event.event_name,
+                &event.resource_arn,
+                &captured.account_id,
+                &call.region,
+                details,
+            )
+        })
+        .collect()
 }
 
 pub(crate) async fn fail(

@@ -17,6 +17,7 @@ mod lookup;
 mod next_token;
 mod recorder;
 mod retention;
+mod secret_deletions;
 mod sts;
 
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ use cairn_store::EventStore;
 
 pub use next_token::TokenKey;
 pub use retention::run_retention_sweeper;
+pub use secret_deletions::run_secret_deletion_scheduler;
 
 /// Bodies over this are refused before they are read whole.
 pub const MAX_REQUEST_BODY_BYTES: usize = 1 << 20;

@@ -23,6 +23,11 @@ pub enum Caller {
     Unverified {
         access_key_id: Option<String>,
     },
+    /// An AWS service acting on its own (`AwsServiceEvent`), in an account.
+    Service {
+        invoked_by: String,
+        account_id: String,
+    },
 }
 
 /// One call, ready to be recorded.
@@ -45,6 +50,10 @@ pub struct Call {
     pub event_category: &'static str,
     /// What the call acted on: (ARN, account, type).
     pub resources: Vec<CallResource>,
+    /// `AwsApiCall`, or `AwsServiceEvent` for what a service does on its own.
+    pub event_type: &'static str,
+    pub additional_event_data: Option<Value>,
+    pub service_event_details: Option<Value>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +61,46 @@ pub struct CallResource {
     pub arn: String,
     pub account_id: String,
     pub resource_type: String,
+}
+
+/// An `AwsServiceEvent` of `event_source` about `resource_arn`, in the envelope Secrets
+/// Manager's own service events have: the service as `invokedBy`, source and agent; the
+/// resource as `additionalEventData.SecretId`; no parameters or response.
+pub fn service_event(
+    event_source: &str,
+    event_name: &str,
+    resource_arn: &str,
+    account_id: &str,
+    region: &str,
+    service_event_details: Option<Value>,
+) -> Call {
+    let request_id = if event_name.starts_with("Rotation") {
+        format!("Rotation-{resource_arn}-{}", uuid::Uuid::new_v4())
+    } else {
+        uuid::Uuid::new_v4().to_string()
+    };
+    Call {
+        event_source: event_source.to_owned(),
+        event_name: event_name.to_owned(),
+        region: region.to_owned(),
+        caller: Caller::Service {
+            invoked_by: event_source.to_owned(),
+            account_id: account_id.to_owned(),
+        },
+        source_ip_address: event_source.to_owned(),
+        user_agent: Some(event_source.to_owned()),
+        request_parameters: None,
+        response_elements: None,
+        error: None,
+        read_only: false,
+        request_id,
+        api_version: None,
+        event_category: "Management",
+        resources: Vec::new(),
+        event_type: "AwsServiceEvent",
+        additional_event_data: Some(serde_json::json!({ "SecretId": resource_arn })),
+        service_event_details,
+    }
 }
 
 impl AppState {
@@ -81,6 +130,17 @@ impl AppState {
         let default_account = self.credentials.default_account_id().to_owned();
         let (identity, recipient_account_id) = match &call.caller {
             Caller::Verified(principal) => (user_identity(principal), principal.account_id.clone()),
+            Caller::Service {
+                invoked_by,
+                account_id,
+            } => (
+                UserIdentity {
+                    account_id: Field::Present(account_id.clone()),
+                    invoked_by: Field::Present(invoked_by.clone()),
+                    ..UserIdentity::default()
+                },
+                account_id.clone(),
+            ),
             Caller::Unverified { access_key_id } => (
                 UserIdentity {
                     identity_type: Field::Present(UserIdentityType::Unknown),
@@ -124,7 +184,9 @@ impl AppState {
             request_id: Field::Present(call.request_id),
             event_id: Field::Present(self.ids.new_id()),
             read_only: Field::Present(call.read_only),
-            event_type: Field::Present("AwsApiCall".to_owned()),
+            event_type: Field::Present(call.event_type.to_owned()),
+            additional_event_data: call.additional_event_data.into(),
+            service_event_details: call.service_event_details.into(),
             api_version: call.api_version.map(str::to_owned).into(),
             management_event: Field::Present(call.event_category == "Management"),
             recipient_account_id: Field::Present(recipient_account_id),

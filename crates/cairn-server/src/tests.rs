@@ -270,3 +270,82 @@ async fn expired_events_are_hidden_before_the_sweep_and_removed_by_it() {
     let cutoff = harness.state.retention_cutoff_millis().unwrap();
     assert_eq!(harness.store.sweep_older_than(cutoff).unwrap(), 1);
 }
+
+fn secrets_manager_events(store: &FlakyStore) -> Vec<Value> {
+    let mut query = LookupQuery::all(HistoryView::Management, 50);
+    query.attribute = Some(cairn_model::LookupAttribute {
+        key: LookupAttributeKey::EventSource,
+        value: "secretsmanager.amazonaws.com".into(),
+    });
+    store
+        .lookup(&query)
+        .unwrap()
+        .events
+        .into_iter()
+        .map(|stored| serde_json::from_str(&stored.event.record_json).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_recovery_window_that_ends_unrestored_records_end_secret_version_delete() {
+    let mut harness = harness(0);
+    let clock = Arc::new(FixedClock::new(NOW));
+    harness.state.clock = clock.clone();
+    let state = &harness.state;
+    let window_end = NOW + 7 * 86_400_000;
+    let start = |secret: &str| {
+        recorder::service_event(
+            "secretsmanager.amazonaws.com",
+            "StartSecretVersionDelete",
+            secret,
+            "111122223333",
+            "us-east-1",
+            Some(json!({ "deletionDate": cairn_model::format_event_time(window_end) })),
+        )
+    };
+    let kept = "arn:aws:secretsmanager:us-east-1:111122223333:secret:kept-AbCdEf";
+    let gone = "arn:aws:secretsmanager:us-east-1:111122223333:secret:gone-AbCdEf";
+    state.record(start(kept)).await.unwrap();
+    state.record(start(gone)).await.unwrap();
+    clock.set(NOW + 86_400_000);
+    state
+        .record(recorder::service_event(
+            "secretsmanager.amazonaws.com",
+            "CancelSecretVersionDelete",
+            kept,
+            "111122223333",
+            "us-east-1",
+            None,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        secret_deletions::end_due_deletions(state).await.unwrap(),
+        0,
+        "the window is still open"
+    );
+    clock.set(window_end + 1);
+    assert_eq!(secret_deletions::end_due_deletions(state).await.unwrap(), 1);
+    assert_eq!(
+        secret_deletions::end_due_deletions(state).await.unwrap(),
+        0,
+        "ended once only"
+    );
+    let events = secrets_manager_events(&harness.store);
+    let ends: Vec<&Value> = events
+        .iter()
+        .filter(|event| event["eventName"] == "EndSecretVersionDelete")
+        .collect();
+    assert_eq!(ends.len(), 1);
+    let end = ends[0];
+    assert_eq!(end["additionalEventData"], json!({ "SecretId": gone }));
+    assert_eq!(end["eventType"], "AwsServiceEvent");
+    assert_eq!(
+        end["userIdentity"],
+        json!({"accountId": "111122223333", "invokedBy": "secretsmanager.amazonaws.com"})
+    );
+    assert_eq!(end["sourceIPAddress"], "secretsmanager.amazonaws.com");
+    assert_eq!(end["requestParameters"], Value::Null);
+    assert_eq!(end["managementEvent"], true);
+    assert_eq!(end["recipientAccountId"], "111122223333");
+}

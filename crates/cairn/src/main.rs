@@ -123,6 +123,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             )),
         };
         tokio::spawn(cairn_server::run_retention_sweeper(state.clone()));
+        tokio::spawn(cairn_server::run_secret_deletion_scheduler(state.clone()));
         let data_dir =
             std::fs::canonicalize(&settings.data_dir).unwrap_or(settings.data_dir.clone());
         println!(

@@ -1,0 +1,461 @@
+//! What particular services add to, or take out of, their CloudTrail records, beyond the
+//! general rules of `parameters`: KMS's key ARNs and quiet cryptographic calls, Systems
+//! Manager's document, command, session and parameter ARNs, Secrets Manager's secret ARNs and
+//! the service events (`AwsServiceEvent`) that its deletions, restores and rotations cause.
+//!
+//! Rules see the call as it will be recorded (member names already lowerCamelCase, secrets
+//! already redacted) plus the upstream's whole parsed response, which is read for ARNs only
+//! and never recorded from here.
+
+use serde_json::{json, Map, Value};
+
+/// A call as the gateway is about to record it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CapturedCall {
+    pub service_id: String,
+    pub operation: String,
+    pub region: String,
+    /// The account the call acts in: the caller's.
+    pub account_id: String,
+    pub request_parameters: Option<Value>,
+    pub response_elements: Option<Value>,
+    /// The upstream's response, parsed and lowerCamelCased; `None` when it failed or was not
+    /// JSON.
+    pub upstream_response: Option<Value>,
+    pub succeeded: bool,
+    pub read_only: bool,
+    pub resources: Vec<ResourceRef>,
+    /// Events the service itself emits because of this call.
+    pub service_events: Vec<ServiceEvent>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceRef {
+    pub arn: String,
+    pub account_id: String,
+    pub resource_type: String,
+}
+
+/// An `AwsServiceEvent` a call causes, about one secret (Secrets Manager is the one service
+/// so far that emits them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceEvent {
+    pub event_source: &'static str,
+    pub event_name: &'static str,
+    pub resource_arn: String,
+}
+
+pub const SECRETS_MANAGER_SOURCE: &str = "secretsmanager.amazonaws.com";
+pub const START_SECRET_VERSION_DELETE: &str = "StartSecretVersionDelete";
+pub const CANCEL_SECRET_VERSION_DELETE: &str = "CancelSecretVersionDelete";
+pub const END_SECRET_VERSION_DELETE: &str = "EndSecretVersionDelete";
+
+/// Applies the rules of the call's service, if it has any.
+pub fn apply(call: &mut CapturedCall) {
+    match call.service_id.as_str() {
+        "kms" => kms(call),
+        "ssm" => ssm(call),
+        "secretsmanager" => secrets_manager(call),
+        _ => {}
+    }
+}
+
+const KMS_CRYPTOGRAPHIC: &[&str] = &[
+    "Encrypt",
+    "Decrypt",
+    "ReEncrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
+    "GenerateRandom",
+    "GenerateMac",
+    "VerifyMac",
+    "Sign",
+    "Verify",
+    "DeriveSharedSecret",
+];
+
+/// Key-management calls whose record carries the key ARN as `responseElements.keyId`, even
+/// when the API returns nothing.
+const KMS_KEY_MANAGEMENT: &[&str] = &[
+    "EnableKey",
+    "DisableKey",
+    "ScheduleKeyDeletion",
+    "CancelKeyDeletion",
+    "EnableKeyRotation",
+    "DisableKeyRotation",
+    "RotateKeyOnDemand",
+    "PutKeyPolicy",
+    "UpdateKeyDescription",
+    "TagResource",
+    "UntagResource",
+    "ImportKeyMaterial",
+    "DeleteImportedKeyMaterial",
+    "UpdatePrimaryRegion",
+];
+
+fn kms(call: &mut CapturedCall) {
+    let operation = call.operation.as_str();
+    let cryptographic = KMS_CRYPTOGRAPHIC.contains(&operation);
+    if cryptographic {
+        // Cryptographic calls change nothing and their output is never recorded.
+        call.read_only = true;
+        call.response_elements = None;
+    }
+    if operation == "Decrypt" {
+        if let Some(Value::Object(parameters)) = &mut call.request_parameters {
+            parameters
+                .entry("encryptionAlgorithm")
+                .or_insert_with(|| json!("SYMMETRIC_DEFAULT"));
+        }
+    }
+    let requested = member(call.request_parameters.as_ref(), "keyId")
+        .or_else(|| member(call.request_parameters.as_ref(), "destinationKeyId"));
+    let answered = member(call.upstream_response.as_ref(), "keyId").or_else(|| {
+        call.upstream_response
+            .as_ref()
+            .and_then(|response| response.get("keyMetadata"))
+            .and_then(|metadata| metadata.get("arn"))
+            .and_then(Value::as_str)
+    });
+    let key_arn = [requested, answered]
+        .into_iter()
+        .flatten()
+        .find(|key| key.starts_with("arn:"))
+        .map(str::to_owned)
+        .or_else(|| {
+            requested
+                .filter(|key| !key.starts_with("alias/"))
+                .map(|key| format!("arn:aws:kms:{}:{}:key/{key}", call.region, call.account_id))
+        });
+    let Some(key_arn) = key_arn.filter(|arn| arn.contains(":key/")) else {
+        return;
+    };
+    if call.succeeded && KMS_KEY_MANAGEMENT.contains(&operation) {
+        let mut elements = match call.response_elements.take() {
+            Some(Value::Object(members)) => members,
+            _ => Map::new(),
+        };
+        elements
+            .entry("keyId")
+            .or_insert_with(|| json!(key_arn.clone()));
+        call.response_elements = Some(Value::Object(elements));
+    }
+    push_resource(call, key_arn, "AWS::KMS::Key");
+}
+
+fn ssm(call: &mut CapturedCall) {
+    let region = call.region.clone();
+    let account = call.account_id.clone();
+    let arn = |kind: &str, name: &str| {
+        if name.starts_with("arn:") {
+            name.to_owned()
+        } else {
+            format!(
+                "arn:aws:ssm:{region}:{account}:{kind}/{}",
+                name.trim_start_matches('/')
+            )
+        }
+    };
+    let operation = call.operation.clone();
+    let request = call.request_parameters.clone();
+    let response = call.upstream_response.clone();
+    let mut found: Vec<(String, &'static str)> = Vec::new();
+    if operation.contains("Document") {
+        if let Some(name) = member(request.as_ref(), "name") {
+            found.push((arn("document", name), "AWS::SSM::Document"));
+        }
+    }
+    if operation.contains("Parameter") {
+        if let Some(name) = member(request.as_ref(), "name") {
+            found.push((arn("parameter", name), "AWS::SSM::Parameter"));
+        }
+        for name in strings(request.as_ref(), "names") {
+            found.push((arn("parameter", name), "AWS::SSM::Parameter"));
+        }
+    }
+    if operation == "SendCommand" {
+        if let Some(document) = member(request.as_ref(), "documentName") {
+            found.push((arn("document", document), "AWS::SSM::Document"));
+        }
+        for instance in strings(request.as_ref(), "instanceIds") {
+            found.push((
+                format!("arn:aws:ec2:{region}:{account}:instance/{instance}"),
+                "AWS::EC2::Instance",
+            ));
+        }
+    }
+    let command_id = member(request.as_ref(), "commandId").or_else(|| {
+        response
+            .as_ref()
+            .and_then(|response| response.get("command"))
+            .and_then(|command| command.get("commandId"))
+            .and_then(Value::as_str)
+    });
+    if let Some(command) = command_id {
+        found.push((arn("command", command), "AWS::SSM::Command"));
+    }
+    if operation.contains("Session") {
+        if let Some(session) =
+            member(request.as_ref(), "sessionId").or_else(|| member(response.as_ref(), "sessionId"))
+        {
+            found.push((arn("session", session), "AWS::SSM::Session"));
+        }
+        if operation == "StartSession" {
+            if let Some(target) = member(request.as_ref(), "target") {
+                found.push((
+                    format!("arn:aws:ec2:{region}:{account}:instance/{target}"),
+                    "AWS::EC2::Instance",
+                ));
+            }
+        }
+    }
+    for (arn, resource_type) in found {
+        push_resource(call, arn, resource_type);
+    }
+}
+
+fn secrets_manager(call: &mut CapturedCall) {
+    let secret_arn = [
+        member(call.upstream_response.as_ref(), "arn"),
+        member(call.request_parameters.as_ref(), "secretId"),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|id| id.starts_with("arn:"))
+    .map(str::to_owned);
+    let Some(secret_arn) = secret_arn else {
+        return;
+    };
+    push_resource(call, secret_arn.clone(), "AWS::SecretsManager::Secret");
+    if !call.succeeded {
+        return;
+    }
+    let mut emit = |event_name| {
+        call.service_events.push(ServiceEvent {
+            event_source: SECRETS_MANAGER_SOURCE,
+            event_name,
+            resource_arn: secret_arn.clone(),
+        })
+    };
+    match call.operation.as_str() {
+        "DeleteSecret" => {
+            let forced = call
+                .request_parameters
+                .as_ref()
+                .and_then(|parameters| parameters.get("forceDeleteWithoutRecovery"))
+                .is_some_and(|force| force == &json!(true) || force == &json!("true"));
+            // A forced delete ends at once; otherwise the end comes when the recovery window
+            // does (the gateway's scheduler emits it from the history).
+            emit(if forced {
+                END_SECRET_VERSION_DELETE
+            } else {
+                START_SECRET_VERSION_DELETE
+            });
+        }
+        "RestoreSecret" => emit(CANCEL_SECRET_VERSION_DELETE),
+        // The upstream answers RotateSecret once the rotation it runs has finished.
+        "RotateSecret" => {
+            emit("RotationStarted");
+            emit("RotationSucceeded");
+        }
+        _ => {}
+    }
+}
+
+fn push_resource(call: &mut CapturedCall, arn: String, resource_type: &str) {
+    let account_id = arn
+        .split(':')
+        .nth(4)
+        .filter(|account| !account.is_empty())
+        .unwrap_or(&call.account_id)
+        .to_owned();
+    let resource = ResourceRef {
+        arn,
+        account_id,
+        resource_type: resource_type.to_owned(),
+    };
+    if !call.resources.contains(&resource) {
+        call.resources.push(resource);
+    }
+}
+
+fn member<'v>(value: Option<&'v Value>, name: &str) -> Option<&'v str> {
+    value?.get(name)?.as_str().filter(|text| !text.is_empty())
+}
+
+fn strings<'v>(value: Option<&'v Value>, name: &str) -> Vec<&'v str> {
+    match value.and_then(|value| value.get(name)) {
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(
+        service: &str,
+        operation: &str,
+        request: Value,
+        response: Option<Value>,
+    ) -> CapturedCall {
+        CapturedCall {
+            service_id: service.into(),
+            operation: operation.into(),
+            region: "us-east-1".into(),
+            account_id: "111122223333".into(),
+            request_parameters: Some(request),
+            response_elements: response.clone(),
+            upstream_response: response,
+            succeeded: true,
+            ..CapturedCall::default()
+        }
+    }
+
+    #[test]
+    fn kms_key_management_records_the_key_arn() {
+        let mut disable = call("kms", "DisableKey", json!({"keyId": "1234abcd"}), None);
+        apply(&mut disable);
+        let arn = "arn:aws:kms:us-east-1:111122223333:key/1234abcd";
+        assert_eq!(disable.response_elements, Some(json!({"keyId": arn})));
+        assert_eq!(
+            disable.resources,
+            [ResourceRef {
+                arn: arn.into(),
+                account_id: "111122223333".into(),
+                resource_type: "AWS::KMS::Key".into()
+            }]
+        );
+        let mut failed = call("kms", "DisableKey", json!({"keyId": "1234abcd"}), None);
+        failed.succeeded = false;
+        apply(&mut failed);
+        assert_eq!(failed.response_elements, None);
+        assert_eq!(failed.resources.len(), 1);
+    }
+
+    #[test]
+    fn kms_cryptographic_calls_are_reads_with_no_response() {
+        let other_account = "arn:aws:kms:eu-west-1:999988887777:key/k";
+        let mut decrypt = call(
+            "kms",
+            "Decrypt",
+            json!({}),
+            Some(json!({"keyId": other_account, "encryptionAlgorithm": "SYMMETRIC_DEFAULT"})),
+        );
+        apply(&mut decrypt);
+        assert!(decrypt.read_only);
+        assert_eq!(decrypt.response_elements, None);
+        assert_eq!(
+            decrypt.request_parameters,
+            Some(json!({"encryptionAlgorithm": "SYMMETRIC_DEFAULT"}))
+        );
+        assert_eq!(decrypt.resources[0].arn, other_account);
+        assert_eq!(decrypt.resources[0].account_id, "999988887777");
+        let mut by_alias = call("kms", "Encrypt", json!({"keyId": "alias/app"}), None);
+        apply(&mut by_alias);
+        assert!(by_alias.resources.is_empty(), "an alias alone names no key");
+    }
+
+    #[test]
+    fn ssm_documents_commands_sessions_and_parameters_get_arns() {
+        let mut delete = call("ssm", "DeleteDocument", json!({"name": "runbook"}), None);
+        apply(&mut delete);
+        assert_eq!(
+            delete.resources[0].arn,
+            "arn:aws:ssm:us-east-1:111122223333:document/runbook"
+        );
+        let mut send = call(
+            "ssm",
+            "SendCommand",
+            json!({"documentName": "AWS-RunShellScript", "instanceIds": ["i-1"]}),
+            Some(json!({"command": {"commandId": "c-9"}})),
+        );
+        apply(&mut send);
+        let arns: Vec<&str> = send.resources.iter().map(|r| r.arn.as_str()).collect();
+        assert_eq!(
+            arns,
+            [
+                "arn:aws:ssm:us-east-1:111122223333:document/AWS-RunShellScript",
+                "arn:aws:ec2:us-east-1:111122223333:instance/i-1",
+                "arn:aws:ssm:us-east-1:111122223333:command/c-9"
+            ]
+        );
+        let mut put = call(
+            "ssm",
+            "PutParameter",
+            json!({"name": "/app/db", "value": "HIDDEN"}),
+            None,
+        );
+        apply(&mut put);
+        assert_eq!(
+            put.resources[0].arn,
+            "arn:aws:ssm:us-east-1:111122223333:parameter/app/db"
+        );
+        let mut session = call("ssm", "TerminateSession", json!({"sessionId": "s-1"}), None);
+        apply(&mut session);
+        assert_eq!(session.resources[0].resource_type, "AWS::SSM::Session");
+    }
+
+    #[test]
+    fn secrets_manager_deletions_and_rotations_emit_service_events() {
+        let arn = "arn:aws:secretsmanager:us-east-1:111122223333:secret:db-AbCdEf";
+        let mut delete = call(
+            "secretsmanager",
+            "DeleteSecret",
+            json!({"secretId": "db", "recoveryWindowInDays": 7}),
+            Some(json!({"arn": arn, "name": "db"})),
+        );
+        apply(&mut delete);
+        assert_eq!(
+            delete.resources[0].resource_type,
+            "AWS::SecretsManager::Secret"
+        );
+        assert_eq!(
+            delete.service_events[0].event_name,
+            START_SECRET_VERSION_DELETE
+        );
+        let mut forced = call(
+            "secretsmanager",
+            "DeleteSecret",
+            json!({"secretId": arn, "forceDeleteWithoutRecovery": true}),
+            None,
+        );
+        apply(&mut forced);
+        assert_eq!(
+            forced.service_events[0].event_name,
+            END_SECRET_VERSION_DELETE
+        );
+        let mut restore = call(
+            "secretsmanager",
+            "RestoreSecret",
+            json!({"secretId": "db"}),
+            Some(json!({"arn": arn})),
+        );
+        apply(&mut restore);
+        assert_eq!(
+            restore.service_events[0].event_name,
+            CANCEL_SECRET_VERSION_DELETE
+        );
+        let mut rotate = call(
+            "secretsmanager",
+            "RotateSecret",
+            json!({"secretId": "db"}),
+            Some(json!({"arn": arn})),
+        );
+        apply(&mut rotate);
+        let names: Vec<&str> = rotate.service_events.iter().map(|e| e.event_name).collect();
+        assert_eq!(names, ["RotationStarted", "RotationSucceeded"]);
+        let mut refused = call(
+            "secretsmanager",
+            "DeleteSecret",
+            json!({"secretId": arn}),
+            None,
+        );
+        refused.succeeded = false;
+        apply(&mut refused);
+        assert!(refused.service_events.is_empty());
+    }
+}
