@@ -3,35 +3,10 @@ services Cairn does not serve are forwarded, answered with the upstream's answer
 recorded as CloudTrail would record them."""
 
 import json
-import socket
-import subprocess
-import time
 
 import pytest
 
-from conftest import Cairn
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def moto():
-    port = free_port()
-    process = subprocess.Popen(["moto_server", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(timeout=30)
+from conftest import Cairn, free_port
 
 
 @pytest.fixture

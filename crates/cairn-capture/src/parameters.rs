@@ -161,25 +161,47 @@ pub fn response_elements(
     }
 }
 
-/// `KeyId` → `keyId`, recursively, as CloudTrail spells members.
+/// `KeyId` → `keyId`, `ARN` → `arn`, `KMSKeyId` → `kmsKeyId`, recursively, as CloudTrail
+/// spells members: a leading run of capitals is an acronym, lowercased whole except for a
+/// capital that starts the next word.
 pub fn lower_camel(value: Value) -> Value {
     match value {
         Value::Object(members) => Value::Object(
             members
                 .into_iter()
-                .map(|(key, value)| {
-                    let mut chars = key.chars();
-                    let renamed = match chars.next() {
-                        Some(first) => first.to_lowercase().chain(chars).collect(),
-                        None => key,
-                    };
-                    (renamed, lower_camel(value))
-                })
+                .map(|(key, value)| (lower_camel_name(&key), lower_camel(value)))
                 .collect(),
         ),
         Value::Array(items) => Value::Array(items.into_iter().map(lower_camel).collect()),
         other => other,
     }
+}
+
+fn lower_camel_name(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    let leading_capitals = chars.iter().take_while(|c| c.is_uppercase()).count();
+    let lowered = match leading_capitals {
+        0 => 0,
+        n if n == chars.len() => n,
+        1 => 1,
+        // A plural acronym (`VPCs`) is one word.
+        n if chars[n..] == ['s'] => n,
+        // The last capital of the run starts the next word when a lowercase letter follows.
+        n if chars[n].is_lowercase() => n - 1,
+        n => n,
+    };
+    chars
+        .iter()
+        .enumerate()
+        .flat_map(|(index, c)| {
+            let lower: Vec<char> = if index < lowered {
+                c.to_lowercase().collect()
+            } else {
+                vec![*c]
+            };
+            lower
+        })
+        .collect()
 }
 
 /// Applies [`REDACTIONS`] everywhere in `value`.
@@ -257,6 +279,22 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn member_names_are_lower_camel_case_acronyms_included() {
+        for (name, expected) in [
+            ("KeyId", "keyId"),
+            ("ARN", "arn"),
+            ("KMSKeyId", "kmsKeyId"),
+            ("DBInstanceIdentifier", "dbInstanceIdentifier"),
+            ("VPCs", "vpcs"),
+            ("keyId", "keyId"),
+            ("A", "a"),
+            ("", ""),
+        ] {
+            assert_eq!(lower_camel_name(name), expected, "{name}");
+        }
     }
 
     #[test]

@@ -104,7 +104,11 @@ fn kms(call: &mut CapturedCall) {
         call.response_elements = None;
     }
     if operation == "Decrypt" {
-        if let Some(Value::Object(parameters)) = &mut call.request_parameters {
+        // Decrypt's record always names the algorithm, even when the caller did not.
+        let parameters = call
+            .request_parameters
+            .get_or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(parameters) = parameters {
             parameters
                 .entry("encryptionAlgorithm")
                 .or_insert_with(|| json!("SYMMETRIC_DEFAULT"));
@@ -345,6 +349,7 @@ mod tests {
             json!({}),
             Some(json!({"keyId": other_account, "encryptionAlgorithm": "SYMMETRIC_DEFAULT"})),
         );
+        decrypt.request_parameters = None;
         apply(&mut decrypt);
         assert!(decrypt.read_only);
         assert_eq!(decrypt.response_elements, None);

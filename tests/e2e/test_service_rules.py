@@ -1,0 +1,173 @@
+"""KMS, Secrets Manager and Systems Manager through the gateway in front of a real moto_server,
+driven by the real aws CLI: each call's record carries what CloudTrail's own records for these
+services carry (resource ARNs, key ARNs, service events, AssumedRole identities), and no
+secret value reaches the history, the data directory or the log."""
+
+import base64
+import json
+import subprocess
+
+import pytest
+
+from conftest import Cairn
+
+# moto's default account, so that the ARNs moto answers with and the ones Cairn builds agree.
+ACCOUNT = "123456789012"
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/operator"
+SECRET_VALUE = "e2e-secret-value-7f3a9c"
+PARAMETER_VALUE = "e2e-parameter-value-41d2"
+PLAINTEXT = "e2e-plaintext-value-c81b"
+
+CONFIG = f"""
+[[users]]
+account_id = "{ACCOUNT}"
+user_name = "ops"
+access_key_id = "AKIAE2ESERVICERULES1"
+secret_access_key = "e2eServiceRulesSecretKey0000000000000000"
+
+[[roles]]
+role_name = "operator"
+trust_policy = '''{{"Statement": [{{"Effect": "Allow", "Principal": {{"AWS": "arn:aws:iam::{ACCOUNT}:root"}},
+  "Action": "sts:AssumeRole"}}]}}'''
+"""
+
+
+@pytest.fixture
+def gateway(tmp_path, moto):
+    config = tmp_path / "cairn.toml"
+    config.write_text(CONFIG)
+    server = Cairn(tmp_path / "data", extra_args=["--config", str(config), "--upstream", moto]).start()
+    yield server
+    server.stop()
+
+
+def lookup(cairn, key, value):
+    events = cairn.aws_json("cloudtrail", "lookup-events", "--lookup-attributes",
+                            f"AttributeKey={key},AttributeValue={value}")["Events"]
+    return [json.loads(event["CloudTrailEvent"]) for event in events]
+
+
+def named(records, name):
+    found = [record for record in records if record["eventName"] == name]
+    assert len(found) == 1, (name, [r["eventName"] for r in records])
+    return found[0]
+
+
+def test_secrets_manager_records_and_service_events(gateway):
+    created = gateway.aws_json("secretsmanager", "create-secret", "--name", "e2e-db", "--secret-string", SECRET_VALUE)
+    arn = created["ARN"]
+    gateway.aws("secretsmanager", "delete-secret", "--secret-id", "e2e-db", "--recovery-window-in-days", "7")
+    gateway.aws("secretsmanager", "restore-secret", "--secret-id", "e2e-db")
+    gone = gateway.aws_json("secretsmanager", "create-secret", "--name", "e2e-gone", "--secret-string", SECRET_VALUE)
+    gateway.aws("secretsmanager", "delete-secret", "--secret-id", gone["ARN"], "--force-delete-without-recovery")
+    gateway.aws("secretsmanager", "get-secret-value", "--secret-id", "e2e-db")
+
+    records = lookup(gateway, "EventSource", "secretsmanager.amazonaws.com")
+    names = sorted(record["eventName"] for record in records)
+    assert names == sorted(["CreateSecret", "CreateSecret", "DeleteSecret", "DeleteSecret", "RestoreSecret",
+                            "GetSecretValue", "StartSecretVersionDelete", "CancelSecretVersionDelete",
+                            "EndSecretVersionDelete"])
+    create = next(r for r in records if r["eventName"] == "CreateSecret" and r["requestParameters"]["name"] == "e2e-db")
+    # The CLI adds an idempotency token, which CloudTrail records too; the value never.
+    assert set(create["requestParameters"]) == {"name", "clientRequestToken"}
+    assert create["responseElements"]["arn"] == arn
+    assert create["resources"] == [{"ARN": arn, "accountId": ACCOUNT, "type": "AWS::SecretsManager::Secret"}]
+    delete = next(r for r in records if r["eventName"] == "DeleteSecret" and r["requestParameters"]["secretId"] == "e2e-db")
+    assert delete["requestParameters"] == {"secretId": "e2e-db", "recoveryWindowInDays": 7}
+    assert delete["eventType"] == "AwsApiCall" and delete["readOnly"] is False
+    assert delete["userIdentity"]["type"] == "IAMUser" and delete["userIdentity"]["userName"] == "ops"
+    assert named(records, "GetSecretValue")["responseElements"] is None
+
+    start = named(records, "StartSecretVersionDelete")
+    assert start["eventType"] == "AwsServiceEvent"
+    assert start["userIdentity"] == {"accountId": ACCOUNT, "invokedBy": "secretsmanager.amazonaws.com"}
+    assert start["sourceIPAddress"] == "secretsmanager.amazonaws.com"
+    assert start["userAgent"] == "secretsmanager.amazonaws.com"
+    assert start["requestParameters"] is None and start["responseElements"] is None
+    assert start["additionalEventData"] == {"SecretId": arn}
+    assert start["readOnly"] is False and start["managementEvent"] is True
+    assert start["eventCategory"] == "Management" and start["recipientAccountId"] == ACCOUNT
+    assert start["serviceEventDetails"]["deletionDate"].endswith("Z")
+    assert named(records, "CancelSecretVersionDelete")["additionalEventData"] == {"SecretId": arn}
+    assert named(records, "EndSecretVersionDelete")["additionalEventData"] == {"SecretId": gone["ARN"]}
+    assert SECRET_VALUE not in json.dumps(records)
+
+
+def test_kms_key_arns_and_quiet_cryptography(gateway):
+    key = gateway.aws_json("kms", "create-key", "--description", "e2e")["KeyMetadata"]
+    key_arn = key["Arn"]
+    gateway.aws("kms", "disable-key", "--key-id", key["KeyId"])
+    gateway.aws("kms", "enable-key", "--key-id", key["KeyId"])
+    ciphertext = gateway.aws_json("kms", "encrypt", "--key-id", key["KeyId"], "--plaintext",
+                                  base64.b64encode(PLAINTEXT.encode()).decode())["CiphertextBlob"]
+    blob = gateway.data_dir.parent / "ciphertext.bin"
+    blob.write_bytes(base64.b64decode(ciphertext))
+    gateway.aws("kms", "decrypt", "--ciphertext-blob", f"fileb://{blob}")
+
+    records = lookup(gateway, "EventSource", "kms.amazonaws.com")
+    resource = [{"ARN": key_arn, "accountId": ACCOUNT, "type": "AWS::KMS::Key"}]
+    disable = named(records, "DisableKey")
+    assert disable["requestParameters"] == {"keyId": key["KeyId"]}
+    assert disable["responseElements"] == {"keyId": key_arn}
+    assert disable["resources"] == resource
+    assert named(records, "EnableKey")["responseElements"] == {"keyId": key_arn}
+    encrypt = named(records, "Encrypt")
+    assert encrypt["requestParameters"] == {"keyId": key["KeyId"]}
+    assert encrypt["responseElements"] is None and encrypt["readOnly"] is True
+    assert encrypt["resources"] == resource
+    decrypt = named(records, "Decrypt")
+    assert decrypt["requestParameters"] == {"encryptionAlgorithm": "SYMMETRIC_DEFAULT"}
+    assert decrypt["responseElements"] is None and decrypt["resources"] == resource
+    assert named(records, "CreateKey")["resources"] == resource
+
+    by_type = {r["eventName"] for r in lookup(gateway, "ResourceType", "AWS::KMS::Key")}
+    assert {"CreateKey", "DisableKey", "EnableKey", "Encrypt", "Decrypt"} <= by_type
+    by_name = {r["eventName"] for r in lookup(gateway, "ResourceName", key_arn)}
+    assert {"CreateKey", "DisableKey", "EnableKey", "Encrypt", "Decrypt"} <= by_name
+    dumped = json.dumps(records)
+    assert PLAINTEXT not in dumped and base64.b64encode(PLAINTEXT.encode()).decode() not in dumped
+    assert ciphertext not in dumped
+
+
+def test_ssm_documents_by_an_assumed_role_and_hidden_parameters(gateway):
+    content = json.dumps({"schemaVersion": "2.2", "description": "e2e", "mainSteps": [
+        {"action": "aws:runShellScript", "name": "run", "inputs": {"runCommand": ["true"]}}]})
+    gateway.aws("ssm", "create-document", "--name", "e2e-runbook", "--document-type", "Command",
+                "--content", content)
+    gateway.aws("ssm", "put-parameter", "--name", "/e2e/db", "--value", PARAMETER_VALUE, "--type", "SecureString")
+    gateway.aws("ssm", "get-parameter", "--name", "/e2e/db", "--with-decryption")
+
+    credentials = gateway.aws_json("sts", "assume-role", "--role-arn", ROLE_ARN,
+                                   "--role-session-name", "e2e-operator")["Credentials"]
+    env = gateway.env()
+    env["AWS_ACCESS_KEY_ID"] = credentials["AccessKeyId"]
+    env["AWS_SECRET_ACCESS_KEY"] = credentials["SecretAccessKey"]
+    env["AWS_SESSION_TOKEN"] = credentials["SessionToken"]
+    subprocess.run(["aws", "ssm", "delete-document", "--name", "e2e-runbook"], env=env, check=True,
+                   capture_output=True, timeout=120)
+
+    records = lookup(gateway, "EventSource", "ssm.amazonaws.com")
+    document_arn = f"arn:aws:ssm:us-east-1:{ACCOUNT}:document/e2e-runbook"
+    delete = named(records, "DeleteDocument")
+    assert delete["resources"] == [{"ARN": document_arn, "accountId": ACCOUNT, "type": "AWS::SSM::Document"}]
+    identity = delete["userIdentity"]
+    assert identity["type"] == "AssumedRole"
+    assert identity["arn"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/operator/e2e-operator"
+    assert identity["accessKeyId"] == credentials["AccessKeyId"]
+    assert identity["sessionContext"]["sessionIssuer"]["arn"] == ROLE_ARN
+    assert identity["sessionContext"]["sessionIssuer"]["userName"] == "operator"
+    assert named(records, "CreateDocument")["resources"][0]["ARN"] == document_arn
+    assert [r["eventName"] for r in lookup(gateway, "ResourceName", document_arn)].count("DeleteDocument") == 1
+
+    put = named(records, "PutParameter")
+    assert put["requestParameters"]["value"] == "HIDDEN_DUE_TO_SECURITY_REASONS"
+    assert put["resources"][0]["ARN"] == f"arn:aws:ssm:us-east-1:{ACCOUNT}:parameter/e2e/db"
+    assert named(records, "GetParameter")["responseElements"] is None
+
+    gateway.stop()
+    log = (gateway.data_dir.parent / "data-server.log").read_bytes()
+    for value in (PARAMETER_VALUE, credentials["SecretAccessKey"]):
+        assert value.encode() not in log
+        for path in gateway.data_dir.rglob("*"):
+            if path.is_file():
+                assert value.encode() not in path.read_bytes(), path
