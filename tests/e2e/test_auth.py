@@ -10,6 +10,8 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
+from conftest import Cairn
+
 TARGET = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.LookupEvents"
 HEADERS = {"X-Amz-Target": TARGET, "Content-Type": "application/x-amz-json-1.1"}
 
@@ -110,3 +112,26 @@ def test_secret_never_reaches_the_log_or_the_event_store(cairn):
     # Only the two files that must hold the secret (to verify signatures, and for the CLI) do.
     holders = {path.name for path in cairn.data_dir.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()}
     assert holders == {"identities.json", "credentials"}
+
+
+def test_forwarded_for_is_believed_only_from_trusted_proxies(tmp_path):
+    config = tmp_path / "cairn.toml"
+    config.write_text('trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]\n')
+    trusting = Cairn(tmp_path / "trusting", extra_args=["--config", str(config)]).start()
+    plain = Cairn(tmp_path / "plain").start()
+    try:
+        for server, expected in ((trusting, "203.0.113.7"), (plain, "127.0.0.1")):
+            client = server.client()
+
+            def forward(request, **_):
+                request.headers["X-Forwarded-For"] = "198.51.100.1, 203.0.113.7, 10.9.9.9"
+
+            client.meta.events.register("before-sign.cloudtrail.LookupEvents", forward)
+            client.lookup_events(MaxResults=1)
+            events = server.client().lookup_events(LookupAttributes=[
+                {"AttributeKey": "EventName", "AttributeValue": "LookupEvents"}])["Events"]
+            addresses = {json.loads(event["CloudTrailEvent"])["sourceIPAddress"] for event in events}
+            assert addresses == {expected}, addresses
+    finally:
+        trusting.stop()
+        plain.stop()

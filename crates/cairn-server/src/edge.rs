@@ -1,7 +1,7 @@
 //! The edge: every request passes here. It bounds the body, verifies SigV4, routes by the
 //! signing service, and makes sure the call is recorded before it is answered.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
@@ -45,11 +45,16 @@ fn is_query_shaped(protocol: Option<Protocol>) -> bool {
 pub async fn handle(State(state): State<AppState>, request: Request) -> Response {
     let request_id = state.ids.new_id();
     let (parts, body) = request.into_parts();
-    let source_ip_address = parts
+    let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(peer)| peer.ip().to_string())
-        .unwrap_or_else(|| "127.0.0.1".to_owned());
+        .map_or(IpAddr::from([127, 0, 0, 1]), |ConnectInfo(peer)| peer.ip());
+    let source_ip_address = crate::client_address::source_ip_address(
+        peer,
+        &parts.headers,
+        &state.settings.trusted_proxies,
+    )
+    .to_string();
     let target = header(&parts.headers, "x-amz-target").map(str::to_owned);
     let mut call = Call {
         event_source: cloudtrail::EVENT_SOURCE.to_owned(),

@@ -11,6 +11,7 @@
 //! It depends on cairn-wire for every wire spelling and on the [`EventStore`] trait, never
 //! on a particular backend.
 
+mod client_address;
 mod edge;
 mod gateway;
 mod lookup;
@@ -28,6 +29,7 @@ use cairn_capture::{GatewayClient, Upstreams};
 use cairn_model::{Clock, IdGen};
 use cairn_store::EventStore;
 
+pub use client_address::TrustedProxy;
 pub use next_token::TokenKey;
 pub use retention::run_retention_sweeper;
 pub use secret_deletions::run_secret_deletion_scheduler;
@@ -41,6 +43,8 @@ pub struct ServerSettings {
     pub default_region: String,
     /// 0 keeps events forever.
     pub retention_days: u32,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<TrustedProxy>,
 }
 
 impl Default for ServerSettings {
@@ -48,6 +52,7 @@ impl Default for ServerSettings {
         Self {
             default_region: "us-east-1".to_owned(),
             retention_days: 90,
+            trusted_proxies: Vec::new(),
         }
     }
 }

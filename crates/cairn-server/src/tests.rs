@@ -86,6 +86,7 @@ fn harness(retention_days: u32) -> Harness {
         settings: Arc::new(ServerSettings {
             default_region: "us-east-1".into(),
             retention_days,
+            trusted_proxies: Vec::new(),
         }),
         upstreams: Arc::new(cairn_capture::Upstreams::default()),
         gateway: Arc::new(cairn_capture::GatewayClient::new(

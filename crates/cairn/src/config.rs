@@ -49,6 +49,8 @@ struct FileSettings {
     users: Vec<DeclaredUser>,
     #[serde(default)]
     roles: Vec<DeclaredRole>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -60,6 +62,8 @@ pub struct Settings {
     pub users: Vec<DeclaredUser>,
     /// Roles that STS AssumeRole can hand out sessions of.
     pub roles: Vec<DeclaredRole>,
+    /// Peers (addresses or CIDR blocks) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<cairn_server::TrustedProxy>,
     /// Default upstream for services Cairn does not serve, and per-service overrides
     /// (botocore service id or signing name → URL).
     pub upstream: Option<http::Uri>,
@@ -127,6 +131,11 @@ impl Settings {
                 .unwrap_or_else(|| DEFAULT_REGION.to_owned()),
             users: file.users,
             roles: file.roles,
+            trusted_proxies: file
+                .trusted_proxies
+                .iter()
+                .map(|text| text.parse().map_err(|error: String| anyhow::anyhow!(error)))
+                .collect::<anyhow::Result<_>>()?,
         })
     }
 }

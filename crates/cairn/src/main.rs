@@ -113,6 +113,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             settings: Arc::new(ServerSettings {
                 default_region: settings.region.clone(),
                 retention_days: settings.retention_days,
+                trusted_proxies: settings.trusted_proxies.clone(),
             }),
             upstreams: Arc::new(cairn_capture::Upstreams {
                 default: settings.upstream.clone(),
