@@ -115,7 +115,8 @@ def test_secret_never_reaches_the_log_or_the_event_store(cairn):
 
 
 def test_forwarded_for_is_believed_only_from_trusted_proxies(tmp_path):
-    config = tmp_path / "cairn.toml"
+    # Not ./cairn.toml: the other server, started in the same directory, would read it too.
+    config = tmp_path / "proxied.toml"
     config.write_text('trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]\n')
     trusting = Cairn(tmp_path / "trusting", extra_args=["--config", str(config)]).start()
     plain = Cairn(tmp_path / "plain").start()
