@@ -101,6 +101,11 @@ fn harness(retention_days: u32) -> Harness {
 }
 
 fn signed(body: &[u8]) -> Request<Body> {
+    signed_as(body, KEY, SECRET, None)
+}
+
+/// A LookupEvents request signed with `key`/`secret`, carrying `session_token` if given.
+fn signed_as(body: &[u8], key: &str, secret: &str, session_token: Option<&str>) -> Request<Body> {
     let amz_date = chrono::DateTime::from_timestamp_millis(NOW)
         .unwrap()
         .format("%Y%m%dT%H%M%SZ")
@@ -109,6 +114,14 @@ fn signed(body: &[u8]) -> Request<Body> {
     headers.insert("host", HeaderValue::from_static("localhost"));
     headers.insert("x-amz-date", HeaderValue::from_str(&amz_date).unwrap());
     headers.insert("x-amz-target", HeaderValue::from_static(TARGET));
+    let mut signed_headers = vec!["host", "x-amz-date", "x-amz-target"];
+    if let Some(token) = session_token {
+        headers.insert(
+            "x-amz-security-token",
+            HeaderValue::from_str(token).unwrap(),
+        );
+        signed_headers.push("x-amz-security-token");
+    }
     let authorization = sigv4::authorization_header(
         &SignedRequest {
             method: &Method::POST,
@@ -117,11 +130,11 @@ fn signed(body: &[u8]) -> Request<Body> {
             headers: &headers,
             body,
         },
-        KEY,
-        SECRET,
+        key,
+        secret,
         "eu-west-1",
         "cloudtrail",
-        &["host", "x-amz-date", "x-amz-target"],
+        &signed_headers,
     )
     .unwrap();
     let mut request = Request::builder().method(Method::POST).uri("/");
@@ -349,4 +362,42 @@ async fn a_recovery_window_that_ends_unrestored_records_end_secret_version_delet
     assert_eq!(end["requestParameters"], Value::Null);
     assert_eq!(end["managementEvent"], true);
     assert_eq!(end["recipientAccountId"], "111122223333");
+}
+
+#[tokio::test]
+async fn session_credentials_work_until_they_expire() {
+    let mut harness = harness(0);
+    let clock = Arc::new(FixedClock::new(NOW));
+    harness.state.clock = clock.clone();
+    let state = &harness.state;
+    let (user, _) = state.credentials.authenticate(KEY, None, NOW).unwrap();
+    let session = state.credentials.session_token(&user, 900, NOW).unwrap();
+    let request = || {
+        signed_as(
+            b"{}",
+            &session.access_key_id,
+            session.secret_access_key.expose(),
+            Some(&session.session_token),
+        )
+    };
+    let (status, _) = call(state, request()).await;
+    assert_eq!(status, StatusCode::OK);
+    // Still within the signature's 15 minutes, but past the session's end.
+    clock.set(NOW + 900_000);
+    let (status, body) = call(state, request()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["__type"], "ExpiredTokenException");
+    assert_eq!(
+        body["message"],
+        "The security token included in the request is expired"
+    );
+    let refused = recorded(&harness.store)
+        .into_iter()
+        .find(|event| event["errorCode"] == "ExpiredTokenException")
+        .expect("the refused call is recorded");
+    assert_eq!(refused["userIdentity"]["type"], "Unknown");
+    assert_eq!(
+        refused["userIdentity"]["accessKeyId"],
+        session.access_key_id.as_str()
+    );
 }
