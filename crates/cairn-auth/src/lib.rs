@@ -569,6 +569,26 @@ fn random_secret() -> String {
         .collect()
 }
 
+/// A 32-byte secret key kept in `path` (mode 0600), created at random on first use. Keys that
+/// seal tokens live in the data directory so tokens survive a restart.
+pub fn load_or_create_key(path: &Path) -> Result<[u8; 32], AuthError> {
+    match std::fs::read(path) {
+        Ok(bytes) => <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+            AuthError::Invalid(format!("{} must hold exactly 32 bytes", path.display()))
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+            write_private(path, &key)?;
+            Ok(key)
+        }
+        Err(source) => Err(AuthError::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
 /// Writes a file readable by its owner only, atomically (write, fsync, rename).
 pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), AuthError> {
     let io = |source| AuthError::Io {

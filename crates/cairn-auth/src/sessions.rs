@@ -71,25 +71,7 @@ pub struct SessionKey([u8; 32]);
 impl SessionKey {
     /// Loads `DIR/session.key` (mode 0600), creating it on first use.
     pub fn load_or_create(data_dir: &Path) -> Result<Self, AuthError> {
-        let path = data_dir.join("session.key");
-        match std::fs::read(&path) {
-            Ok(bytes) if bytes.len() == 32 => {
-                let mut key = [0u8; 32];
-                key.copy_from_slice(&bytes);
-                return Ok(Self(key));
-            }
-            Ok(_) => {
-                return Err(AuthError::Invalid(format!(
-                    "{} must hold exactly 32 bytes",
-                    path.display()
-                )))
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(AuthError::Io { path, source }),
-        }
-        let key = Self::random();
-        crate::write_private(&path, &key.0)?;
-        Ok(key)
+        crate::load_or_create_key(&data_dir.join("session.key")).map(Self)
     }
 
     pub fn random() -> Self {

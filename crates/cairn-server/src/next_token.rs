@@ -20,30 +20,9 @@ const PAYLOAD_LEN: usize = 1 + 8 + 8 + FINGERPRINT_LEN;
 pub struct TokenKey([u8; 32]);
 
 impl TokenKey {
-    /// Loads `DIR/token.key`, creating it on first use.
-    pub fn load_or_create(data_dir: &Path) -> std::io::Result<Self> {
-        let path = data_dir.join("token.key");
-        match std::fs::read(&path) {
-            Ok(bytes) if bytes.len() == 32 => {
-                let mut key = [0u8; 32];
-                key.copy_from_slice(&bytes);
-                return Ok(Self(key));
-            }
-            Ok(_) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{} must hold exactly 32 bytes", path.display()),
-                ))
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(error),
-        }
-        let key = Self::random();
-        let temporary = path.with_extension("tmp");
-        std::fs::write(&temporary, key.0)?;
-        std::fs::File::open(&temporary)?.sync_all()?;
-        std::fs::rename(&temporary, &path)?;
-        Ok(key)
+    /// Loads `DIR/token.key` (mode 0600), creating it on first use.
+    pub fn load_or_create(data_dir: &Path) -> Result<Self, cairn_auth::AuthError> {
+        cairn_auth::load_or_create_key(&data_dir.join("token.key")).map(Self)
     }
 
     pub fn random() -> Self {

@@ -161,10 +161,15 @@ async fn call(state: &AppState, request: Request<Body>) -> (StatusCode, Value) {
 }
 
 fn recorded(store: &FlakyStore) -> Vec<Value> {
+    recorded_from(store, "cloudtrail.amazonaws.com")
+}
+
+/// The newest 50 events of `event_source`, as records.
+fn recorded_from(store: &FlakyStore, event_source: &str) -> Vec<Value> {
     let mut query = LookupQuery::all(HistoryView::Management, 50);
     query.attribute = Some(cairn_model::LookupAttribute {
         key: LookupAttributeKey::EventSource,
-        value: "cloudtrail.amazonaws.com".into(),
+        value: event_source.into(),
     });
     store
         .lookup(&query)
@@ -285,21 +290,6 @@ async fn expired_events_are_hidden_before_the_sweep_and_removed_by_it() {
     assert_eq!(harness.store.sweep_older_than(cutoff).unwrap(), 1);
 }
 
-fn secrets_manager_events(store: &FlakyStore) -> Vec<Value> {
-    let mut query = LookupQuery::all(HistoryView::Management, 50);
-    query.attribute = Some(cairn_model::LookupAttribute {
-        key: LookupAttributeKey::EventSource,
-        value: "secretsmanager.amazonaws.com".into(),
-    });
-    store
-        .lookup(&query)
-        .unwrap()
-        .events
-        .into_iter()
-        .map(|stored| serde_json::from_str(&stored.event.record_json).unwrap())
-        .collect()
-}
-
 #[tokio::test]
 async fn a_recovery_window_that_ends_unrestored_records_end_secret_version_delete() {
     let mut harness = harness(0);
@@ -345,7 +335,7 @@ async fn a_recovery_window_that_ends_unrestored_records_end_secret_version_delet
         0,
         "ended once only"
     );
-    let events = secrets_manager_events(&harness.store);
+    let events = recorded_from(&harness.store, "secretsmanager.amazonaws.com");
     let ends: Vec<&Value> = events
         .iter()
         .filter(|event| event["eventName"] == "EndSecretVersionDelete")
