@@ -24,13 +24,14 @@ pub struct CapturedCall {
     pub upstream_response: Option<Value>,
     pub succeeded: bool,
     pub read_only: bool,
-    pub resources: Vec<ResourceRef>,
+    pub resources: Vec<RecordResource>,
     /// Events the service itself emits because of this call.
     pub service_events: Vec<ServiceEvent>,
 }
 
+/// One entry of a record's `resources`: ARN, owning account, CloudFormation-style type.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ResourceRef {
+pub struct RecordResource {
     pub arn: String,
     pub account_id: String,
     pub resource_type: String,
@@ -275,7 +276,7 @@ fn push_resource(call: &mut CapturedCall, arn: String, resource_type: &str) {
         .filter(|account| !account.is_empty())
         .unwrap_or(&call.account_id)
         .to_owned();
-    let resource = ResourceRef {
+    let resource = RecordResource {
         arn,
         account_id,
         resource_type: resource_type.to_owned(),
@@ -327,7 +328,7 @@ mod tests {
         assert_eq!(disable.response_elements, Some(json!({"keyId": arn})));
         assert_eq!(
             disable.resources,
-            [ResourceRef {
+            [RecordResource {
                 arn: arn.into(),
                 account_id: "111122223333".into(),
                 resource_type: "AWS::KMS::Key".into()

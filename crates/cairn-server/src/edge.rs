@@ -133,9 +133,6 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
             }
         }
     });
-    let protocol = claim
-        .as_ref()
-        .and_then(|claim| protocol_of_signing_name(&claim.service));
     let verified = match (verified, authenticated) {
         (Ok(verified), Some(principal)) => {
             call.caller = Caller::Verified(principal);
@@ -160,6 +157,10 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
                 }
                 (Ok(_), _) => AwsError::internal_failure(),
             };
+            // Only refusals need the protocol: served calls find theirs by routing.
+            let protocol = claim
+                .as_ref()
+                .and_then(|claim| protocol_of_signing_name(&claim.service));
             let error = if is_query_shaped(protocol) {
                 error.for_query_protocol()
             } else {

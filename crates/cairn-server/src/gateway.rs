@@ -17,7 +17,7 @@ use http::StatusCode;
 
 use serde_json::{json, Value};
 
-use crate::recorder::{Call, CallResource, Caller};
+use crate::recorder::{Call, Caller};
 use crate::AppState;
 
 pub async fn proxy(
@@ -178,15 +178,7 @@ fn apply_service_rules(
     call.request_parameters = captured.request_parameters;
     call.response_elements = captured.response_elements;
     call.read_only = captured.read_only;
-    call.resources = captured
-        .resources
-        .into_iter()
-        .map(|resource| CallResource {
-            arn: resource.arn,
-            account_id: resource.account_id,
-            resource_type: resource.resource_type,
-        })
-        .collect();
+    call.resources = std::mem::take(&mut captured.resources);
     let deletion_date = captured
         .upstream_response
         .as_ref()

@@ -1,6 +1,7 @@
 //! Turns a call Cairn served (or refused) into a CloudTrail record and makes it durable.
 
 use cairn_auth::{Principal, PrincipalKind};
+use cairn_capture::service_rules::RecordResource;
 use cairn_model::{
     format_event_time, CloudTrailRecord, Field, IndexedEvent, Resource, SessionAttributes,
     SessionContext, SessionIssuer, UserIdentity, UserIdentityType, WebIdFederationData,
@@ -49,18 +50,11 @@ pub struct Call {
     /// `Management` or `Data`.
     pub event_category: &'static str,
     /// What the call acted on: (ARN, account, type).
-    pub resources: Vec<CallResource>,
+    pub resources: Vec<RecordResource>,
     /// `AwsApiCall`, or `AwsServiceEvent` for what a service does on its own.
     pub event_type: &'static str,
     pub additional_event_data: Option<Value>,
     pub service_event_details: Option<Value>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CallResource {
-    pub arn: String,
-    pub account_id: String,
-    pub resource_type: String,
 }
 
 /// An `AwsServiceEvent` of `event_source` about `resource_arn`, in the envelope Secrets

@@ -6,6 +6,7 @@ use axum::body::Body;
 use axum::response::Response;
 use cairn_auth::{Principal, StsRefusal, TemporaryCredentials};
 use cairn_capture::parameters::HIDDEN;
+use cairn_capture::service_rules::RecordResource;
 use cairn_capture::Protocol;
 use cairn_model::format_event_time;
 use cairn_wire::sigv4::decode_pairs;
@@ -17,7 +18,7 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use crate::gateway::fail;
-use crate::recorder::{Call, CallResource, Caller};
+use crate::recorder::{Call, Caller};
 use crate::AppState;
 
 pub async fn serve(state: &AppState, mut call: Call, parts: &Parts, body: &[u8]) -> Response {
@@ -76,7 +77,7 @@ pub async fn serve(state: &AppState, mut call: Call, parts: &Parts, body: &[u8])
                         },
                     }));
                     if let Some(role) = state.credentials.role(&input.role_arn) {
-                        call.resources.push(CallResource {
+                        call.resources.push(RecordResource {
                             arn: role.arn(),
                             account_id: role.account_id.clone(),
                             resource_type: "AWS::IAM::Role".to_owned(),
