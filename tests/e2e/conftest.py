@@ -101,6 +101,21 @@ class Cairn:
         return result.returncode, json.loads(result.stdout)
 
 
+def stored_records(data_dir):
+    """Every record in the store, data events included (LookupEvents shows management events
+    only, as AWS's event history does), read straight from the embedded SQLite file."""
+    import sqlite3
+    import zstandard
+
+    connection = sqlite3.connect(f"file:{data_dir / 'events.db'}?mode=ro", uri=True)
+    try:
+        rows = connection.execute("SELECT record FROM events ORDER BY seq").fetchall()
+    finally:
+        connection.close()
+    decompressor = zstandard.ZstdDecompressor()
+    return [json.loads(decompressor.decompress(row[0], max_output_size=1 << 24)) for row in rows]
+
+
 def clean_env():
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env["AWS_EC2_METADATA_DISABLED"] = "true"

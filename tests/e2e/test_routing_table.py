@@ -55,6 +55,7 @@ def describe(metadata, request):
             key, _, value = pair.partition("=")
             query.append([key, value])
     line["query"] = query
+    line["headers"] = [[str(k), str(v)] for k, v in request["headers"].items()]
     target = request["headers"].get("X-Amz-Target")
     if target:
         line["target"] = target
@@ -93,7 +94,8 @@ def test_every_botocore_operation_is_recognised():
             extra = operation[3] if len(operation) > 3 else {}
             template = re.sub(r"\{[^}+]*(\+?)\}", r"{\1}", operation[2]) if len(operation) > 2 else ""
             routes[(entry["id"], operation[0])] = (operation[1] if len(operation) > 1 else "", template,
-                                                   tuple(extra.get("requiredQuery", [])))
+                                                   tuple(extra.get("requiredQuery", [])),
+                                                   tuple(extra.get("requiredHeaders", [])))
     result = subprocess.run([str(RECOGNIZE)], input="\n".join(json.dumps(line) for _, line, _ in cases) + "\n",
                             capture_output=True, text=True, timeout=600, check=True)
     answers = result.stdout.splitlines()

@@ -5,7 +5,8 @@
 //! service models (`tools/generate_routing_table.py`, output committed in `data/`).
 //!
 //! It also owns the pieces of the gateway that are not HTTP serving: forwarding a call to its
-//! upstream (`upstream`), reading the upstream's error and request ID in every protocol's
+//! upstream (`upstream`), streaming bodies too large to hold through Cairn while checking them
+//! against their signed SHA-256 (`streaming`), reading the upstream's error and request ID in every protocol's
 //! shape (`outcome`), and turning input and output into `requestParameters` and
 //! `responseElements` with secrets removed through one redaction table (`parameters`), and
 //! what particular services add to their records: resource ARNs, KMS's quiet cryptographic
@@ -17,7 +18,9 @@ pub mod outcome;
 pub mod parameters;
 pub mod routing;
 pub mod service_rules;
+pub mod streaming;
 pub mod upstream;
 
 pub use routing::{Call, Protocol, Recognized, RoutingTable, ServiceModel};
-pub use upstream::{GatewayClient, GatewayError, UpstreamReply, Upstreams};
+pub use streaming::{OutgoingBody, StreamFailure};
+pub use upstream::{GatewayClient, GatewayError, ReplyBody, UpstreamReply, Upstreams};

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use http::HeaderMap;
 use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 
@@ -52,6 +53,8 @@ enum OperationField {
 struct RouteExtra {
     #[serde(rename = "requiredQuery", default)]
     required_query: Vec<String>,
+    #[serde(rename = "requiredHeaders", default)]
+    required_headers: Vec<String>,
     #[serde(default)]
     secondary: bool,
 }
@@ -108,6 +111,9 @@ struct RestRoute {
     segments: Vec<Segment>,
     /// Query keys the template requires, with the value when it names one (`?x-id=GetObject`).
     required_query: Vec<(String, Option<String>)>,
+    /// Headers the operation requires where they alone tell it from another one
+    /// (`x-amz-copy-source`: CopyObject, not PutObject). Lowercase.
+    required_headers: Vec<String>,
     /// `/agents/{agentId}/` and `/agents/{agentId}` are different operations.
     trailing_slash: bool,
     /// Served on another endpoint; loses ties.
@@ -143,21 +149,27 @@ impl RestRoute {
             method: method.to_owned(),
             segments,
             required_query,
+            required_headers: Vec::new(),
             secondary: false,
             trailing_slash: path.len() > 1 && path.ends_with('/'),
         }
     }
 
     /// How specific a match is, when it matches: literal segments first, then query keys
-    /// the template requires, then fixed-length over greedy.
+    /// the template requires, then required headers, then fixed-length over greedy.
     fn score(
         &self,
         method: &str,
         path_segments: &[String],
         trailing_slash: bool,
         query: &[(String, String)],
-    ) -> Option<(usize, usize, usize, usize)> {
+        headers: Option<&HeaderMap>,
+    ) -> Option<(usize, usize, usize, usize, usize)> {
         if self.method != method || self.trailing_slash != trailing_slash {
+            return None;
+        }
+        let has_header = |name: &String| headers.is_some_and(|headers| headers.contains_key(name));
+        if !self.required_headers.iter().all(has_header) {
             return None;
         }
         for (key, value) in &self.required_query {
@@ -211,6 +223,7 @@ impl RestRoute {
         Some((
             literals,
             self.required_query.len(),
+            self.required_headers.len(),
             fixed,
             usize::from(!self.secondary),
         ))
@@ -230,6 +243,7 @@ pub struct Call<'a> {
     pub target: Option<&'a str>,
     /// Parameters of a form-encoded body (query and ec2 protocols), decoded.
     pub form: &'a [(String, String)],
+    pub headers: Option<&'a HeaderMap>,
 }
 
 /// A recognised call.
@@ -300,6 +314,11 @@ impl RoutingTable {
                                 route.required_query.push((key.clone(), None));
                             }
                         }
+                        route.required_headers = extra
+                            .required_headers
+                            .iter()
+                            .map(|name| name.to_ascii_lowercase())
+                            .collect();
                         route.secondary = extra.secondary;
                     }
                     routes.push(route);
@@ -437,7 +456,13 @@ impl RoutingTable {
             .flat_map(|service| service.routes.iter().map(move |route| (*service, route)))
             .filter_map(|(service, route)| {
                 route
-                    .score(call.method, &path_segments, trailing_slash, call.query)
+                    .score(
+                        call.method,
+                        &path_segments,
+                        trailing_slash,
+                        call.query,
+                        call.headers,
+                    )
                     .map(|score| (score, service, route))
             })
             .max_by_key(|(score, _, _)| *score)
@@ -621,5 +646,35 @@ mod tests {
             pair("lambda", "GetFunction")
         );
         assert_eq!(rest("lambda", "PATCH", "/nowhere", &[]), None);
+    }
+
+    #[test]
+    fn a_required_header_tells_copies_from_uploads() {
+        let recognize = |query: &[(String, String)], headers: &HeaderMap| {
+            table()
+                .recognize(&Call {
+                    signing_name: Some("s3"),
+                    method: "PUT",
+                    raw_path: "/bucket/key",
+                    query,
+                    headers: Some(headers),
+                    ..Call::default()
+                })
+                .map(|found| found.operation.to_owned())
+        };
+        let mut copying = HeaderMap::new();
+        copying.insert("x-amz-copy-source", "/src/key".parse().unwrap());
+        let part = [
+            ("partNumber".to_owned(), "1".to_owned()),
+            ("uploadId".to_owned(), "u1".to_owned()),
+        ];
+        let plain = HeaderMap::new();
+        assert_eq!(recognize(&[], &plain).as_deref(), Some("PutObject"));
+        assert_eq!(recognize(&[], &copying).as_deref(), Some("CopyObject"));
+        assert_eq!(recognize(&part, &plain).as_deref(), Some("UploadPart"));
+        assert_eq!(
+            recognize(&part, &copying).as_deref(),
+            Some("UploadPartCopy")
+        );
     }
 }

@@ -3,15 +3,20 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-/// Largest upstream response Cairn reads (it reads it whole to record it).
-pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
+use crate::streaming::{BoxError, OutgoingBody, Prefixed, StreamFailure};
+
+/// An upstream answer up to this size is read whole, so the record can describe it; a larger
+/// one streams to the client and is recorded by its status alone.
+pub const MAX_RECORDED_RESPONSE_BYTES: usize = 4 << 20;
 
 /// Headers that belong to one connection, not to the call.
 const HOP_BY_HOP: [&str; 8] = [
@@ -35,6 +40,8 @@ pub enum GatewayError {
     Timeout(Duration),
     #[error("the upstream's answer is not a valid response: {0}")]
     BadResponse(String),
+    #[error("the request body was not forwarded: {0}")]
+    RequestBody(StreamFailure),
 }
 
 /// Where calls go: one default upstream and per-service overrides (by botocore service id
@@ -58,11 +65,41 @@ impl Upstreams {
 pub struct UpstreamReply {
     pub status: StatusCode,
     pub headers: HeaderMap,
-    pub body: Bytes,
+    pub body: ReplyBody,
+}
+
+/// An upstream answer's body: whole when small enough to record, else streaming.
+#[derive(Debug)]
+pub enum ReplyBody {
+    Whole(Bytes),
+    Streamed { prefix: Bytes, rest: Incoming },
+}
+
+impl ReplyBody {
+    /// What the record may look at: all of a whole body, the start of a streamed one.
+    pub fn recorded(&self) -> &[u8] {
+        match self {
+            Self::Whole(bytes) => bytes,
+            Self::Streamed { prefix, .. } => prefix,
+        }
+    }
+
+    pub fn is_whole(&self) -> bool {
+        matches!(self, Self::Whole(_))
+    }
+
+    pub fn into_body(self) -> UnsyncBoxBody<Bytes, BoxError> {
+        match self {
+            Self::Whole(bytes) => http_body_util::Full::new(bytes)
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+            Self::Streamed { prefix, rest } => Prefixed::new(prefix, rest).boxed_unsync(),
+        }
+    }
 }
 
 pub struct GatewayClient {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpConnector, UnsyncBoxBody<Bytes, BoxError>>,
     timeout: Duration,
 }
 
@@ -77,15 +114,22 @@ impl GatewayClient {
         }
     }
 
+    /// The longest Cairn waits for an upstream's answer, or for the next chunk of a body.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Sends the call to `upstream` with the client's own method, path, query, headers and
     /// body (the signature stays valid for an upstream that checks it), and reads the answer.
+    /// The timeout runs from the moment the whole body has gone upstream, so a long upload
+    /// is not cut short; a stalled one is stopped by the body's own idle limit.
     pub async fn forward(
         &self,
         upstream: &Uri,
         method: &Method,
         path_and_query: &str,
         headers: &HeaderMap,
-        body: Bytes,
+        body: OutgoingBody,
     ) -> Result<UpstreamReply, GatewayError> {
         let base = upstream.to_string();
         let uri: Uri = format!("{}{}", base.trim_end_matches('/'), path_and_query)
@@ -93,25 +137,25 @@ impl GatewayClient {
             .map_err(|error| GatewayError::Unreachable(format!("bad upstream URI: {error}")))?;
         let mut request = http::Request::builder().method(method.clone()).uri(uri);
         for (name, value) in headers {
-            if !HOP_BY_HOP.contains(&name.as_str()) && name != http::header::CONTENT_LENGTH {
+            if !HOP_BY_HOP.contains(&name.as_str()) && name != http::header::EXPECT {
                 request = request.header(name, value);
             }
         }
+        let OutgoingBody { body, report } = body;
         let request = request
-            .body(Full::new(body))
+            .body(body)
             .map_err(|error| GatewayError::Unreachable(error.to_string()))?;
         let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|error| GatewayError::Unreachable(describe(&error)))?;
+            let response =
+                self.client
+                    .request(request)
+                    .await
+                    .map_err(|error| match report.failure() {
+                        Some(failure) => GatewayError::RequestBody(failure),
+                        None => GatewayError::Unreachable(describe(&error)),
+                    })?;
             let (parts, body) = response.into_parts();
-            let body = Limited::new(body, MAX_RESPONSE_BYTES)
-                .collect()
-                .await
-                .map_err(|error| GatewayError::BadResponse(error.to_string()))?
-                .to_bytes();
+            let body = read_recordable(body).await?;
             let mut headers = parts.headers;
             for name in HOP_BY_HOP {
                 headers.remove(name);
@@ -122,11 +166,36 @@ impl GatewayClient {
                 body,
             })
         };
-        match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(result) => result,
-            Err(_) => Err(GatewayError::Timeout(self.timeout)),
+        tokio::pin!(exchange);
+        tokio::select! {
+            result = &mut exchange => result,
+            () = async {
+                report.sent().await;
+                tokio::time::sleep(self.timeout).await;
+            } => Err(GatewayError::Timeout(self.timeout)),
         }
     }
+}
+
+/// Reads the answer whole if it ends within [`MAX_RECORDED_RESPONSE_BYTES`], else keeps what
+/// was read as the prefix of a stream.
+async fn read_recordable(mut body: Incoming) -> Result<ReplyBody, GatewayError> {
+    let mut read = BytesMut::new();
+    while read.len() <= MAX_RECORDED_RESPONSE_BYTES {
+        match body.frame().await {
+            None => return Ok(ReplyBody::Whole(read.freeze())),
+            Some(Err(error)) => return Err(GatewayError::BadResponse(error.to_string())),
+            Some(Ok(frame)) => {
+                if let Ok(chunk) = frame.into_data() {
+                    read.extend_from_slice(&chunk);
+                }
+            }
+        }
+    }
+    Ok(ReplyBody::Streamed {
+        prefix: read.freeze(),
+        rest: body,
+    })
 }
 
 fn describe(error: &hyper_util::client::legacy::Error) -> String {

@@ -47,6 +47,23 @@ def required_query_keys(shapes, operation):
     return sorted(keys)
 
 
+def required_header_names(shapes, operation):
+    shape_name = operation.get("input", {}).get("shape")
+    shape = shapes.get(shape_name, {}) if shape_name else {}
+    names = []
+    for member_name in shape.get("required", []):
+        member = shape.get("members", {}).get(member_name, {})
+        if member.get("location") == "header":
+            names.append(member.get("locationName", member_name).lower())
+    return sorted(names)
+
+
+def route_key(shapes, operation):
+    http = operation.get("http", {})
+    return (http.get("method", "POST"), http.get("requestUri", "/"),
+            tuple(required_query_keys(shapes, operation)))
+
+
 def is_secondary(operation):
     static = operation.get("staticContextParams", {})
     if static.get("UseS3ExpressControlEndpoint", {}).get("value"):
@@ -66,6 +83,10 @@ def main():
         protocol = metadata["protocol"]
         operations = []
         shapes = model.get("shapes", {})
+        routes_seen = {}
+        for operation in model["operations"].values():
+            key = route_key(shapes, operation)
+            routes_seen[key] = routes_seen.get(key, 0) + 1
         for name, operation in sorted(model["operations"].items()):
             http = operation.get("http", {})
             if protocol in ("rest-json", "rest-xml"):
@@ -76,6 +97,11 @@ def main():
                     # Operations sharing a URI template (S3 GetObject and ListParts) differ
                     # only by a required query-string member.
                     extra["requiredQuery"] = required
+                headers = required_header_names(shapes, operation)
+                if headers and routes_seen[route_key(shapes, operation)] > 1:
+                    # Operations sharing method, URI and query (S3 PutObject and CopyObject,
+                    # UploadPart and UploadPartCopy) differ by a required header.
+                    extra["requiredHeaders"] = headers
                 if is_secondary(operation):
                     # Served on another endpoint (S3 Express control, host prefixes); on a tie
                     # with an operation of the main endpoint, the main one wins.

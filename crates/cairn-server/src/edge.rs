@@ -6,13 +6,17 @@ use std::net::{IpAddr, SocketAddr};
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
+use bytes::BytesMut;
 use cairn_auth::{CredentialError, SessionError};
 use cairn_capture::{Protocol, RoutingTable};
 use cairn_wire::cloudtrail::{self, Operation};
-use cairn_wire::sigv4::{self, SignedRequest};
+use cairn_wire::sigv4::{
+    self, DeclaredPayload, InvalidDeclaredPayload, PayloadDigest, SignedRequest,
+};
 use cairn_wire::AwsError;
 use chrono::{TimeZone, Utc};
 use http::{HeaderMap, StatusCode};
+use http_body_util::BodyExt;
 
 use crate::lookup::lookup_events;
 use crate::recorder::{Call, Caller};
@@ -80,27 +84,45 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
     };
 
     let raw_query = parts.uri.query().unwrap_or("").to_owned();
-    let body = match read_body(&parts.headers, body).await {
-        Ok(body) => body,
+    let claim = sigv4::parse_claim(&SignedRequest {
+        method: &parts.method,
+        raw_path: parts.uri.path(),
+        raw_query: &raw_query,
+        headers: &parts.headers,
+        body: b"",
+    })
+    .ok();
+    let declared = sigv4::declared_payload(&parts.headers);
+    let read = match read_bounded(&parts.headers, body).await {
+        // Only a gateway call whose signature covers a declared payload can be verified
+        // before its body is read, and so streamed.
+        Ok(ReadBody::Oversized { .. })
+            if claim.as_ref().is_none_or(|claim| {
+                claim.service == CLOUDTRAIL_SERVICE || claim.service == STS_SERVICE
+            }) || matches!(declared, Ok(DeclaredPayload::Absent) | Err(_)) =>
+        {
+            Err(too_large())
+        }
+        other => other,
+    };
+    let read = match read {
+        Ok(read) => read,
         Err(error) => {
             // Unread bodies cannot be verified; note what the request claimed.
-            let signed = SignedRequest {
-                method: &parts.method,
-                raw_path: parts.uri.path(),
-                raw_query: &raw_query,
-                headers: &parts.headers,
-                body: b"",
-            };
-            if let Ok(claim) = sigv4::parse_claim(&signed) {
+            if let Some(claim) = &claim {
                 note_claim(
                     &mut call,
                     &claim.service,
                     &claim.region,
-                    Some(claim.access_key_id),
+                    Some(claim.access_key_id.clone()),
                 );
             }
             return finish(&state, call, Err(error)).await;
         }
+    };
+    let body = match &read {
+        ReadBody::Whole(body) => body.clone(),
+        ReadBody::Oversized { .. } => Bytes::new(),
     };
     let signed = SignedRequest {
         method: &parts.method,
@@ -114,7 +136,6 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
         .timestamp_millis_opt(now_millis)
         .single()
         .unwrap_or_else(Utc::now);
-    let claim = sigv4::parse_claim(&signed).ok();
     let session_token = claim.as_ref().and_then(|claim| claim.session_token.clone());
     let mut authenticated = None;
     let mut credential_error = None;
@@ -171,12 +192,17 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
     };
     call.region = verified.region.clone();
     call.event_source = format!("{}.amazonaws.com", verified.service);
-
+    if verified.service != STS_SERVICE && verified.service != CLOUDTRAIL_SERVICE {
+        return crate::gateway::proxy(&state, call, &parts, read, declared, &verified.service)
+            .await;
+    }
+    // The signature covers a declared payload hash, if any, not the body: check the body.
+    if let Err(error) = check_declared_payload(declared, &body) {
+        let protocol = protocol_of_signing_name(&verified.service);
+        return crate::gateway::fail(&state, call, protocol, error).await;
+    }
     if verified.service == STS_SERVICE {
         return crate::sts::serve(&state, call, &parts, &body).await;
-    }
-    if verified.service != CLOUDTRAIL_SERVICE {
-        return crate::gateway::proxy(&state, call, &parts, body, &verified.service).await;
     }
     let outcome = serve_cloudtrail(&state, &mut call, target.as_deref(), &body).await;
     finish(&state, call, outcome).await
@@ -204,6 +230,21 @@ async fn serve_cloudtrail(
             format!("Cairn does not serve {name} yet."),
         )),
     }
+}
+
+/// A body read whole against the `x-amz-content-sha256` its signature covers.
+pub(crate) fn check_declared_payload(
+    declared: Result<DeclaredPayload, InvalidDeclaredPayload>,
+    body: &[u8],
+) -> Result<DeclaredPayload, AwsError> {
+    let declared = declared.map_err(|invalid| AwsError::invalid_declared_payload(&invalid))?;
+    if let Some(mut digest) = PayloadDigest::for_declared(declared) {
+        digest.update(body);
+        if !digest.matches() {
+            return Err(AwsError::content_sha256_mismatch());
+        }
+    }
+    Ok(declared)
 }
 
 fn note_claim(call: &mut Call, service: &str, region: &str, access_key_id: Option<String>) {
@@ -242,29 +283,50 @@ fn respond(request_id: &str, outcome: Result<Vec<u8>, AwsError>) -> Response {
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, AwsError> {
-    let too_large = || {
-        AwsError::new(
-            "RequestEntityTooLargeException",
-            format!("The request body must not be larger than {MAX_REQUEST_BODY_BYTES} bytes."),
-        )
-        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
-    };
+/// A request body as far as the edge reads it before verifying the signature.
+pub(crate) enum ReadBody {
+    Whole(Bytes),
+    /// Over [`MAX_REQUEST_BODY_BYTES`]: what was read, and the rest still unread.
+    Oversized {
+        prefix: Bytes,
+        rest: Body,
+    },
+}
+
+fn too_large() -> AwsError {
+    AwsError::new(
+        "RequestEntityTooLargeException",
+        format!("The request body must not be larger than {MAX_REQUEST_BODY_BYTES} bytes."),
+    )
+    .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+}
+
+/// Reads the body whole if it fits in [`MAX_REQUEST_BODY_BYTES`]; stops reading once it
+/// does not.
+async fn read_bounded(headers: &HeaderMap, mut body: Body) -> Result<ReadBody, AwsError> {
     let declared = header(headers, "content-length").and_then(|length| length.parse::<u64>().ok());
     if declared.is_some_and(|length| length > MAX_REQUEST_BODY_BYTES as u64) {
-        return Err(too_large());
+        return Ok(ReadBody::Oversized {
+            prefix: Bytes::new(),
+            rest: body,
+        });
     }
-    axum::body::to_bytes(body, MAX_REQUEST_BODY_BYTES)
-        .await
-        .map_err(|error| {
-            let over_limit = std::error::Error::source(&error)
-                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
-            if over_limit {
-                too_large()
-            } else {
-                AwsError::serialization(format!("The request body could not be read: {error}"))
-            }
-        })
+    let mut read = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| {
+            AwsError::serialization(format!("The request body could not be read: {error}"))
+        })?;
+        if let Ok(chunk) = frame.into_data() {
+            read.extend_from_slice(&chunk);
+        }
+        if read.len() > MAX_REQUEST_BODY_BYTES {
+            return Ok(ReadBody::Oversized {
+                prefix: read.freeze(),
+                rest: body,
+            });
+        }
+    }
+    Ok(ReadBody::Whole(read.freeze()))
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -9,24 +9,31 @@ use cairn_capture::parameters::{
     event_category, is_read_only, lower_camel, request_parameters, response_elements,
 };
 use cairn_capture::service_rules::{self, CapturedCall};
-use cairn_capture::{GatewayError, Protocol, RoutingTable};
-use cairn_wire::sigv4::decode_pairs;
+use cairn_capture::{GatewayError, OutgoingBody, Protocol, RoutingTable, StreamFailure};
+use cairn_wire::sigv4::{decode_pairs, DeclaredPayload, InvalidDeclaredPayload, PayloadDigest};
 use cairn_wire::AwsError;
 use http::request::Parts;
 use http::StatusCode;
 
 use serde_json::{json, Value};
 
+use crate::edge::{check_declared_payload, ReadBody};
 use crate::recorder::{Call, Caller};
-use crate::AppState;
+use crate::{AppState, MAX_STREAMED_BODY_BYTES};
 
 pub async fn proxy(
     state: &AppState,
     mut call: Call,
     parts: &Parts,
-    body: Bytes,
+    read: ReadBody,
+    declared: Result<DeclaredPayload, InvalidDeclaredPayload>,
     signing_name: &str,
 ) -> Response {
+    let body = match &read {
+        ReadBody::Whole(body) => body.clone(),
+        // A streamed body is an object's content (S3, Glacier): not part of the record.
+        ReadBody::Oversized { .. } => Bytes::new(),
+    };
     let query = decode_pairs(parts.uri.query().unwrap_or(""));
     // Query and ec2 calls carry their parameters in a form-encoded body.
     let is_form = header(parts, "content-type")
@@ -44,6 +51,7 @@ pub async fn proxy(
         query: &query,
         target,
         form: &form,
+        headers: Some(&parts.headers),
     });
     let protocol = recognized.map(|found| found.service.protocol);
     let service_id = recognized
@@ -61,6 +69,26 @@ pub async fn proxy(
     call.read_only = is_read_only(&call.event_name);
     call.event_category = event_category(&service_id, &call.event_name);
     call.request_parameters = request_parameters(protocol, &service_id, &body, &form, &query);
+
+    // The signature covers the declared payload hash, not the body: a body read whole is
+    // checked here, a streamed one on its way upstream.
+    let outgoing = match read {
+        ReadBody::Whole(body) => match check_declared_payload(declared, &body) {
+            Ok(_) => OutgoingBody::whole(body),
+            Err(error) => return fail(state, call, protocol, error).await,
+        },
+        ReadBody::Oversized { prefix, rest } => {
+            let digest = match declared {
+                Ok(declared) => PayloadDigest::for_declared(declared),
+                Err(invalid) => {
+                    let error = AwsError::invalid_declared_payload(&invalid);
+                    return fail(state, call, protocol, error).await;
+                }
+            };
+            let idle = state.gateway.timeout();
+            OutgoingBody::streamed(prefix, rest, digest, MAX_STREAMED_BODY_BYTES, idle)
+        }
+    };
 
     let Some(upstream) = state.upstreams.for_service(
         recognized.map(|found| found.service.id.as_str()),
@@ -87,43 +115,34 @@ pub async fn proxy(
             &parts.method,
             path_and_query,
             &parts.headers,
-            body,
+            outgoing,
         )
         .await
     {
         Ok(reply) => reply,
         Err(error) => {
             tracing::warn!(%error, service = %service_id, "upstream call failed");
-            let status = if matches!(error, GatewayError::Timeout(_)) {
-                StatusCode::GATEWAY_TIMEOUT
-            } else {
-                StatusCode::BAD_GATEWAY
-            };
-            return fail(
-                state,
-                call,
-                protocol,
-                AwsError::new("ServiceUnavailable", error.to_string()).with_status(status),
-            )
-            .await;
+            return fail(state, call, protocol, gateway_error(&error)).await;
         }
     };
-    if let Some(request_id) = upstream_request_id(&reply.headers, &reply.body) {
+    let recorded = reply.body.recorded();
+    if let Some(request_id) = upstream_request_id(&reply.headers, recorded) {
         call.request_id = request_id;
     }
-    let failure = upstream_error(protocol, reply.status, &reply.headers, &reply.body);
+    let failure = upstream_error(protocol, reply.status, &reply.headers, recorded);
     let succeeded = failure.is_none();
     match failure {
         Some((code, message)) => {
             call.error = Some(AwsError::new(&code, message).with_status(reply.status))
         }
-        None => {
+        // A streamed answer is content (an object, a download), never response elements.
+        None if reply.body.is_whole() => {
             call.response_elements =
-                response_elements(protocol, &service_id, &call.event_name, &reply.body)
+                response_elements(protocol, &service_id, &call.event_name, recorded)
         }
+        None => {}
     }
-    let service_events =
-        apply_service_rules(&mut call, &service_id, protocol, succeeded, &reply.body);
+    let service_events = apply_service_rules(&mut call, &service_id, protocol, succeeded, recorded);
     let request_id = call.request_id.clone();
     if let Err(error) = state.record(call).await {
         return error_response(protocol, &error, &request_id);
@@ -135,13 +154,36 @@ pub async fn proxy(
     }
     let mut response = Response::builder().status(reply.status);
     for (name, value) in &reply.headers {
-        if name != http::header::CONTENT_LENGTH {
-            response = response.header(name, value);
-        }
+        response = response.header(name, value);
     }
     response
-        .body(Body::from(reply.body))
+        .body(Body::new(reply.body.into_body()))
         .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// What the client is told when the call did not get an answer from its upstream.
+fn gateway_error(error: &GatewayError) -> AwsError {
+    let unavailable =
+        |status| AwsError::new("ServiceUnavailable", error.to_string()).with_status(status);
+    match error {
+        GatewayError::Timeout(_) => unavailable(StatusCode::GATEWAY_TIMEOUT),
+        GatewayError::RequestBody(StreamFailure::DigestMismatch) => {
+            AwsError::content_sha256_mismatch()
+        }
+        GatewayError::RequestBody(StreamFailure::TooLarge { .. }) => AwsError::new(
+            "EntityTooLarge",
+            "Your proposed upload exceeds the maximum allowed size.",
+        ),
+        GatewayError::RequestBody(StreamFailure::Stalled { .. }) => AwsError::new(
+            "RequestTimeout",
+            "Your socket connection to the server was not read from or written to within the timeout period.",
+        ),
+        GatewayError::RequestBody(StreamFailure::Client(_)) => AwsError::new(
+            "IncompleteBody",
+            "The request body ended before the number of bytes its Content-Length promised.",
+        ),
+        _ => unavailable(StatusCode::BAD_GATEWAY),
+    }
 }
 
 /// Runs the service's own record rules over the call and returns the service events the

@@ -34,8 +34,11 @@ pub use next_token::TokenKey;
 pub use retention::run_retention_sweeper;
 pub use secret_deletions::run_secret_deletion_scheduler;
 
-/// Bodies over this are refused before they are read whole.
+/// Bodies up to this are read whole (and recorded); larger ones are refused, or streamed
+/// when their signature covers a declared payload hash (S3 uploads).
 pub const MAX_REQUEST_BODY_BYTES: usize = 1 << 20;
+/// The largest body Cairn streams through: S3's limit for one PutObject or UploadPart.
+pub const MAX_STREAMED_BODY_BYTES: u64 = 5 << 30;
 
 #[derive(Clone, Debug)]
 pub struct ServerSettings {

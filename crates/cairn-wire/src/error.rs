@@ -39,6 +39,19 @@ impl AwsError {
         Self::new("SerializationException", message)
     }
 
+    /// The body does not hash to the signed `x-amz-content-sha256` (S3's spelling).
+    pub fn content_sha256_mismatch() -> Self {
+        Self::new(
+            "XAmzContentSHA256Mismatch",
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        )
+    }
+
+    /// `x-amz-content-sha256` is neither a hash nor one of the keywords.
+    pub fn invalid_declared_payload(detail: &crate::sigv4::InvalidDeclaredPayload) -> Self {
+        Self::new("InvalidArgument", detail.to_string())
+    }
+
     /// The AWS JSON 1.0/1.1 error body: `{"__type": code, "message": text}`.
     pub fn json_body(&self) -> Vec<u8> {
         serde_json::to_vec(&json!({"__type": self.code, "message": self.message}))

@@ -81,6 +81,72 @@ pub struct SignedRequest<'a> {
     pub body: &'a [u8],
 }
 
+/// What the signed `x-amz-content-sha256` header promises about the body. The signature
+/// covers the header, not the body, so the body must then be checked against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeclaredPayload {
+    /// No header: the canonical request hashed the body itself.
+    Absent,
+    /// A SHA-256 the body must match.
+    Sha256([u8; 32]),
+    /// `UNSIGNED-PAYLOAD`: the client chose not to protect the body.
+    Unsigned,
+    /// `STREAMING-…`: an aws-chunked body whose framing and chunk signatures travel with it.
+    Streaming,
+}
+
+/// The header's value is none of the spellings AWS accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-…, or a valid sha256 value")]
+pub struct InvalidDeclaredPayload;
+
+/// Reads `x-amz-content-sha256`.
+pub fn declared_payload(headers: &HeaderMap) -> Result<DeclaredPayload, InvalidDeclaredPayload> {
+    let Some(value) = headers.get("x-amz-content-sha256") else {
+        return Ok(DeclaredPayload::Absent);
+    };
+    let value = value.to_str().map_err(|_| InvalidDeclaredPayload)?;
+    if value == "UNSIGNED-PAYLOAD" {
+        return Ok(DeclaredPayload::Unsigned);
+    }
+    if value.starts_with("STREAMING-") {
+        return Ok(DeclaredPayload::Streaming);
+    }
+    let mut digest = [0u8; 32];
+    hex::decode_to_slice(value, &mut digest).map_err(|_| InvalidDeclaredPayload)?;
+    Ok(DeclaredPayload::Sha256(digest))
+}
+
+/// Checks a body, whole or chunk by chunk, against its declared SHA-256.
+#[derive(Clone)]
+pub struct PayloadDigest {
+    expected: [u8; 32],
+    running: Sha256,
+}
+
+impl PayloadDigest {
+    /// A digest to check, or `None` when the declaration promises no particular hash.
+    pub fn for_declared(declared: DeclaredPayload) -> Option<Self> {
+        match declared {
+            DeclaredPayload::Sha256(expected) => Some(Self {
+                expected,
+                running: Sha256::new(),
+            }),
+            _ => None,
+        }
+    }
+
+    pub fn update(&mut self, chunk: &[u8]) {
+        self.running.update(chunk);
+    }
+
+    /// True when everything fed in hashes to the declared value.
+    pub fn matches(self) -> bool {
+        let actual: [u8; 32] = self.running.finalize().into();
+        constant_time_eq(&actual, &self.expected)
+    }
+}
+
 /// What a valid signature establishes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedSignature {

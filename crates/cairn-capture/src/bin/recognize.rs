@@ -1,5 +1,6 @@
 //! `cairn-recognize`: reads one JSON request description per line on stdin
-//! (`{"signing_name", "method", "path", "query": [[k, v]], "target", "form": [[k, v]]}`)
+//! (`{"signing_name", "method", "path", "query": [[k, v]], "target", "form": [[k, v]],
+//! "headers": [[name, value]]}`)
 //! and prints `service operation` (or `-`) per line. The end-to-end suite uses it to check
 //! the routing table against requests serialised by botocore itself.
 
@@ -18,6 +19,8 @@ struct Line {
     target: Option<String>,
     #[serde(default)]
     form: Vec<(String, String)>,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
 }
 
 fn main() {
@@ -28,6 +31,16 @@ fn main() {
         let Ok(line) = line else { break };
         let answer = match serde_json::from_str::<Line>(&line) {
             Ok(request) => {
+                let headers: http::HeaderMap = request
+                    .headers
+                    .iter()
+                    .filter_map(|(name, value)| {
+                        Some((
+                            http::HeaderName::from_bytes(name.as_bytes()).ok()?,
+                            http::HeaderValue::from_str(value).ok()?,
+                        ))
+                    })
+                    .collect();
                 let call = Call {
                     signing_name: request.signing_name.as_deref(),
                     method: &request.method,
@@ -35,6 +48,7 @@ fn main() {
                     query: &request.query,
                     target: request.target.as_deref(),
                     form: &request.form,
+                    headers: Some(&headers),
                 };
                 match table.recognize(&call) {
                     Some(found) => format!("{} {}", found.service.id, found.operation),

@@ -1,0 +1,123 @@
+"""Bodies too large to hold stream through the gateway both ways, checked against their
+signed SHA-256 on the way, with moto_server as the real upstream and the real clients."""
+
+import hashlib
+import os
+import pathlib
+import urllib.error
+import urllib.request
+
+import boto3
+import botocore.auth
+import botocore.awsrequest
+import botocore.credentials
+import pytest
+
+from conftest import Cairn, stored_records
+
+MIB = 1 << 20
+
+
+@pytest.fixture
+def gateway(tmp_path, moto):
+    server = Cairn(tmp_path / "data", extra_args=["--upstream", moto]).start()
+    yield server
+    server.stop()
+
+
+def s3_client(cairn):
+    key, secret = cairn.credentials()
+    return boto3.client("s3", endpoint_url=cairn.endpoint, region_name="us-east-1",
+                        aws_access_key_id=key, aws_secret_access_key=secret)
+
+
+def peak_rss_bytes(cairn):
+    status = pathlib.Path(f"/proc/{cairn.process.pid}/status").read_text()
+    line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+
+
+def s3_records(cairn):
+    # S3 object calls are data events: stored, but not in LookupEvents' event history.
+    return [r for r in stored_records(cairn.data_dir) if r["eventSource"] == "s3.amazonaws.com"]
+
+
+def test_a_large_object_streams_up_and_down_without_being_held(gateway):
+    s3 = s3_client(gateway)
+    s3.create_bucket(Bucket="big-objects")
+    before = peak_rss_bytes(gateway)
+    content = os.urandom(MIB) * 96
+    s3.put_object(Bucket="big-objects", Key="blob.bin", Body=content)
+    fetched = s3.get_object(Bucket="big-objects", Key="blob.bin")
+    assert fetched["ContentLength"] == len(content)
+    assert hashlib.sha256(fetched["Body"].read()).digest() == hashlib.sha256(content).digest()
+    assert s3.head_object(Bucket="big-objects", Key="blob.bin")["ContentLength"] == len(content)
+    growth = peak_rss_bytes(gateway) - before
+    # Held whole, the upload alone would add 96 MiB; streamed, a few chunks.
+    assert growth < 32 * MIB, f"cairn's peak memory grew by {growth / MIB:.1f} MiB"
+    names = [(r["eventName"], r.get("errorCode")) for r in s3_records(gateway)]
+    assert ("PutObject", None) in names and ("GetObject", None) in names
+    put = next(r for r in s3_records(gateway) if r["eventName"] == "PutObject")
+    assert put["eventCategory"] == "Data" and put["managementEvent"] is False
+
+
+def test_the_cli_multipart_upload_streams_each_part(gateway, tmp_path):
+    source = tmp_path / "upload.bin"
+    source.write_bytes(os.urandom(MIB) * 20)
+    gateway.aws("s3api", "create-bucket", "--bucket", "cli-uploads")
+    gateway.aws("s3", "cp", str(source), "s3://cli-uploads/upload.bin")
+    target = tmp_path / "download.bin"
+    gateway.aws("s3", "cp", "s3://cli-uploads/upload.bin", str(target))
+    assert target.read_bytes() == source.read_bytes()
+    names = [r["eventName"] for r in s3_records(gateway) if "errorCode" not in r]
+    assert "CreateMultipartUpload" in names and "CompleteMultipartUpload" in names
+    assert names.count("UploadPart") >= 2
+
+
+def signed_put(cairn, path, body, declared_sha256):
+    """A PutObject whose valid signature covers a declared payload hash that may lie."""
+    key, secret = cairn.credentials()
+    request = botocore.awsrequest.AWSRequest(
+        method="PUT", url=f"{cairn.endpoint}{path}", data=body,
+        headers={"X-Amz-Content-SHA256": declared_sha256, "Content-Length": str(len(body)),
+                 # urllib would otherwise call the body a form, and moto would parse it as one.
+                 "Content-Type": "application/octet-stream"},
+    )
+    botocore.auth.SigV4Auth(botocore.credentials.Credentials(key, secret), "s3", "us-east-1").add_auth(request)
+    prepared = request.prepare()
+    sent = urllib.request.Request(prepared.url, data=body, method="PUT", headers=dict(prepared.headers))
+    try:
+        with urllib.request.urlopen(sent, timeout=60) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+@pytest.mark.parametrize("size", [64 * 1024, 3 * MIB], ids=["read-whole", "streamed"])
+def test_a_body_that_does_not_match_its_signed_hash_is_refused_and_never_stored(gateway, size):
+    s3 = s3_client(gateway)
+    s3.create_bucket(Bucket="checked")
+    body = os.urandom(size)
+    lie = hashlib.sha256(body[:-1] + b"\0").hexdigest()
+    status, answer = signed_put(gateway, "/checked/tampered.bin", body, lie)
+    assert status == 400, answer
+    assert b"<Code>XAmzContentSHA256Mismatch</Code>" in answer
+    with pytest.raises(s3.exceptions.ClientError) as missing:
+        s3.head_object(Bucket="checked", Key="tampered.bin")
+    assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    refused = next(r for r in s3_records(gateway) if r.get("errorCode") == "XAmzContentSHA256Mismatch")
+    assert refused["eventName"] == "PutObject"
+    assert refused["userIdentity"]["type"] == "IAMUser"
+    # The same body under its true hash goes through.
+    status, _ = signed_put(gateway, "/checked/honest.bin", body, hashlib.sha256(body).hexdigest())
+    assert status == 200
+    assert s3.head_object(Bucket="checked", Key="honest.bin")["ContentLength"] == size
+
+
+def test_an_oversized_body_without_a_declared_hash_is_refused(gateway):
+    key, secret = gateway.credentials()
+    kms = boto3.client("kms", endpoint_url=gateway.endpoint, region_name="us-east-1",
+                       aws_access_key_id=key, aws_secret_access_key=secret)
+    with pytest.raises(kms.exceptions.ClientError) as refused:
+        kms.tag_resource(KeyId="k", Tags=[{"TagKey": "t", "TagValue": "v" * 256}] * 5000)
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
