@@ -1,7 +1,10 @@
 //! `cairn-bench`: the measuring side of BENCHMARKS.md. `generate` writes trail-shaped
 //! `.json.gz` files made from real CloudTrail records; `lookup` times LookupEvents over a
 //! data directory in-process (the store) and over HTTP (a running `cairn serve`), and reports
-//! bytes on disk per event. `scripts/bench` runs them all in one go.
+//! bytes on disk per event; `gateway` times calls through the capture gateway against the
+//! same calls sent straight to a fast upstream. `scripts/bench` runs them all in one go.
+
+mod gateway;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -45,6 +48,18 @@ enum Command {
         #[arg(long)]
         endpoint: Option<String>,
     },
+    /// Requests/s and p50/p99 through `cairn serve --upstream` versus straight to the same
+    /// upstream, beside the data disk's fdatasync p50/p99.
+    Gateway {
+        #[arg(long, default_value = "target/release/cairn")]
+        cairn_bin: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        concurrency: Vec<usize>,
+    },
 }
 
 const USERS: usize = 1000;
@@ -62,6 +77,17 @@ fn main() -> anyhow::Result<()> {
             iterations,
             endpoint,
         } => lookup(&data_dir, iterations, endpoint.as_deref()),
+        Command::Gateway {
+            cairn_bin,
+            data_dir,
+            seconds,
+            concurrency,
+        } => gateway::run(&gateway::GatewayRun {
+            cairn_bin,
+            data_dir,
+            seconds,
+            concurrency,
+        }),
     }
 }
 

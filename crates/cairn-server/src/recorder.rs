@@ -105,19 +105,16 @@ impl AppState {
             tracing::error!(%error, "a record Cairn built is not valid");
             AwsError::internal_failure()
         })?;
-        let store = self.store.clone();
-        let appended = tokio::task::spawn_blocking(move || store.append(vec![event])).await;
-        match appended {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => {
-                tracing::error!(%error, "cannot record a call; failing it");
-                Err(AwsError::internal_failure())
-            }
-            Err(error) => {
-                tracing::error!(%error, "the recording task failed");
-                Err(AwsError::internal_failure())
-            }
-        }
+        // Submitting only queues the event for the writer; the task then awaits the group
+        // commit without holding a thread.
+        let appended = match self.store.submit(vec![event]) {
+            Ok(pending) => pending.completion().await,
+            Err(error) => Err(error),
+        };
+        appended.map(|_| ()).map_err(|error| {
+            tracing::error!(%error, "cannot record a call; failing it");
+            AwsError::internal_failure()
+        })
     }
 
     fn build_record(&self, call: Call) -> CloudTrailRecord {

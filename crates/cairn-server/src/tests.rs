@@ -8,7 +8,8 @@ use axum::body::Body;
 use cairn_auth::{CredentialStore, DeclaredUser, SecretAccessKey};
 use cairn_model::{FixedClock, IndexedEvent, LookupAttributeKey, RandomIds};
 use cairn_store::{
-    AppendOutcome, EventStore, HistoryView, LookupPage, LookupQuery, SqliteEventStore, StoreError,
+    AppendOutcome, EventStore, HistoryView, LookupPage, LookupQuery, PendingAppend,
+    SqliteEventStore, StoreError,
 };
 use cairn_wire::sigv4::{self, SignedRequest};
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
@@ -34,6 +35,12 @@ impl EventStore for FlakyStore {
             return Err(StoreError::WriterStopped);
         }
         self.inner.append(events)
+    }
+    fn submit(&self, events: Vec<IndexedEvent>) -> Result<PendingAppend, StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::WriterStopped);
+        }
+        self.inner.submit(events)
     }
     fn flush(&self) -> Result<(), StoreError> {
         self.inner.flush()
@@ -274,7 +281,13 @@ async fn expired_events_are_hidden_before_the_sweep_and_removed_by_it() {
         "a",
         "AKIA1",
     );
-    harness.store.append(vec![old, fresh]).unwrap();
+    harness
+        .store
+        .submit(vec![old, fresh])
+        .unwrap()
+        .completion()
+        .await
+        .unwrap();
     let request = signed(
         br#"{"LookupAttributes":[{"AttributeKey":"EventName","AttributeValue":"DescribeKey"}]}"#,
     );

@@ -110,17 +110,56 @@ impl AppendOutcome {
     }
 }
 
-/// An append that has been handed to the store and may still be in progress.
-pub struct PendingAppend(Box<dyn FnOnce() -> Result<AppendOutcome, StoreError> + Send>);
+/// An append on its way to durability. A thread waits for it with [`PendingAppend::wait`];
+/// an async task awaits [`PendingAppend::completion`] without holding a thread, which is what
+/// lets a server keep many calls waiting on one group commit cheaply.
+pub struct PendingAppend(Pending);
+
+type AppendResult = Result<AppendOutcome, StoreError>;
+
+enum Pending {
+    Settled(AppendResult),
+    Awaiting(tokio::sync::oneshot::Receiver<AppendResult>),
+}
+
+/// The writer's end of a [`PendingAppend`].
+pub struct AppendReply(tokio::sync::oneshot::Sender<AppendResult>);
+
+impl AppendReply {
+    pub fn send(self, outcome: AppendResult) {
+        // The caller may have stopped waiting; the append stands regardless.
+        let _ = self.0.send(outcome);
+    }
+}
 
 impl PendingAppend {
-    pub fn new(wait: impl FnOnce() -> Result<AppendOutcome, StoreError> + Send + 'static) -> Self {
-        Self(Box::new(wait))
+    /// An append that is already over.
+    pub fn settled(outcome: AppendResult) -> Self {
+        Self(Pending::Settled(outcome))
     }
 
-    /// Waits until the append is done (durable, as `append` would have returned).
-    pub fn wait(self) -> Result<AppendOutcome, StoreError> {
-        (self.0)()
+    /// An append a writer will finish through the returned reply.
+    pub fn channel() -> (AppendReply, Self) {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        (AppendReply(sender), Self(Pending::Awaiting(receiver)))
+    }
+
+    /// Blocks until the append is done (durable, as `append` would have returned). Not for
+    /// async tasks: they await [`PendingAppend::completion`].
+    pub fn wait(self) -> AppendResult {
+        match self.0 {
+            Pending::Settled(outcome) => outcome,
+            Pending::Awaiting(receiver) => receiver
+                .blocking_recv()
+                .unwrap_or(Err(StoreError::WriterStopped)),
+        }
+    }
+
+    pub async fn completion(self) -> AppendResult {
+        match self.0 {
+            Pending::Settled(outcome) => outcome,
+            Pending::Awaiting(receiver) => receiver.await.unwrap_or(Err(StoreError::WriterStopped)),
+        }
     }
 }
 
@@ -131,9 +170,10 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Starts an append and returns without waiting for it, so a bulk loader can prepare the
     /// next batch meanwhile. Appends submitted from one thread are applied in order.
+    /// Backends whose appends block the calling thread must override this: async callers
+    /// submit, then await the completion.
     fn submit(&self, events: Vec<IndexedEvent>) -> Result<PendingAppend, StoreError> {
-        let outcome = self.append(events);
-        Ok(PendingAppend::new(move || outcome))
+        Ok(PendingAppend::settled(self.append(events)))
     }
 
     /// Makes every append so far durable. A store opened for serving is always durable, and

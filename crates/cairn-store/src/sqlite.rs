@@ -23,7 +23,8 @@ use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::{
-    AppendOutcome, EventStore, LookupPage, LookupQuery, PendingAppend, StoreError, StoredEvent,
+    AppendOutcome, AppendReply, EventStore, LookupPage, LookupQuery, PendingAppend, StoreError,
+    StoredEvent,
 };
 
 const SCHEMA: &str = "
@@ -67,7 +68,7 @@ struct PreparedEvent {
 
 struct AppendRequest {
     events: Vec<PreparedEvent>,
-    reply: Sender<Result<AppendOutcome, StoreError>>,
+    reply: AppendReply,
 }
 
 /// When appends become durable.
@@ -197,14 +198,14 @@ fn run_writer(mut connection: Connection, requests: Receiver<AppendRequest>) {
         match write_group(&mut connection, &group) {
             Ok(outcomes) => {
                 for (request, outcome) in group.into_iter().zip(outcomes) {
-                    let _ = request.reply.send(Ok(outcome));
+                    request.reply.send(Ok(outcome));
                 }
             }
             Err(error) => {
                 tracing::error!(%error, requests = group.len(), "event store write failed");
                 let message = error.to_string();
                 for request in group {
-                    let _ = request
+                    request
                         .reply
                         .send(Err(StoreError::Corrupt(format!("write failed: {message}"))));
                 }
@@ -421,7 +422,7 @@ impl EventStore for SqliteEventStore {
 
     fn submit(&self, events: Vec<IndexedEvent>) -> Result<PendingAppend, StoreError> {
         if events.is_empty() {
-            return Ok(PendingAppend::new(|| Ok(AppendOutcome::default())));
+            return Ok(PendingAppend::settled(Ok(AppendOutcome::default())));
         }
         let events = events
             .into_iter()
@@ -433,7 +434,7 @@ impl EventStore for SqliteEventStore {
                 })
             })
             .collect::<Result<Vec<_>, std::io::Error>>()?;
-        let (reply, answer) = crossbeam_channel::bounded(1);
+        let (reply, pending) = PendingAppend::channel();
         {
             let writer = self.writer.lock().map_err(|_| poisoned())?;
             let writer = writer.as_ref().ok_or(StoreError::WriterStopped)?;
@@ -441,9 +442,7 @@ impl EventStore for SqliteEventStore {
                 .send(AppendRequest { events, reply })
                 .map_err(|_| StoreError::WriterStopped)?;
         }
-        Ok(PendingAppend::new(move || {
-            answer.recv().map_err(|_| StoreError::WriterStopped)?
-        }))
+        Ok(pending)
     }
 
     fn lookup(&self, query: &LookupQuery) -> Result<LookupPage, StoreError> {

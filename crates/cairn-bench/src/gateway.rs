@@ -1,0 +1,332 @@
+//! `cairn-bench gateway`: requests/s and latency through the capture gateway against the same
+//! calls sent straight to the upstream, with the data disk's fdatasync latency measured in
+//! the same run (each gateway call is answered only after its event is fsynced).
+//!
+//! The upstream is deliberately trivial and fast (raw HTTP/1.1 over tokio, a fixed `{}`
+//! answer), so the figures show what Cairn adds. Clients keep their connections alive and
+//! replay one request signed once, so client-side signing stays out of the figures while
+//! Cairn still verifies every signature.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use cairn_wire::sigv4::{self, SignedRequest};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::{percentile, report};
+
+pub struct GatewayRun {
+    pub cairn_bin: PathBuf,
+    pub data_dir: PathBuf,
+    pub seconds: u64,
+    pub concurrency: Vec<usize>,
+}
+
+const TARGET: &str = "TrentService.TagResource";
+const BODY: &str = r#"{"KeyId":"1234abcd-12ab-34cd-56ef-1234567890ab","Tags":[{"TagKey":"team","TagValue":"audit"}]}"#;
+
+pub fn run(settings: &GatewayRun) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let syncs = fdatasync_latencies(&settings.data_dir, 2000)?;
+    report(
+        "fdatasync of a 4 KiB append on the data disk",
+        syncs.clone(),
+    );
+    let sync_p99 = percentile(&sorted(syncs), 0.99);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let upstream = TcpListener::bind("127.0.0.1:0").await?;
+        let upstream_address = upstream.local_addr()?.to_string();
+        tokio::spawn(serve_upstream(upstream));
+        let mut cairn = tokio::process::Command::new(&settings.cairn_bin)
+            .args(["serve", "--data-dir"])
+            .arg(&settings.data_dir)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--retention-days",
+                "0",
+                "--upstream",
+            ])
+            .arg(format!("http://{upstream_address}"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("start cairn serve")?;
+        let stdout = cairn.stdout.take().context("cairn's stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let gateway_address = loop {
+            let Some(line) = lines.next_line().await? else {
+                bail!("cairn exited before it listened");
+            };
+            if let Some(address) = line.split("listening on http://").nth(1) {
+                break address
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+        };
+        // Keep draining cairn's stdout so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (key, secret) = read_credentials(&settings.data_dir)?;
+
+        println!(
+            "\nKMS TagResource ({} byte body), {} s per run, keep-alive connections",
+            BODY.len(),
+            settings.seconds
+        );
+        println!(
+            "{:>7} {:>9} {:>10} {:>9} {:>9} {:>10} {:>9} {:>9} {:>8} {:>11}",
+            "clients",
+            "direct/s",
+            "gateway/s",
+            "direct50",
+            "direct99",
+            "gateway50",
+            "gateway99",
+            "added99",
+            "ratio",
+            "goal99"
+        );
+        for &clients in &settings.concurrency {
+            let direct_request = signed_request(&upstream_address, &key, &secret)?;
+            let gateway_request = signed_request(&gateway_address, &key, &secret)?;
+            let duration = Duration::from_secs(settings.seconds);
+            let direct = load(&upstream_address, direct_request, clients, duration).await?;
+            let gateway = load(&gateway_address, gateway_request, clients, duration).await?;
+            let direct_p99 = percentile(&direct.latencies, 0.99);
+            let gateway_p99 = percentile(&gateway.latencies, 0.99);
+            let added = gateway_p99.saturating_sub(direct_p99);
+            let goal = sync_p99 + Duration::from_millis(1);
+            println!(
+                "{:>7} {:>9.0} {:>10.0} {:>9} {:>9} {:>10} {:>9} {:>9} {:>7.1}% {:>11}",
+                clients,
+                direct.per_second,
+                gateway.per_second,
+                micros(percentile(&direct.latencies, 0.5)),
+                micros(direct_p99),
+                micros(percentile(&gateway.latencies, 0.5)),
+                micros(gateway_p99),
+                micros(added),
+                100.0 * gateway.per_second / direct.per_second,
+                format!(
+                    "{} {}",
+                    micros(goal),
+                    if added <= goal { "met" } else { "missed" }
+                ),
+            );
+        }
+        cairn.kill().await.ok();
+        anyhow::Ok(())
+    })
+}
+
+fn micros(duration: Duration) -> String {
+    format!("{}µs", duration.as_micros())
+}
+
+fn sorted(mut samples: Vec<Duration>) -> Vec<Duration> {
+    samples.sort();
+    samples
+}
+
+/// Appends 4 KiB and fdatasyncs it, `count` times: what one WAL commit costs the disk.
+fn fdatasync_latencies(dir: &Path, count: usize) -> anyhow::Result<Vec<Duration>> {
+    use std::io::Write;
+    let path = dir.join("fdatasync-probe");
+    let mut file = std::fs::File::create(&path)?;
+    let block = [0x5au8; 4096];
+    let mut samples = Vec::with_capacity(count);
+    for _ in 0..count {
+        let started = Instant::now();
+        file.write_all(&block)?;
+        file.sync_data()?;
+        samples.push(started.elapsed());
+    }
+    std::fs::remove_file(&path)?;
+    Ok(samples)
+}
+
+fn read_credentials(data_dir: &Path) -> anyhow::Result<(String, String)> {
+    let text = std::fs::read_to_string(data_dir.join("credentials"))?;
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map(|rest| rest.trim_start_matches([' ', '=']).trim().to_owned())
+            .with_context(|| format!("{name} in the credentials file"))
+    };
+    Ok((value("aws_access_key_id")?, value("aws_secret_access_key")?))
+}
+
+/// The raw bytes of one signed KMS TagResource call to `host`.
+fn signed_request(host: &str, key: &str, secret: &str) -> anyhow::Result<Arc<Vec<u8>>> {
+    let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let mut headers = http::HeaderMap::new();
+    headers.insert("host", host.parse()?);
+    headers.insert("x-amz-date", amz_date.parse()?);
+    headers.insert("x-amz-target", TARGET.parse()?);
+    let authorization = sigv4::authorization_header(
+        &SignedRequest {
+            method: &http::Method::POST,
+            raw_path: "/",
+            raw_query: "",
+            headers: &headers,
+            body: BODY.as_bytes(),
+        },
+        key,
+        secret,
+        "us-east-1",
+        "kms",
+        &["host", "x-amz-date", "x-amz-target"],
+    )
+    .map_err(|error| anyhow::anyhow!("{error}"))?;
+    let mut request = format!(
+        "POST / HTTP/1.1\r\nhost: {host}\r\nx-amz-date: {amz_date}\r\nx-amz-target: {TARGET}\r\ncontent-type: application/x-amz-json-1.1\r\nuser-agent: cairn-bench\r\ncontent-length: {}\r\nauthorization: {authorization}\r\n\r\n",
+        BODY.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(BODY.as_bytes());
+    Ok(Arc::new(request))
+}
+
+struct Load {
+    per_second: f64,
+    latencies: Vec<Duration>,
+}
+
+/// `clients` connections each sending `request` back to back for `duration`, after a
+/// one-second warm-up whose calls are not counted.
+async fn load(
+    address: &str,
+    request: Arc<Vec<u8>>,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<Load> {
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let stream = TcpStream::connect(address).await?;
+        stream.set_nodelay(true)?;
+        let request = request.clone();
+        let measuring = measuring.clone();
+        let stopping = stopping.clone();
+        let failures = failures.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut stream = BufReader::new(stream);
+            let mut latencies = Vec::new();
+            while !stopping.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let ok = exchange(&mut stream, &request).await?;
+                if measuring.load(Ordering::Relaxed) {
+                    latencies.push(started.elapsed());
+                    if !ok {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(duration).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    stopping.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let failed = failures.load(Ordering::Relaxed);
+    if failed > 0 {
+        bail!("{failed} calls to {address} did not succeed");
+    }
+    latencies.sort();
+    Ok(Load {
+        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        latencies,
+    })
+}
+
+/// Sends one request and reads its response; true for a 200.
+async fn exchange(stream: &mut BufReader<TcpStream>, request: &[u8]) -> anyhow::Result<bool> {
+    stream.get_mut().write_all(request).await?;
+    let mut status = String::new();
+    if stream.read_line(&mut status).await? == 0 {
+        bail!("the connection closed");
+    }
+    let length = read_head(stream).await?;
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await?;
+    Ok(status.contains(" 200 "))
+}
+
+/// Reads header lines to the blank line; returns Content-Length.
+async fn read_head(stream: &mut BufReader<TcpStream>) -> anyhow::Result<usize> {
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        if stream.read_line(&mut line).await? == 0 {
+            bail!("the connection closed mid-head");
+        }
+        if line == "\r\n" {
+            return Ok(length);
+        }
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = value.trim().parse()?;
+        }
+    }
+}
+
+/// The fast upstream: answers every request on a connection with `{}` at once.
+async fn serve_upstream(listener: TcpListener) {
+    let counter = Arc::new(AtomicU64::new(0));
+    while let Ok((stream, _)) = listener.accept().await {
+        let _ = stream.set_nodelay(true);
+        let counter = counter.clone();
+        tokio::spawn(async move {
+            let mut stream = BufReader::new(stream);
+            loop {
+                let mut request_line = String::new();
+                match stream.read_line(&mut request_line).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                let Ok(length) = read_head(&mut stream).await else {
+                    return;
+                };
+                let mut body = vec![0u8; length];
+                if stream.read_exact(&mut body).await.is_err() {
+                    return;
+                }
+                let id = counter.fetch_add(1, Ordering::Relaxed);
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.1\r\nx-amzn-RequestId: 00000000-0000-4000-8000-{id:012x}\r\ncontent-length: 2\r\n\r\n{{}}"
+                );
+                if stream
+                    .get_mut()
+                    .write_all(response.as_bytes())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+    }
+}
