@@ -61,7 +61,8 @@ def test_query_and_rest_xml_protocols(gateway):
     bucket = by_name(gateway, "s3.amazonaws.com", "CreateBucket")
     assert bucket["eventCategory"] == "Management"
     listed = gateway.aws_json("s3api", "list-buckets")
-    assert [b["Name"] for b in listed["Buckets"]] == ["cairn-e2e-bucket"]
+    # moto is shared by the session: other tests own buckets too.
+    assert "cairn-e2e-bucket" in [b["Name"] for b in listed["Buckets"]]
 
 
 def test_secret_values_never_reach_disk_or_log(gateway):

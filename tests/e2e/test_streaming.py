@@ -59,6 +59,24 @@ def test_a_large_object_streams_up_and_down_without_being_held(gateway):
     assert ("PutObject", None) in names and ("GetObject", None) in names
     put = next(r for r in s3_records(gateway) if r["eventName"] == "PutObject")
     assert put["eventCategory"] == "Data" and put["managementEvent"] is False
+    # The fields AWS's own S3 data events carry (see the OTRF sample's GetObject).
+    host = gateway.endpoint.removeprefix("http://")
+    assert put["requestParameters"] == {"bucketName": "big-objects", "key": "blob.bin", "Host": host}
+    account = put["userIdentity"]["accountId"]
+    assert put["resources"] == [
+        {"type": "AWS::S3::Object", "ARN": "arn:aws:s3:::big-objects/blob.bin"},
+        {"accountId": account, "type": "AWS::S3::Bucket", "ARN": "arn:aws:s3:::big-objects"},
+    ]
+    assert put["additionalEventData"]["bytesTransferredIn"] == len(content)
+    assert put["additionalEventData"]["SignatureVersion"] == "SigV4"
+    assert put["additionalEventData"]["AuthenticationMethod"] == "AuthHeader"
+    got = next(r for r in s3_records(gateway) if r["eventName"] == "GetObject")
+    assert got["additionalEventData"]["bytesTransferredOut"] == len(content)
+    assert got["readOnly"] is True and got["responseElements"] is None
+    created = next(r for r in s3_records(gateway) if r["eventName"] == "CreateBucket")
+    assert created["eventCategory"] == "Management"
+    assert created["resources"] == [{"accountId": account, "type": "AWS::S3::Bucket",
+                                     "ARN": "arn:aws:s3:::big-objects"}]
 
 
 def test_the_cli_multipart_upload_streams_each_part(gateway, tmp_path):

@@ -109,6 +109,7 @@ pub fn request_parameters(
     body: &[u8],
     form: &[(String, String)],
     query: &[(String, String)],
+    path_labels: &[(String, String)],
 ) -> Option<Value> {
     let mut parameters = match protocol {
         Some(Protocol::Json | Protocol::RestJson) if !body.is_empty() => {
@@ -132,6 +133,13 @@ pub fn request_parameters(
                 .collect(),
         ),
     };
+    // Rest calls carry members in the path too (`/{Bucket}/{Key+}`); they are members of the
+    // input like any other.
+    if let Value::Object(members) = &mut parameters {
+        for (name, value) in path_labels {
+            members.insert(name.clone(), Value::String(value.clone()));
+        }
+    }
     parameters = lower_camel(parameters);
     redact(service_id, &mut parameters);
     match &parameters {
@@ -243,24 +251,27 @@ mod tests {
         let body =
             br#"{"Name": "db", "SecretString": "hunter2", "Tags": [{"Key": "k", "Value": "v"}]}"#;
         let parameters =
-            request_parameters(Some(Protocol::Json), "secretsmanager", body, &[], &[]).unwrap();
+            request_parameters(Some(Protocol::Json), "secretsmanager", body, &[], &[], &[])
+                .unwrap();
         assert_eq!(
             parameters,
             json!({"name": "db", "tags": [{"key": "k", "value": "v"}]})
         );
         let body = br#"{"Name": "/app/db", "Value": "hunter2", "Type": "SecureString"}"#;
-        let parameters = request_parameters(Some(Protocol::Json), "ssm", body, &[], &[]).unwrap();
+        let parameters =
+            request_parameters(Some(Protocol::Json), "ssm", body, &[], &[], &[]).unwrap();
         assert_eq!(parameters["value"], HIDDEN);
         let body = br#"{"KeyId": "k", "Plaintext": "c2VjcmV0"}"#;
         assert_eq!(
-            request_parameters(Some(Protocol::Json), "kms", body, &[], &[]).unwrap(),
+            request_parameters(Some(Protocol::Json), "kms", body, &[], &[], &[]).unwrap(),
             json!({"keyId": "k"})
         );
         let form = vec![
             ("Action".to_owned(), "CreateLoginProfile".to_owned()),
             ("Password".to_owned(), "p4ss".to_owned()),
         ];
-        let parameters = request_parameters(Some(Protocol::Query), "iam", b"", &form, &[]).unwrap();
+        let parameters =
+            request_parameters(Some(Protocol::Query), "iam", b"", &form, &[], &[]).unwrap();
         assert_eq!(parameters, json!({"password": HIDDEN}));
         let response = response_elements(
             Some(Protocol::Json),

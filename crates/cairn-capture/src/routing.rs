@@ -96,15 +96,17 @@ impl ServiceModel {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 enum Segment {
     Literal(String),
-    Label,
-    Greedy,
+    /// `{Bucket}`: one segment, named as the operation's input member's location name.
+    Label(String),
+    /// `{Key+}`: one segment or more.
+    Greedy(String),
 }
 
 /// A rest operation's `requestUri`, split for matching: `/{Bucket}/{Key+}?uploads`.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 struct RestRoute {
     operation: usize,
     method: String,
@@ -128,9 +130,9 @@ impl RestRoute {
             .filter(|segment| !segment.is_empty())
             .map(|segment| {
                 if segment.starts_with('{') && segment.ends_with("+}") {
-                    Segment::Greedy
+                    Segment::Greedy(segment[1..segment.len() - 2].to_owned())
                 } else if segment.starts_with('{') && segment.ends_with('}') {
-                    Segment::Label
+                    Segment::Label(segment[1..segment.len() - 1].to_owned())
                 } else {
                     Segment::Literal(segment.to_owned())
                 }
@@ -153,6 +155,32 @@ impl RestRoute {
             secondary: false,
             trailing_slash: path.len() > 1 && path.ends_with('/'),
         }
+    }
+
+    /// The values of the template's labels in a path this route matched (decoded segments).
+    fn labels(&self, path_segments: &[String]) -> Vec<(String, String)> {
+        let mut labels = Vec::new();
+        let mut position = 0;
+        for (index, segment) in self.segments.iter().enumerate() {
+            match segment {
+                Segment::Literal(_) => position += 1,
+                Segment::Label(name) => {
+                    if let Some(value) = path_segments.get(position) {
+                        labels.push((name.clone(), value.clone()));
+                    }
+                    position += 1;
+                }
+                Segment::Greedy(name) => {
+                    let remaining_fixed = self.segments.len() - index - 1;
+                    let end = path_segments.len().saturating_sub(remaining_fixed);
+                    if let Some(taken) = path_segments.get(position..end) {
+                        labels.push((name.clone(), taken.join("/")));
+                    }
+                    position = end;
+                }
+            }
+        }
+        labels
     }
 
     /// How specific a match is, when it matches: literal segments first, then query keys
@@ -191,7 +219,7 @@ impl RestRoute {
                     literals += 1;
                     position += 1;
                 }
-                Segment::Label => {
+                Segment::Label(_) => {
                     if path_segments
                         .get(position)
                         .is_none_or(|segment| segment.is_empty())
@@ -200,7 +228,7 @@ impl RestRoute {
                     }
                     position += 1;
                 }
-                Segment::Greedy => {
+                Segment::Greedy(_) => {
                     // A greedy label takes at least one segment and everything up to the
                     // literals that follow it.
                     let remaining_fixed = self.segments.len() - index - 1;
@@ -218,7 +246,7 @@ impl RestRoute {
             !self
                 .segments
                 .iter()
-                .any(|segment| matches!(segment, Segment::Greedy)),
+                .any(|segment| matches!(segment, Segment::Greedy(_))),
         );
         Some((
             literals,
@@ -251,6 +279,25 @@ pub struct Call<'a> {
 pub struct Recognized<'t> {
     pub service: &'t ServiceModel,
     pub operation: &'t str,
+    /// The URI template matched, for rest protocols.
+    route: Option<&'t RestRoute>,
+}
+
+impl Recognized<'_> {
+    /// `[("Bucket", "b"), ("Key", "a/b.txt")]` for an S3 GetObject on `/b/a/b.txt`: the path
+    /// labels of a rest call, named as in the service model. Empty for other protocols.
+    pub fn path_labels(&self, raw_path: &str) -> Vec<(String, String)> {
+        self.route
+            .map_or_else(Vec::new, |route| route.labels(&decoded_segments(raw_path)))
+    }
+}
+
+fn decoded_segments(raw_path: &str) -> Vec<String> {
+    raw_path
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+        .map(|segment| percent_decode_str(segment).decode_utf8_lossy().into_owned())
+        .collect()
 }
 
 impl PartialEq for ServiceModel {
@@ -390,6 +437,7 @@ impl RoutingTable {
                     Some(Recognized {
                         service,
                         operation: service.has_operation(operation)?,
+                        route: None,
                     })
                 })
                 .collect();
@@ -417,6 +465,7 @@ impl RoutingTable {
                     Some(Recognized {
                         service,
                         operation: service.has_operation(action)?,
+                        route: None,
                     })
                 });
             let first = matches.next()?;
@@ -430,12 +479,7 @@ impl RoutingTable {
             );
         }
         let trailing_slash = call.raw_path.len() > 1 && call.raw_path.ends_with('/');
-        let path_segments: Vec<String> = call
-            .raw_path
-            .split('/')
-            .filter(|segment| !segment.is_empty())
-            .map(|segment| percent_decode_str(segment).decode_utf8_lossy().into_owned())
-            .collect();
+        let path_segments = decoded_segments(call.raw_path);
         let as_str: Vec<&str> = path_segments.iter().map(String::as_str).collect();
         if let ["service", _, "operation", operation] = as_str.as_slice() {
             if let Some(found) = candidates
@@ -445,6 +489,7 @@ impl RoutingTable {
                     Some(Recognized {
                         service,
                         operation: service.has_operation(operation)?,
+                        route: None,
                     })
                 })
             {
@@ -469,6 +514,7 @@ impl RoutingTable {
             .map(|(_, service, route)| Recognized {
                 service,
                 operation: &service.operations[route.operation],
+                route: Some(route),
             })
     }
 }
@@ -646,6 +692,32 @@ mod tests {
             pair("lambda", "GetFunction")
         );
         assert_eq!(rest("lambda", "PATCH", "/nowhere", &[]), None);
+    }
+
+    #[test]
+    fn path_labels_are_read_from_the_matched_template() {
+        let labels = |signing_name: &str, method: &str, path: &str| {
+            let call = Call {
+                signing_name: Some(signing_name),
+                method,
+                raw_path: path,
+                ..Call::default()
+            };
+            table()
+                .recognize(&call)
+                .map(|found| found.path_labels(path))
+                .unwrap_or_default()
+        };
+        let pair = |name: &str, value: &str| (name.to_owned(), value.to_owned());
+        assert_eq!(
+            labels("s3", "GET", "/bucket/logs/2026/a%20b.txt"),
+            [pair("Bucket", "bucket"), pair("Key", "logs/2026/a b.txt")]
+        );
+        assert_eq!(
+            labels("lambda", "GET", "/2015-03-31/functions/my-function"),
+            [pair("FunctionName", "my-function")]
+        );
+        assert!(labels("s3", "GET", "/").is_empty());
     }
 
     #[test]

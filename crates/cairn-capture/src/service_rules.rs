@@ -27,14 +27,30 @@ pub struct CapturedCall {
     pub resources: Vec<RecordResource>,
     /// Events the service itself emits because of this call.
     pub service_events: Vec<ServiceEvent>,
+    /// The request's `Host` header (S3 logs it among the parameters).
+    pub host: Option<String>,
+    /// How the call was authenticated and how many body bytes went each way, for S3's
+    /// `additionalEventData`.
+    pub transfer: Option<Transfer>,
+    pub additional_event_data: Option<Value>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Transfer {
+    pub presigned: bool,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
 }
 
 /// One entry of a record's `resources`: ARN, owning account, CloudFormation-style type.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordResource {
     pub arn: String,
-    pub account_id: String,
+    /// Absent where AWS leaves it out (S3 objects).
+    pub account_id: Option<String>,
     pub resource_type: String,
+    /// Logged as `ARNPrefix` rather than `ARN`: the objects a listing covers.
+    pub arn_is_prefix: bool,
 }
 
 /// An `AwsServiceEvent` a call causes, about one secret (Secrets Manager is the one service
@@ -57,7 +73,70 @@ pub fn apply(call: &mut CapturedCall) {
         "kms" => kms(call),
         "ssm" => ssm(call),
         "secretsmanager" => secrets_manager(call),
+        "s3" => s3(call),
         _ => {}
+    }
+}
+
+/// Bucket listings whose resource is the prefix of the objects they cover.
+const S3_LISTINGS: &[&str] = &["ListObjects", "ListObjectsV2", "ListObjectVersions"];
+
+/// S3 logs the bucket as `bucketName` beside the `Host`, the object and its bucket as
+/// resources (the object without an account, the bucket with its owner's), and how the call
+/// was signed and how many bytes moved in `additionalEventData`.
+fn s3(call: &mut CapturedCall) {
+    // Every S3 call logs its Host, so even ListBuckets has parameters.
+    let parameters = call.request_parameters.get_or_insert_with(|| json!({}));
+    let Value::Object(parameters) = parameters else {
+        return;
+    };
+    if let Some(bucket) = parameters.remove("bucket") {
+        parameters.insert("bucketName".to_owned(), bucket);
+    }
+    if let Some(host) = &call.host {
+        parameters.insert("Host".to_owned(), Value::String(host.clone()));
+    }
+    let bucket = member(call.request_parameters.as_ref(), "bucketName").map(str::to_owned);
+    let key = member(call.request_parameters.as_ref(), "key").map(str::to_owned);
+    if let Some(bucket) = bucket {
+        let bucket_arn = format!("arn:aws:s3:::{bucket}");
+        if let Some(key) = key {
+            call.resources.push(RecordResource {
+                arn: format!("{bucket_arn}/{key}"),
+                account_id: None,
+                resource_type: "AWS::S3::Object".to_owned(),
+                arn_is_prefix: false,
+            });
+        } else if S3_LISTINGS.contains(&call.operation.as_str()) {
+            let prefix = member(call.request_parameters.as_ref(), "prefix").unwrap_or("");
+            call.resources.push(RecordResource {
+                arn: format!("{bucket_arn}/{prefix}"),
+                account_id: None,
+                resource_type: "AWS::S3::Object".to_owned(),
+                arn_is_prefix: true,
+            });
+        }
+        call.resources.push(RecordResource {
+            arn: bucket_arn,
+            account_id: Some(call.account_id.clone()),
+            resource_type: "AWS::S3::Bucket".to_owned(),
+            arn_is_prefix: false,
+        });
+    }
+    if let Some(transfer) = &call.transfer {
+        let mut data = json!({
+            "SignatureVersion": "SigV4",
+            "AuthenticationMethod": if transfer.presigned { "QueryString" } else { "AuthHeader" },
+        });
+        if call
+            .resources
+            .iter()
+            .any(|resource| resource.resource_type == "AWS::S3::Object")
+        {
+            data["bytesTransferredIn"] = json!(transfer.bytes_in as f64);
+            data["bytesTransferredOut"] = json!(transfer.bytes_out as f64);
+        }
+        call.additional_event_data = Some(data);
     }
 }
 
@@ -278,8 +357,9 @@ fn push_resource(call: &mut CapturedCall, arn: String, resource_type: &str) {
         .to_owned();
     let resource = RecordResource {
         arn,
-        account_id,
+        account_id: Some(account_id),
         resource_type: resource_type.to_owned(),
+        arn_is_prefix: false,
     };
     if !call.resources.contains(&resource) {
         call.resources.push(resource);
@@ -321,6 +401,82 @@ mod tests {
     }
 
     #[test]
+    fn s3_object_calls_name_the_object_and_its_bucket() {
+        let mut call = CapturedCall {
+            service_id: "s3".into(),
+            operation: "GetObject".into(),
+            region: "us-east-1".into(),
+            account_id: "111122223333".into(),
+            request_parameters: Some(json!({"bucket": "b", "key": "dir/ring.txt"})),
+            host: Some("127.0.0.1:4566".into()),
+            transfer: Some(Transfer {
+                presigned: false,
+                bytes_in: 0,
+                bytes_out: 89,
+            }),
+            succeeded: true,
+            read_only: true,
+            ..CapturedCall::default()
+        };
+        apply(&mut call);
+        assert_eq!(
+            call.request_parameters,
+            Some(json!({"key": "dir/ring.txt", "bucketName": "b", "Host": "127.0.0.1:4566"}))
+        );
+        assert_eq!(call.resources.len(), 2);
+        assert_eq!(call.resources[0].arn, "arn:aws:s3:::b/dir/ring.txt");
+        assert_eq!(call.resources[0].account_id, None);
+        assert_eq!(call.resources[1].arn, "arn:aws:s3:::b");
+        assert_eq!(
+            call.resources[1].account_id.as_deref(),
+            Some("111122223333")
+        );
+        assert_eq!(
+            call.additional_event_data,
+            Some(
+                json!({"SignatureVersion": "SigV4", "AuthenticationMethod": "AuthHeader",
+                        "bytesTransferredIn": 0.0, "bytesTransferredOut": 89.0})
+            )
+        );
+    }
+
+    #[test]
+    fn s3_listings_name_an_arn_prefix_and_bucket_calls_the_bucket() {
+        let mut listing = CapturedCall {
+            service_id: "s3".into(),
+            operation: "ListObjectsV2".into(),
+            account_id: "111122223333".into(),
+            request_parameters: Some(json!({"bucket": "b", "list-type": "2", "prefix": "logs/"})),
+            ..CapturedCall::default()
+        };
+        apply(&mut listing);
+        assert_eq!(listing.resources[0].arn, "arn:aws:s3:::b/logs/");
+        assert!(listing.resources[0].arn_is_prefix);
+        let mut create = CapturedCall {
+            service_id: "s3".into(),
+            operation: "CreateBucket".into(),
+            account_id: "111122223333".into(),
+            request_parameters: Some(json!({"bucket": "b"})),
+            ..CapturedCall::default()
+        };
+        apply(&mut create);
+        assert_eq!(create.resources.len(), 1);
+        assert_eq!(create.resources[0].resource_type, "AWS::S3::Bucket");
+        let mut buckets = CapturedCall {
+            service_id: "s3".into(),
+            operation: "ListBuckets".into(),
+            host: Some("localhost".into()),
+            ..CapturedCall::default()
+        };
+        apply(&mut buckets);
+        assert_eq!(
+            buckets.request_parameters,
+            Some(json!({"Host": "localhost"}))
+        );
+        assert!(buckets.resources.is_empty());
+    }
+
+    #[test]
     fn kms_key_management_records_the_key_arn() {
         let mut disable = call("kms", "DisableKey", json!({"keyId": "1234abcd"}), None);
         apply(&mut disable);
@@ -330,8 +486,9 @@ mod tests {
             disable.resources,
             [RecordResource {
                 arn: arn.into(),
-                account_id: "111122223333".into(),
-                resource_type: "AWS::KMS::Key".into()
+                account_id: Some("111122223333".into()),
+                resource_type: "AWS::KMS::Key".into(),
+                arn_is_prefix: false,
             }]
         );
         let mut failed = call("kms", "DisableKey", json!({"keyId": "1234abcd"}), None);
@@ -359,7 +516,10 @@ mod tests {
             Some(json!({"encryptionAlgorithm": "SYMMETRIC_DEFAULT"}))
         );
         assert_eq!(decrypt.resources[0].arn, other_account);
-        assert_eq!(decrypt.resources[0].account_id, "999988887777");
+        assert_eq!(
+            decrypt.resources[0].account_id.as_deref(),
+            Some("999988887777")
+        );
         let mut by_alias = call("kms", "Encrypt", json!({"keyId": "alias/app"}), None);
         apply(&mut by_alias);
         assert!(by_alias.resources.is_empty(), "an alias alone names no key");

@@ -8,7 +8,7 @@ use cairn_capture::outcome::{upstream_error, upstream_request_id};
 use cairn_capture::parameters::{
     event_category, is_read_only, lower_camel, request_parameters, response_elements,
 };
-use cairn_capture::service_rules::{self, CapturedCall};
+use cairn_capture::service_rules::{self, CapturedCall, Transfer};
 use cairn_capture::{GatewayError, OutgoingBody, Protocol, RoutingTable, StreamFailure};
 use cairn_wire::sigv4::{decode_pairs, DeclaredPayload, InvalidDeclaredPayload, PayloadDigest};
 use cairn_wire::AwsError;
@@ -68,7 +68,9 @@ pub async fn proxy(
     }
     call.read_only = is_read_only(&call.event_name);
     call.event_category = event_category(&service_id, &call.event_name);
-    call.request_parameters = request_parameters(protocol, &service_id, &body, &form, &query);
+    let path_labels = recognized.map_or_else(Vec::new, |found| found.path_labels(parts.uri.path()));
+    call.request_parameters =
+        request_parameters(protocol, &service_id, &body, &form, &query, &path_labels);
 
     // The signature covers the declared payload hash, not the body: a body read whole is
     // checked here, a streamed one on its way upstream.
@@ -142,7 +144,16 @@ pub async fn proxy(
         }
         None => {}
     }
-    let service_events = apply_service_rules(&mut call, &service_id, protocol, succeeded, recorded);
+    let seen = SeenCall {
+        host: header(parts, "host").map(str::to_owned),
+        transfer: Transfer {
+            presigned: query.iter().any(|(key, _)| key == "X-Amz-Signature"),
+            bytes_in: declared_length(&parts.headers).unwrap_or(body.len() as u64),
+            bytes_out: declared_length(&reply.headers).unwrap_or(recorded.len() as u64),
+        },
+    };
+    let service_events =
+        apply_service_rules(&mut call, &service_id, protocol, succeeded, recorded, seen);
     let request_id = call.request_id.clone();
     if let Err(error) = state.record(call).await {
         return error_response(protocol, &error, &request_id);
@@ -186,6 +197,21 @@ fn gateway_error(error: &GatewayError) -> AwsError {
     }
 }
 
+/// What the gateway saw of a call beyond its parameters, for the rules that log it.
+struct SeenCall {
+    host: Option<String>,
+    transfer: Transfer,
+}
+
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 /// Runs the service's own record rules over the call and returns the service events the
 /// call causes, ready to record after it.
 fn apply_service_rules(
@@ -194,6 +220,7 @@ fn apply_service_rules(
     protocol: Option<Protocol>,
     succeeded: bool,
     body: &[u8],
+    seen: SeenCall,
 ) -> Vec<Call> {
     let Caller::Verified(principal) = &call.caller else {
         return Vec::new();
@@ -214,9 +241,12 @@ fn apply_service_rules(
         upstream_response,
         succeeded,
         read_only: call.read_only,
+        host: seen.host,
+        transfer: Some(seen.transfer),
         ..CapturedCall::default()
     };
     service_rules::apply(&mut captured);
+    call.additional_event_data = captured.additional_event_data.take();
     call.request_parameters = captured.request_parameters;
     call.response_elements = captured.response_elements;
     call.read_only = captured.read_only;

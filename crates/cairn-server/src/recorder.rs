@@ -188,11 +188,20 @@ impl AppState {
                 Field::Present(
                     call.resources
                         .into_iter()
-                        .map(|resource| Resource {
-                            arn: Field::Present(resource.arn),
-                            account_id: Field::Present(resource.account_id),
-                            resource_type: Field::Present(resource.resource_type),
-                            other: Map::new(),
+                        .map(|resource| {
+                            let mut other = Map::new();
+                            let arn = if resource.arn_is_prefix {
+                                other.insert("ARNPrefix".to_owned(), Value::String(resource.arn));
+                                Field::Absent
+                            } else {
+                                Field::Present(resource.arn)
+                            };
+                            Resource {
+                                arn,
+                                account_id: resource.account_id.into(),
+                                resource_type: Field::Present(resource.resource_type),
+                                other,
+                            }
                         })
                         .collect(),
                 )

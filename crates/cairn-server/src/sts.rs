@@ -79,8 +79,9 @@ pub async fn serve(state: &AppState, mut call: Call, parts: &Parts, body: &[u8])
                     if let Some(role) = state.credentials.role(&input.role_arn) {
                         call.resources.push(RecordResource {
                             arn: role.arn(),
-                            account_id: role.account_id.clone(),
+                            account_id: Some(role.account_id.clone()),
                             resource_type: "AWS::IAM::Role".to_owned(),
+                            arn_is_prefix: false,
                         });
                     }
                     Ok(sts::assume_role_response(
