@@ -14,11 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use cairn_wire::sigv4::{self, SignedRequest};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::{percentile, report};
+use crate::{percentile, report, signed_json_request};
 
 pub struct GatewayRun {
     pub cairn_bin: PathBuf,
@@ -172,32 +171,7 @@ fn read_credentials(data_dir: &Path) -> anyhow::Result<(String, String)> {
 
 /// The raw bytes of one signed KMS TagResource call to `host`.
 fn signed_request(host: &str, key: &str, secret: &str) -> anyhow::Result<Arc<Vec<u8>>> {
-    let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
-    let mut headers = http::HeaderMap::new();
-    headers.insert("host", host.parse()?);
-    headers.insert("x-amz-date", amz_date.parse()?);
-    headers.insert("x-amz-target", TARGET.parse()?);
-    let authorization = sigv4::authorization_header(
-        &SignedRequest {
-            method: &http::Method::POST,
-            raw_path: "/",
-            raw_query: "",
-            headers: &headers,
-            body: BODY.as_bytes(),
-        },
-        key,
-        secret,
-        "us-east-1",
-        "kms",
-        &["host", "x-amz-date", "x-amz-target"],
-    )
-    .map_err(|error| anyhow::anyhow!("{error}"))?;
-    let mut request = format!(
-        "POST / HTTP/1.1\r\nhost: {host}\r\nx-amz-date: {amz_date}\r\nx-amz-target: {TARGET}\r\ncontent-type: application/x-amz-json-1.1\r\nuser-agent: cairn-bench\r\ncontent-length: {}\r\nauthorization: {authorization}\r\n\r\n",
-        BODY.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(BODY.as_bytes());
+    let request = signed_json_request(host, "kms", TARGET, BODY.as_bytes(), key, secret)?;
     Ok(Arc::new(request))
 }
 

@@ -237,6 +237,45 @@ fn run_store_lookup(
     Ok(events.len())
 }
 
+/// The raw bytes of a signed AWS JSON 1.1 call (POST /, `x-amz-target`) to `host`, region
+/// us-east-1.
+fn signed_json_request(
+    host: &str,
+    service: &str,
+    target: &str,
+    body: &[u8],
+    key: &str,
+    secret: &str,
+) -> anyhow::Result<Vec<u8>> {
+    let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let mut headers = http::HeaderMap::new();
+    headers.insert("host", host.parse()?);
+    headers.insert("x-amz-date", amz_date.parse()?);
+    headers.insert("x-amz-target", target.parse()?);
+    let authorization = sigv4::authorization_header(
+        &SignedRequest {
+            method: &http::Method::POST,
+            raw_path: "/",
+            raw_query: "",
+            headers: &headers,
+            body,
+        },
+        key,
+        secret,
+        "us-east-1",
+        service,
+        &["host", "x-amz-date", "x-amz-target"],
+    )
+    .map_err(|error| anyhow::anyhow!("{error}"))?;
+    let mut request = format!(
+        "POST / HTTP/1.1\r\nhost: {host}\r\nx-amz-date: {amz_date}\r\nx-amz-target: {target}\r\ncontent-type: application/x-amz-json-1.1\r\nuser-agent: cairn-bench\r\ncontent-length: {}\r\nauthorization: {authorization}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    Ok(request)
+}
+
 /// A keep-alive HTTP/1.1 client that signs LookupEvents calls with the data directory's
 /// credentials file, so that client overhead stays out of the figure.
 struct HttpClient {
@@ -270,35 +309,16 @@ impl HttpClient {
         let body = serde_json::to_vec(
             &json!({"LookupAttributes": [{"AttributeKey": attribute.key.as_str(), "AttributeValue": attribute.value}]}),
         )?;
-        let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
         let target = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.LookupEvents";
-        let mut headers = http::HeaderMap::new();
-        headers.insert("host", self.host.parse()?);
-        headers.insert("x-amz-date", amz_date.parse()?);
-        headers.insert("x-amz-target", target.parse()?);
-        let authorization = sigv4::authorization_header(
-            &SignedRequest {
-                method: &http::Method::POST,
-                raw_path: "/",
-                raw_query: "",
-                headers: &headers,
-                body: &body,
-            },
+        let request = signed_json_request(
+            &self.host,
+            "cloudtrail",
+            target,
+            &body,
             &self.key,
             &self.secret,
-            "us-east-1",
-            "cloudtrail",
-            &["host", "x-amz-date", "x-amz-target"],
-        )
-        .map_err(|error| anyhow::anyhow!("{error}"))?;
-        let request = format!(
-            "POST / HTTP/1.1\r\nhost: {}\r\nx-amz-date: {amz_date}\r\nx-amz-target: {target}\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\nauthorization: {authorization}\r\n\r\n",
-            self.host,
-            body.len()
-        );
-        let stream = self.stream.get_mut();
-        stream.write_all(request.as_bytes())?;
-        stream.write_all(&body)?;
+        )?;
+        self.stream.get_mut().write_all(&request)?;
         let mut status = String::new();
         self.stream.read_line(&mut status)?;
         if !status.contains(" 200 ") {
