@@ -92,19 +92,13 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
         body: b"",
     })
     .ok();
+    // Only a gateway call whose signature covers a declared payload can be verified before
+    // its body is read, and so streamed.
+    let may_stream = claim
+        .as_ref()
+        .is_some_and(|claim| claim.service != CLOUDTRAIL_SERVICE && claim.service != STS_SERVICE);
     let declared = sigv4::declared_payload(&parts.headers);
-    let read = match read_bounded(&parts.headers, body).await {
-        // Only a gateway call whose signature covers a declared payload can be verified
-        // before its body is read, and so streamed.
-        Ok(ReadBody::Oversized { .. })
-            if claim.as_ref().is_none_or(|claim| {
-                claim.service == CLOUDTRAIL_SERVICE || claim.service == STS_SERVICE
-            }) || matches!(declared, Ok(DeclaredPayload::Absent) | Err(_)) =>
-        {
-            Err(too_large())
-        }
-        other => other,
-    };
+    let read = read_bounded(&parts.headers, body, declared, may_stream).await;
     let read = match read {
         Ok(read) => read,
         Err(error) => {
@@ -120,10 +114,7 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
             return finish(&state, call, Err(error)).await;
         }
     };
-    let body = match &read {
-        ReadBody::Whole(body) => body.clone(),
-        ReadBody::Oversized { .. } => Bytes::new(),
-    };
+    let body = read.recordable().clone();
     let signed = SignedRequest {
         method: &parts.method,
         raw_path: parts.uri.path(),
@@ -193,13 +184,14 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
     call.region = verified.region.clone();
     call.event_source = format!("{}.amazonaws.com", verified.service);
     if verified.service != STS_SERVICE && verified.service != CLOUDTRAIL_SERVICE {
-        return crate::gateway::proxy(&state, call, &parts, read, declared, &verified.service)
-            .await;
+        return crate::gateway::proxy(&state, call, &parts, read, &verified.service).await;
     }
     // The signature covers a declared payload hash, if any, not the body: check the body.
-    if let Err(error) = check_declared_payload(declared, &body) {
-        let protocol = protocol_of_signing_name(&verified.service);
-        return crate::gateway::fail(&state, call, protocol, error).await;
+    if let ReadBody::Whole { body, declared } = read {
+        if let Err(error) = check_declared_payload(declared, &body) {
+            let protocol = protocol_of_signing_name(&verified.service);
+            return crate::gateway::fail(&state, call, protocol, error).await;
+        }
     }
     if verified.service == STS_SERVICE {
         return crate::sts::serve(&state, call, &parts, &body).await;
@@ -283,14 +275,32 @@ fn respond(request_id: &str, outcome: Result<Vec<u8>, AwsError>) -> Response {
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
-/// A request body as far as the edge reads it before verifying the signature.
+/// A request body as far as the edge reads it before verifying the signature, with what its
+/// signed `x-amz-content-sha256` declares about it.
 pub(crate) enum ReadBody {
-    Whole(Bytes),
-    /// Over [`MAX_REQUEST_BODY_BYTES`]: what was read, and the rest still unread.
+    /// Not yet checked against the declaration: see [`check_declared_payload`].
+    Whole {
+        body: Bytes,
+        declared: Result<DeclaredPayload, InvalidDeclaredPayload>,
+    },
+    /// Over [`MAX_REQUEST_BODY_BYTES`] with a declared payload, so it may stream: what was
+    /// read, and the rest still unread.
     Oversized {
         prefix: Bytes,
         rest: Body,
+        declared: DeclaredPayload,
     },
+}
+
+impl ReadBody {
+    /// The bytes the record may describe: a streamed body is content, not parameters.
+    pub(crate) fn recordable(&self) -> &Bytes {
+        static NOTHING: Bytes = Bytes::new();
+        match self {
+            Self::Whole { body, .. } => body,
+            Self::Oversized { .. } => &NOTHING,
+        }
+    }
 }
 
 fn too_large() -> AwsError {
@@ -301,15 +311,29 @@ fn too_large() -> AwsError {
     .with_status(StatusCode::PAYLOAD_TOO_LARGE)
 }
 
-/// Reads the body whole if it fits in [`MAX_REQUEST_BODY_BYTES`]; stops reading once it
-/// does not.
-async fn read_bounded(headers: &HeaderMap, mut body: Body) -> Result<ReadBody, AwsError> {
-    let declared = header(headers, "content-length").and_then(|length| length.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > MAX_REQUEST_BODY_BYTES as u64) {
-        return Ok(ReadBody::Oversized {
-            prefix: Bytes::new(),
-            rest: body,
-        });
+/// Reads the body whole if it fits in [`MAX_REQUEST_BODY_BYTES`]. Past that it stops
+/// reading: the body streams if it `may_stream` and declares a payload, else it is refused.
+async fn read_bounded(
+    headers: &HeaderMap,
+    mut body: Body,
+    declared: Result<DeclaredPayload, InvalidDeclaredPayload>,
+    may_stream: bool,
+) -> Result<ReadBody, AwsError> {
+    let stream_as = match declared {
+        Ok(DeclaredPayload::Absent) | Err(_) => None,
+        Ok(declared) => may_stream.then_some(declared),
+    };
+    let oversized = |prefix: Bytes, rest: Body| match stream_as {
+        Some(declared) => Ok(ReadBody::Oversized {
+            prefix,
+            rest,
+            declared,
+        }),
+        None => Err(too_large()),
+    };
+    let length = header(headers, "content-length").and_then(|length| length.parse::<u64>().ok());
+    if length.is_some_and(|length| length > MAX_REQUEST_BODY_BYTES as u64) {
+        return oversized(Bytes::new(), body);
     }
     let mut read = BytesMut::new();
     while let Some(frame) = body.frame().await {
@@ -320,13 +344,13 @@ async fn read_bounded(headers: &HeaderMap, mut body: Body) -> Result<ReadBody, A
             read.extend_from_slice(&chunk);
         }
         if read.len() > MAX_REQUEST_BODY_BYTES {
-            return Ok(ReadBody::Oversized {
-                prefix: read.freeze(),
-                rest: body,
-            });
+            return oversized(read.freeze(), body);
         }
     }
-    Ok(ReadBody::Whole(read.freeze()))
+    Ok(ReadBody::Whole {
+        body: read.freeze(),
+        declared,
+    })
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -3,14 +3,13 @@
 
 use axum::body::Body;
 use axum::response::Response;
-use bytes::Bytes;
 use cairn_capture::outcome::{upstream_error, upstream_request_id};
 use cairn_capture::parameters::{
     event_category, is_read_only, lower_camel, request_parameters, response_elements,
 };
 use cairn_capture::service_rules::{self, CapturedCall, Transfer};
 use cairn_capture::{GatewayError, OutgoingBody, Protocol, RoutingTable, StreamFailure};
-use cairn_wire::sigv4::{decode_pairs, DeclaredPayload, InvalidDeclaredPayload, PayloadDigest};
+use cairn_wire::sigv4::{decode_pairs, PayloadDigest};
 use cairn_wire::AwsError;
 use http::request::Parts;
 use http::StatusCode;
@@ -26,14 +25,9 @@ pub async fn proxy(
     mut call: Call,
     parts: &Parts,
     read: ReadBody,
-    declared: Result<DeclaredPayload, InvalidDeclaredPayload>,
     signing_name: &str,
 ) -> Response {
-    let body = match &read {
-        ReadBody::Whole(body) => body.clone(),
-        // A streamed body is an object's content (S3, Glacier): not part of the record.
-        ReadBody::Oversized { .. } => Bytes::new(),
-    };
+    let body = read.recordable().clone();
     let query = decode_pairs(parts.uri.query().unwrap_or(""));
     // Query and ec2 calls carry their parameters in a form-encoded body.
     let is_form = header(parts, "content-type")
@@ -75,18 +69,16 @@ pub async fn proxy(
     // The signature covers the declared payload hash, not the body: a body read whole is
     // checked here, a streamed one on its way upstream.
     let outgoing = match read {
-        ReadBody::Whole(body) => match check_declared_payload(declared, &body) {
+        ReadBody::Whole { body, declared } => match check_declared_payload(declared, &body) {
             Ok(_) => OutgoingBody::whole(body),
             Err(error) => return fail(state, call, protocol, error).await,
         },
-        ReadBody::Oversized { prefix, rest } => {
-            let digest = match declared {
-                Ok(declared) => PayloadDigest::for_declared(declared),
-                Err(invalid) => {
-                    let error = AwsError::invalid_declared_payload(&invalid);
-                    return fail(state, call, protocol, error).await;
-                }
-            };
+        ReadBody::Oversized {
+            prefix,
+            rest,
+            declared,
+        } => {
+            let digest = PayloadDigest::for_declared(declared);
             let idle = state.gateway.timeout();
             OutgoingBody::streamed(prefix, rest, digest, MAX_STREAMED_BODY_BYTES, idle)
         }
