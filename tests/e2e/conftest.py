@@ -110,10 +110,19 @@ def stored_records(data_dir):
     connection = sqlite3.connect(f"file:{data_dir / 'events.db'}?mode=ro", uri=True)
     try:
         rows = connection.execute("SELECT record FROM events ORDER BY seq").fetchall()
+        dictionaries = dict(connection.execute("SELECT dict_id, dictionary FROM record_dictionaries"))
     finally:
         connection.close()
-    decompressor = zstandard.ZstdDecompressor()
-    return [json.loads(decompressor.decompress(row[0], max_output_size=1 << 24)) for row in rows]
+
+    def decompress(frame):
+        # A record compressed with a learned dictionary names it in its frame header.
+        dict_id = zstandard.get_frame_parameters(frame).dict_id
+        if dict_id:
+            dictionary = zstandard.ZstdCompressionDict(dictionaries[dict_id])
+            return zstandard.ZstdDecompressor(dict_data=dictionary).decompress(frame, max_output_size=1 << 24)
+        return zstandard.ZstdDecompressor().decompress(frame, max_output_size=1 << 24)
+
+    return [json.loads(decompress(row[0])) for row in rows]
 
 
 def clean_env():

@@ -1,5 +1,6 @@
 //! cairn-store owns the event history's storage: the [`EventStore`] trait every backend
-//! implements, the embedded SQLite backend, and the conformance suite that every backend must
+//! implements, the embedded SQLite backend, record compression with dictionaries learned
+//! from the store's own records, and the conformance suite that every backend must
 //! pass unchanged (so a PostgreSQL backend can follow without touching callers).
 //!
 //! Invariants: an append returns only after its events are on disk (fsync'd; one sync is
@@ -7,11 +8,13 @@
 //! removes an event, and nothing changes one. The store knows records only as
 //! [`cairn_model::IndexedEvent`]s; it knows nothing of HTTP or of AWS wire formats.
 
+mod compression;
 pub mod conformance;
 mod sqlite;
 
 use cairn_model::{EventCategory, IndexedEvent, LookupAttribute};
 
+pub use compression::TrainingSchedule;
 pub use sqlite::{SqliteEventStore, SyncMode};
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +27,8 @@ pub enum StoreError {
     WriterStopped,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("record compression failed: {0}")]
+    Compression(String),
 }
 
 /// The two views Event history offers: management events (the default) and Insights events

@@ -6,15 +6,19 @@
 //! never wait for the writer. A second process (`cairn import` next to a running server)
 //! writes through SQLite's own file locks.
 //!
-//! Lookups go through one narrow table, `lookup(attr, value, category, event_time, seq)`,
-//! which serves every lookup attribute but EventId with a single index range scan, newest
-//! first. EventId goes through `events_by_key`, an index on a 64-bit hash of the eventID
+//! Lookups go through one narrow table, `lookup_entries(value_id, category, event_time,
+//! seq)`, which serves every lookup attribute but EventId with a single index range scan,
+//! newest first. `value_id` codes an (attribute, value) pair through `lookup_values`: an
+//! entry is four integers instead of the value's text, so the index is a fraction of the
+//! pages to insert into, log and checkpoint, and its keys compare as integers. A value ID is
+//! never deleted or reused, which lets the writer cache IDs across transactions. EventId goes through `events_by_key`, an index on a 64-bit hash of the eventID
 //! (the text is compared too): eventIDs are random, so every import batch touches pages all
 //! over that index, and an 8-byte key keeps it a third of the size of one on the UUID text.
 //! The same index makes appends idempotent.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -22,6 +26,7 @@ use cairn_model::{EventCategory, IndexedEvent, LookupAttributeKey};
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use crate::compression::{RecordCodec, TrainedDictionary, TrainingSchedule};
 use crate::{
     AppendOutcome, AppendReply, EventStore, LookupPage, LookupQuery, PendingAppend, StoreError,
     StoredEvent,
@@ -38,14 +43,23 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_key ON events(event_key);
 CREATE INDEX IF NOT EXISTS events_by_time ON events(category, event_time, seq);
-CREATE TABLE IF NOT EXISTS lookup (
-    attr       INTEGER NOT NULL,
-    value      TEXT    NOT NULL,
+CREATE TABLE IF NOT EXISTS lookup_values (
+    value_id INTEGER PRIMARY KEY,
+    attr     INTEGER NOT NULL,
+    value    TEXT    NOT NULL,
+    UNIQUE (attr, value)
+);
+CREATE TABLE IF NOT EXISTS lookup_entries (
+    value_id   INTEGER NOT NULL,
     category   INTEGER NOT NULL,
     event_time INTEGER NOT NULL,
     seq        INTEGER NOT NULL,
-    PRIMARY KEY (attr, value, category, event_time, seq)
+    PRIMARY KEY (value_id, category, event_time, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS record_dictionaries (
+    dict_id    INTEGER NOT NULL UNIQUE,
+    dictionary BLOB    NOT NULL
+);
 ";
 
 /// The indexed fields (name, source, user, key, resources) are not stored twice: a read
@@ -56,11 +70,6 @@ const EVENT_COLUMNS: &str = "e.seq, e.event_id, e.event_time, e.category, e.reco
 /// How long a write waits for another process (an import) holding the database lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Records are stored zstd-compressed: they are four fifths of the bytes, compress about
-/// fourfold, and fewer bytes is fewer WAL frames to write and checkpoint. Compression runs in
-/// `append`, on the caller's thread, so the single writer thread does not pay for it.
-const RECORD_COMPRESSION_LEVEL: i32 = 1;
-
 struct PreparedEvent {
     event: IndexedEvent,
     compressed_record: Vec<u8>,
@@ -69,6 +78,15 @@ struct PreparedEvent {
 struct AppendRequest {
     events: Vec<PreparedEvent>,
     reply: AppendReply,
+}
+
+enum WriterMessage {
+    Append(AppendRequest),
+    /// A newly trained record dictionary, stored before any record is compressed with it.
+    StoreDictionary {
+        dictionary: TrainedDictionary,
+        reply: Sender<Result<(), StoreError>>,
+    },
 }
 
 /// When appends become durable.
@@ -86,9 +104,14 @@ pub enum SyncMode {
 pub struct SqliteEventStore {
     path: PathBuf,
     sync_mode: SyncMode,
-    writer: Mutex<Option<Sender<AppendRequest>>>,
+    writer: Mutex<Option<Sender<WriterMessage>>>,
     writer_thread: Mutex<Option<thread::JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
+    /// Records are stored zstd-compressed with a dictionary learned from the store's own
+    /// records (see `compression`): a fifth of the bytes of plain per-record zstd, and a
+    /// third of its CPU. Compression runs in `submit`, on the caller's thread, so the single
+    /// writer thread does not pay for it.
+    codec: Arc<RecordCodec>,
 }
 
 impl SqliteEventStore {
@@ -98,13 +121,34 @@ impl SqliteEventStore {
     }
 
     pub fn open_with(data_dir: &Path, sync_mode: SyncMode) -> Result<Self, StoreError> {
+        Self::open_with_schedule(data_dir, sync_mode, TrainingSchedule::default())
+    }
+
+    /// As [`Self::open_with`], training record dictionaries on `schedule`.
+    pub fn open_with_schedule(
+        data_dir: &Path,
+        sync_mode: SyncMode,
+        schedule: TrainingSchedule,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)?;
         let path = data_dir.join("events.db");
         let connection = open_connection(&path)?;
         connection.execute_batch(SCHEMA)?;
+        migrate_text_lookup_index(&connection)?;
         if sync_mode == SyncMode::OnFlush {
             // WAL with NORMAL stays consistent through a crash; it only defers the fsync.
             connection.execute_batch("PRAGMA synchronous=NORMAL;")?;
+        }
+        let codec = Arc::new(RecordCodec::new(schedule));
+        let newest_dictionary: Option<(u32, Vec<u8>)> = connection
+            .query_row(
+                "SELECT dict_id, dictionary FROM record_dictionaries ORDER BY rowid DESC LIMIT 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        if let Some((id, bytes)) = newest_dictionary {
+            codec.install(id, &bytes, true);
         }
         let (sender, receiver) = crossbeam_channel::unbounded();
         let writer_thread = thread::Builder::new()
@@ -116,7 +160,103 @@ impl SqliteEventStore {
             writer: Mutex::new(Some(sender)),
             writer_thread: Mutex::new(Some(writer_thread)),
             readers: Mutex::new(Vec::new()),
+            codec,
         })
+    }
+
+    /// The dictionary new records are compressed with, if one has been trained.
+    pub fn record_dictionary_id(&self) -> Option<u32> {
+        self.codec.active_dictionary_id()
+    }
+
+    fn compress_record(&self, record: &str) -> Result<Vec<u8>, StoreError> {
+        let compressed = self
+            .codec
+            .compress(record.as_bytes())
+            .map_err(|error| StoreError::Compression(error.to_string()))?;
+        if let Some(samples) = compressed.training_due {
+            self.start_training(samples);
+        }
+        Ok(compressed.frame)
+    }
+
+    /// Trains a dictionary on its own thread, has the writer store it, then installs it.
+    fn start_training(&self, samples: Vec<Vec<u8>>) {
+        let writer = match self.writer.lock() {
+            Ok(writer) => writer.clone(),
+            Err(_) => None,
+        };
+        let codec = Arc::clone(&self.codec);
+        let Some(writer) = writer else {
+            codec.training_finished();
+            return;
+        };
+        let spawned = thread::Builder::new()
+            .name("cairn-dictionary".into())
+            .spawn({
+                let codec = Arc::clone(&codec);
+                move || {
+                    if let Some(dictionary) = RecordCodec::train(&samples) {
+                        let (id, bytes) = (dictionary.id, dictionary.bytes.clone());
+                        let (reply, stored) = crossbeam_channel::bounded(1);
+                        let sent = writer.send(WriterMessage::StoreDictionary { dictionary, reply });
+                        match sent.ok().and_then(|()| stored.recv().ok()) {
+                            Some(Ok(())) => codec.install(id, &bytes, false),
+                            Some(Err(error)) => {
+                                tracing::warn!(%error, "record dictionary not stored; records stay compressed without it");
+                            }
+                            None => {}
+                        }
+                    }
+                    codec.training_finished();
+                }
+            });
+        if spawned.is_err() {
+            codec.training_finished();
+        }
+    }
+
+    fn event_from_row(
+        &self,
+        connection: &Connection,
+        row: StoredRow,
+    ) -> Result<StoredEvent, StoreError> {
+        let record = self
+            .codec
+            .decompress(&row.record, |id| {
+                connection
+                    .query_row(
+                        "SELECT dictionary FROM record_dictionaries WHERE dict_id = ?1",
+                        [id],
+                        |row| row.get(0),
+                    )
+                    .ok()
+            })
+            .map_err(|error| StoreError::Corrupt(format!("event {}: {error}", row.seq)))?;
+        let record_json = String::from_utf8(record)
+            .map_err(|error| StoreError::Corrupt(format!("event {}: {error}", row.seq)))?;
+        let mut event = IndexedEvent::from_json_text(record_json)
+            .map_err(|error| StoreError::Corrupt(format!("event {}: {error}", row.seq)))?;
+        // The columns are authoritative for what the record alone cannot say the same way
+        // (an ID derived for a record without eventID, a category fixed at append).
+        event.event_id = row.event_id;
+        event.event_time_millis = row.event_time_millis;
+        event.category =
+            EventCategory::from_code(row.category).unwrap_or(EventCategory::Management);
+        Ok(StoredEvent {
+            seq: row.seq,
+            event,
+        })
+    }
+
+    fn events_from_rows(
+        &self,
+        connection: &Connection,
+        rows: Vec<StoredRow>,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        rows.into_iter()
+            .map(|row| self.event_from_row(connection, row))
+            .collect()
     }
 
     pub fn database_path(&self) -> &Path {
@@ -189,13 +329,25 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     Ok(connection)
 }
 
-fn run_writer(mut connection: Connection, requests: Receiver<AppendRequest>) {
-    while let Ok(first) = requests.recv() {
-        let mut group = vec![first];
-        while let Ok(more) = requests.try_recv() {
-            group.push(more);
+fn run_writer(mut connection: Connection, messages: Receiver<WriterMessage>) {
+    let mut value_ids = LookupValueIds::default();
+    while let Ok(first) = messages.recv() {
+        let mut group = Vec::new();
+        let mut next = Some(first);
+        // Take everything queued: one transaction and one sync for all of it.
+        while let Some(message) = next {
+            match message {
+                WriterMessage::Append(request) => group.push(request),
+                WriterMessage::StoreDictionary { dictionary, reply } => {
+                    let _ = reply.send(store_dictionary(&mut connection, &dictionary));
+                }
+            }
+            next = messages.try_recv().ok();
         }
-        match write_group(&mut connection, &group) {
+        if group.is_empty() {
+            continue;
+        }
+        match write_group(&mut connection, &group, &mut value_ids) {
             Ok(outcomes) => {
                 for (request, outcome) in group.into_iter().zip(outcomes) {
                     request.reply.send(Ok(outcome));
@@ -214,9 +366,38 @@ fn run_writer(mut connection: Connection, requests: Receiver<AppendRequest>) {
     }
 }
 
+/// Stores a dictionary unless the store already holds it; an ID held by different bytes
+/// (two dictionaries whose content hashes collide) is refused, so it is never used.
+fn store_dictionary(
+    connection: &mut Connection,
+    dictionary: &TrainedDictionary,
+) -> Result<(), StoreError> {
+    let transaction =
+        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    transaction.execute(
+        "INSERT OR IGNORE INTO record_dictionaries (dict_id, dictionary) VALUES (?1, ?2)",
+        params![dictionary.id, dictionary.bytes],
+    )?;
+    let held: Vec<u8> = transaction.query_row(
+        "SELECT dictionary FROM record_dictionaries WHERE dict_id = ?1",
+        [dictionary.id],
+        |row| row.get(0),
+    )?;
+    transaction.commit()?;
+    if held == dictionary.bytes {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt(format!(
+            "record dictionary {} is already held with other content",
+            dictionary.id
+        )))
+    }
+}
+
 fn write_group(
     connection: &mut Connection,
     group: &[AppendRequest],
+    value_ids: &mut LookupValueIds,
 ) -> Result<Vec<AppendOutcome>, StoreError> {
     let transaction =
         connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -229,13 +410,13 @@ fn write_group(
              VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         let mut insert_lookup = transaction.prepare_cached(
-            "INSERT OR IGNORE INTO lookup (attr, value, category, event_time, seq) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT OR IGNORE INTO lookup_entries (value_id, category, event_time, seq) \
+             VALUES (?1, ?2, ?3, ?4)",
         )?;
         // Lookup rows are gathered for the whole group and inserted in primary-key order:
         // the same rows, but each index page is visited once, in order, instead of once per
         // event at random.
-        let mut lookup_rows: Vec<(i64, &str, i64, i64, i64)> = Vec::new();
+        let mut lookup_rows: Vec<(i64, i64, i64, i64)> = Vec::new();
         for request in group {
             let mut inserted = Vec::with_capacity(request.events.len());
             for prepared in &request.events {
@@ -256,8 +437,7 @@ fn write_group(
                     let seq = transaction.last_insert_rowid();
                     for (key, value) in lookup_entries(event) {
                         lookup_rows.push((
-                            attr_code(key),
-                            value,
+                            value_ids.resolve(&transaction, key, value)?,
                             event.category.code(),
                             event.event_time_millis,
                             seq,
@@ -269,12 +449,112 @@ fn write_group(
             outcomes.push(AppendOutcome { inserted });
         }
         lookup_rows.sort_unstable();
-        for (attr, value, category, event_time, seq) in lookup_rows {
-            insert_lookup.execute(params![attr, value, category, event_time, seq])?;
+        for (value_id, category, event_time, seq) in lookup_rows {
+            insert_lookup.execute(params![value_id, category, event_time, seq])?;
         }
     }
-    transaction.commit()?;
+    match transaction.commit() {
+        Ok(()) => value_ids.committed(),
+        Err(error) => {
+            value_ids.rolled_back();
+            return Err(error.into());
+        }
+    }
     Ok(outcomes)
+}
+
+/// The writer's memory of (attribute, value) → value ID, one map per attribute so that a
+/// probe borrows the value instead of allocating a key. IDs made in a transaction are held
+/// apart until it commits: a rolled-back ID may be handed out again for another value.
+#[derive(Default)]
+struct LookupValueIds {
+    known: [HashMap<String, i64>; 8],
+    known_count: usize,
+    uncommitted: [HashMap<String, i64>; 8],
+}
+
+/// Past this many cached values the cache starts over; any ID can be read back from the
+/// table, so this only bounds memory.
+const MAX_CACHED_VALUE_IDS: usize = 1 << 20;
+
+impl LookupValueIds {
+    fn resolve(
+        &mut self,
+        connection: &Connection,
+        key: LookupAttributeKey,
+        value: &str,
+    ) -> Result<i64, StoreError> {
+        let attr = attr_code(key);
+        let slot = attr as usize;
+        if let Some(id) = self.known[slot]
+            .get(value)
+            .or_else(|| self.uncommitted[slot].get(value))
+        {
+            return Ok(*id);
+        }
+        let mut find = connection
+            .prepare_cached("SELECT value_id FROM lookup_values WHERE attr = ?1 AND value = ?2")?;
+        if let Some(id) = find
+            .query_row(params![attr, value], |row| row.get(0))
+            .optional()?
+        {
+            self.remember(slot, value.to_owned(), id);
+            return Ok(id);
+        }
+        let mut insert =
+            connection.prepare_cached("INSERT INTO lookup_values (attr, value) VALUES (?1, ?2)")?;
+        insert.execute(params![attr, value])?;
+        let id = connection.last_insert_rowid();
+        self.uncommitted[slot].insert(value.to_owned(), id);
+        Ok(id)
+    }
+
+    fn remember(&mut self, slot: usize, value: String, id: i64) {
+        if self.known_count >= MAX_CACHED_VALUE_IDS {
+            self.known.iter_mut().for_each(HashMap::clear);
+            self.known_count = 0;
+        }
+        if self.known[slot].insert(value, id).is_none() {
+            self.known_count += 1;
+        }
+    }
+
+    fn committed(&mut self) {
+        for slot in 0..self.uncommitted.len() {
+            for (value, id) in std::mem::take(&mut self.uncommitted[slot]) {
+                self.remember(slot, value, id);
+            }
+        }
+    }
+
+    fn rolled_back(&mut self) {
+        self.uncommitted.iter_mut().for_each(HashMap::clear);
+    }
+}
+
+/// Stores made before lookup values were integer-coded keep their index in `lookup(attr,
+/// value, ...)`: it is recoded into `lookup_values`/`lookup_entries` once, in one
+/// transaction, on first open.
+fn migrate_text_lookup_index(connection: &Connection) -> Result<(), StoreError> {
+    let old_index_exists: bool = connection.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'lookup'",
+        [],
+        |row| row.get(0),
+    )?;
+    if !old_index_exists {
+        return Ok(());
+    }
+    tracing::info!("recoding the lookup index with integer value IDs (one-time upgrade)");
+    connection.execute_batch(
+        "BEGIN IMMEDIATE;
+         INSERT OR IGNORE INTO lookup_values (attr, value) SELECT DISTINCT attr, value FROM lookup;
+         INSERT OR IGNORE INTO lookup_entries (value_id, category, event_time, seq)
+             SELECT v.value_id, l.category, l.event_time, l.seq
+             FROM lookup l JOIN lookup_values v ON v.attr = l.attr AND v.value = l.value;
+         DROP TABLE lookup;
+         COMMIT;",
+    )?;
+    Ok(())
 }
 
 /// Every (attribute, value) pair an event is found by, EventId excepted.
@@ -354,64 +634,22 @@ fn attr_code(key: LookupAttributeKey) -> i64 {
     }
 }
 
-thread_local! {
-    // A zstd context is costly to create (it allocates its window); reuse one per thread.
-    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
-        const { std::cell::RefCell::new(None) };
-    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-        const { std::cell::RefCell::new(None) };
+/// An event row as read, its record still compressed.
+struct StoredRow {
+    seq: i64,
+    event_id: String,
+    event_time_millis: i64,
+    category: i64,
+    record: Vec<u8>,
 }
 
-fn compress_record(json: &str) -> std::io::Result<Vec<u8>> {
-    COMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.is_none() {
-            *slot = Some(zstd::bulk::Compressor::new(RECORD_COMPRESSION_LEVEL)?);
-        }
-        match slot.as_mut() {
-            Some(compressor) => compressor.compress(json.as_bytes()),
-            None => Err(std::io::Error::other("no zstd compressor")),
-        }
-    })
-}
-
-fn decompress_record(compressed: &[u8]) -> rusqlite::Result<String> {
-    let conversion = |error: Box<dyn std::error::Error + Send + Sync>| {
-        rusqlite::Error::FromSqlConversionFailure(10, rusqlite::types::Type::Blob, error)
-    };
-    let capacity = zstd::bulk::Decompressor::upper_bound(compressed)
-        .ok_or_else(|| conversion("record has no content size".into()))?;
-    let bytes = DECOMPRESSOR
-        .with(|cell| {
-            let mut slot = cell.borrow_mut();
-            if slot.is_none() {
-                *slot = Some(zstd::bulk::Decompressor::new()?);
-            }
-            match slot.as_mut() {
-                Some(decompressor) => decompressor.decompress(compressed, capacity),
-                None => Err(std::io::Error::other("no zstd decompressor")),
-            }
-        })
-        .map_err(|error| conversion(Box::new(error)))?;
-    String::from_utf8(bytes).map_err(|error| {
-        rusqlite::Error::FromSqlConversionFailure(10, rusqlite::types::Type::Blob, Box::new(error))
-    })
-}
-
-fn stored_event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
-    let category_code: i64 = row.get(3)?;
-    let record_json = decompress_record(row.get_ref(4)?.as_blob()?)?;
-    let mut event = IndexedEvent::from_json_text(record_json).map_err(|error| {
-        rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Blob, Box::new(error))
-    })?;
-    // The columns are authoritative for what the record alone cannot say the same way
-    // (an ID derived for a record without eventID, a category fixed at append).
-    event.event_id = row.get(1)?;
-    event.event_time_millis = row.get(2)?;
-    event.category = EventCategory::from_code(category_code).unwrap_or(EventCategory::Management);
-    Ok(StoredEvent {
+fn stored_row(row: &Row<'_>) -> rusqlite::Result<StoredRow> {
+    Ok(StoredRow {
         seq: row.get(0)?,
-        event,
+        event_id: row.get(1)?,
+        event_time_millis: row.get(2)?,
+        category: row.get(3)?,
+        record: row.get(4)?,
     })
 }
 
@@ -427,19 +665,19 @@ impl EventStore for SqliteEventStore {
         let events = events
             .into_iter()
             .map(|event| {
-                let compressed_record = compress_record(&event.record_json)?;
+                let compressed_record = self.compress_record(&event.record_json)?;
                 Ok(PreparedEvent {
                     event,
                     compressed_record,
                 })
             })
-            .collect::<Result<Vec<_>, std::io::Error>>()?;
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let (reply, pending) = PendingAppend::channel();
         {
             let writer = self.writer.lock().map_err(|_| poisoned())?;
             let writer = writer.as_ref().ok_or(StoreError::WriterStopped)?;
             writer
-                .send(AppendRequest { events, reply })
+                .send(WriterMessage::Append(AppendRequest { events, reply }))
                 .map_err(|_| StoreError::WriterStopped)?;
         }
         Ok(pending)
@@ -474,15 +712,17 @@ impl EventStore for SqliteEventStore {
                                 after_seq,
                                 event_key(&attribute.value)
                             ],
-                            stored_event_from_row,
+                            stored_row,
                         )
                         .optional()?;
                     rows.extend(found);
                 }
                 Some(attribute) => {
                     let mut statement = connection.prepare_cached(&format!(
-                        "SELECT {EVENT_COLUMNS} FROM lookup l JOIN events e ON e.seq = l.seq \
-                         WHERE l.attr = ?1 AND l.value = ?2 AND l.category = ?3 \
+                        "SELECT {EVENT_COLUMNS} FROM lookup_entries l JOIN events e ON e.seq = l.seq \
+                         WHERE l.value_id = (SELECT value_id FROM lookup_values \
+                                             WHERE attr = ?1 AND value = ?2) \
+                         AND l.category = ?3 \
                          AND l.event_time BETWEEN ?4 AND ?5 AND (l.event_time, l.seq) < (?6, ?7) \
                          ORDER BY l.event_time DESC, l.seq DESC LIMIT ?8"
                     ))?;
@@ -497,7 +737,7 @@ impl EventStore for SqliteEventStore {
                             after_seq,
                             fetch
                         ],
-                        stored_event_from_row,
+                        stored_row,
                     )?;
                     for row in found {
                         rows.push(row?);
@@ -511,14 +751,14 @@ impl EventStore for SqliteEventStore {
                     ))?;
                     let found = statement.query_map(
                         params![category, start, end, after_time, after_seq, fetch],
-                        stored_event_from_row,
+                        stored_row,
                     )?;
                     for row in found {
                         rows.push(row?);
                     }
                 }
             }
-            Ok(rows)
+            self.events_from_rows(connection, rows)
         })?;
         let mut events = rows;
         let next = if events.len() > query.limit {
@@ -557,9 +797,10 @@ impl EventStore for SqliteEventStore {
                 let mut statement = transaction.prepare_cached(&format!(
                     "SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_time < ?1 LIMIT ?2"
                 ))?;
-                let rows =
-                    statement.query_map(params![cutoff_millis, BATCH], stored_event_from_row)?;
-                rows.collect::<Result<_, _>>()?
+                let rows = statement
+                    .query_map(params![cutoff_millis, BATCH], stored_row)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.events_from_rows(&transaction, rows)?
             };
             if expired.is_empty() {
                 transaction.commit()?;
@@ -567,8 +808,9 @@ impl EventStore for SqliteEventStore {
             }
             {
                 let mut delete_lookup = transaction.prepare_cached(
-                    "DELETE FROM lookup WHERE attr = ?1 AND value = ?2 AND category = ?3 \
-                     AND event_time = ?4 AND seq = ?5",
+                    "DELETE FROM lookup_entries WHERE value_id = \
+                     (SELECT value_id FROM lookup_values WHERE attr = ?1 AND value = ?2) \
+                     AND category = ?3 AND event_time = ?4 AND seq = ?5",
                 )?;
                 let mut delete_event =
                     transaction.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
@@ -605,6 +847,204 @@ mod tests {
 
     crate::event_store_conformance!(|dir: &std::path::Path| SqliteEventStore::open(dir).unwrap());
 
+    fn wait_for_dictionary(store: &SqliteEventStore) -> u32 {
+        for _ in 0..500 {
+            if let Some(id) = store.record_dictionary_id() {
+                return id;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("no record dictionary was trained");
+    }
+
+    fn stored_record_bytes(store: &SqliteEventStore, event_id: &str) -> Vec<u8> {
+        store
+            .with_reader(|connection| {
+                Ok(connection.query_row(
+                    "SELECT record FROM events WHERE event_id = ?1",
+                    [event_id],
+                    |row| row.get(0),
+                )?)
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn records_are_compressed_with_a_learned_dictionary_that_survives_reopening() {
+        use crate::conformance::sample_event;
+        let dir = tempfile::tempdir().unwrap();
+        let schedule = TrainingSchedule {
+            first_after: 300,
+            growth: 1_000,
+        };
+        let event = |n: usize| {
+            sample_event(
+                &format!("event-{n:05}"),
+                1_700_000_000 + n as i64,
+                "DescribeInstances",
+                &format!("user-{}", n % 17),
+                "AKIAEXAMPLE",
+            )
+        };
+        let dictionary_id;
+        {
+            let store =
+                SqliteEventStore::open_with_schedule(dir.path(), SyncMode::EveryAppend, schedule)
+                    .unwrap();
+            for chunk in (0..300).collect::<Vec<_>>().chunks(50) {
+                store
+                    .append(chunk.iter().map(|n| event(*n)).collect())
+                    .unwrap();
+            }
+            dictionary_id = wait_for_dictionary(&store);
+            store.append((300..400).map(event).collect()).unwrap();
+            let before = stored_record_bytes(&store, "event-00010");
+            let after = stored_record_bytes(&store, "event-00310");
+            assert_eq!(zstd::zstd_safe::get_dict_id_from_frame(&before), None);
+            assert_eq!(
+                zstd::zstd_safe::get_dict_id_from_frame(&after).map(|id| id.get()),
+                Some(dictionary_id)
+            );
+            assert!(
+                after.len() * 2 < before.len(),
+                "{} vs {}",
+                after.len(),
+                before.len()
+            );
+        }
+        // A new instance (as another process would) reads both kinds and compresses new
+        // records with the stored dictionary without training again.
+        let store =
+            SqliteEventStore::open_with_schedule(dir.path(), SyncMode::EveryAppend, schedule)
+                .unwrap();
+        assert_eq!(store.record_dictionary_id(), Some(dictionary_id));
+        store.append((400..410).map(event).collect()).unwrap();
+        let newest = stored_record_bytes(&store, "event-00405");
+        assert_eq!(
+            zstd::zstd_safe::get_dict_id_from_frame(&newest).map(|id| id.get()),
+            Some(dictionary_id)
+        );
+        let mut query = crate::LookupQuery::all(crate::HistoryView::Management, 50);
+        let mut seen = 0;
+        loop {
+            let page = store.lookup(&query).unwrap();
+            for stored in &page.events {
+                let n: usize = stored.event.event_id["event-".len()..].parse().unwrap();
+                assert_eq!(stored.event.record_json, event(n).record_json);
+                seen += 1;
+            }
+            match page.next {
+                Some(cursor) => query.after = Some(cursor),
+                None => break,
+            }
+        }
+        assert_eq!(seen, 410);
+    }
+
+    #[test]
+    fn a_store_with_the_text_keyed_lookup_index_is_recoded_on_open() {
+        use crate::conformance::sample_event;
+        use cairn_model::LookupAttribute;
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SqliteEventStore::open(dir.path()).unwrap();
+            store
+                .append(
+                    (0..20)
+                        .map(|n| {
+                            sample_event(
+                                &format!("old-{n}"),
+                                1_700_000_000 + n,
+                                "CreateKey",
+                                &format!("user-{}", n % 3),
+                                "AKIAOLDLAYOUT",
+                            )
+                        })
+                        .collect(),
+                )
+                .unwrap();
+        }
+        // Put the index back the way earlier versions laid it out.
+        let connection = open_connection(&dir.path().join("events.db")).unwrap();
+        connection
+            .execute_batch(
+                "CREATE TABLE lookup (attr INTEGER NOT NULL, value TEXT NOT NULL, \
+                     category INTEGER NOT NULL, event_time INTEGER NOT NULL, seq INTEGER NOT NULL, \
+                     PRIMARY KEY (attr, value, category, event_time, seq)) WITHOUT ROWID;
+                 INSERT INTO lookup SELECT v.attr, v.value, l.category, l.event_time, l.seq \
+                     FROM lookup_entries l JOIN lookup_values v USING (value_id);
+                 DELETE FROM lookup_entries; DELETE FROM lookup_values;",
+            )
+            .unwrap();
+        drop(connection);
+        let store = SqliteEventStore::open(dir.path()).unwrap();
+        let by_user = |user: &str| {
+            let mut query = crate::LookupQuery::all(crate::HistoryView::Management, 50);
+            query.attribute = Some(LookupAttribute {
+                key: LookupAttributeKey::Username,
+                value: user.to_owned(),
+            });
+            store.lookup(&query).unwrap().events.len()
+        };
+        assert_eq!(
+            (by_user("user-0"), by_user("user-1"), by_user("user-2")),
+            (7, 7, 6)
+        );
+        let old_table_left: i64 = store
+            .with_reader(|connection| {
+                Ok(connection.query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE name = 'lookup'",
+                    [],
+                    |row| row.get(0),
+                )?)
+            })
+            .unwrap();
+        assert_eq!(old_table_left, 0);
+    }
+
+    #[test]
+    fn value_ids_made_in_a_rolled_back_transaction_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteEventStore::open(dir.path()).unwrap();
+        drop(store);
+        let mut connection = open_connection(&dir.path().join("events.db")).unwrap();
+        let mut ids = LookupValueIds::default();
+        {
+            let transaction = connection.transaction().unwrap();
+            let made = ids
+                .resolve(&transaction, LookupAttributeKey::Username, "ghost")
+                .unwrap();
+            assert_eq!(
+                ids.resolve(&transaction, LookupAttributeKey::Username, "ghost")
+                    .unwrap(),
+                made
+            );
+            drop(transaction);
+        }
+        ids.rolled_back();
+        let transaction = connection.transaction().unwrap();
+        let other = ids
+            .resolve(&transaction, LookupAttributeKey::EventName, "Other")
+            .unwrap();
+        let ghost = ids
+            .resolve(&transaction, LookupAttributeKey::Username, "ghost")
+            .unwrap();
+        assert_ne!(
+            other, ghost,
+            "an ID handed out again must not alias two values"
+        );
+        transaction.commit().unwrap();
+        ids.committed();
+        let stored: i64 = connection
+            .query_row(
+                "SELECT value_id FROM lookup_values WHERE attr = 3 AND value = 'ghost'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(stored, ghost);
+    }
+
     #[test]
     fn lookup_by_attribute_uses_the_lookup_index() {
         let dir = tempfile::tempdir().unwrap();
@@ -613,8 +1053,9 @@ mod tests {
             .with_reader(|connection| {
                 let plan: Vec<String> = connection
                     .prepare(
-                        "EXPLAIN QUERY PLAN SELECT l.seq FROM lookup l JOIN events e ON e.seq = l.seq \
-                         WHERE l.attr = 1 AND l.value = 'x' AND l.category = 0 \
+                        "EXPLAIN QUERY PLAN SELECT l.seq FROM lookup_entries l JOIN events e ON e.seq = l.seq \
+                         WHERE l.value_id = (SELECT value_id FROM lookup_values \
+                                             WHERE attr = 1 AND value = 'x') AND l.category = 0 \
                          AND l.event_time BETWEEN 0 AND 10 AND (l.event_time, l.seq) < (5, 5) \
                          ORDER BY l.event_time DESC, l.seq DESC LIMIT 5",
                     )?
