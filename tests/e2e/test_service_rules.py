@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import Cairn
+from conftest import Cairn, stored_records
 
 # moto's default account, so that the ARNs moto answers with and the ones Cairn builds agree.
 ACCOUNT = "123456789012"
@@ -166,8 +166,41 @@ def test_ssm_documents_by_an_assumed_role_and_hidden_parameters(gateway):
 
     gateway.stop()
     log = (gateway.data_dir.parent / "data-server.log").read_bytes()
+    # Records are stored compressed, so the raw files alone prove little: every stored record
+    # is decompressed and searched too.
+    every_record = json.dumps(stored_records(gateway.data_dir))
     for value in (PARAMETER_VALUE, credentials["SecretAccessKey"]):
         assert value.encode() not in log
+        assert value not in every_record
         for path in gateway.data_dir.rglob("*"):
             if path.is_file():
                 assert value.encode() not in path.read_bytes(), path
+
+
+def test_dynamodb_tables_and_lambda_functions_are_named_as_resources(gateway):
+    table = "e2e-music"
+    gateway.aws("dynamodb", "create-table", "--table-name", table,
+                "--attribute-definitions", "AttributeName=Artist,AttributeType=S",
+                "--key-schema", "AttributeName=Artist,KeyType=HASH", "--billing-mode", "PAY_PER_REQUEST")
+    gateway.aws("dynamodb", "put-item", "--table-name", table, "--item", '{"Artist": {"S": "Arturus"}}')
+    gateway.aws("dynamodb", "describe-table", "--table-name", table)
+    missing = gateway.aws("lambda", "get-function", "--function-name", "e2e-missing", check=False)
+    assert missing.returncode != 0
+
+    table_arn = f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/{table}"
+    resource = [{"ARN": table_arn, "accountId": ACCOUNT, "type": "AWS::DynamoDB::Table"}]
+    by_table = lookup(gateway, "ResourceName", table_arn)
+    assert sorted(r["eventName"] for r in by_table) == ["CreateTable", "DescribeTable"]
+    assert all(r["resources"] == resource for r in by_table)
+    assert {r["eventName"] for r in lookup(gateway, "ResourceType", "AWS::DynamoDB::Table")} >= {
+        "CreateTable", "DescribeTable"}
+    # PutItem is a data event: stored with its table, but not listed by LookupEvents.
+    put = [r for r in stored_records(gateway.data_dir) if r["eventName"] == "PutItem"]
+    assert len(put) == 1
+    assert put[0]["resources"] == resource and put[0]["managementEvent"] is False
+
+    function_arn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:e2e-missing"
+    (get_function,) = lookup(gateway, "ResourceName", function_arn)
+    assert get_function["eventName"] == "GetFunction"
+    assert get_function["errorCode"] == "ResourceNotFoundException"
+    assert get_function["resources"] == [{"ARN": function_arn, "accountId": ACCOUNT, "type": "AWS::Lambda::Function"}]

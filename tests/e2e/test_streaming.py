@@ -10,6 +10,7 @@ import urllib.request
 import boto3
 import botocore.auth
 import botocore.awsrequest
+import botocore.config
 import botocore.credentials
 import pytest
 
@@ -139,3 +140,40 @@ def test_an_oversized_body_without_a_declared_hash_is_refused(gateway):
     with pytest.raises(kms.exceptions.ClientError) as refused:
         kms.tag_resource(KeyId="k", Tags=[{"TagKey": "t", "TagValue": "v" * 256}] * 5000)
     assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
+
+
+def test_virtual_hosted_requests_are_recorded_as_their_path_style_equivalents(gateway, monkeypatch):
+    # What an /etc/hosts entry for *.localhost would do: boto3 itself is unchanged.
+    import socket
+    resolve = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if isinstance(host, str) and host.endswith(".localhost"):
+            host = "127.0.0.1"
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    key, secret = gateway.credentials()
+    port = gateway.endpoint.rsplit(":", 1)[1]
+    s3 = boto3.client("s3", endpoint_url=f"http://localhost:{port}", region_name="us-east-1",
+                      aws_access_key_id=key, aws_secret_access_key=secret,
+                      config=botocore.config.Config(s3={"addressing_style": "virtual"}))
+    bucket = "vhost-e2e"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="dir/a.txt", Body=b"virtually hosted")
+    assert s3.get_object(Bucket=bucket, Key="dir/a.txt")["Body"].read() == b"virtually hosted"
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix="dir/")
+    assert [item["Key"] for item in listed["Contents"]] == ["dir/a.txt"]
+
+    records = {r["eventName"]: r for r in s3_records(gateway)
+               if r["requestParameters"].get("Host", "").startswith(f"{bucket}.localhost")}
+    assert set(records) >= {"CreateBucket", "PutObject", "GetObject", "ListObjects"} or \
+        set(records) >= {"CreateBucket", "PutObject", "GetObject", "ListObjectsV2"}, sorted(records)
+    host = f"{bucket}.localhost:{port}"
+    put = records["PutObject"]
+    assert put["requestParameters"] == {"bucketName": bucket, "key": "dir/a.txt", "Host": host}
+    assert put["resources"][0] == {"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::{bucket}/dir/a.txt"}
+    assert records["GetObject"]["additionalEventData"]["bytesTransferredOut"] == len(b"virtually hosted")
+    assert records["CreateBucket"]["resources"][0]["ARN"] == f"arn:aws:s3:::{bucket}"
+    listing = records.get("ListObjectsV2") or records["ListObjects"]
+    assert {"type": "AWS::S3::Object", "ARNPrefix": f"arn:aws:s3:::{bucket}/dir/"} in listing["resources"]

@@ -21,6 +21,9 @@ pub mod service_rules;
 pub mod streaming;
 pub mod upstream;
 
-pub use routing::{Call, Protocol, Recognized, RoutingTable, ServiceModel};
+pub use routing::{
+    s3_path_style_path, s3_virtual_host_bucket, Call, Protocol, Recognized, RoutingTable,
+    ServiceModel,
+};
 pub use streaming::{OutgoingBody, StreamFailure};
 pub use upstream::{GatewayClient, GatewayError, ReplyBody, UpstreamReply, Upstreams};

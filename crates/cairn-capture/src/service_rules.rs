@@ -1,7 +1,8 @@
 //! What particular services add to, or take out of, their CloudTrail records, beyond the
 //! general rules of `parameters`: KMS's key ARNs and quiet cryptographic calls, Systems
 //! Manager's document, command, session and parameter ARNs, Secrets Manager's secret ARNs and
-//! the service events (`AwsServiceEvent`) that its deletions, restores and rotations cause.
+//! the service events (`AwsServiceEvent`) that its deletions, restores and rotations cause,
+//! S3's buckets and objects, DynamoDB's tables and Lambda's functions.
 //!
 //! Rules see the call as it will be recorded (member names already lowerCamelCase, secrets
 //! already redacted) plus the upstream's whole parsed response, which is read for ARNs only
@@ -74,8 +75,62 @@ pub fn apply(call: &mut CapturedCall) {
         "ssm" => ssm(call),
         "secretsmanager" => secrets_manager(call),
         "s3" => s3(call),
+        "dynamodb" => dynamodb(call),
+        "lambda" => lambda(call),
         _ => {}
     }
+}
+
+/// DynamoDB names the table a call acts on, whether the caller gave its name or its ARN.
+fn dynamodb(call: &mut CapturedCall) {
+    let Some(table) = member(call.request_parameters.as_ref(), "tableName")
+        .or_else(|| member(call.request_parameters.as_ref(), "resourceArn"))
+        .map(str::to_owned)
+    else {
+        return;
+    };
+    let arn = if table.starts_with("arn:") {
+        // A resource ARN may name an index or a stream under the table: the table is the
+        // resource the event history is searched by.
+        match table.split_once(":table/") {
+            Some((prefix, rest)) => {
+                let name = rest.split('/').next().unwrap_or(rest);
+                format!("{prefix}:table/{name}")
+            }
+            None => return,
+        }
+    } else {
+        format!(
+            "arn:aws:dynamodb:{}:{}:table/{table}",
+            call.region, call.account_id
+        )
+    };
+    push_resource(call, arn, "AWS::DynamoDB::Table");
+}
+
+/// Lambda names the function, however the caller wrote it: a name, `name:qualifier`, a
+/// partial ARN (`account:function:name`) or a full ARN.
+fn lambda(call: &mut CapturedCall) {
+    let Some(function) = member(call.request_parameters.as_ref(), "functionName")
+        .or_else(|| member(call.request_parameters.as_ref(), "resource"))
+        .map(str::to_owned)
+    else {
+        return;
+    };
+    let arn = if function.starts_with("arn:") {
+        function
+    } else if function.split(':').nth(1) == Some("function") {
+        format!("arn:aws:lambda:{}:{function}", call.region)
+    } else {
+        format!(
+            "arn:aws:lambda:{}:{}:function:{function}",
+            call.region, call.account_id
+        )
+    };
+    if !arn.contains(":function:") {
+        return;
+    }
+    push_resource(call, arn, "AWS::Lambda::Function");
 }
 
 /// Bucket listings whose resource is the prefix of the objects they cover.
@@ -474,6 +529,76 @@ mod tests {
             Some(json!({"Host": "localhost"}))
         );
         assert!(buckets.resources.is_empty());
+    }
+
+    #[test]
+    fn dynamodb_calls_name_their_table() {
+        let mut put = call("dynamodb", "PutItem", json!({"tableName": "Music"}), None);
+        apply(&mut put);
+        assert_eq!(
+            put.resources,
+            vec![RecordResource {
+                arn: "arn:aws:dynamodb:us-east-1:111122223333:table/Music".into(),
+                account_id: Some("111122223333".into()),
+                resource_type: "AWS::DynamoDB::Table".into(),
+                arn_is_prefix: false,
+            }]
+        );
+        let mut by_index_arn = call(
+            "dynamodb",
+            "TagResource",
+            json!({"resourceArn": "arn:aws:dynamodb:eu-west-1:444455556666:table/Music/index/ByArtist"}),
+            None,
+        );
+        apply(&mut by_index_arn);
+        assert_eq!(
+            by_index_arn.resources[0].arn,
+            "arn:aws:dynamodb:eu-west-1:444455556666:table/Music"
+        );
+        assert_eq!(
+            by_index_arn.resources[0].account_id.as_deref(),
+            Some("444455556666")
+        );
+        let mut list = call("dynamodb", "ListTables", json!({}), None);
+        apply(&mut list);
+        assert!(list.resources.is_empty());
+    }
+
+    #[test]
+    fn lambda_calls_name_their_function_however_it_was_written() {
+        let cases = [
+            (
+                "my-function",
+                "arn:aws:lambda:us-east-1:111122223333:function:my-function",
+            ),
+            (
+                "my-function:prod",
+                "arn:aws:lambda:us-east-1:111122223333:function:my-function:prod",
+            ),
+            (
+                "444455556666:function:other",
+                "arn:aws:lambda:us-east-1:444455556666:function:other",
+            ),
+            (
+                "arn:aws:lambda:eu-west-1:444455556666:function:other",
+                "arn:aws:lambda:eu-west-1:444455556666:function:other",
+            ),
+        ];
+        for (written, arn) in cases {
+            let mut invoke = call("lambda", "Invoke", json!({"functionName": written}), None);
+            apply(&mut invoke);
+            assert_eq!(invoke.resources.len(), 1, "{written}");
+            assert_eq!(invoke.resources[0].arn, arn, "{written}");
+            assert_eq!(invoke.resources[0].resource_type, "AWS::Lambda::Function");
+        }
+        let mut layer = call(
+            "lambda",
+            "GetLayerVersion",
+            json!({"layerName": "arn:aws:lambda:us-east-1:111122223333:layer:x"}),
+            None,
+        );
+        apply(&mut layer);
+        assert!(layer.resources.is_empty());
     }
 
     #[test]

@@ -8,7 +8,10 @@ use cairn_capture::parameters::{
     event_category, is_read_only, lower_camel, request_parameters, response_elements,
 };
 use cairn_capture::service_rules::{self, CapturedCall, Transfer};
-use cairn_capture::{GatewayError, OutgoingBody, Protocol, RoutingTable, StreamFailure};
+use cairn_capture::{
+    s3_path_style_path, s3_virtual_host_bucket, GatewayError, OutgoingBody, Protocol, RoutingTable,
+    StreamFailure,
+};
 use cairn_wire::sigv4::{decode_pairs, PayloadDigest};
 use cairn_wire::AwsError;
 use http::request::Parts;
@@ -38,10 +41,16 @@ pub async fn proxy(
         Vec::new()
     };
     let target = header(parts, "x-amz-target");
+    // A virtual-hosted S3 request names its bucket in Host: it is routed and recorded as the
+    // path-style request it is equivalent to, and forwarded as it came.
+    let routed_path = match header(parts, "host").and_then(s3_virtual_host_bucket) {
+        Some(bucket) if signing_name == "s3" => s3_path_style_path(bucket, parts.uri.path()),
+        _ => parts.uri.path().to_owned(),
+    };
     let recognized = RoutingTable::builtin().recognize(&cairn_capture::Call {
         signing_name: Some(signing_name),
         method: parts.method.as_str(),
-        raw_path: parts.uri.path(),
+        raw_path: &routed_path,
         query: &query,
         target,
         form: &form,
@@ -62,7 +71,7 @@ pub async fn proxy(
     }
     call.read_only = is_read_only(&call.event_name);
     call.event_category = event_category(&service_id, &call.event_name);
-    let path_labels = recognized.map_or_else(Vec::new, |found| found.path_labels(parts.uri.path()));
+    let path_labels = recognized.map_or_else(Vec::new, |found| found.path_labels(&routed_path));
     call.request_parameters =
         request_parameters(protocol, &service_id, &body, &form, &query, &path_labels);
 
