@@ -204,3 +204,28 @@ def test_dynamodb_tables_and_lambda_functions_are_named_as_resources(gateway):
     assert get_function["eventName"] == "GetFunction"
     assert get_function["errorCode"] == "ResourceNotFoundException"
     assert get_function["resources"] == [{"ARN": function_arn, "accountId": ACCOUNT, "type": "AWS::Lambda::Function"}]
+
+
+def test_a_version_put_by_hand_while_a_rotation_is_pending_abandons_it(gateway):
+    secret = "e2e-rotating"
+    arn = gateway.aws_json("secretsmanager", "create-secret", "--name", secret, "--secret-string", SECRET_VALUE)["ARN"]
+    # Nothing pending: a version put by hand abandons nothing.
+    gateway.aws("secretsmanager", "put-secret-value", "--secret-id", secret, "--secret-string", SECRET_VALUE + "-2")
+    # A rotation's createSecret step writes its version labelled AWSPENDING (not by hand)...
+    gateway.aws("secretsmanager", "put-secret-value", "--secret-id", secret, "--secret-string", SECRET_VALUE + "-3",
+                "--version-stages", "AWSPENDING", "--client-request-token", "e2e-rotation-token-000000000000000001")
+    stages = gateway.aws_json("secretsmanager", "describe-secret", "--secret-id", secret)["VersionIdsToStages"]
+    assert ["AWSPENDING"] in stages.values()
+    # ...and a version put by hand while it is pending abandons the rotation.
+    gateway.aws("secretsmanager", "put-secret-value", "--secret-id", secret, "--secret-string", SECRET_VALUE + "-4")
+
+    records = lookup(gateway, "EventSource", "secretsmanager.amazonaws.com")
+    assert [r["eventName"] for r in records].count("PutSecretValue") == 3
+    abandoned = named(records, "RotationAbandoned")
+    assert abandoned["eventType"] == "AwsServiceEvent"
+    assert abandoned["userIdentity"] == {"accountId": ACCOUNT, "invokedBy": "secretsmanager.amazonaws.com"}
+    assert abandoned["additionalEventData"] == {"SecretId": arn}
+    # The envelope of Secrets Manager's own service events (spec section 8): no resources.
+    assert abandoned["requestParameters"] is None and abandoned["responseElements"] is None
+    assert "resources" not in abandoned
+    assert SECRET_VALUE not in json.dumps(records)

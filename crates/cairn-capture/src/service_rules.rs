@@ -34,6 +34,9 @@ pub struct CapturedCall {
     /// `additionalEventData`.
     pub transfer: Option<Transfer>,
     pub additional_event_data: Option<Value>,
+    /// Whether another version of the secret was labelled AWSPENDING before this call (the
+    /// gateway asks the upstream before a call that creates a version by hand).
+    pub rotation_pending: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -67,6 +70,7 @@ pub const SECRETS_MANAGER_SOURCE: &str = "secretsmanager.amazonaws.com";
 pub const START_SECRET_VERSION_DELETE: &str = "StartSecretVersionDelete";
 pub const CANCEL_SECRET_VERSION_DELETE: &str = "CancelSecretVersionDelete";
 pub const END_SECRET_VERSION_DELETE: &str = "EndSecretVersionDelete";
+pub const ROTATION_ABANDONED: &str = "RotationAbandoned";
 
 /// Applies the rules of the call's service, if it has any.
 pub fn apply(call: &mut CapturedCall) {
@@ -394,6 +398,8 @@ fn secrets_manager(call: &mut CapturedCall) {
             });
         }
         "RestoreSecret" => emit(CANCEL_SECRET_VERSION_DELETE),
+        // A version made by hand while a rotation is pending abandons that rotation.
+        "PutSecretValue" | "UpdateSecret" if call.rotation_pending => emit(ROTATION_ABANDONED),
         // The upstream answers RotateSecret once the rotation it runs has finished.
         "RotateSecret" => {
             emit("RotationStarted");
@@ -688,6 +694,32 @@ mod tests {
         let mut session = call("ssm", "TerminateSession", json!({"sessionId": "s-1"}), None);
         apply(&mut session);
         assert_eq!(session.resources[0].resource_type, "AWS::SSM::Session");
+    }
+
+    #[test]
+    fn a_version_made_by_hand_while_a_rotation_is_pending_abandons_it() {
+        let arn = "arn:aws:secretsmanager:us-east-1:111122223333:secret:db-AbCdEf";
+        let put = |pending: bool, succeeded: bool| {
+            let mut put = call(
+                "secretsmanager",
+                "PutSecretValue",
+                json!({"secretId": "db"}),
+                Some(json!({"arn": arn, "versionId": "v3"})),
+            );
+            put.rotation_pending = pending;
+            put.succeeded = succeeded;
+            apply(&mut put);
+            put.service_events
+                .iter()
+                .map(|event| event.event_name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(put(true, true), vec![ROTATION_ABANDONED]);
+        assert!(put(false, true).is_empty());
+        assert!(
+            put(true, false).is_empty(),
+            "a refused call abandons nothing"
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use crate::edge::{check_declared_payload, ReadBody};
 use crate::recorder::{Call, Caller};
-use crate::{AppState, MAX_STREAMED_BODY_BYTES};
+use crate::{secret_rotation, AppState, MAX_STREAMED_BODY_BYTES};
 
 pub async fn proxy(
     state: &AppState,
@@ -107,6 +107,22 @@ pub async fn proxy(
         )
         .await;
     };
+    // A secret version made by hand abandons a pending rotation: whether one is pending is
+    // the upstream's state, asked before the call changes it.
+    let manual_version = match (&call.caller, service_id.as_str()) {
+        (Caller::Verified(_), "secretsmanager") => {
+            secret_rotation::manual_version(&call.event_name, &body)
+        }
+        _ => None,
+    };
+    let rotation_pending = match manual_version {
+        Some(manual) => {
+            secret_rotation::rotation_pending(state, upstream, parts, &call.region, &manual)
+                .await
+                .unwrap_or(false)
+        }
+        None => false,
+    };
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -152,6 +168,7 @@ pub async fn proxy(
             bytes_in: declared_length(&parts.headers).unwrap_or(body.len() as u64),
             bytes_out: declared_length(&reply.headers).unwrap_or(recorded.len() as u64),
         },
+        rotation_pending,
     };
     let service_events =
         apply_service_rules(&mut call, &service_id, protocol, succeeded, recorded, seen);
@@ -202,6 +219,7 @@ fn gateway_error(error: &GatewayError) -> AwsError {
 struct SeenCall {
     host: Option<String>,
     transfer: Transfer,
+    rotation_pending: bool,
 }
 
 fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
@@ -244,6 +262,7 @@ fn apply_service_rules(
         read_only: call.read_only,
         host: seen.host,
         transfer: Some(seen.transfer),
+        rotation_pending: seen.rotation_pending,
         ..CapturedCall::default()
     };
     service_rules::apply(&mut captured);

@@ -19,6 +19,7 @@ mod next_token;
 mod recorder;
 mod retention;
 mod secret_deletions;
+mod secret_rotation;
 mod sts;
 
 use std::net::SocketAddr;
