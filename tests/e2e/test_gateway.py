@@ -57,6 +57,11 @@ def test_query_and_rest_xml_protocols(gateway):
     gateway.aws("iam", "create-user", "--user-name", "bob")
     created = by_name(gateway, "iam.amazonaws.com", "CreateUser")
     assert created["requestParameters"] == {"userName": "bob"}
+    # Flattened query input (Tags.member.N.Key) is logged as the structure it encodes.
+    gateway.aws("iam", "tag-user", "--user-name", "bob", "--tags", "Key=team,Value=audit", "Key=env,Value=prod")
+    tagged = by_name(gateway, "iam.amazonaws.com", "TagUser")
+    assert tagged["requestParameters"] == {
+        "userName": "bob", "tags": [{"key": "team", "value": "audit"}, {"key": "env", "value": "prod"}]}
     gateway.aws("s3api", "create-bucket", "--bucket", "cairn-e2e-bucket")
     bucket = by_name(gateway, "s3.amazonaws.com", "CreateBucket")
     assert bucket["eventCategory"] == "Management"

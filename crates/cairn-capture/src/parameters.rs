@@ -118,12 +118,10 @@ pub fn request_parameters(
                 _ => Value::Object(Map::new()),
             }
         }
-        Some(Protocol::Query | Protocol::Ec2) => Value::Object(
+        Some(Protocol::Query | Protocol::Ec2) => unflatten_query(
             form.iter()
                 .chain(query)
-                .filter(|(key, _)| key != "Action" && key != "Version")
-                .map(|(key, value)| (key.clone(), Value::String(value.clone())))
-                .collect(),
+                .filter(|(key, _)| key != "Action" && key != "Version"),
         ),
         _ => Value::Object(
             query
@@ -146,6 +144,88 @@ pub fn request_parameters(
         Value::Object(members) if members.is_empty() => None,
         _ => Some(parameters),
     }
+}
+
+/// Query and ec2 calls flatten their input into dotted keys (`Tags.member.1.Key`,
+/// `Filter.1.Value.2`, `Attributes.entry.1.key`); CloudTrail logs the structure they encode.
+/// Numbered segments become list positions (in number order, gaps closed), the query
+/// protocol's `member` wrapper disappears, and `entry` lists of key/value pairs become maps.
+/// Values stay strings: without the operation's shapes a numeric-looking value cannot be
+/// told from a name that happens to be digits.
+fn unflatten_query<'a>(pairs: impl Iterator<Item = &'a (String, String)>) -> Value {
+    let mut root = FlatNode::default();
+    for (key, value) in pairs {
+        let mut node = &mut root;
+        for segment in key.split('.') {
+            node = node.children.entry(segment.to_owned()).or_default();
+        }
+        node.value = Some(value.clone());
+    }
+    root.into_value()
+}
+
+/// One dotted-key prefix of a query input and what lies under it.
+#[derive(Default)]
+struct FlatNode {
+    value: Option<String>,
+    children: std::collections::BTreeMap<String, FlatNode>,
+}
+
+impl FlatNode {
+    fn into_value(self) -> Value {
+        if self.children.is_empty() {
+            return self.value.map_or(Value::Null, Value::String);
+        }
+        let is_list = self
+            .children
+            .keys()
+            .all(|key| key.parse::<u32>().is_ok_and(|index| index > 0));
+        if is_list {
+            let mut items: Vec<(u32, FlatNode)> = self
+                .children
+                .into_iter()
+                .filter_map(|(key, node)| Some((key.parse().ok()?, node)))
+                .collect();
+            items.sort_by_key(|(index, _)| *index);
+            return Value::Array(
+                items
+                    .into_iter()
+                    .map(|(_, node)| node.into_value())
+                    .collect(),
+            );
+        }
+        let mut children = self.children;
+        if children.len() == 1 {
+            if let Some(wrapped) = children.remove("member") {
+                return wrapped.into_value();
+            }
+            if let Some(entries) = children.remove("entry") {
+                return entries_to_map(entries.into_value());
+            }
+        }
+        Value::Object(
+            children
+                .into_iter()
+                .map(|(key, node)| (key, node.into_value()))
+                .collect(),
+        )
+    }
+}
+
+/// `[{"key": k, "value": v}, ...]` → `{k: v, ...}`; anything else is kept as it is.
+fn entries_to_map(entries: Value) -> Value {
+    let Value::Array(items) = entries else {
+        return entries;
+    };
+    let pairs: Option<Map<String, Value>> = items
+        .iter()
+        .map(|item| {
+            let key = item.get("key").or_else(|| item.get("Key"))?.as_str()?;
+            let value = item.get("value").or_else(|| item.get("Value"))?.clone();
+            Some((key.to_owned(), value))
+        })
+        .collect();
+    pairs.map_or(Value::Array(items), Value::Object)
 }
 
 /// The record's `responseElements`: null for reads and for responses AWS never records.
@@ -244,6 +324,70 @@ pub fn redact(service_id: &str, value: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_inputs_are_logged_as_the_structures_they_flatten() {
+        let pairs: Vec<(String, String)> = [
+            ("UserName", "ops"),
+            ("Tags.member.2.Key", "env"),
+            ("Tags.member.2.Value", "prod"),
+            ("Tags.member.1.Key", "team"),
+            ("Tags.member.1.Value", "audit"),
+            ("Filter.1.Name", "instance-state-name"),
+            ("Filter.1.Value.1", "running"),
+            ("Filter.1.Value.3", "stopped"),
+            ("InstanceId.1", "i-1"),
+        ]
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+        let parameters = request_parameters(Some(Protocol::Query), "iam", b"", &pairs, &[], &[]);
+        assert_eq!(
+            parameters,
+            Some(json!({
+                "userName": "ops",
+                "tags": [{"key": "team", "value": "audit"}, {"key": "env", "value": "prod"}],
+                "filter": [{"name": "instance-state-name", "value": ["running", "stopped"]}],
+                "instanceId": ["i-1"],
+            }))
+        );
+    }
+
+    #[test]
+    fn query_entry_lists_become_maps() {
+        let pairs: Vec<(String, String)> = [
+            ("Attributes.entry.2.key", "Policy"),
+            ("Attributes.entry.2.value", "{}"),
+            ("Attributes.entry.1.key", "DisplayName"),
+            ("Attributes.entry.1.value", "Alerts"),
+        ]
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+        assert_eq!(
+            unflatten_query(pairs.iter()),
+            json!({"Attributes": {"DisplayName": "Alerts", "Policy": "{}"}})
+        );
+    }
+
+    #[test]
+    fn a_password_at_any_depth_of_a_query_input_is_redacted() {
+        // Flat, `Endpoints.member.1.Password` matched no redaction rule and was logged.
+        let pairs = vec![
+            ("UserName".to_string(), "ops".to_string()),
+            ("Password".to_string(), "hunter1-value".to_string()),
+            (
+                "Endpoints.member.1.Password".to_string(),
+                "hunter2-value".to_string(),
+            ),
+        ];
+        let parameters =
+            request_parameters(Some(Protocol::Query), "iam", b"", &pairs, &[], &[]).unwrap();
+        let logged = parameters.to_string();
+        assert!(!logged.contains("hunter1-value"), "{logged}");
+        assert!(!logged.contains("hunter2-value"), "{logged}");
+        assert_eq!(parameters["endpoints"][0]["password"], json!(HIDDEN));
+    }
     use serde_json::json;
 
     #[test]
