@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use cairn_model::{LookupAttribute, LookupAttributeKey};
 use cairn_store::{EventStore, HistoryView, LookupQuery, SqliteEventStore};
-use cairn_wire::sigv4::{self, SignedRequest};
+use cairn_wire::sigv4;
 use clap::{Parser, Subcommand};
 use flate2::write::GzEncoder;
 use rand::{Rng, SeedableRng};
@@ -252,26 +252,18 @@ fn signed_json_request(
     headers.insert("host", host.parse()?);
     headers.insert("x-amz-date", amz_date.parse()?);
     headers.insert("x-amz-target", target.parse()?);
-    let authorization = sigv4::authorization_header(
-        &SignedRequest {
-            method: &http::Method::POST,
-            raw_path: "/",
-            raw_query: "",
-            headers: &headers,
-            body,
-        },
-        key,
-        secret,
-        "us-east-1",
-        service,
-        &["host", "x-amz-date", "x-amz-target"],
-    )
-    .map_err(|error| anyhow::anyhow!("{error}"))?;
-    let mut request = format!(
-        "POST / HTTP/1.1\r\nhost: {host}\r\nx-amz-date: {amz_date}\r\nx-amz-target: {target}\r\ncontent-type: application/x-amz-json-1.1\r\nuser-agent: cairn-bench\r\ncontent-length: {}\r\nauthorization: {authorization}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
+    headers.insert("content-type", "application/x-amz-json-1.1".parse()?);
+    headers.insert("user-agent", "cairn-bench".parse()?);
+    sigv4::sign_json_post(&mut headers, body, key, secret, "us-east-1", service)
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    let mut request = b"POST / HTTP/1.1\r\n".to_vec();
+    for (name, value) in &headers {
+        request.extend_from_slice(name.as_str().as_bytes());
+        request.extend_from_slice(b": ");
+        request.extend_from_slice(value.as_bytes());
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
     request.extend_from_slice(body);
     Ok(request)
 }

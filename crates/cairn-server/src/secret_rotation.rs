@@ -138,30 +138,18 @@ fn signed_describe_secret(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-amz-json-1.1"),
     );
-    let mut signed = vec!["content-type", "host", "x-amz-date", "x-amz-target"];
     if let Some(token) = &claim.session_token {
         headers.insert("x-amz-security-token", HeaderValue::from_str(token).ok()?);
-        signed.push("x-amz-security-token");
     }
-    let authorization = sigv4::authorization_header(
-        &SignedRequest {
-            method: &Method::POST,
-            raw_path: "/",
-            raw_query: "",
-            headers: &headers,
-            body,
-        },
+    sigv4::sign_json_post(
+        &mut headers,
+        body,
         &claim.access_key_id,
         secret.expose(),
         region,
         "secretsmanager",
-        &signed,
     )
     .ok()?;
-    headers.insert(
-        http::header::AUTHORIZATION,
-        HeaderValue::from_str(&authorization).ok()?,
-    );
     Some(headers)
 }
 

@@ -11,7 +11,7 @@ use cairn_store::{
     AppendOutcome, EventStore, HistoryView, LookupPage, LookupQuery, PendingAppend,
     SqliteEventStore, StoreError,
 };
-use cairn_wire::sigv4::{self, SignedRequest};
+use cairn_wire::sigv4;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -121,37 +121,18 @@ fn signed_as(body: &[u8], key: &str, secret: &str, session_token: Option<&str>) 
     headers.insert("host", HeaderValue::from_static("localhost"));
     headers.insert("x-amz-date", HeaderValue::from_str(&amz_date).unwrap());
     headers.insert("x-amz-target", HeaderValue::from_static(TARGET));
-    let mut signed_headers = vec!["host", "x-amz-date", "x-amz-target"];
     if let Some(token) = session_token {
         headers.insert(
             "x-amz-security-token",
             HeaderValue::from_str(token).unwrap(),
         );
-        signed_headers.push("x-amz-security-token");
     }
-    let authorization = sigv4::authorization_header(
-        &SignedRequest {
-            method: &Method::POST,
-            raw_path: "/",
-            raw_query: "",
-            headers: &headers,
-            body,
-        },
-        key,
-        secret,
-        "eu-west-1",
-        "cloudtrail",
-        &signed_headers,
-    )
-    .unwrap();
+    sigv4::sign_json_post(&mut headers, body, key, secret, "eu-west-1", "cloudtrail").unwrap();
     let mut request = Request::builder().method(Method::POST).uri("/");
     for (name, value) in &headers {
         request = request.header(name, value);
     }
-    request
-        .header("authorization", authorization)
-        .body(Body::from(body.to_vec()))
-        .unwrap()
+    request.body(Body::from(body.to_vec())).unwrap()
 }
 
 async fn call(state: &AppState, request: Request<Body>) -> (StatusCode, Value) {
