@@ -43,9 +43,12 @@ pub async fn proxy(
     let target = header(parts, "x-amz-target");
     // A virtual-hosted S3 request names its bucket in Host: it is routed and recorded as the
     // path-style request it is equivalent to, and forwarded as it came.
-    let routed_path = match header(parts, "host").and_then(s3_virtual_host_bucket) {
-        Some(bucket) if signing_name == "s3" => s3_path_style_path(bucket, parts.uri.path()),
-        _ => parts.uri.path().to_owned(),
+    let virtual_bucket = (signing_name == "s3")
+        .then(|| header(parts, "host").and_then(s3_virtual_host_bucket))
+        .flatten();
+    let routed_path: std::borrow::Cow<'_, str> = match virtual_bucket {
+        Some(bucket) => s3_path_style_path(bucket, parts.uri.path()).into(),
+        None => parts.uri.path().into(),
     };
     let recognized = RoutingTable::builtin().recognize(&cairn_capture::Call {
         signing_name: Some(signing_name),

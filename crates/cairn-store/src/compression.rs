@@ -122,20 +122,23 @@ impl RecordCodec {
     }
 
     /// Makes `bytes` (already stored) the dictionary new records are compressed with.
-    /// A store reopened with a dictionary waits a whole growth step before training again.
-    pub(crate) fn install(&self, id: u32, bytes: &[u8], reopened: bool) {
+    pub(crate) fn install(&self, id: u32, bytes: &[u8]) {
         self.register_decoder(id, bytes);
         let encoder = EncoderDictionary::copy(bytes, COMPRESSION_LEVEL);
         if let Ok(mut active) = self.active.write() {
             *active = Some(Arc::new(ActiveDictionary { id, encoder }));
         }
-        if reopened {
-            if let Ok(mut sampler) = self.sampler.lock() {
-                sampler.train_at = sampler
-                    .compressed
-                    .saturating_add(self.schedule.first_after)
-                    .saturating_mul(self.schedule.growth);
-            }
+    }
+
+    /// Installs the dictionary a reopened store already holds. It was trained on records
+    /// this process has not counted, so the next training waits a whole growth step.
+    pub(crate) fn install_stored(&self, id: u32, bytes: &[u8]) {
+        self.install(id, bytes);
+        if let Ok(mut sampler) = self.sampler.lock() {
+            sampler.train_at = sampler
+                .compressed
+                .saturating_add(self.schedule.first_after)
+                .saturating_mul(self.schedule.growth);
         }
     }
 
@@ -331,7 +334,7 @@ mod tests {
             .collect();
         let samples: Vec<Vec<u8>> = (0..1_000).map(record).collect();
         let trained = RecordCodec::train(&samples).expect("enough to learn from");
-        codec.install(trained.id, &trained.bytes, false);
+        codec.install(trained.id, &trained.bytes);
         assert_eq!(codec.active_dictionary_id(), Some(trained.id));
         let with_dictionary: Vec<(Vec<u8>, Vec<u8>)> = (1_000..2_000)
             .map(|n| (record(n), codec.compress(&record(n)).unwrap().frame))
@@ -363,7 +366,7 @@ mod tests {
         let codec = RecordCodec::new(TrainingSchedule::default());
         let samples: Vec<Vec<u8>> = (0..1_000).map(record).collect();
         let trained = RecordCodec::train(&samples).unwrap();
-        codec.install(trained.id, &trained.bytes, false);
+        codec.install(trained.id, &trained.bytes);
         let frame = codec.compress(&record(5)).unwrap().frame;
         let reader = RecordCodec::new(TrainingSchedule::default());
         assert!(matches!(

@@ -148,7 +148,7 @@ impl SqliteEventStore {
             )
             .optional()?;
         if let Some((id, bytes)) = newest_dictionary {
-            codec.install(id, &bytes, true);
+            codec.install_stored(id, &bytes);
         }
         let (sender, receiver) = crossbeam_channel::unbounded();
         let writer_thread = thread::Builder::new()
@@ -201,7 +201,7 @@ impl SqliteEventStore {
                         let (reply, stored) = crossbeam_channel::bounded(1);
                         let sent = writer.send(WriterMessage::StoreDictionary { dictionary, reply });
                         match sent.ok().and_then(|()| stored.recv().ok()) {
-                            Some(Ok(())) => codec.install(id, &bytes, false),
+                            Some(Ok(())) => codec.install(id, &bytes),
                             Some(Err(error)) => {
                                 tracing::warn!(%error, "record dictionary not stored; records stay compressed without it");
                             }
