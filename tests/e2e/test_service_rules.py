@@ -229,3 +229,41 @@ def test_a_version_put_by_hand_while_a_rotation_is_pending_abandons_it(gateway):
     assert abandoned["requestParameters"] is None and abandoned["responseElements"] is None
     assert "resources" not in abandoned
     assert SECRET_VALUE not in json.dumps(records)
+
+
+def test_rotations_that_finish_and_that_fail_are_service_events(gateway):
+    done = gateway.aws_json("secretsmanager", "create-secret", "--name", "e2e-rotates",
+                            "--secret-string", SECRET_VALUE)["ARN"]
+    failing = gateway.aws_json("secretsmanager", "create-secret", "--name", "e2e-rotation-fails",
+                               "--secret-string", SECRET_VALUE)["ARN"]
+    # moto runs a rotation without a function at once, and answers when it has finished.
+    gateway.aws("secretsmanager", "rotate-secret", "--secret-id", "e2e-rotates")
+    # A rotation function that does not exist: the new version is already labelled
+    # AWSPENDING when the rotation fails.
+    missing = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:e2e-no-such-rotator"
+    refused = gateway.aws("secretsmanager", "rotate-secret", "--secret-id", "e2e-rotation-fails",
+                          "--rotation-lambda-arn", missing, check=False)
+    assert refused.returncode != 0 and "ResourceNotFoundException" in refused.stderr
+    stages = gateway.aws_json("secretsmanager", "describe-secret", "--secret-id", "e2e-rotation-fails")
+    assert ["AWSPENDING"] in stages["VersionIdsToStages"].values()
+    # A rotation of a secret that does not exist never begins.
+    gone = gateway.aws("secretsmanager", "rotate-secret", "--secret-id", "e2e-never-made", check=False)
+    assert gone.returncode != 0
+
+    records = lookup(gateway, "EventSource", "secretsmanager.amazonaws.com")
+    by_secret = {}
+    for record in records:
+        if record["eventType"] == "AwsServiceEvent":
+            by_secret.setdefault(record["additionalEventData"]["SecretId"], []).append(record["eventName"])
+    assert sorted(by_secret[done]) == ["RotationStarted", "RotationSucceeded"]
+    assert sorted(by_secret[failing]) == ["RotationFailed", "RotationStarted"]
+    assert set(by_secret) == {done, failing}
+    failed_call = next(r for r in records if r["eventName"] == "RotateSecret"
+                       and r["requestParameters"]["secretId"] == "e2e-rotation-fails")
+    assert failed_call["errorCode"] == "ResourceNotFoundException"
+    assert failed_call["resources"] == [{"ARN": failing, "accountId": ACCOUNT, "type": "AWS::SecretsManager::Secret"}]
+    failed = next(r for r in records if r["eventName"] == "RotationFailed")
+    assert failed["userIdentity"] == {"accountId": ACCOUNT, "invokedBy": "secretsmanager.amazonaws.com"}
+    assert failed["requestParameters"] is None and failed["responseElements"] is None
+    assert failed["requestID"].startswith(f"Rotation-{failing}-")
+    assert SECRET_VALUE not in json.dumps(records)

@@ -34,9 +34,22 @@ pub struct CapturedCall {
     /// `additionalEventData`.
     pub transfer: Option<Transfer>,
     pub additional_event_data: Option<Value>,
-    /// Whether another version of the secret was labelled AWSPENDING before this call (the
-    /// gateway asks the upstream before a call that creates a version by hand).
-    pub rotation_pending: bool,
+    /// What the gateway learned from the upstream about the secret's rotation around this
+    /// call (a rotation's state is the upstream's, not something a call carries).
+    pub rotation: RotationSeen,
+}
+
+/// A secret's rotation as the gateway saw it around one call.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum RotationSeen {
+    #[default]
+    Nothing,
+    /// Another version was labelled AWSPENDING before this call made one by hand.
+    PendingBeforeManualVersion,
+    /// This RotateSecret call labelled a new version AWSPENDING and failed, leaving it there:
+    /// the rotation began and did not finish. A failed call's answer names no secret, so
+    /// the ARN comes from the upstream's description of it.
+    StartedAndFailed { secret_arn: String },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -71,6 +84,9 @@ pub const START_SECRET_VERSION_DELETE: &str = "StartSecretVersionDelete";
 pub const CANCEL_SECRET_VERSION_DELETE: &str = "CancelSecretVersionDelete";
 pub const END_SECRET_VERSION_DELETE: &str = "EndSecretVersionDelete";
 pub const ROTATION_ABANDONED: &str = "RotationAbandoned";
+pub const ROTATION_STARTED: &str = "RotationStarted";
+pub const ROTATION_SUCCEEDED: &str = "RotationSucceeded";
+pub const ROTATION_FAILED: &str = "RotationFailed";
 
 /// Applies the rules of the call's service, if it has any.
 pub fn apply(call: &mut CapturedCall) {
@@ -360,9 +376,14 @@ fn ssm(call: &mut CapturedCall) {
 }
 
 fn secrets_manager(call: &mut CapturedCall) {
+    let failed_rotation = match &call.rotation {
+        RotationSeen::StartedAndFailed { secret_arn } => Some(secret_arn.clone()),
+        _ => None,
+    };
     let secret_arn = [
         member(call.upstream_response.as_ref(), "arn"),
         member(call.request_parameters.as_ref(), "secretId"),
+        failed_rotation.as_deref(),
     ]
     .into_iter()
     .flatten()
@@ -372,9 +393,6 @@ fn secrets_manager(call: &mut CapturedCall) {
         return;
     };
     push_resource(call, secret_arn.clone(), "AWS::SecretsManager::Secret");
-    if !call.succeeded {
-        return;
-    }
     let mut emit = |event_name| {
         call.service_events.push(ServiceEvent {
             event_source: SECRETS_MANAGER_SOURCE,
@@ -382,28 +400,37 @@ fn secrets_manager(call: &mut CapturedCall) {
             resource_arn: secret_arn.clone(),
         })
     };
-    match call.operation.as_str() {
-        "DeleteSecret" => {
-            let forced = call
-                .request_parameters
-                .as_ref()
-                .and_then(|parameters| parameters.get("forceDeleteWithoutRecovery"))
-                .is_some_and(|force| force == &json!(true) || force == &json!("true"));
-            // A forced delete ends at once; otherwise the end comes when the recovery window
-            // does (the gateway's scheduler emits it from the history).
-            emit(if forced {
-                END_SECRET_VERSION_DELETE
-            } else {
-                START_SECRET_VERSION_DELETE
-            });
+    if !call.succeeded {
+        // A refused call changes nothing, except a rotation that began before it failed.
+        if call.operation == "RotateSecret" && failed_rotation.is_some() {
+            emit(ROTATION_STARTED);
+            emit(ROTATION_FAILED);
         }
+        return;
+    }
+    let parameter = |name: &str| {
+        call.request_parameters
+            .as_ref()
+            .and_then(|parameters| parameters.get(name))
+            .map(|value| value == &json!(true) || value == &json!("true"))
+    };
+    let forced_delete = parameter("forceDeleteWithoutRecovery").unwrap_or(false);
+    // RotateImmediately=false only tests the rotation function; the rotation itself waits
+    // for the schedule.
+    let rotates_now = parameter("rotateImmediately").unwrap_or(true);
+    let pending_before = call.rotation == RotationSeen::PendingBeforeManualVersion;
+    match call.operation.as_str() {
+        // A forced delete ends at once; otherwise the end comes when the recovery window
+        // does (the gateway's scheduler emits it from the history).
+        "DeleteSecret" if forced_delete => emit(END_SECRET_VERSION_DELETE),
+        "DeleteSecret" => emit(START_SECRET_VERSION_DELETE),
         "RestoreSecret" => emit(CANCEL_SECRET_VERSION_DELETE),
         // A version made by hand while a rotation is pending abandons that rotation.
-        "PutSecretValue" | "UpdateSecret" if call.rotation_pending => emit(ROTATION_ABANDONED),
+        "PutSecretValue" | "UpdateSecret" if pending_before => emit(ROTATION_ABANDONED),
         // The upstream answers RotateSecret once the rotation it runs has finished.
-        "RotateSecret" => {
-            emit("RotationStarted");
-            emit("RotationSucceeded");
+        "RotateSecret" if rotates_now => {
+            emit(ROTATION_STARTED);
+            emit(ROTATION_SUCCEEDED);
         }
         _ => {}
     }
@@ -706,7 +733,9 @@ mod tests {
                 json!({"secretId": "db"}),
                 Some(json!({"arn": arn, "versionId": "v3"})),
             );
-            put.rotation_pending = pending;
+            if pending {
+                put.rotation = RotationSeen::PendingBeforeManualVersion;
+            }
             put.succeeded = succeeded;
             apply(&mut put);
             put.service_events
@@ -771,6 +800,17 @@ mod tests {
         apply(&mut rotate);
         let names: Vec<&str> = rotate.service_events.iter().map(|e| e.event_name).collect();
         assert_eq!(names, ["RotationStarted", "RotationSucceeded"]);
+        let mut scheduled = call(
+            "secretsmanager",
+            "RotateSecret",
+            json!({"secretId": "db", "rotateImmediately": false}),
+            Some(json!({"arn": arn})),
+        );
+        apply(&mut scheduled);
+        assert!(
+            scheduled.service_events.is_empty(),
+            "a rotation left to the schedule has not started"
+        );
         let mut refused = call(
             "secretsmanager",
             "DeleteSecret",
@@ -780,5 +820,37 @@ mod tests {
         refused.succeeded = false;
         apply(&mut refused);
         assert!(refused.service_events.is_empty());
+    }
+
+    #[test]
+    fn a_rotation_that_began_and_failed_emits_started_and_failed() {
+        let arn = "arn:aws:secretsmanager:us-east-1:111122223333:secret:db-AbCdEf";
+        let rotate = |rotation: RotationSeen| {
+            let mut rotate = call(
+                "secretsmanager",
+                "RotateSecret",
+                json!({"secretId": "db", "rotationLambdaARN": "arn:aws:lambda:us-east-1:111122223333:function:gone"}),
+                None,
+            );
+            rotate.succeeded = false;
+            rotate.rotation = rotation;
+            apply(&mut rotate);
+            rotate
+        };
+        let failed = rotate(RotationSeen::StartedAndFailed {
+            secret_arn: arn.into(),
+        });
+        let names: Vec<&str> = failed.service_events.iter().map(|e| e.event_name).collect();
+        assert_eq!(names, [ROTATION_STARTED, ROTATION_FAILED]);
+        assert!(failed.service_events.iter().all(|e| e.resource_arn == arn));
+        assert_eq!(
+            failed.resources[0].arn, arn,
+            "the refused call names its secret"
+        );
+        let refused = rotate(RotationSeen::Nothing);
+        assert!(
+            refused.service_events.is_empty(),
+            "a call refused before the rotation began starts nothing"
+        );
     }
 }

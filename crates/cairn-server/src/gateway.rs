@@ -7,7 +7,7 @@ use cairn_capture::outcome::{upstream_error, upstream_request_id};
 use cairn_capture::parameters::{
     event_category, is_read_only, lower_camel, request_parameters, response_elements,
 };
-use cairn_capture::service_rules::{self, CapturedCall, Transfer};
+use cairn_capture::service_rules::{self, CapturedCall, RotationSeen, Transfer};
 use cairn_capture::{
     s3_path_style_path, s3_virtual_host_bucket, GatewayError, OutgoingBody, Protocol, RoutingTable,
     StreamFailure,
@@ -110,21 +110,24 @@ pub async fn proxy(
         )
         .await;
     };
-    // A secret version made by hand abandons a pending rotation: whether one is pending is
-    // the upstream's state, asked before the call changes it.
-    let manual_version = match (&call.caller, service_id.as_str()) {
+    // A secret version made by hand abandons a pending rotation, and a RotateSecret that
+    // fails may leave one begun: both are the upstream's state, asked before the call
+    // changes it.
+    let rotation_watch = match (&call.caller, service_id.as_str()) {
         (Caller::Verified(_), "secretsmanager") => {
-            secret_rotation::manual_version(&call.event_name, &body)
+            secret_rotation::RotationWatch::of(&call.event_name, &body)
         }
         _ => None,
     };
-    let rotation_pending = match manual_version {
-        Some(manual) => {
-            secret_rotation::rotation_pending(state, upstream, parts, &call.region, &manual)
-                .await
-                .unwrap_or(false)
-        }
-        None => false,
+    let rotation_asker = secret_rotation::Asker {
+        state,
+        upstream,
+        parts,
+        region: &call.region,
+    };
+    let before_rotation = match &rotation_watch {
+        Some(watch) => rotation_asker.before(watch).await,
+        None => None,
     };
     let path_and_query = parts
         .uri
@@ -164,6 +167,14 @@ pub async fn proxy(
         }
         None => {}
     }
+    let rotation = match &rotation_watch {
+        Some(watch) => {
+            rotation_asker
+                .seen(watch, before_rotation.as_ref(), succeeded)
+                .await
+        }
+        None => RotationSeen::Nothing,
+    };
     let seen = SeenCall {
         host: header(parts, "host").map(str::to_owned),
         transfer: Transfer {
@@ -171,7 +182,7 @@ pub async fn proxy(
             bytes_in: declared_length(&parts.headers).unwrap_or(body.len() as u64),
             bytes_out: declared_length(&reply.headers).unwrap_or(recorded.len() as u64),
         },
-        rotation_pending,
+        rotation,
     };
     let service_events =
         apply_service_rules(&mut call, &service_id, protocol, succeeded, recorded, seen);
@@ -222,7 +233,7 @@ fn gateway_error(error: &GatewayError) -> AwsError {
 struct SeenCall {
     host: Option<String>,
     transfer: Transfer,
-    rotation_pending: bool,
+    rotation: RotationSeen,
 }
 
 fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
@@ -265,7 +276,7 @@ fn apply_service_rules(
         read_only: call.read_only,
         host: seen.host,
         transfer: Some(seen.transfer),
-        rotation_pending: seen.rotation_pending,
+        rotation: seen.rotation,
         ..CapturedCall::default()
     };
     service_rules::apply(&mut captured);
