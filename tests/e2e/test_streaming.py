@@ -2,6 +2,8 @@
 signed SHA-256 on the way, with moto_server as the real upstream and the real clients."""
 
 import hashlib
+import hmac
+import io
 import os
 import pathlib
 import urllib.error
@@ -12,6 +14,7 @@ import botocore.auth
 import botocore.awsrequest
 import botocore.config
 import botocore.credentials
+import botocore.httpchecksum
 import pytest
 
 from conftest import Cairn, stored_records
@@ -177,3 +180,102 @@ def test_virtual_hosted_requests_are_recorded_as_their_path_style_equivalents(ga
     assert records["CreateBucket"]["resources"][0]["ARN"] == f"arn:aws:s3:::{bucket}"
     listing = records.get("ListObjectsV2") or records["ListObjects"]
     assert {"type": "AWS::S3::Object", "ARNPrefix": f"arn:aws:s3:::{bucket}/dir/"} in listing["resources"]
+
+
+def chunk_signed_put(cairn, path, data, chunk_size=64 * 1024, tamper=False):
+    """A PutObject sent as signed aws-chunked (STREAMING-AWS4-HMAC-SHA256-PAYLOAD), as the Java
+    and Go SDKs send uploads: the header signature seeds a chain of one signature per chunk.
+    The chain is AWS's published algorithm, which Cairn's unit tests hold to AWS's example."""
+    key, secret = cairn.credentials()
+    chunks = [data[i:i + chunk_size] for i in range(0, len(data), chunk_size)] + [b""]
+    framed_length = sum(len(f"{len(c):x};chunk-signature=") + 64 + 2 + len(c) + 2 for c in chunks)
+    request = botocore.awsrequest.AWSRequest(
+        method="PUT", url=f"{cairn.endpoint}{path}",
+        headers={"X-Amz-Content-SHA256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+                 "Content-Encoding": "aws-chunked", "X-Amz-Decoded-Content-Length": str(len(data)),
+                 "Content-Length": str(framed_length), "Content-Type": "application/octet-stream"},
+    )
+    botocore.auth.SigV4Auth(botocore.credentials.Credentials(key, secret), "s3", "us-east-1").add_auth(request)
+    amz_date = request.headers["X-Amz-Date"]
+    scope = f"{amz_date[:8]}/us-east-1/s3/aws4_request"
+    signing_key = f"AWS4{secret}".encode()
+    for part in (amz_date[:8], "us-east-1", "s3", "aws4_request"):
+        signing_key = hmac.new(signing_key, part.encode(), hashlib.sha256).digest()
+    previous = request.headers["Authorization"].rsplit("Signature=", 1)[1]
+    body = b""
+    for chunk in chunks:
+        to_sign = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", amz_date, scope, previous,
+                             hashlib.sha256(b"").hexdigest(), hashlib.sha256(chunk).hexdigest()])
+        previous = hmac.new(signing_key, to_sign.encode(), hashlib.sha256).hexdigest()
+        body += f"{len(chunk):x};chunk-signature={previous}\r\n".encode() + chunk + b"\r\n"
+    if tamper:
+        # One byte of the last data chunk, after its signature was made.
+        at = body.rindex(b"\r\n0;chunk-signature=") - 1
+        body = body[:at] + bytes([body[at] ^ 1]) + body[at + 1:]
+    assert len(body) == framed_length
+    prepared = request.prepare()
+    sent = urllib.request.Request(prepared.url, data=body, method="PUT", headers=dict(prepared.headers))
+    try:
+        with urllib.request.urlopen(sent, timeout=60) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+@pytest.mark.parametrize("size", [100 * 1024, 3 * MIB], ids=["read-whole", "streamed"])
+def test_signed_chunks_are_verified_one_by_one(gateway, size):
+    s3 = s3_client(gateway)
+    s3.create_bucket(Bucket="chunked")
+    data = os.urandom(size)
+    status, answer = chunk_signed_put(gateway, "/chunked/honest.bin", data)
+    assert status == 200, answer
+    stored = s3.get_object(Bucket="chunked", Key="honest.bin")["Body"].read()
+    assert stored == data, "the upstream decoded the chunks Cairn passed on unchanged"
+
+    status, answer = chunk_signed_put(gateway, "/chunked/tampered.bin", data, tamper=True)
+    assert status == 403, answer
+    assert b"<Code>SignatureDoesNotMatch</Code>" in answer
+    with pytest.raises(s3.exceptions.ClientError) as missing:
+        s3.head_object(Bucket="chunked", Key="tampered.bin")
+    assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    refused = next(r for r in s3_records(gateway) if r.get("errorCode") == "SignatureDoesNotMatch")
+    assert refused["eventName"] == "PutObject" and refused["requestParameters"]["key"] == "tampered.bin"
+
+
+def test_unsigned_chunks_with_a_trailing_checksum_pass_as_botocore_frames_them(gateway):
+    """botocore over TLS sends uploads as STREAMING-UNSIGNED-PAYLOAD-TRAILER, framed by its own
+    AwsChunkedWrapper with a CRC32 trailer; the framing is checked and passed on as sent."""
+    s3 = s3_client(gateway)
+    s3.create_bucket(Bucket="trailer")
+    data = os.urandom(200 * 1024)
+    key, secret = gateway.credentials()
+
+    def put(path, body, decoded_length):
+        request = botocore.awsrequest.AWSRequest(
+            method="PUT", url=f"{gateway.endpoint}{path}",
+            headers={"X-Amz-Content-SHA256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+                     "Content-Encoding": "aws-chunked", "X-Amz-Trailer": "x-amz-checksum-crc32",
+                     "X-Amz-Decoded-Content-Length": str(decoded_length),
+                     "Content-Length": str(len(body)), "Content-Type": "application/octet-stream"})
+        botocore.auth.SigV4Auth(botocore.credentials.Credentials(key, secret), "s3", "us-east-1").add_auth(request)
+        prepared = request.prepare()
+        sent = urllib.request.Request(prepared.url, data=body, method="PUT", headers=dict(prepared.headers))
+        try:
+            with urllib.request.urlopen(sent, timeout=60) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    framed = botocore.httpchecksum.AwsChunkedWrapper(
+        io.BytesIO(data), checksum_cls=botocore.httpchecksum.Crc32Checksum,
+        checksum_name="x-amz-checksum-crc32").read()
+    status, answer = put("/trailer/framed.bin", framed, len(data))
+    assert status == 200, answer
+    assert s3.get_object(Bucket="trailer", Key="framed.bin")["Body"].read() == data
+    status, answer = put("/trailer/lying.bin", framed, len(data) + 1)
+    assert status == 400 and b"<Code>IncompleteBody</Code>" in answer, answer
+    status, answer = put("/trailer/cut.bin", framed[:-30], len(data))
+    assert status == 400, answer
+    for refused in ("lying.bin", "cut.bin"):
+        with pytest.raises(s3.exceptions.ClientError):
+            s3.head_object(Bucket="trailer", Key=refused)

@@ -1,8 +1,9 @@
 //! Bodies too large to hold: they pass through Cairn chunk by chunk, so a 1 GB S3 upload or
 //! download needs a few chunks of memory, not a gigabyte.
 //!
-//! A streamed request body is checked on the way: its SHA-256 must match the signed
-//! `x-amz-content-sha256`, it must stay under a size bound, and it must keep moving. The last
+//! A streamed request body is checked on the way: it must keep the promise of the signed
+//! `x-amz-content-sha256` (its SHA-256, or its aws-chunked signatures), it must stay under a
+//! size bound, and it must keep moving. The last
 //! chunk is withheld until the check passes, so an upstream never receives a complete body
 //! that failed it: it sees a body cut short and drops the request (fail closed).
 
@@ -13,7 +14,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_wire::sigv4::PayloadDigest;
+use cairn_wire::sigv4::{PayloadCheck, PayloadError};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, SizeHint};
@@ -81,7 +82,7 @@ fn grown_by(hint: SizeHint, extra: u64) -> SizeHint {
 /// Why a streamed request body did not reach its end intact.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamFailure {
-    DigestMismatch,
+    Payload(PayloadError),
     TooLarge { limit: u64 },
     Stalled { idle: Duration },
     Client(String),
@@ -90,7 +91,7 @@ pub enum StreamFailure {
 impl std::fmt::Display for StreamFailure {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::DigestMismatch => formatter.write_str("the body does not match its SHA-256"),
+            Self::Payload(error) => write!(formatter, "{error}"),
             Self::TooLarge { limit } => write!(formatter, "the body is larger than {limit} bytes"),
             Self::Stalled { idle } => write!(formatter, "the body stopped arriving for {idle:?}"),
             Self::Client(detail) => write!(formatter, "the body could not be read: {detail}"),
@@ -132,7 +133,7 @@ impl StreamReport {
 /// A request body checked while it streams: see the module comment.
 pub struct CheckedBody<B> {
     inner: B,
-    digest: Option<PayloadDigest>,
+    check: Option<PayloadCheck>,
     held: Option<Bytes>,
     seen: u64,
     limit: u64,
@@ -145,14 +146,14 @@ pub struct CheckedBody<B> {
 impl<B> CheckedBody<B> {
     pub fn new(
         inner: B,
-        digest: Option<PayloadDigest>,
+        check: Option<PayloadCheck>,
         limit: u64,
         idle: Duration,
         report: StreamReport,
     ) -> Self {
         Self {
             inner,
-            digest,
+            check,
             held: None,
             seen: 0,
             limit,
@@ -208,8 +209,13 @@ where
                             .report
                             .fail(StreamFailure::TooLarge { limit }))));
                     }
-                    if let Some(digest) = &mut this.digest {
-                        digest.update(&chunk);
+                    if let Some(Err(error)) = this.check.as_mut().map(|check| check.update(&chunk))
+                    {
+                        this.done = true;
+                        this.held = None;
+                        return Poll::Ready(Some(Err(this
+                            .report
+                            .fail(StreamFailure::Payload(error)))));
                     }
                     if let Some(previous) = this.held.replace(chunk) {
                         return Poll::Ready(Some(Ok(Frame::data(previous))));
@@ -224,11 +230,11 @@ where
                 }
                 Poll::Ready(None) => {
                     this.done = true;
-                    if this.digest.take().is_some_and(|digest| !digest.matches()) {
+                    if let Some(Err(error)) = this.check.take().map(PayloadCheck::finish) {
                         this.held = None;
                         return Poll::Ready(Some(Err(this
                             .report
-                            .fail(StreamFailure::DigestMismatch))));
+                            .fail(StreamFailure::Payload(error)))));
                     }
                     this.report.mark_sent();
                 }
@@ -269,7 +275,7 @@ impl OutgoingBody {
     pub fn streamed<B>(
         prefix: Bytes,
         rest: B,
-        digest: Option<PayloadDigest>,
+        check: Option<PayloadCheck>,
         limit: u64,
         idle: Duration,
     ) -> Self
@@ -280,7 +286,7 @@ impl OutgoingBody {
         let report = StreamReport::default();
         let checked = CheckedBody::new(
             Prefixed::new(prefix, rest),
-            digest,
+            check,
             limit,
             idle,
             report.clone(),
@@ -329,8 +335,9 @@ mod tests {
         }
     }
 
-    fn digest_of(data: &[u8]) -> Option<PayloadDigest> {
-        PayloadDigest::for_declared(DeclaredPayload::Sha256(Sha256::digest(data).into()))
+    fn digest_of(data: &[u8]) -> Option<PayloadCheck> {
+        let declared = DeclaredPayload::Sha256(Sha256::digest(data).into());
+        PayloadCheck::for_declared(declared, None, &http::HeaderMap::new()).unwrap()
     }
 
     async fn drain(mut body: CheckedBody<Chunks>) -> (Vec<Bytes>, Option<BoxError>) {
@@ -376,7 +383,10 @@ mod tests {
         let (delivered, error) = drain(body).await;
         assert!(error.is_some());
         assert_eq!(delivered.concat(), b"hello big ");
-        assert_eq!(report.failure(), Some(StreamFailure::DigestMismatch));
+        assert_eq!(
+            report.failure(),
+            Some(StreamFailure::Payload(PayloadError::Sha256Mismatch))
+        );
     }
 
     #[tokio::test]

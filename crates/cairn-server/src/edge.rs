@@ -11,7 +11,7 @@ use cairn_auth::{CredentialError, SessionError};
 use cairn_capture::{Protocol, RoutingTable};
 use cairn_wire::cloudtrail::{self, Operation};
 use cairn_wire::sigv4::{
-    self, DeclaredPayload, InvalidDeclaredPayload, PayloadDigest, SignedRequest,
+    self, DeclaredPayload, InvalidDeclaredPayload, PayloadCheck, SignedRequest, VerifiedSignature,
 };
 use cairn_wire::AwsError;
 use chrono::{TimeZone, Utc};
@@ -184,11 +184,11 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
     call.region = verified.region.clone();
     call.event_source = format!("{}.amazonaws.com", verified.service);
     if verified.service != STS_SERVICE && verified.service != CLOUDTRAIL_SERVICE {
-        return crate::gateway::proxy(&state, call, &parts, read, &verified.service).await;
+        return crate::gateway::proxy(&state, call, &parts, read, &verified).await;
     }
     // The signature covers a declared payload hash, if any, not the body: check the body.
     if let ReadBody::Whole { body, declared } = read {
-        if let Err(error) = check_declared_payload(declared, &body) {
+        if let Err(error) = check_declared_payload(declared, &verified, &parts.headers, &body) {
             let protocol = protocol_of_signing_name(&verified.service);
             return crate::gateway::fail(&state, call, protocol, error).await;
         }
@@ -224,18 +224,21 @@ async fn serve_cloudtrail(
     }
 }
 
-/// A body read whole against the `x-amz-content-sha256` its signature covers.
+/// A body read whole against the `x-amz-content-sha256` its signature covers; signed
+/// aws-chunked bodies against the verified request's `chunk_signing`.
 pub(crate) fn check_declared_payload(
     declared: Result<DeclaredPayload, InvalidDeclaredPayload>,
+    verified: &VerifiedSignature,
+    headers: &HeaderMap,
     body: &[u8],
 ) -> Result<DeclaredPayload, AwsError> {
     let declared = declared.map_err(|invalid| AwsError::invalid_declared_payload(&invalid))?;
-    if let Some(mut digest) = PayloadDigest::for_declared(declared) {
-        digest.update(body);
-        if !digest.matches() {
-            return Err(AwsError::content_sha256_mismatch());
-        }
-    }
+    let checked = PayloadCheck::for_declared(declared, verified.chunk_signing.as_ref(), headers)
+        .and_then(|check| match check {
+            Some(mut check) => check.update(body).and_then(|()| check.finish()),
+            None => Ok(()),
+        });
+    checked.map_err(|error| AwsError::from_payload_error(&error))?;
     Ok(declared)
 }
 

@@ -12,7 +12,7 @@ use cairn_capture::{
     s3_path_style_path, s3_virtual_host_bucket, GatewayError, OutgoingBody, Protocol, RoutingTable,
     StreamFailure,
 };
-use cairn_wire::sigv4::{decode_pairs, PayloadDigest};
+use cairn_wire::sigv4::{decode_pairs, PayloadCheck, VerifiedSignature};
 use cairn_wire::AwsError;
 use http::request::Parts;
 use http::StatusCode;
@@ -28,8 +28,9 @@ pub async fn proxy(
     mut call: Call,
     parts: &Parts,
     read: ReadBody,
-    signing_name: &str,
+    verified: &VerifiedSignature,
 ) -> Response {
+    let signing_name = verified.service.as_str();
     let body = read.recordable().clone();
     let query = decode_pairs(parts.uri.query().unwrap_or(""));
     // Query and ec2 calls carry their parameters in a form-encoded body.
@@ -81,18 +82,30 @@ pub async fn proxy(
     // The signature covers the declared payload hash, not the body: a body read whole is
     // checked here, a streamed one on its way upstream.
     let outgoing = match read {
-        ReadBody::Whole { body, declared } => match check_declared_payload(declared, &body) {
-            Ok(_) => OutgoingBody::whole(body),
-            Err(error) => return fail(state, call, protocol, error).await,
-        },
+        ReadBody::Whole { body, declared } => {
+            match check_declared_payload(declared, verified, &parts.headers, &body) {
+                Ok(_) => OutgoingBody::whole(body),
+                Err(error) => return fail(state, call, protocol, error).await,
+            }
+        }
         ReadBody::Oversized {
             prefix,
             rest,
             declared,
         } => {
-            let digest = PayloadDigest::for_declared(declared);
+            let check = match PayloadCheck::for_declared(
+                declared,
+                verified.chunk_signing.as_ref(),
+                &parts.headers,
+            ) {
+                Ok(check) => check,
+                Err(error) => {
+                    let error = AwsError::from_payload_error(&error);
+                    return fail(state, call, protocol, error).await;
+                }
+            };
             let idle = state.gateway.timeout();
-            OutgoingBody::streamed(prefix, rest, digest, MAX_STREAMED_BODY_BYTES, idle)
+            OutgoingBody::streamed(prefix, rest, check, MAX_STREAMED_BODY_BYTES, idle)
         }
     };
 
@@ -210,8 +223,8 @@ fn gateway_error(error: &GatewayError) -> AwsError {
         |status| AwsError::new("ServiceUnavailable", error.to_string()).with_status(status);
     match error {
         GatewayError::Timeout(_) => unavailable(StatusCode::GATEWAY_TIMEOUT),
-        GatewayError::RequestBody(StreamFailure::DigestMismatch) => {
-            AwsError::content_sha256_mismatch()
+        GatewayError::RequestBody(StreamFailure::Payload(error)) => {
+            AwsError::from_payload_error(error)
         }
         GatewayError::RequestBody(StreamFailure::TooLarge { .. }) => AwsError::new(
             "EntityTooLarge",

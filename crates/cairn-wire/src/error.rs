@@ -47,6 +47,29 @@ impl AwsError {
         )
     }
 
+    /// A body that breaks its signed `x-amz-content-sha256`'s promise, as S3 reports it.
+    pub fn from_payload_error(error: &crate::sigv4::PayloadError) -> Self {
+        use crate::chunked::ChunkedError;
+        use crate::sigv4::PayloadError;
+        match error {
+            PayloadError::Sha256Mismatch => Self::content_sha256_mismatch(),
+            PayloadError::Chunked(
+                ChunkedError::ChunkSignatureMismatch | ChunkedError::TrailerSignatureMismatch,
+            ) => Self::new(
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided. \
+                 Check your key and signing method.",
+            )
+            .with_status(StatusCode::FORBIDDEN),
+            PayloadError::Chunked(
+                chunked @ (ChunkedError::Incomplete | ChunkedError::DecodedLengthMismatch { .. }),
+            ) => Self::new("IncompleteBody", chunked.to_string()),
+            PayloadError::Chunked(malformed @ ChunkedError::Malformed(_)) => {
+                Self::new("InvalidRequest", malformed.to_string())
+            }
+        }
+    }
+
     /// `x-amz-content-sha256` is neither a hash nor one of the keywords.
     pub fn invalid_declared_payload(detail: &crate::sigv4::InvalidDeclaredPayload) -> Self {
         Self::new("InvalidArgument", detail.to_string())

@@ -6,6 +6,7 @@
 //! It never touches storage, and it is the only crate that knows the wire spelling of
 //! anything (`__type`, `EventTime` as a number, `ReadOnly` as a string).
 
+pub mod chunked;
 pub mod cloudtrail;
 pub mod error;
 pub mod sigv4;

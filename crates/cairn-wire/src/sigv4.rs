@@ -1,5 +1,7 @@
 //! AWS Signature Version 4 verification, header (`Authorization`) and presigned-query
-//! (`X-Amz-Signature`) forms. Verification only: Cairn never signs.
+//! (`X-Amz-Signature`) forms, and the body checks a signature's declared payload calls for
+//! (a SHA-256, or aws-chunked signatures: see [`crate::chunked`]). Cairn signs only to ask
+//! an upstream something as the caller ([`sign_json_post`]).
 //!
 //! The algorithm follows AWS's "Create a signed AWS API request" page: canonical request,
 //! string to sign, HMAC-SHA256 key chain, constant-time comparison.
@@ -9,6 +11,8 @@ use hmac::{Hmac, Mac};
 use http::{HeaderMap, Method};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
+
+use crate::chunked::{AwsChunkedChecker, ChunkFraming, ChunkSigning, ChunkedError};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -91,59 +95,105 @@ pub enum DeclaredPayload {
     Sha256([u8; 32]),
     /// `UNSIGNED-PAYLOAD`: the client chose not to protect the body.
     Unsigned,
-    /// `STREAMING-…`: an aws-chunked body whose framing and chunk signatures travel with it.
-    Streaming,
+    /// `STREAMING-…`: an aws-chunked body, its chunks signed or not.
+    Chunked(ChunkFraming),
 }
 
 /// The header's value is none of the spellings AWS accepts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-…, or a valid sha256 value")]
+#[error("x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER], STREAMING-UNSIGNED-PAYLOAD-TRAILER, or a valid sha256 value")]
 pub struct InvalidDeclaredPayload;
 
-/// Reads `x-amz-content-sha256`.
+/// Reads `x-amz-content-sha256`. The SigV4a spellings (`STREAMING-AWS4-ECDSA-…`) are
+/// refused: Cairn verifies SigV4 only.
 pub fn declared_payload(headers: &HeaderMap) -> Result<DeclaredPayload, InvalidDeclaredPayload> {
     let Some(value) = headers.get("x-amz-content-sha256") else {
         return Ok(DeclaredPayload::Absent);
     };
     let value = value.to_str().map_err(|_| InvalidDeclaredPayload)?;
-    if value == "UNSIGNED-PAYLOAD" {
-        return Ok(DeclaredPayload::Unsigned);
-    }
-    if value.starts_with("STREAMING-") {
-        return Ok(DeclaredPayload::Streaming);
+    let chunked = |framing| Ok(DeclaredPayload::Chunked(framing));
+    match value {
+        "UNSIGNED-PAYLOAD" => return Ok(DeclaredPayload::Unsigned),
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD" => {
+            return chunked(ChunkFraming::Signed { trailer: false })
+        }
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER" => {
+            return chunked(ChunkFraming::Signed { trailer: true })
+        }
+        "STREAMING-UNSIGNED-PAYLOAD-TRAILER" => return chunked(ChunkFraming::UnsignedWithTrailer),
+        _ => {}
     }
     let mut digest = [0u8; 32];
     hex::decode_to_slice(value, &mut digest).map_err(|_| InvalidDeclaredPayload)?;
     Ok(DeclaredPayload::Sha256(digest))
 }
 
-/// Checks a body, whole or chunk by chunk, against its declared SHA-256.
-#[derive(Clone)]
-pub struct PayloadDigest {
-    expected: [u8; 32],
-    running: Sha256,
+/// Why a body does not keep its declaration's promise.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("the body does not match its declared SHA-256")]
+    Sha256Mismatch,
+    #[error(transparent)]
+    Chunked(#[from] ChunkedError),
 }
 
-impl PayloadDigest {
-    /// A digest to check, or `None` when the declaration promises no particular hash.
-    pub fn for_declared(declared: DeclaredPayload) -> Option<Self> {
-        match declared {
-            DeclaredPayload::Sha256(expected) => Some(Self {
+/// Checks a body, whole or piece by piece, against what its signed `x-amz-content-sha256`
+/// declares.
+pub enum PayloadCheck {
+    Sha256 { expected: [u8; 32], running: Sha256 },
+    Chunked(Box<AwsChunkedChecker>),
+}
+
+impl PayloadCheck {
+    /// The check `declared` calls for, or `None` when it promises nothing about the body.
+    /// Signed chunks chain to the verified request's `signing`; `headers` give the
+    /// `x-amz-decoded-content-length` an aws-chunked body must decode to.
+    pub fn for_declared(
+        declared: DeclaredPayload,
+        signing: Option<&ChunkSigning>,
+        headers: &HeaderMap,
+    ) -> Result<Option<Self>, PayloadError> {
+        Ok(match declared {
+            DeclaredPayload::Sha256(expected) => Some(Self::Sha256 {
                 expected,
                 running: Sha256::new(),
             }),
-            _ => None,
+            DeclaredPayload::Chunked(framing) => {
+                let decoded_length = header_text(headers, "x-amz-decoded-content-length")
+                    .and_then(|length| length.parse().ok());
+                Some(Self::Chunked(Box::new(AwsChunkedChecker::new(
+                    framing,
+                    signing.cloned(),
+                    decoded_length,
+                )?)))
+            }
+            DeclaredPayload::Absent | DeclaredPayload::Unsigned => None,
+        })
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) -> Result<(), PayloadError> {
+        match self {
+            Self::Sha256 { running, .. } => {
+                running.update(bytes);
+                Ok(())
+            }
+            Self::Chunked(checker) => Ok(checker.update(bytes)?),
         }
     }
 
-    pub fn update(&mut self, chunk: &[u8]) {
-        self.running.update(chunk);
-    }
-
-    /// True when everything fed in hashes to the declared value.
-    pub fn matches(self) -> bool {
-        let actual: [u8; 32] = self.running.finalize().into();
-        constant_time_eq(&actual, &self.expected)
+    /// Whether everything fed in keeps the declaration's promise.
+    pub fn finish(self) -> Result<(), PayloadError> {
+        match self {
+            Self::Sha256 { expected, running } => {
+                let actual: [u8; 32] = running.finalize().into();
+                if constant_time_eq(&actual, &expected) {
+                    Ok(())
+                } else {
+                    Err(PayloadError::Sha256Mismatch)
+                }
+            }
+            Self::Chunked(checker) => Ok(checker.finish()?),
+        }
     }
 }
 
@@ -156,6 +206,8 @@ pub struct VerifiedSignature {
     pub signed_at: DateTime<Utc>,
     /// `X-Amz-Security-Token`, for temporary credentials.
     pub session_token: Option<String>,
+    /// For a body of signed chunks: what its chunk signatures are checked with.
+    pub chunk_signing: Option<ChunkSigning>,
 }
 
 /// The credential scope and signature the request claims, before any secret is consulted.
@@ -338,18 +390,32 @@ pub fn verify<S: AsRef<str>>(
             access_key_id: claim.access_key_id,
         });
     };
-    let expected = expected_signature(request, &claim, secret.as_ref())?;
+    let signing_key = signing_key(secret.as_ref(), &claim);
+    let expected = signature_with_key(request, &claim, &signing_key)?;
     if !constant_time_eq(expected.as_bytes(), claim.signature.as_bytes()) {
         return Err(SignatureError::Mismatch {
             access_key_id: claim.access_key_id,
         });
     }
+    let signs_chunks = matches!(
+        declared_payload(request.headers),
+        Ok(DeclaredPayload::Chunked(ChunkFraming::Signed { .. }))
+    );
+    let chunk_signing = (signs_chunks && claim.presigned_expires.is_none()).then(|| {
+        ChunkSigning::new(
+            signing_key,
+            claim.amz_date.clone(),
+            scope(&claim),
+            claim.signature.clone(),
+        )
+    });
     Ok(VerifiedSignature {
         access_key_id: claim.access_key_id,
         region: claim.region,
         service: claim.service,
         signed_at,
         session_token: claim.session_token,
+        chunk_signing,
     })
 }
 
@@ -401,16 +467,33 @@ pub fn expected_signature(
     claim: &SignatureClaim,
     secret: &str,
 ) -> Result<String, SignatureError> {
+    signature_with_key(request, claim, &signing_key(secret, claim))
+}
+
+fn signature_with_key(
+    request: &SignedRequest<'_>,
+    claim: &SignatureClaim,
+    signing_key: &[u8],
+) -> Result<String, SignatureError> {
     let canonical = canonical_request(request, claim)?;
-    let scope = format!(
-        "{}/{}/{}/aws4_request",
-        claim.date, claim.region, claim.service
-    );
     let string_to_sign = format!(
-        "{ALGORITHM}\n{}\n{scope}\n{}",
+        "{ALGORITHM}\n{}\n{}\n{}",
         claim.amz_date,
+        scope(claim),
         hex::encode(Sha256::digest(canonical.as_bytes()))
     );
+    Ok(hex::encode(hmac(signing_key, string_to_sign.as_bytes())))
+}
+
+fn scope(claim: &SignatureClaim) -> String {
+    format!(
+        "{}/{}/{}/aws4_request",
+        claim.date, claim.region, claim.service
+    )
+}
+
+/// SigV4's key chain: the secret narrowed to the claim's day, region and service.
+fn signing_key(secret: &str, claim: &SignatureClaim) -> Vec<u8> {
     let mut key = hmac(format!("AWS4{secret}").as_bytes(), claim.date.as_bytes());
     for part in [
         claim.region.as_str(),
@@ -419,7 +502,7 @@ pub fn expected_signature(
     ] {
         key = hmac(&key, part.as_bytes());
     }
-    Ok(hex::encode(hmac(&key, string_to_sign.as_bytes())))
+    key
 }
 
 /// The `Authorization` header value that signs `request` (whose headers must already hold
