@@ -267,3 +267,23 @@ def test_rotations_that_finish_and_that_fail_are_service_events(gateway):
     assert failed["requestParameters"] is None and failed["responseElements"] is None
     assert failed["requestID"].startswith(f"Rotation-{failing}-")
     assert SECRET_VALUE not in json.dumps(records)
+
+
+def test_map_keys_are_logged_as_the_caller_wrote_them(gateway):
+    """CloudTrail lower-camel-cases member names, never the keys of maps: table names,
+    attribute names and SNS attribute names are the caller's data."""
+    table = "E2E_Orders"
+    gateway.aws("dynamodb", "create-table", "--table-name", table,
+                "--attribute-definitions", "AttributeName=OrderId,AttributeType=S",
+                "--key-schema", "AttributeName=OrderId,KeyType=HASH", "--billing-mode", "PAY_PER_REQUEST")
+    items = {table: [{"PutRequest": {"Item": {"OrderId": {"S": "o-1"}, "LineItems": {"M": {"SKU": {"N": "2"}}}}}}]}
+    gateway.aws("dynamodb", "batch-write-item", "--request-items", json.dumps(items))
+    gateway.aws("sns", "create-topic", "--name", "e2e-alerts", "--attributes", "DisplayName=Alerts")
+
+    (batch,) = [r for r in stored_records(gateway.data_dir) if r["eventName"] == "BatchWriteItem"]
+    assert batch["requestParameters"]["requestItems"] == {
+        table: [{"putRequest": {"item": {"OrderId": {"s": "o-1"}, "LineItems": {"m": {"SKU": {"n": "2"}}}}}}]}
+    assert batch["resources"] == [{"ARN": f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/{table}",
+                                   "accountId": ACCOUNT, "type": "AWS::DynamoDB::Table"}]
+    (topic,) = lookup(gateway, "EventName", "CreateTopic")
+    assert topic["requestParameters"] == {"name": "e2e-alerts", "attributes": {"DisplayName": "Alerts"}}

@@ -14,6 +14,7 @@
 //! edge in cairn-server drives them and records the result. This crate knows nothing of
 //! storage or of SigV4.
 
+pub mod map_shapes;
 pub mod outcome;
 pub mod parameters;
 pub mod routing;

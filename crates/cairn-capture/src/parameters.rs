@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::map_shapes::{End, MapShapes, Shape, ShapeRef};
 use crate::routing::Protocol;
 
 /// The general CloudTrail redaction token.
@@ -106,6 +107,7 @@ pub fn event_category(service_id: &str, operation: &str) -> &'static str {
 pub fn request_parameters(
     protocol: Option<Protocol>,
     service_id: &str,
+    operation: &str,
     body: &[u8],
     form: &[(String, String)],
     query: &[(String, String)],
@@ -114,7 +116,10 @@ pub fn request_parameters(
     let mut parameters = match protocol {
         Some(Protocol::Json | Protocol::RestJson) if !body.is_empty() => {
             match serde_json::from_slice::<Value>(body) {
-                Ok(Value::Object(members)) => Value::Object(members),
+                Ok(Value::Object(members)) => {
+                    let shape = MapShapes::builtin().of(service_id, operation, End::Input);
+                    lower_camel_shaped(Value::Object(members), shape)
+                }
                 _ => Value::Object(Map::new()),
             }
         }
@@ -127,7 +132,7 @@ pub fn request_parameters(
             query
                 .iter()
                 .filter(|(key, _)| !key.starts_with("X-Amz-"))
-                .map(|(key, value)| (key.clone(), Value::String(value.clone())))
+                .map(|(key, value)| (lower_camel_name(key), Value::String(value.clone())))
                 .collect(),
         ),
     };
@@ -135,10 +140,9 @@ pub fn request_parameters(
     // input like any other.
     if let Value::Object(members) = &mut parameters {
         for (name, value) in path_labels {
-            members.insert(name.clone(), Value::String(value.clone()));
+            members.insert(lower_camel_name(name), Value::String(value.clone()));
         }
     }
-    parameters = lower_camel(parameters);
     redact(service_id, &mut parameters);
     match &parameters {
         Value::Object(members) if members.is_empty() => None,
@@ -150,6 +154,7 @@ pub fn request_parameters(
 /// `Filter.1.Value.2`, `Attributes.entry.1.key`); CloudTrail logs the structure they encode.
 /// Numbered segments become list positions (in number order, gaps closed), the query
 /// protocol's `member` wrapper disappears, and `entry` lists of key/value pairs become maps.
+/// Member names are lower-camel-cased; map keys stay as the caller wrote them.
 /// Values stay strings: without the operation's shapes a numeric-looking value cannot be
 /// told from a name that happens to be digits.
 fn unflatten_query<'a>(pairs: impl Iterator<Item = &'a (String, String)>) -> Value {
@@ -206,7 +211,7 @@ impl FlatNode {
         Value::Object(
             children
                 .into_iter()
-                .map(|(key, node)| (key, node.into_value()))
+                .map(|(key, node)| (lower_camel_name(&key), node.into_value()))
                 .collect(),
         )
     }
@@ -241,7 +246,8 @@ pub fn response_elements(
     {
         return None;
     }
-    let mut value = lower_camel(serde_json::from_slice::<Value>(body).ok()?);
+    let shape = MapShapes::builtin().of(service_id, operation, End::Output);
+    let mut value = lower_camel_shaped(serde_json::from_slice::<Value>(body).ok()?, shape);
     redact(service_id, &mut value);
     match &value {
         Value::Object(members) if members.is_empty() => None,
@@ -262,6 +268,41 @@ pub fn lower_camel(value: Value) -> Value {
         ),
         Value::Array(items) => Value::Array(items.into_iter().map(lower_camel).collect()),
         other => other,
+    }
+}
+
+/// [`lower_camel`], except that the keys of the maps `shape` places in `value` are kept as
+/// they are: they are the caller's data (tag keys, table and attribute names).
+pub fn lower_camel_shaped(value: Value, shape: Option<ShapeRef<'_>>) -> Value {
+    let Some(shape) = shape else {
+        return lower_camel(value);
+    };
+    match (shape.shape(), value) {
+        (Some(Shape::Map(values)), Value::Object(entries)) => Value::Object(
+            entries
+                .into_iter()
+                .map(|(key, value)| {
+                    let values = values.map(|index| shape.at(index));
+                    (key, lower_camel_shaped(value, values))
+                })
+                .collect(),
+        ),
+        (Some(Shape::List(item)), Value::Array(items)) => Value::Array(
+            items
+                .into_iter()
+                .map(|value| lower_camel_shaped(value, Some(shape.at(*item))))
+                .collect(),
+        ),
+        (Some(Shape::Structure(members)), Value::Object(entries)) => Value::Object(
+            entries
+                .into_iter()
+                .map(|(key, value)| {
+                    let member = members.get(&key).map(|index| shape.at(*index));
+                    (lower_camel_name(&key), lower_camel_shaped(value, member))
+                })
+                .collect(),
+        ),
+        (_, value) => lower_camel(value),
     }
 }
 
@@ -341,7 +382,15 @@ mod tests {
         .iter()
         .map(|(key, value)| (key.to_string(), value.to_string()))
         .collect();
-        let parameters = request_parameters(Some(Protocol::Query), "iam", b"", &pairs, &[], &[]);
+        let parameters = request_parameters(
+            Some(Protocol::Query),
+            "iam",
+            "TagUser",
+            b"",
+            &pairs,
+            &[],
+            &[],
+        );
         assert_eq!(
             parameters,
             Some(json!({
@@ -366,7 +415,67 @@ mod tests {
         .collect();
         assert_eq!(
             unflatten_query(pairs.iter()),
-            json!({"Attributes": {"DisplayName": "Alerts", "Policy": "{}"}})
+            json!({"attributes": {"DisplayName": "Alerts", "Policy": "{}"}}),
+            "member names are lower-camel-cased, the map's keys are the caller's"
+        );
+    }
+
+    #[test]
+    fn map_keys_in_json_inputs_and_outputs_stay_as_the_caller_wrote_them() {
+        let body = br#"{"RequestItems": {"Orders": [{"PutRequest": {"Item": {
+            "OrderId": {"S": "o-1"}, "Lines": {"L": [{"M": {"SKU": {"S": "x"}}}]}}}}]},
+            "ReturnConsumedCapacity": "TOTAL"}"#;
+        let parameters = request_parameters(
+            Some(Protocol::Json),
+            "dynamodb",
+            "BatchWriteItem",
+            body,
+            &[],
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            parameters,
+            json!({"requestItems": {"Orders": [{"putRequest": {"item": {
+                "OrderId": {"s": "o-1"}, "Lines": {"l": [{"m": {"SKU": {"s": "x"}}}]}}}}]},
+                "returnConsumedCapacity": "TOTAL"})
+        );
+        let tags = br#"{"Tags": {"CostCenter": "42", "Env": "prod"}}"#;
+        let labels = [(
+            "ARN".to_string(),
+            "arn:aws:lambda:us-east-1:1:function:f".to_string(),
+        )];
+        assert_eq!(
+            request_parameters(
+                Some(Protocol::RestJson),
+                "lambda",
+                "TagResource",
+                tags,
+                &[],
+                &[],
+                &labels
+            )
+            .unwrap(),
+            json!({"tags": {"CostCenter": "42", "Env": "prod"},
+                   "arn": "arn:aws:lambda:us-east-1:1:function:f"})
+        );
+        let created = br#"{"ARN": "arn:aws:secretsmanager:us-east-1:1:secret:s", "Name": "s"}"#;
+        assert_eq!(
+            response_elements(
+                Some(Protocol::Json),
+                "secretsmanager",
+                "CreateSecret",
+                created
+            ),
+            Some(json!({"arn": "arn:aws:secretsmanager:us-east-1:1:secret:s", "name": "s"})),
+            "an output without maps is lower-camel-cased throughout"
+        );
+        let described = br#"{"Table": {"TableName": "Orders"}, "Tags": {"Env": "x"}}"#;
+        assert_eq!(
+            response_elements(Some(Protocol::Json), "dynamodb", "UnknownOp", described),
+            Some(json!({"table": {"tableName": "Orders"}, "tags": {"env": "x"}})),
+            "an operation the models do not know is treated as all structures"
         );
     }
 
@@ -381,8 +490,16 @@ mod tests {
                 "hunter2-value".to_string(),
             ),
         ];
-        let parameters =
-            request_parameters(Some(Protocol::Query), "iam", b"", &pairs, &[], &[]).unwrap();
+        let parameters = request_parameters(
+            Some(Protocol::Query),
+            "iam",
+            "TagUser",
+            b"",
+            &pairs,
+            &[],
+            &[],
+        )
+        .unwrap();
         let logged = parameters.to_string();
         assert!(!logged.contains("hunter1-value"), "{logged}");
         assert!(!logged.contains("hunter2-value"), "{logged}");
@@ -394,28 +511,52 @@ mod tests {
     fn secrets_are_never_recorded() {
         let body =
             br#"{"Name": "db", "SecretString": "hunter2", "Tags": [{"Key": "k", "Value": "v"}]}"#;
-        let parameters =
-            request_parameters(Some(Protocol::Json), "secretsmanager", body, &[], &[], &[])
-                .unwrap();
+        let parameters = request_parameters(
+            Some(Protocol::Json),
+            "secretsmanager",
+            "CreateSecret",
+            body,
+            &[],
+            &[],
+            &[],
+        )
+        .unwrap();
         assert_eq!(
             parameters,
             json!({"name": "db", "tags": [{"key": "k", "value": "v"}]})
         );
         let body = br#"{"Name": "/app/db", "Value": "hunter2", "Type": "SecureString"}"#;
-        let parameters =
-            request_parameters(Some(Protocol::Json), "ssm", body, &[], &[], &[]).unwrap();
+        let parameters = request_parameters(
+            Some(Protocol::Json),
+            "ssm",
+            "PutParameter",
+            body,
+            &[],
+            &[],
+            &[],
+        )
+        .unwrap();
         assert_eq!(parameters["value"], HIDDEN);
         let body = br#"{"KeyId": "k", "Plaintext": "c2VjcmV0"}"#;
         assert_eq!(
-            request_parameters(Some(Protocol::Json), "kms", body, &[], &[], &[]).unwrap(),
+            request_parameters(Some(Protocol::Json), "kms", "Encrypt", body, &[], &[], &[])
+                .unwrap(),
             json!({"keyId": "k"})
         );
         let form = vec![
             ("Action".to_owned(), "CreateLoginProfile".to_owned()),
             ("Password".to_owned(), "p4ss".to_owned()),
         ];
-        let parameters =
-            request_parameters(Some(Protocol::Query), "iam", b"", &form, &[], &[]).unwrap();
+        let parameters = request_parameters(
+            Some(Protocol::Query),
+            "iam",
+            "TagUser",
+            b"",
+            &form,
+            &[],
+            &[],
+        )
+        .unwrap();
         assert_eq!(parameters, json!({"password": HIDDEN}));
         let response = response_elements(
             Some(Protocol::Json),

@@ -102,30 +102,51 @@ pub fn apply(call: &mut CapturedCall) {
 }
 
 /// DynamoDB names the table a call acts on, whether the caller gave its name or its ARN.
+/// DynamoDB names its table in `tableName` or `resourceArn`; batch calls name theirs as the
+/// keys of `requestItems` (kept as written: see `map_shapes`), transactions in each item.
 fn dynamodb(call: &mut CapturedCall) {
-    let Some(table) = member(call.request_parameters.as_ref(), "tableName")
-        .or_else(|| member(call.request_parameters.as_ref(), "resourceArn"))
-        .map(str::to_owned)
-    else {
-        return;
-    };
-    let arn = if table.starts_with("arn:") {
-        // A resource ARN may name an index or a stream under the table: the table is the
-        // resource the event history is searched by.
-        match table.split_once(":table/") {
-            Some((prefix, rest)) => {
-                let name = rest.split('/').next().unwrap_or(rest);
-                format!("{prefix}:table/{name}")
-            }
-            None => return,
+    let parameters = call.request_parameters.as_ref();
+    let mut tables: Vec<String> = [
+        member(parameters, "tableName"),
+        member(parameters, "resourceArn"),
+    ]
+    .into_iter()
+    .flatten()
+    .take(1)
+    .map(str::to_owned)
+    .collect();
+    if let Some(Value::Object(batch)) = parameters.and_then(|p| p.get("requestItems")) {
+        tables.extend(batch.keys().cloned());
+    }
+    if let Some(Value::Array(items)) = parameters.and_then(|p| p.get("transactItems")) {
+        for item in items.iter().filter_map(Value::as_object) {
+            // Each item is one action (`put`, `update`, `delete`, `conditionCheck`, `get`).
+            tables.extend(
+                item.values()
+                    .filter_map(|action| action.get("tableName")?.as_str())
+                    .map(str::to_owned),
+            );
         }
-    } else {
-        format!(
+    }
+    for table in tables {
+        if let Some(arn) = dynamodb_table_arn(call, &table) {
+            push_resource(call, arn, "AWS::DynamoDB::Table");
+        }
+    }
+}
+
+fn dynamodb_table_arn(call: &CapturedCall, table: &str) -> Option<String> {
+    if !table.starts_with("arn:") {
+        return Some(format!(
             "arn:aws:dynamodb:{}:{}:table/{table}",
             call.region, call.account_id
-        )
-    };
-    push_resource(call, arn, "AWS::DynamoDB::Table");
+        ));
+    }
+    // A resource ARN may name an index or a stream under the table: the table is the
+    // resource the event history is searched by.
+    let (prefix, rest) = table.split_once(":table/")?;
+    let name = rest.split('/').next().unwrap_or(rest);
+    Some(format!("{prefix}:table/{name}"))
 }
 
 /// Lambda names the function, however the caller wrote it: a name, `name:qualifier`, a
@@ -595,6 +616,39 @@ mod tests {
         let mut list = call("dynamodb", "ListTables", json!({}), None);
         apply(&mut list);
         assert!(list.resources.is_empty());
+        let mut batch = call(
+            "dynamodb",
+            "BatchWriteItem",
+            json!({"requestItems": {"Music": [], "arn:aws:dynamodb:us-east-1:111122223333:table/Albums": []}}),
+            None,
+        );
+        apply(&mut batch);
+        let mut arns: Vec<&str> = batch.resources.iter().map(|r| r.arn.as_str()).collect();
+        arns.sort_unstable();
+        assert_eq!(
+            arns,
+            [
+                "arn:aws:dynamodb:us-east-1:111122223333:table/Albums",
+                "arn:aws:dynamodb:us-east-1:111122223333:table/Music"
+            ]
+        );
+        let mut transaction = call(
+            "dynamodb",
+            "TransactWriteItems",
+            json!({"transactItems": [
+                {"put": {"tableName": "Music", "item": {}}},
+                {"conditionCheck": {"tableName": "Albums", "key": {}}},
+                {"delete": {"tableName": "Music", "key": {}}}
+            ]}),
+            None,
+        );
+        apply(&mut transaction);
+        assert_eq!(
+            transaction.resources.len(),
+            2,
+            "each table once: {:?}",
+            transaction.resources
+        );
     }
 
     #[test]

@@ -1,11 +1,18 @@
 #!/usr/bin/env python3
-"""Generates data/routing-table.json from the service models botocore ships.
+"""Generates data/routing-table.json and data/map-shapes.json from the service models
+botocore ships.
 
 Run it after upgrading botocore; commit its output. One line per service, so a model change
 shows as a readable diff. For each service (its newest API version) the table keeps only what
 recognising a call needs: protocol, signing name, endpoint prefix (eventSource is
 `<endpointPrefix>.amazonaws.com`), JSON target prefix, API version, and each operation's
 name, HTTP method and request URI template.
+
+map-shapes.json serves logging, not routing: CloudTrail lower-camel-cases member names but
+keeps the keys of maps (tags, DynamoDB tables and attribute names) as the caller wrote them,
+and only the model tells a map from a structure. For each JSON and rest-json service it keeps
+the shapes from which a map can be reached (structures with those members, lists, maps),
+numbered, and each operation's input and output shape among them.
 
     python3 crates/cairn-capture/tools/generate_routing_table.py
 """
@@ -19,6 +26,7 @@ import sys
 import botocore
 
 OUT = pathlib.Path(__file__).resolve().parents[1] / "data" / "routing-table.json"
+MAP_SHAPES_OUT = OUT.with_name("map-shapes.json")
 
 
 def load(path):
@@ -127,5 +135,96 @@ def main():
     print(f"wrote {OUT} ({len(lines)} services, botocore {botocore.__version__})", file=sys.stderr)
 
 
+def map_reaching_shapes(shapes):
+    """The names of the shapes from which a map can be reached (a fixed point, so recursive
+    shapes such as DynamoDB's AttributeValue are handled)."""
+    reaching = {name for name, shape in shapes.items() if shape["type"] == "map"}
+    changed = True
+    while changed:
+        changed = False
+        for name, shape in shapes.items():
+            if name in reaching:
+                continue
+            if shape["type"] == "list":
+                children = [shape["member"]["shape"]]
+            elif shape["type"] == "structure":
+                children = [member["shape"] for member in shape.get("members", {}).values()]
+            else:
+                continue
+            if any(child in reaching for child in children):
+                reaching.add(name)
+                changed = True
+    return reaching
+
+
+def body_shape(shapes, shape_name):
+    """The shape a JSON body holds: the input itself, or its structure payload member."""
+    shape = shapes[shape_name]
+    payload = shape.get("payload")
+    if payload:
+        member = shape["members"][payload]["shape"]
+        return member if shapes[member]["type"] == "structure" else None
+    return shape_name
+
+
+def map_shapes_line(service_id, model):
+    shapes = model.get("shapes", {})
+    reaching = map_reaching_shapes(shapes)
+    numbered = {}
+    table = []
+
+    def number(name):
+        if name in numbered:
+            return numbered[name]
+        numbered[name] = len(table)
+        table.append(None)
+        shape = shapes[name]
+        if shape["type"] == "map":
+            entry = ["map", number(shape["value"]["shape"])] if shape["value"]["shape"] in reaching else ["map"]
+        elif shape["type"] == "list":
+            entry = ["list", number(shape["member"]["shape"])]
+        else:
+            entry = {
+                member.get("jsonName", member_name): number(member["shape"])
+                for member_name, member in sorted(shape.get("members", {}).items())
+                if member["shape"] in reaching and "location" not in member
+            }
+        table[numbered[name]] = entry
+        return numbered[name]
+
+    operations = {}
+    for name, operation in sorted(model["operations"].items()):
+        ends = []
+        for end in ("input", "output"):
+            shape_name = operation.get(end, {}).get("shape")
+            shape_name = body_shape(shapes, shape_name) if shape_name else None
+            ends.append(number(shape_name) if shape_name in reaching else None)
+        if ends != [None, None]:
+            operations[name] = ends
+    if not operations:
+        return None
+    return json.dumps({"id": service_id, "operations": operations, "shapes": table},
+                      separators=(",", ":"), sort_keys=True)
+
+
+def write_map_shapes():
+    root = pathlib.Path(botocore.__file__).parent / "data"
+    lines = []
+    for service_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        model_path = newest_model(service_dir)
+        if model_path is None:
+            continue
+        model = load(model_path)
+        if model["metadata"]["protocol"] not in ("json", "rest-json"):
+            continue
+        line = map_shapes_line(service_dir.name, model)
+        if line:
+            lines.append(line)
+    header = json.dumps({"botocore": botocore.__version__, "services": len(lines)}, sort_keys=True)
+    MAP_SHAPES_OUT.write_text(header + "\n" + "\n".join(lines) + "\n")
+    print(f"wrote {MAP_SHAPES_OUT} ({len(lines)} services)", file=sys.stderr)
+
+
 if __name__ == "__main__":
     main()
+    write_map_shapes()

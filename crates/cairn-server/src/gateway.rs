@@ -3,9 +3,10 @@
 
 use axum::body::Body;
 use axum::response::Response;
+use cairn_capture::map_shapes::{End, MapShapes};
 use cairn_capture::outcome::{upstream_error, upstream_request_id};
 use cairn_capture::parameters::{
-    event_category, is_read_only, lower_camel, request_parameters, response_elements,
+    event_category, is_read_only, lower_camel_shaped, request_parameters, response_elements,
 };
 use cairn_capture::service_rules::{self, CapturedCall, RotationSeen, Transfer};
 use cairn_capture::{
@@ -76,8 +77,15 @@ pub async fn proxy(
     call.read_only = is_read_only(&call.event_name);
     call.event_category = event_category(&service_id, &call.event_name);
     let path_labels = recognized.map_or_else(Vec::new, |found| found.path_labels(&routed_path));
-    call.request_parameters =
-        request_parameters(protocol, &service_id, &body, &form, &query, &path_labels);
+    call.request_parameters = request_parameters(
+        protocol,
+        &service_id,
+        &call.event_name,
+        &body,
+        &form,
+        &query,
+        &path_labels,
+    );
 
     // The signature covers the declared payload hash, not the body: a body read whole is
     // checked here, a streamed one on its way upstream.
@@ -273,7 +281,9 @@ fn apply_service_rules(
     };
     let upstream_response = match protocol {
         Some(Protocol::Json | Protocol::RestJson) if succeeded => {
-            serde_json::from_slice::<Value>(body).ok().map(lower_camel)
+            let shape = MapShapes::builtin().of(service_id, &call.event_name, End::Output);
+            let response = serde_json::from_slice::<Value>(body).ok();
+            response.map(|response| lower_camel_shaped(response, shape))
         }
         _ => None,
     };
