@@ -7,6 +7,7 @@ import json
 import pathlib
 import re
 import subprocess
+import sys
 
 import botocore.serialize
 import botocore.session
@@ -118,3 +119,12 @@ def test_every_botocore_operation_is_recognised():
     rate = 1 - len(wrong) / len(cases)
     report = "\n".join(f"{expected} -> {got}: {line['method']} {line['path']} {line['query']}" for expected, got, line in wrong[:40])
     assert not wrong, f"{len(wrong)} of {len(cases)} misrecognised ({rate:.2%} right):\n{report}"
+
+
+def test_the_map_shapes_table_is_what_the_generator_makes_of_these_models():
+    sys.path.insert(0, str(ROOT / "crates" / "cairn-capture" / "tools"))
+    import generate_routing_table as generator
+
+    committed = (ROOT / "crates" / "cairn-capture" / "data" / "map-shapes.json").read_text().splitlines()
+    assert json.loads(committed[0])["botocore"] == botocore.__version__, "regenerate the tables"
+    assert committed[1:] == generator.map_shapes_lines()

@@ -207,7 +207,7 @@ def map_shapes_line(service_id, model):
                       separators=(",", ":"), sort_keys=True)
 
 
-def write_map_shapes():
+def map_shapes_lines():
     root = pathlib.Path(botocore.__file__).parent / "data"
     lines = []
     for service_dir in sorted(p for p in root.iterdir() if p.is_dir()):
@@ -220,6 +220,11 @@ def write_map_shapes():
         line = map_shapes_line(service_dir.name, model)
         if line:
             lines.append(line)
+    return lines
+
+
+def write_map_shapes():
+    lines = map_shapes_lines()
     header = json.dumps({"botocore": botocore.__version__, "services": len(lines)}, sort_keys=True)
     MAP_SHAPES_OUT.write_text(header + "\n" + "\n".join(lines) + "\n")
     print(f"wrote {MAP_SHAPES_OUT} ({len(lines)} services)", file=sys.stderr)
