@@ -79,14 +79,18 @@ def is_secondary(operation):
     return bool(operation.get("endpoint", {}).get("hostPrefix"))
 
 
-def main():
+def service_models():
+    """(service id, newest model) for every service botocore ships, in id order."""
     root = pathlib.Path(botocore.__file__).parent / "data"
-    lines = []
     for service_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         model_path = newest_model(service_dir)
-        if model_path is None:
-            continue
-        model = load(model_path)
+        if model_path is not None:
+            yield service_dir.name, load(model_path)
+
+
+def main():
+    lines = []
+    for service_id, model in service_models():
         metadata = model["metadata"]
         protocol = metadata["protocol"]
         operations = []
@@ -120,7 +124,7 @@ def main():
             else:
                 operations.append([name])
         entry = {
-            "id": service_dir.name,
+            "id": service_id,
             "protocol": protocol,
             "signingName": metadata.get("signingName", metadata["endpointPrefix"]),
             "endpointPrefix": metadata["endpointPrefix"],
@@ -208,16 +212,11 @@ def map_shapes_line(service_id, model):
 
 
 def map_shapes_lines():
-    root = pathlib.Path(botocore.__file__).parent / "data"
     lines = []
-    for service_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        model_path = newest_model(service_dir)
-        if model_path is None:
-            continue
-        model = load(model_path)
+    for service_id, model in service_models():
         if model["metadata"]["protocol"] not in ("json", "rest-json"):
             continue
-        line = map_shapes_line(service_dir.name, model)
+        line = map_shapes_line(service_id, model)
         if line:
             lines.append(line)
     return lines
