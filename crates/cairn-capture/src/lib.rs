@@ -10,10 +10,12 @@
 //! shape (`outcome`), and turning input and output into `requestParameters` and
 //! `responseElements` with secrets removed through one redaction table (`parameters`), and
 //! what particular services add to their records: resource ARNs, KMS's quiet cryptographic
-//! calls, Secrets Manager's service events (`service_rules`). The
+//! calls, Secrets Manager's service events (`service_rules`), DynamoDB's rule that no attribute
+//! value but a key's is logged (`dynamodb_items`). The
 //! edge in cairn-server drives them and records the result. This crate knows nothing of
 //! storage or of SigV4.
 
+pub mod dynamodb_items;
 pub mod map_shapes;
 pub mod outcome;
 pub mod parameters;

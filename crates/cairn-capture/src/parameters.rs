@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::dynamodb_items::{self, KeySchemas};
 use crate::map_shapes::{End, MapShapes, Shape, ShapeRef};
 use crate::routing::Protocol;
 
@@ -115,13 +116,8 @@ pub fn request_parameters(
 ) -> Option<Value> {
     let mut parameters = match protocol {
         Some(Protocol::Json | Protocol::RestJson) if !body.is_empty() => {
-            match serde_json::from_slice::<Value>(body) {
-                Ok(Value::Object(members)) => {
-                    let shape = MapShapes::builtin().of(service_id, operation, End::Input);
-                    lower_camel_shaped(Value::Object(members), shape)
-                }
-                _ => Value::Object(Map::new()),
-            }
+            json_parameters(service_id, operation, body)
+                .unwrap_or_else(|| Value::Object(Map::new()))
         }
         Some(Protocol::Query | Protocol::Ec2) => unflatten_query(
             form.iter()
@@ -143,7 +139,42 @@ pub fn request_parameters(
             members.insert(lower_camel_name(name), Value::String(value.clone()));
         }
     }
+    logged_parameters(service_id, parameters, &KeySchemas::default())
+}
+
+/// A DynamoDB call's `requestParameters` once the key schemas of the tables it touches are
+/// known (see [`dynamodb_items`]): [`request_parameters`] logs no key value it cannot
+/// tell from an attribute value.
+pub fn dynamodb_request_parameters(input: Value, key_schemas: &KeySchemas) -> Option<Value> {
+    logged_parameters("dynamodb", input, key_schemas)
+}
+
+/// A DynamoDB call's whole input, lowerCamelCased, before anything is taken out of it: what
+/// decides which tables' key schemas its record needs.
+pub fn dynamodb_input(operation: &str, body: &[u8]) -> Option<Value> {
+    json_parameters("dynamodb", operation, body)
+}
+
+fn json_parameters(service_id: &str, operation: &str, body: &[u8]) -> Option<Value> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(members)) => {
+            let shape = MapShapes::builtin().of(service_id, operation, End::Input);
+            Some(lower_camel_shaped(Value::Object(members), shape))
+        }
+        _ => None,
+    }
+}
+
+/// The input as it is logged: secrets redacted, DynamoDB attribute values taken out.
+fn logged_parameters(
+    service_id: &str,
+    mut parameters: Value,
+    key_schemas: &KeySchemas,
+) -> Option<Value> {
     redact(service_id, &mut parameters);
+    if service_id == "dynamodb" {
+        dynamodb_items::log_form(&mut parameters, key_schemas);
+    }
     match &parameters {
         Value::Object(members) if members.is_empty() => None,
         _ => Some(parameters),
@@ -242,6 +273,8 @@ pub fn response_elements(
 ) -> Option<Value> {
     if is_read_only(operation)
         || RESPONSE_NEVER_RECORDED.contains(&(service_id, operation))
+        // DynamoDB's item calls answer with items: their records never hold a response.
+        || (service_id == "dynamodb" && event_category(service_id, operation) == "Data")
         || !matches!(protocol, Some(Protocol::Json | Protocol::RestJson))
     {
         return None;
@@ -437,9 +470,9 @@ mod tests {
         .unwrap();
         assert_eq!(
             parameters,
-            json!({"requestItems": {"Orders": [{"putRequest": {"item": {
-                "OrderId": {"s": "o-1"}, "Lines": {"l": [{"m": {"SKU": {"s": "x"}}}]}}}}]},
-                "returnConsumedCapacity": "TOTAL"})
+            json!({"requestItems": {"Orders": [{"putRequest": {"item": ["OrderId", "Lines"]}}]},
+                "returnConsumedCapacity": "TOTAL"}),
+            "attribute names are the caller's; their values are never logged"
         );
         let tags = br#"{"Tags": {"CostCenter": "42", "Env": "prod"}}"#;
         let labels = [(

@@ -10,6 +10,8 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::dynamodb_items;
+
 /// A call as the gateway is about to record it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CapturedCall {
@@ -103,7 +105,8 @@ pub fn apply(call: &mut CapturedCall) {
 
 /// DynamoDB names the table a call acts on, whether the caller gave its name or its ARN.
 /// DynamoDB names its table in `tableName` or `resourceArn`; batch calls name theirs as the
-/// keys of `requestItems` (kept as written: see `map_shapes`), transactions in each item.
+/// keys of `requestItems` (kept as written: see `map_shapes`), transactions in each of the
+/// `requestItems` they are logged as, PartiQL statements after `FROM`, `INTO` or `UPDATE`.
 fn dynamodb(call: &mut CapturedCall) {
     let parameters = call.request_parameters.as_ref();
     let mut tables: Vec<String> = [
@@ -118,15 +121,29 @@ fn dynamodb(call: &mut CapturedCall) {
     if let Some(Value::Object(batch)) = parameters.and_then(|p| p.get("requestItems")) {
         tables.extend(batch.keys().cloned());
     }
-    if let Some(Value::Array(items)) = parameters.and_then(|p| p.get("transactItems")) {
-        for item in items.iter().filter_map(Value::as_object) {
-            // Each item is one action (`put`, `update`, `delete`, `conditionCheck`, `get`).
-            tables.extend(
-                item.values()
-                    .filter_map(|action| action.get("tableName")?.as_str())
-                    .map(str::to_owned),
+    if let Some(Value::Array(items)) = parameters.and_then(|p| p.get("requestItems")) {
+        tables.extend(
+            items
+                .iter()
+                .filter_map(|item| item.get("tableName")?.as_str())
+                .map(str::to_owned),
+        );
+    }
+    if let Some(parameters) = parameters {
+        let mut statements = dynamodb_items::statements(parameters);
+        if let Some(Value::Array(items)) = parameters.get("requestItems") {
+            statements.extend(
+                items
+                    .iter()
+                    .filter_map(|item| item.get("statement")?.as_str()),
             );
         }
+        tables.extend(
+            statements
+                .into_iter()
+                .filter_map(dynamodb_items::statement_table)
+                .map(str::to_owned),
+        );
     }
     for table in tables {
         if let Some(arn) = dynamodb_table_arn(call, &table) {
@@ -635,10 +652,11 @@ mod tests {
         let mut transaction = call(
             "dynamodb",
             "TransactWriteItems",
-            json!({"transactItems": [
-                {"put": {"tableName": "Music", "item": {}}},
-                {"conditionCheck": {"tableName": "Albums", "key": {}}},
-                {"delete": {"tableName": "Music", "key": {}}}
+            // As logged: see `dynamodb_items`.
+            json!({"requestItems": [
+                {"operation": "Put", "tableName": "Music", "items": []},
+                {"operation": "ConditionCheck", "tableName": "Albums", "key": {}},
+                {"operation": "Delete", "tableName": "Music", "key": {}}
             ]}),
             None,
         );
@@ -649,6 +667,36 @@ mod tests {
             "each table once: {:?}",
             transaction.resources
         );
+        let mut statements = call(
+            "dynamodb",
+            "BatchExecuteStatement",
+            json!({"requestItems": [
+                {"statement": "UPDATE \"Music\" SET a = ***(Redacted) WHERE Artist = 'A'"},
+                {"statement": "INSERT INTO Albums VALUE {'Title' : ***(Redacted)}"}
+            ]}),
+            None,
+        );
+        apply(&mut statements);
+        let tables: Vec<&str> = statements
+            .resources
+            .iter()
+            .map(|r| r.arn.as_str())
+            .collect();
+        assert_eq!(
+            tables,
+            [
+                "arn:aws:dynamodb:us-east-1:111122223333:table/Music",
+                "arn:aws:dynamodb:us-east-1:111122223333:table/Albums"
+            ]
+        );
+        let mut select = call(
+            "dynamodb",
+            "ExecuteStatement",
+            json!({"statement": "SELECT * FROM Music WHERE Artist = 'A'"}),
+            None,
+        );
+        apply(&mut select);
+        assert_eq!(select.resources.len(), 1);
     }
 
     #[test]

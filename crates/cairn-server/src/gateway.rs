@@ -3,10 +3,12 @@
 
 use axum::body::Body;
 use axum::response::Response;
+use cairn_capture::dynamodb_items::tables_needing_key_schema;
 use cairn_capture::map_shapes::{End, MapShapes};
 use cairn_capture::outcome::{upstream_error, upstream_request_id};
 use cairn_capture::parameters::{
-    event_category, is_read_only, lower_camel_shaped, request_parameters, response_elements,
+    dynamodb_input, dynamodb_request_parameters, event_category, is_read_only, lower_camel_shaped,
+    request_parameters, response_elements,
 };
 use cairn_capture::service_rules::{self, CapturedCall, RotationSeen, Transfer};
 use cairn_capture::{
@@ -20,9 +22,10 @@ use http::StatusCode;
 
 use serde_json::{json, Value};
 
+use crate::asking::Asker;
 use crate::edge::{check_declared_payload, ReadBody};
 use crate::recorder::{Call, Caller};
-use crate::{secret_rotation, AppState, MAX_STREAMED_BODY_BYTES};
+use crate::{key_schemas, secret_rotation, AppState, MAX_STREAMED_BODY_BYTES};
 
 pub async fn proxy(
     state: &AppState,
@@ -140,16 +143,35 @@ pub async fn proxy(
         }
         _ => None,
     };
-    let rotation_asker = secret_rotation::Asker {
+    let asker = Asker {
         state,
         upstream,
         parts,
         region: &call.region,
     };
     let before_rotation = match &rotation_watch {
-        Some(watch) => rotation_asker.before(watch).await,
+        Some(watch) => secret_rotation::before(&asker, watch).await,
         None => None,
     };
+    // Which of a DynamoDB item's attributes are its key decides which values its record may
+    // show; without a verified caller to ask as, none are shown.
+    let key_schema_scope = match (&call.caller, service_id.as_str()) {
+        (Caller::Verified(principal), "dynamodb") => Some(key_schemas::scope(
+            &principal.account_id,
+            &call.region,
+            upstream,
+        )),
+        _ => None,
+    };
+    if let Some(scope) = &key_schema_scope {
+        if let Some(input) = dynamodb_input(&call.event_name, &body) {
+            let tables = tables_needing_key_schema(&call.event_name, &input);
+            if !tables.is_empty() {
+                let known = state.key_schemas.resolve(&asker, scope, &tables).await;
+                call.request_parameters = dynamodb_request_parameters(input, &known);
+            }
+        }
+    }
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -190,12 +212,16 @@ pub async fn proxy(
     }
     let rotation = match &rotation_watch {
         Some(watch) => {
-            rotation_asker
-                .seen(watch, before_rotation.as_ref(), succeeded)
-                .await
+            secret_rotation::seen(&asker, watch, before_rotation.as_ref(), succeeded).await
         }
         None => RotationSeen::Nothing,
     };
+    if let (Some(scope), true) = (&key_schema_scope, succeeded) {
+        let now = state.clock.now_millis();
+        state
+            .key_schemas
+            .learn_from_answer(scope, &call.event_name, recorded, now);
+    }
     let seen = SeenCall {
         host: header(parts, "host").map(str::to_owned),
         transfer: Transfer {

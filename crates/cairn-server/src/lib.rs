@@ -11,9 +11,11 @@
 //! It depends on cairn-wire for every wire spelling and on the [`EventStore`] trait, never
 //! on a particular backend.
 
+mod asking;
 mod client_address;
 mod edge;
 mod gateway;
+mod key_schemas;
 mod lookup;
 mod next_token;
 mod recorder;
@@ -31,6 +33,7 @@ use cairn_model::{Clock, IdGen};
 use cairn_store::EventStore;
 
 pub use client_address::TrustedProxy;
+pub use key_schemas::KeySchemaCache;
 pub use next_token::TokenKey;
 pub use retention::run_retention_sweeper;
 pub use secret_deletions::run_secret_deletion_scheduler;
@@ -73,6 +76,8 @@ pub struct AppState {
     /// Where calls for services Cairn does not serve go.
     pub upstreams: Arc<Upstreams>,
     pub gateway: Arc<GatewayClient>,
+    /// What the gateway knows of DynamoDB tables' keys.
+    pub key_schemas: Arc<KeySchemaCache>,
 }
 
 /// The one router: every path and method goes through the edge.

@@ -17,13 +17,9 @@
 //! must not claim what it did not see.
 
 use cairn_capture::service_rules::RotationSeen;
-use cairn_wire::sigv4::{self, SignedRequest};
-use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Method};
 use serde_json::Value;
 
-use crate::AppState;
-use cairn_capture::OutgoingBody;
+use crate::asking::Asker;
 
 const PENDING_STAGE: &str = "AWSPENDING";
 const CURRENT_STAGE: &str = "AWSCURRENT";
@@ -75,69 +71,48 @@ impl RotationWatch {
     }
 }
 
-/// The upstream's description of the secret, as one caller asks it.
-pub(crate) struct Asker<'a> {
-    pub state: &'a AppState,
-    pub upstream: &'a http::Uri,
-    pub parts: &'a Parts,
-    pub region: &'a str,
+/// The secret's `DescribeSecret` answer; `None` when the upstream did not give one.
+async fn describe(asker: &Asker<'_>, secret_id: &str) -> Option<Value> {
+    asker
+        .ask_json(
+            "secretsmanager",
+            "secretsmanager.DescribeSecret",
+            "application/x-amz-json-1.1",
+            &serde_json::json!({ "SecretId": secret_id }),
+        )
+        .await
 }
 
-impl Asker<'_> {
-    /// The secret's `DescribeSecret` answer; `None` when the upstream did not give one.
-    pub(crate) async fn describe(&self, secret_id: &str) -> Option<Value> {
-        let body = serde_json::to_vec(&serde_json::json!({ "SecretId": secret_id })).ok()?;
-        let headers = signed_describe_secret(self.state, self.parts, self.region, &body)?;
-        let reply = self
-            .state
-            .gateway
-            .forward(
-                self.upstream,
-                &Method::POST,
-                "/",
-                &headers,
-                OutgoingBody::whole(body.into()),
-            )
-            .await
-            .ok()?;
-        if !reply.status.is_success() {
-            tracing::debug!(status = %reply.status, "DescribeSecret around a rotation failed");
-            return None;
+/// What the gateway must know before forwarding `watch`: the secret as it was.
+pub(crate) async fn before(asker: &Asker<'_>, watch: &RotationWatch) -> Option<Value> {
+    describe(asker, watch.secret_id()).await
+}
+
+/// What `watch`'s call did to the rotation, given the secret as it was before and whether
+/// the call succeeded.
+pub(crate) async fn seen(
+    asker: &Asker<'_>,
+    watch: &RotationWatch,
+    before: Option<&Value>,
+    succeeded: bool,
+) -> RotationSeen {
+    let Some(before) = before else {
+        return RotationSeen::Nothing;
+    };
+    match watch {
+        RotationWatch::ManualVersion { version_id, .. } => {
+            if pending_versions(before).any(|pending| Some(pending) != version_id.as_deref()) {
+                RotationSeen::PendingBeforeManualVersion
+            } else {
+                RotationSeen::Nothing
+            }
         }
-        serde_json::from_slice(reply.body.recorded()).ok()
-    }
-
-    /// What the gateway must know before forwarding `watch`: the secret as it was.
-    pub(crate) async fn before(&self, watch: &RotationWatch) -> Option<Value> {
-        self.describe(watch.secret_id()).await
-    }
-
-    /// What `watch`'s call did to the rotation, given the secret as it was before and
-    /// whether the call succeeded.
-    pub(crate) async fn seen(
-        &self,
-        watch: &RotationWatch,
-        before: Option<&Value>,
-        succeeded: bool,
-    ) -> RotationSeen {
-        let Some(before) = before else {
-            return RotationSeen::Nothing;
-        };
-        match watch {
-            RotationWatch::ManualVersion { version_id, .. } => {
-                if pending_versions(before).any(|pending| Some(pending) != version_id.as_deref()) {
-                    RotationSeen::PendingBeforeManualVersion
-                } else {
-                    RotationSeen::Nothing
-                }
-            }
-            RotationWatch::Rotation { .. } if succeeded => RotationSeen::Nothing,
-            RotationWatch::Rotation { secret_id } => {
-                let Some(after) = self.describe(secret_id).await else {
-                    return RotationSeen::Nothing;
-                };
-                rotation_left_pending(before, &after)
-            }
+        RotationWatch::Rotation { .. } if succeeded => RotationSeen::Nothing,
+        RotationWatch::Rotation { secret_id } => {
+            let Some(after) = describe(asker, secret_id).await else {
+                return RotationSeen::Nothing;
+            };
+            rotation_left_pending(before, &after)
         }
     }
 }
@@ -171,58 +146,6 @@ fn rotation_left_pending(before: &Value, after: &Value) -> RotationSeen {
         },
         _ => RotationSeen::Nothing,
     }
-}
-
-/// A DescribeSecret request's headers, signed with the credentials the caller signed with.
-fn signed_describe_secret(
-    state: &AppState,
-    parts: &Parts,
-    region: &str,
-    body: &[u8],
-) -> Option<HeaderMap> {
-    let claim = sigv4::parse_claim(&SignedRequest {
-        method: &parts.method,
-        raw_path: parts.uri.path(),
-        raw_query: parts.uri.query().unwrap_or(""),
-        headers: &parts.headers,
-        body: &[],
-    })
-    .ok()?;
-    let now = state.clock.now_millis();
-    let (_, secret) = state
-        .credentials
-        .authenticate(&claim.access_key_id, claim.session_token.as_deref(), now)
-        .ok()?;
-    let amz_date = chrono::DateTime::from_timestamp_millis(now)?
-        .format("%Y%m%dT%H%M%SZ")
-        .to_string();
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        http::header::HOST,
-        parts.headers.get(http::header::HOST)?.clone(),
-    );
-    headers.insert("x-amz-date", HeaderValue::from_str(&amz_date).ok()?);
-    headers.insert(
-        "x-amz-target",
-        HeaderValue::from_static("secretsmanager.DescribeSecret"),
-    );
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-amz-json-1.1"),
-    );
-    if let Some(token) = &claim.session_token {
-        headers.insert("x-amz-security-token", HeaderValue::from_str(token).ok()?);
-    }
-    sigv4::sign_json_post(
-        &mut headers,
-        body,
-        &claim.access_key_id,
-        secret.expose(),
-        region,
-        "secretsmanager",
-    )
-    .ok()?;
-    Some(headers)
 }
 
 #[cfg(test)]

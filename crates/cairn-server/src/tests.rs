@@ -96,6 +96,7 @@ fn harness(retention_days: u32) -> Harness {
             trusted_proxies: Vec::new(),
         }),
         upstreams: Arc::new(cairn_capture::Upstreams::default()),
+        key_schemas: Arc::default(),
         gateway: Arc::new(cairn_capture::GatewayClient::new(
             std::time::Duration::from_secs(5),
         )),

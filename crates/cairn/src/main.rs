@@ -119,6 +119,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                 default: settings.upstream.clone(),
                 by_service: settings.upstreams.clone().into_iter().collect(),
             }),
+            key_schemas: Arc::default(),
             gateway: Arc::new(cairn_capture::GatewayClient::new(
                 std::time::Duration::from_secs(settings.upstream_timeout_secs),
             )),

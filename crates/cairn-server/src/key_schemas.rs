@@ -1,0 +1,188 @@
+//! Which attributes are the key of the DynamoDB tables callers write to: what decides which
+//! attribute values a DynamoDB record may show (`cairn_capture::dynamodb_items`).
+//!
+//! A key schema is the upstream's. The gateway learns it from the table descriptions that
+//! pass through it (CreateTable, DescribeTable), forgets it on DeleteTable, and otherwise
+//! asks the upstream `DescribeTable` with the caller's own credentials. What it learned is
+//! trusted for a few minutes only, because a table can be deleted and made again with
+//! another key behind the gateway's back. A table whose key cannot be learned logs no value
+//! at all.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use cairn_capture::dynamodb_items::{key_attributes, table_name, KeySchemas};
+use serde_json::{json, Value};
+
+use crate::asking::Asker;
+
+/// How long a learned key schema is trusted.
+const FRESH_FOR_MILLIS: i64 = 5 * 60 * 1000;
+/// How many tables are remembered; past this the memory starts again.
+const MAX_REMEMBERED: usize = 10_000;
+/// How many tables one call may make the gateway ask about; past this the rest stay
+/// unknown (a DynamoDB call touches at most 100 items).
+const MAX_ASKED_PER_CALL: usize = 100;
+
+/// Key schemas by account, region, upstream and table.
+#[derive(Debug, Default)]
+pub struct KeySchemaCache {
+    tables: Mutex<HashMap<String, Learned>>,
+}
+
+#[derive(Clone, Debug)]
+struct Learned {
+    key_attributes: Vec<String>,
+    at_millis: i64,
+}
+
+/// Where a table name means one table: the caller's account and region, at one upstream.
+pub(crate) fn scope(account_id: &str, region: &str, upstream: &http::Uri) -> String {
+    format!("{account_id}|{region}|{upstream}")
+}
+
+impl KeySchemaCache {
+    fn entry(scope: &str, table: &str) -> String {
+        format!("{scope}|{}", table_name(table))
+    }
+
+    fn fresh(&self, scope: &str, table: &str, now_millis: i64) -> Option<Vec<String>> {
+        let tables = self
+            .tables
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        tables
+            .get(&Self::entry(scope, table))
+            .filter(|learned| (now_millis - learned.at_millis).abs() < FRESH_FOR_MILLIS)
+            .map(|learned| learned.key_attributes.clone())
+    }
+
+    fn learn(&self, scope: &str, table: &str, key_attributes: Vec<String>, now_millis: i64) {
+        let mut tables = self
+            .tables
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if tables.len() >= MAX_REMEMBERED {
+            tables.clear();
+        }
+        tables.insert(
+            Self::entry(scope, table),
+            Learned {
+                key_attributes,
+                at_millis: now_millis,
+            },
+        );
+    }
+
+    fn forget(&self, scope: &str, table: &str) {
+        let mut tables = self
+            .tables
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        tables.remove(&Self::entry(scope, table));
+    }
+
+    /// Learns from a successful DynamoDB answer that describes a table, or forgets a table
+    /// the answer deleted.
+    pub(crate) fn learn_from_answer(
+        &self,
+        scope: &str,
+        operation: &str,
+        answer: &[u8],
+        now_millis: i64,
+    ) {
+        let member = match operation {
+            "CreateTable" | "DeleteTable" => "TableDescription",
+            "DescribeTable" => "Table",
+            _ => return,
+        };
+        let Ok(answer) = serde_json::from_slice::<Value>(answer) else {
+            return;
+        };
+        let Some(described) = answer.get(member) else {
+            return;
+        };
+        let Some(table) = described.get("TableName").and_then(Value::as_str) else {
+            return;
+        };
+        if operation == "DeleteTable" {
+            self.forget(scope, table);
+        } else if let Some(key) = described.get("KeySchema").and_then(key_attributes) {
+            self.learn(scope, table, key, now_millis);
+        }
+    }
+
+    /// The key schemas of `tables`, from memory or else from the upstream.
+    pub(crate) async fn resolve(
+        &self,
+        asker: &Asker<'_>,
+        scope: &str,
+        tables: &[String],
+    ) -> KeySchemas {
+        let mut known = KeySchemas::default();
+        for table in tables.iter().take(MAX_ASKED_PER_CALL) {
+            let now = asker.state.clock.now_millis();
+            if let Some(key) = self.fresh(scope, table, now) {
+                known.insert(table, key);
+                continue;
+            }
+            let answer = asker
+                .ask_json(
+                    "dynamodb",
+                    "DynamoDB_20120810.DescribeTable",
+                    "application/x-amz-json-1.0",
+                    &json!({ "TableName": table }),
+                )
+                .await;
+            let key = answer
+                .as_ref()
+                .and_then(|answer| answer.get("Table")?.get("KeySchema"))
+                .and_then(key_attributes);
+            if let Some(key) = key {
+                self.learn(scope, table, key.clone(), now);
+                known.insert(table, key);
+            }
+        }
+        known
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_teach_and_deletions_forget() {
+        let cache = KeySchemaCache::default();
+        let created = br#"{"TableDescription": {"TableName": "Music", "KeySchema": [
+            {"AttributeName": "Artist", "KeyType": "HASH"},
+            {"AttributeName": "SongTitle", "KeyType": "RANGE"}]}}"#;
+        cache.learn_from_answer("s", "CreateTable", created, 1_000);
+        assert_eq!(
+            cache.fresh("s", "arn:aws:dynamodb:us-east-1:1:table/Music", 2_000),
+            Some(vec!["Artist".to_owned(), "SongTitle".to_owned()])
+        );
+        assert_eq!(cache.fresh("other scope", "Music", 2_000), None);
+        assert_eq!(
+            cache.fresh("s", "Music", 1_000 + FRESH_FOR_MILLIS),
+            None,
+            "a key schema learned long ago is asked again"
+        );
+        cache.learn_from_answer(
+            "s",
+            "DeleteTable",
+            br#"{"TableDescription": {"TableName": "Music", "TableStatus": "DELETING"}}"#,
+            3_000,
+        );
+        assert_eq!(cache.fresh("s", "Music", 3_000), None);
+        let described = br#"{"Table": {"TableName": "Albums", "KeySchema": [
+            {"AttributeName": "Title", "KeyType": "HASH"}]}}"#;
+        cache.learn_from_answer("s", "DescribeTable", described, 4_000);
+        assert_eq!(
+            cache.fresh("s", "Albums", 4_000),
+            Some(vec!["Title".to_owned()])
+        );
+        cache.learn_from_answer("s", "DescribeTable", b"not json", 4_000);
+        cache.learn_from_answer("s", "ListTables", described, 4_000);
+    }
+}
