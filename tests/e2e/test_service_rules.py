@@ -288,3 +288,20 @@ def test_map_keys_are_logged_as_the_caller_wrote_them(gateway):
                                    "accountId": ACCOUNT, "type": "AWS::DynamoDB::Table"}]
     (topic,) = lookup(gateway, "EventName", "CreateTopic")
     assert topic["requestParameters"] == {"name": "e2e-alerts", "attributes": {"DisplayName": "Alerts"}}
+
+
+def test_query_and_ec2_values_are_logged_as_their_types(gateway):
+    """A query or ec2 request is all text; CloudTrail logs the numbers and booleans the
+    model says they are, and leaves strings of digits that are names alone."""
+    policy = json.dumps({"Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+                                        "Action": "sts:AssumeRole"}]})
+    gateway.aws("iam", "create-role", "--role-name", "e2e-typed-2024", "--assume-role-policy-document", policy,
+                "--max-session-duration", "7200")
+    gateway.aws("ec2", "describe-instances", "--max-results", "5", "--filters", "Name=tag:Build,Values=42")
+
+    (role,) = lookup(gateway, "EventName", "CreateRole")
+    assert role["requestParameters"]["maxSessionDuration"] == 7200
+    assert role["requestParameters"]["roleName"] == "e2e-typed-2024"
+    (described,) = lookup(gateway, "EventName", "DescribeInstances")
+    assert described["requestParameters"] == {
+        "maxResults": 5, "filter": [{"name": "tag:Build", "value": ["42"]}]}

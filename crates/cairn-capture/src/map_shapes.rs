@@ -1,11 +1,16 @@
-//! Where an operation's JSON input and output hold maps, from botocore's service models
-//! (`tools/generate_routing_table.py` writes `data/map-shapes.json`).
+//! Where an operation's JSON input and output hold maps, and where a query or ec2 input holds
+//! numbers and booleans, from botocore's service models (`tools/generate_routing_table.py`
+//! writes `data/map-shapes.json`).
 //!
 //! CloudTrail lower-camel-cases member names (`TableName` → `tableName`) but keeps a map's
 //! keys as the caller wrote them: tag keys, DynamoDB table and attribute names, SNS
 //! attribute names are data, not member names. Nothing in a JSON body tells a map from a
 //! structure, so the model's shapes do. Only shapes from which a map can be reached are kept;
 //! anywhere else every object is a structure.
+//!
+//! A query or ec2 request is all text, yet CloudTrail logs `"maxItems": 100` and `"dryRun":
+//! false`: for those services the kept shapes are the ones from which a number or a boolean
+//! can be reached, their members named as the request spells them.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -22,6 +27,10 @@ pub enum Shape {
     List(u32),
     /// A map; its values' shape when a map can be reached from them.
     Map(Option<u32>),
+    /// An integer, long, float or double (query and ec2 inputs only).
+    Number,
+    /// A boolean (query and ec2 inputs only).
+    Boolean,
 }
 
 #[derive(Deserialize)]
@@ -102,6 +111,8 @@ impl MapShapes {
                         match (tagged.first().and_then(Value::as_str), index) {
                             (Some("list"), Some(index)) => Ok(Shape::List(index)),
                             (Some("map"), index) => Ok(Shape::Map(index)),
+                            (Some("number"), None) => Ok(Shape::Number),
+                            (Some("boolean"), None) => Ok(Shape::Boolean),
                             _ => Err(format!("{}: unknown shape {tagged:?}", line.id)),
                         }
                     }
@@ -118,7 +129,8 @@ impl MapShapes {
         Ok(Self { services })
     }
 
-    /// The shape of `operation`'s `end`, when a map can be reached from it.
+    /// The shape of `operation`'s `end`, when a map (JSON) or a typed value (query, ec2)
+    /// can be reached from it.
     pub fn of(&self, service_id: &str, operation: &str, end: End) -> Option<ShapeRef<'_>> {
         let service = self.services.get(service_id)?;
         let index = service.operations.get(operation)?[end as usize]?;
@@ -144,7 +156,7 @@ mod tests {
                 match shape {
                     Shape::Structure(members) => assert!(members.values().all(inside), "{id}"),
                     Shape::List(index) | Shape::Map(Some(index)) => assert!(inside(index), "{id}"),
-                    Shape::Map(None) => {}
+                    Shape::Map(None) | Shape::Number | Shape::Boolean => {}
                 }
             }
         }
@@ -170,5 +182,32 @@ mod tests {
             Some(Shape::Map(None))
         ));
         assert!(table.of("kms", "DisableKey", End::Input).is_none());
+    }
+
+    #[test]
+    fn query_and_ec2_inputs_know_their_numbers_and_booleans_by_wire_name() {
+        let table = MapShapes::builtin();
+        let member = |service: &str, operation: &str, name: &str| {
+            let input = table.of(service, operation, End::Input).unwrap();
+            let Some(Shape::Structure(members)) = input.shape() else {
+                panic!("{operation}'s input is a structure");
+            };
+            input.at(members[name]).shape()
+        };
+        assert!(matches!(
+            member("iam", "ListUsers", "MaxItems"),
+            Some(Shape::Number)
+        ));
+        // ec2 spells members by their capitalised locationName.
+        assert!(matches!(
+            member("ec2", "RunInstances", "MinCount"),
+            Some(Shape::Number)
+        ));
+        assert!(matches!(
+            member("ec2", "DescribeInstances", "DryRun"),
+            Some(Shape::Boolean)
+        ));
+        assert!(table.of("sts", "GetCallerIdentity", End::Input).is_none());
+        assert!(table.of("iam", "ListUsers", End::Output).is_none());
     }
 }

@@ -123,6 +123,7 @@ pub fn request_parameters(
             form.iter()
                 .chain(query)
                 .filter(|(key, _)| key != "Action" && key != "Version"),
+            MapShapes::builtin().of(service_id, operation, End::Input),
         ),
         _ => Value::Object(
             query
@@ -186,9 +187,12 @@ fn logged_parameters(
 /// Numbered segments become list positions (in number order, gaps closed), the query
 /// protocol's `member` wrapper disappears, and `entry` lists of key/value pairs become maps.
 /// Member names are lower-camel-cased; map keys stay as the caller wrote them.
-/// Values stay strings: without the operation's shapes a numeric-looking value cannot be
-/// told from a name that happens to be digits.
-fn unflatten_query<'a>(pairs: impl Iterator<Item = &'a (String, String)>) -> Value {
+/// A value is a number or a boolean where the operation's `shape` says so (a string of
+/// digits may be a name); anywhere else it stays the string it was sent as.
+fn unflatten_query<'a>(
+    pairs: impl Iterator<Item = &'a (String, String)>,
+    shape: Option<ShapeRef<'_>>,
+) -> Value {
     let mut root = FlatNode::default();
     for (key, value) in pairs {
         let mut node = &mut root;
@@ -197,7 +201,20 @@ fn unflatten_query<'a>(pairs: impl Iterator<Item = &'a (String, String)>) -> Val
         }
         node.value = Some(value.clone());
     }
-    root.into_value()
+    root.into_value(shape)
+}
+
+/// A query value as the shape types it; a value that does not parse as its type stays text.
+fn typed_text(text: String, shape: Option<&Shape>) -> Value {
+    match shape {
+        Some(Shape::Number) => match text.parse::<serde_json::Number>() {
+            Ok(number) => Value::Number(number),
+            Err(_) => Value::String(text),
+        },
+        Some(Shape::Boolean) if text.eq_ignore_ascii_case("true") => Value::Bool(true),
+        Some(Shape::Boolean) if text.eq_ignore_ascii_case("false") => Value::Bool(false),
+        _ => Value::String(text),
+    }
 }
 
 /// One dotted-key prefix of a query input and what lies under it.
@@ -208,10 +225,17 @@ struct FlatNode {
 }
 
 impl FlatNode {
-    fn into_value(self) -> Value {
+    fn into_value(self, shape: Option<ShapeRef<'_>>) -> Value {
+        let kind = shape.and_then(|shape| shape.shape());
         if self.children.is_empty() {
-            return self.value.map_or(Value::Null, Value::String);
+            return self
+                .value
+                .map_or(Value::Null, |text| typed_text(text, kind));
         }
+        let item = match kind {
+            Some(Shape::List(item)) => shape.map(|shape| shape.at(*item)),
+            _ => None,
+        };
         let is_list = self
             .children
             .keys()
@@ -226,23 +250,38 @@ impl FlatNode {
             return Value::Array(
                 items
                     .into_iter()
-                    .map(|(_, node)| node.into_value())
+                    .map(|(_, node)| node.into_value(item))
                     .collect(),
             );
         }
         let mut children = self.children;
         if children.len() == 1 {
-            if let Some(wrapped) = children.remove("member") {
-                return wrapped.into_value();
+            // A list's items sit under `member`, or under the name the model gives them.
+            let wrapper = match kind {
+                Some(Shape::List(_)) => children.keys().next().cloned(),
+                _ => Some("member".to_owned()),
+            };
+            if let Some(wrapped) = wrapper.and_then(|wrapper| children.remove(&wrapper)) {
+                return wrapped.into_value(shape);
             }
             if let Some(entries) = children.remove("entry") {
-                return entries_to_map(entries.into_value());
+                return entries_to_map(entries.into_value(None));
             }
         }
+        let members = match kind {
+            Some(Shape::Structure(members)) => Some(members),
+            _ => None,
+        };
         Value::Object(
             children
                 .into_iter()
-                .map(|(key, node)| (lower_camel_name(&key), node.into_value()))
+                .map(|(key, node)| {
+                    let member = members
+                        .and_then(|members| members.get(&key))
+                        .zip(shape)
+                        .map(|(index, shape)| shape.at(*index));
+                    (lower_camel_name(&key), node.into_value(member))
+                })
                 .collect(),
         )
     }
@@ -447,9 +486,90 @@ mod tests {
         .map(|(key, value)| (key.to_string(), value.to_string()))
         .collect();
         assert_eq!(
-            unflatten_query(pairs.iter()),
+            unflatten_query(pairs.iter(), None),
             json!({"attributes": {"DisplayName": "Alerts", "Policy": "{}"}}),
             "member names are lower-camel-cased, the map's keys are the caller's"
+        );
+    }
+
+    fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn query_and_ec2_values_are_typed_as_the_model_types_them() {
+        let list_users = form(&[
+            ("Action", "ListUsers"),
+            ("MaxItems", "25"),
+            ("PathPrefix", "/007/"),
+        ]);
+        assert_eq!(
+            request_parameters(
+                Some(Protocol::Query),
+                "iam",
+                "ListUsers",
+                b"",
+                &list_users,
+                &[],
+                &[]
+            ),
+            Some(json!({"maxItems": 25, "pathPrefix": "/007/"})),
+            "a number where the model says so; digits in a string stay a string"
+        );
+        let run = form(&[
+            ("Action", "RunInstances"),
+            ("ImageId", "ami-12345678"),
+            ("MinCount", "1"),
+            ("MaxCount", "2"),
+            ("DryRun", "false"),
+            ("EbsOptimized", "TRUE"),
+            ("BlockDeviceMapping.1.DeviceName", "/dev/sda1"),
+            ("BlockDeviceMapping.1.Ebs.VolumeSize", "8"),
+            ("BlockDeviceMapping.1.Ebs.DeleteOnTermination", "true"),
+            ("TagSpecification.1.Tag.1.Key", "MaxCount"),
+            ("TagSpecification.1.Tag.1.Value", "7"),
+            ("SecurityGroupId.1", "sg-1"),
+        ]);
+        assert_eq!(
+            request_parameters(
+                Some(Protocol::Ec2),
+                "ec2",
+                "RunInstances",
+                b"",
+                &run,
+                &[],
+                &[]
+            ),
+            Some(json!({
+                "blockDeviceMapping": [{
+                    "deviceName": "/dev/sda1",
+                    "ebs": {"deleteOnTermination": true, "volumeSize": 8}
+                }],
+                "dryRun": false,
+                "ebsOptimized": true,
+                "imageId": "ami-12345678",
+                "maxCount": 2,
+                "minCount": 1,
+                "securityGroupId": ["sg-1"],
+                "tagSpecification": [{"tag": [{"key": "MaxCount", "value": "7"}]}]
+            }))
+        );
+        let bad = form(&[("Action", "ListUsers"), ("MaxItems", "lots")]);
+        assert_eq!(
+            request_parameters(
+                Some(Protocol::Query),
+                "iam",
+                "ListUsers",
+                b"",
+                &bad,
+                &[],
+                &[]
+            ),
+            Some(json!({"maxItems": "lots"})),
+            "what does not parse as its type is logged as sent"
         );
     }
 

@@ -12,7 +12,10 @@ map-shapes.json serves logging, not routing: CloudTrail lower-camel-cases member
 keeps the keys of maps (tags, DynamoDB tables and attribute names) as the caller wrote them,
 and only the model tells a map from a structure. For each JSON and rest-json service it keeps
 the shapes from which a map can be reached (structures with those members, lists, maps),
-numbered, and each operation's input and output shape among them.
+numbered, and each operation's input and output shape among them. A query or ec2 request is
+all text, so for those services it keeps instead the shapes from which a number or a boolean
+can be reached, members named as the request spells them, so that CloudTrail's `"maxItems":
+100` and `"dryRun": false` are logged as the numbers and booleans they are.
 
     python3 crates/cairn-capture/tools/generate_routing_table.py
 """
@@ -143,6 +146,12 @@ def map_reaching_shapes(shapes):
     """The names of the shapes from which a map can be reached (a fixed point, so recursive
     shapes such as DynamoDB's AttributeValue are handled)."""
     reaching = {name for name, shape in shapes.items() if shape["type"] == "map"}
+    return reaching_closure(shapes, reaching)
+
+
+def reaching_closure(shapes, reaching):
+    """`reaching` grown by every list and structure from which one of them can be reached
+    (a fixed point, so recursive shapes are handled)."""
     changed = True
     while changed:
         changed = False
@@ -161,6 +170,12 @@ def map_reaching_shapes(shapes):
     return reaching
 
 
+def typed_reaching_shapes(shapes):
+    """The names of the shapes from which a number or a boolean can be reached."""
+    reaching = {name for name, shape in shapes.items() if shape["type"] in TYPED_SCALARS}
+    return reaching_closure(shapes, reaching)
+
+
 def body_shape(shapes, shape_name):
     """The shape a JSON body holds: the input itself, or its structure payload member."""
     shape = shapes[shape_name]
@@ -171,9 +186,27 @@ def body_shape(shapes, shape_name):
     return shape_name
 
 
+TYPED_SCALARS = {"integer": "number", "long": "number", "float": "number", "double": "number",
+                 "boolean": "boolean"}
+
+
+def query_wire_name(protocol, member_name, member):
+    """The name a query or ec2 request spells a member with."""
+    if protocol == "ec2":
+        if "queryName" in member:
+            return member["queryName"]
+        location = member.get("locationName")
+        return location[0].upper() + location[1:] if location else member_name
+    return member.get("locationName", member_name)
+
+
 def map_shapes_line(service_id, model):
+    protocol = model["metadata"]["protocol"]
+    is_query = protocol in ("query", "ec2")
     shapes = model.get("shapes", {})
-    reaching = map_reaching_shapes(shapes)
+    # JSON carries its own numbers and booleans, not its maps; a query string is all text,
+    # so for query and ec2 the typed scalars are what matter (maps there are spelled out).
+    reaching = typed_reaching_shapes(shapes) if is_query else map_reaching_shapes(shapes)
     numbered = {}
     table = []
 
@@ -183,13 +216,17 @@ def map_shapes_line(service_id, model):
         numbered[name] = len(table)
         table.append(None)
         shape = shapes[name]
-        if shape["type"] == "map":
-            entry = ["map", number(shape["value"]["shape"])] if shape["value"]["shape"] in reaching else ["map"]
+        if shape["type"] in TYPED_SCALARS:
+            entry = [TYPED_SCALARS[shape["type"]]]
+        elif shape["type"] == "map":
+            value = shape["value"]["shape"]
+            entry = ["map", number(value)] if value in reaching and not is_query else ["map"]
         elif shape["type"] == "list":
             entry = ["list", number(shape["member"]["shape"])]
         else:
             entry = {
-                member.get("jsonName", member_name): number(member["shape"])
+                (query_wire_name(protocol, member_name, member) if is_query
+                 else member.get("jsonName", member_name)): number(member["shape"])
                 for member_name, member in sorted(shape.get("members", {}).items())
                 if member["shape"] in reaching and "location" not in member
             }
@@ -199,10 +236,12 @@ def map_shapes_line(service_id, model):
     operations = {}
     for name, operation in sorted(model["operations"].items()):
         ends = []
-        for end in ("input", "output"):
+        # A query or ec2 answer is XML, which the record does not carry.
+        for end in ("input",) if is_query else ("input", "output"):
             shape_name = operation.get(end, {}).get("shape")
             shape_name = body_shape(shapes, shape_name) if shape_name else None
             ends.append(number(shape_name) if shape_name in reaching else None)
+        ends += [None] * (2 - len(ends))
         if ends != [None, None]:
             operations[name] = ends
     if not operations:
@@ -214,7 +253,7 @@ def map_shapes_line(service_id, model):
 def map_shapes_lines():
     lines = []
     for service_id, model in service_models():
-        if model["metadata"]["protocol"] not in ("json", "rest-json"):
+        if model["metadata"]["protocol"] not in ("json", "rest-json", "query", "ec2"):
             continue
         line = map_shapes_line(service_id, model)
         if line:
