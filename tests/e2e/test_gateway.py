@@ -3,10 +3,16 @@ services Cairn does not serve are forwarded, answered with the upstream's answer
 recorded as CloudTrail would record them."""
 
 import json
+import socket
+import threading
+import time
 
+import boto3
+import botocore.config
+import botocore.exceptions
 import pytest
 
-from conftest import Cairn, free_port
+from conftest import Cairn, free_port, stored_records
 
 
 @pytest.fixture
@@ -111,3 +117,108 @@ def test_no_upstream_and_dead_upstream_are_clear_errors_and_recorded(tmp_path):
         assert "could not be reached" in record["errorMessage"]
     finally:
         dead.stop()
+
+
+class RawUpstream:
+    """A TCP server that reads each request and answers it with `answer`, raw bytes, or
+    (None) holds the connection open and never answers."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.held = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+
+    def serve(self):
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            connection.settimeout(5)
+            try:
+                connection.recv(1 << 16)
+            except OSError:
+                pass
+            if self.answer is None:
+                self.held.append(connection)
+            else:
+                connection.sendall(self.answer)
+                connection.close()
+
+    def close(self):
+        self.listener.close()
+        for connection in self.held:
+            connection.close()
+
+
+def test_an_upstream_that_hangs_or_answers_garbage_is_a_clear_error_and_recorded(tmp_path):
+    hanging = RawUpstream(None)
+    garbage = RawUpstream(b"\x00\x01this is not HTTP at all\r\n\r\n")
+    config = tmp_path / "cairn.toml"
+    config.write_text(f"""
+upstream_timeout_secs = 2
+[upstreams]
+kms = "{hanging.url}"
+dynamodb = "{hanging.url}"
+sqs = "{garbage.url}"
+""")
+    cairn = Cairn(tmp_path / "data", extra_args=["--config", str(config)]).start()
+    key, secret = cairn.credentials()
+    once = botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"}, read_timeout=30)
+
+    def client(service):
+        return boto3.client(service, endpoint_url=cairn.endpoint, region_name="us-east-1",
+                            aws_access_key_id=key, aws_secret_access_key=secret, config=once)
+
+    def refused(call):
+        started = time.monotonic()
+        with pytest.raises(botocore.exceptions.ClientError) as raised:
+            call()
+        return raised.value.response, time.monotonic() - started
+
+    try:
+        # While one call waits on the hanging upstream, Cairn goes on serving others.
+        waiting = {}
+
+        def wait_on_kms():
+            waiting["response"], waiting["seconds"] = refused(lambda: client("kms").list_keys())
+
+        thread = threading.Thread(target=wait_on_kms)
+        thread.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        cairn.client().lookup_events(MaxResults=1)
+        assert time.monotonic() - started < 1.5, "a hanging upstream blocks nothing else"
+        thread.join(timeout=30)
+        assert waiting["response"]["ResponseMetadata"]["HTTPStatusCode"] == 504
+        assert waiting["response"]["Error"]["Code"] == "ServiceUnavailable"
+        assert 2 <= waiting["seconds"] < 4
+
+        # A DynamoDB write first asks the upstream for its tables' key schemas: the questions
+        # together, and then the call, each wait one timeout at most (not one per table).
+        writes = {table: [{"PutRequest": {"Item": {"Id": {"S": "1"}, "Note": {"S": "x"}}}}]
+                  for table in ("Hung", "Hung2", "Hung3")}
+        response, seconds = refused(lambda: client("dynamodb").batch_write_item(RequestItems=writes))
+        assert response["ResponseMetadata"]["HTTPStatusCode"] == 504
+        assert 2 <= seconds < 6
+
+        response, seconds = refused(lambda: client("sqs").list_queues())
+        assert response["ResponseMetadata"]["HTTPStatusCode"] == 502
+        assert response["Error"]["Code"] == "ServiceUnavailable"
+        assert seconds < 2
+
+        recorded = {r["eventName"]: r for r in stored_records(cairn.data_dir)}
+        for name in ("ListKeys", "BatchWriteItem", "ListQueues"):
+            assert recorded[name]["errorCode"] == "ServiceUnavailable", recorded[name]
+        assert "did not answer" in recorded["ListKeys"]["errorMessage"]
+        assert recorded["BatchWriteItem"]["requestParameters"]["requestItems"]["Hung3"] == [
+            {"putRequest": {"item": ["Id", "Note"]}}]
+    finally:
+        cairn.stop()
+        hanging.close()
+        garbage.close()

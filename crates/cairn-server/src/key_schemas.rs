@@ -112,7 +112,9 @@ impl KeySchemaCache {
         }
     }
 
-    /// The key schemas of `tables`, from memory or else from the upstream.
+    /// The key schemas of `tables`, from memory or else from the upstream. All the questions
+    /// together take at most one upstream timeout: an upstream that hangs delays the call
+    /// once, not once per table.
     pub(crate) async fn resolve(
         &self,
         asker: &Asker<'_>,
@@ -120,20 +122,24 @@ impl KeySchemaCache {
         tables: &[String],
     ) -> KeySchemas {
         let mut known = KeySchemas::default();
+        let deadline = tokio::time::Instant::now() + asker.state.gateway.timeout();
         for table in tables.iter().take(MAX_ASKED_PER_CALL) {
             let now = asker.state.clock.now_millis();
             if let Some(key) = self.fresh(scope, table, now) {
                 known.insert(table, key);
                 continue;
             }
-            let answer = asker
-                .ask_json(
-                    "dynamodb",
-                    "DynamoDB_20120810.DescribeTable",
-                    "application/x-amz-json-1.0",
-                    &json!({ "TableName": table }),
-                )
-                .await;
+            let input = json!({ "TableName": table });
+            let question = asker.ask_json(
+                "dynamodb",
+                "DynamoDB_20120810.DescribeTable",
+                "application/x-amz-json-1.0",
+                &input,
+            );
+            let Ok(answer) = tokio::time::timeout_at(deadline, question).await else {
+                tracing::debug!(table, "no time left to ask for key schemas");
+                break;
+            };
             let key = answer
                 .as_ref()
                 .and_then(|answer| answer.get("Table")?.get("KeySchema"))
