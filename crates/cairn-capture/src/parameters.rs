@@ -492,34 +492,29 @@ mod tests {
         );
     }
 
-    fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
+    /// The parameters logged for a query or ec2 call sent as `pairs` in its form body.
+    fn logged_form(
+        protocol: Protocol,
+        service_id: &str,
+        operation: &str,
+        pairs: &[(&str, &str)],
+    ) -> Option<Value> {
+        let form: Vec<(String, String)> = pairs
             .iter()
             .map(|(key, value)| (key.to_string(), value.to_string()))
-            .collect()
+            .collect();
+        request_parameters(Some(protocol), service_id, operation, b"", &form, &[], &[])
     }
 
     #[test]
     fn query_and_ec2_values_are_typed_as_the_model_types_them() {
-        let list_users = form(&[
-            ("Action", "ListUsers"),
-            ("MaxItems", "25"),
-            ("PathPrefix", "/007/"),
-        ]);
+        let list_users = [("MaxItems", "25"), ("PathPrefix", "/007/")];
         assert_eq!(
-            request_parameters(
-                Some(Protocol::Query),
-                "iam",
-                "ListUsers",
-                b"",
-                &list_users,
-                &[],
-                &[]
-            ),
+            logged_form(Protocol::Query, "iam", "ListUsers", &list_users),
             Some(json!({"maxItems": 25, "pathPrefix": "/007/"})),
             "a number where the model says so; digits in a string stay a string"
         );
-        let run = form(&[
+        let run = [
             ("Action", "RunInstances"),
             ("ImageId", "ami-12345678"),
             ("MinCount", "1"),
@@ -532,17 +527,9 @@ mod tests {
             ("TagSpecification.1.Tag.1.Key", "MaxCount"),
             ("TagSpecification.1.Tag.1.Value", "7"),
             ("SecurityGroupId.1", "sg-1"),
-        ]);
+        ];
         assert_eq!(
-            request_parameters(
-                Some(Protocol::Ec2),
-                "ec2",
-                "RunInstances",
-                b"",
-                &run,
-                &[],
-                &[]
-            ),
+            logged_form(Protocol::Ec2, "ec2", "RunInstances", &run),
             Some(json!({
                 "blockDeviceMapping": [{
                     "deviceName": "/dev/sda1",
@@ -557,17 +544,8 @@ mod tests {
                 "tagSpecification": [{"tag": [{"key": "MaxCount", "value": "7"}]}]
             }))
         );
-        let bad = form(&[("Action", "ListUsers"), ("MaxItems", "lots")]);
         assert_eq!(
-            request_parameters(
-                Some(Protocol::Query),
-                "iam",
-                "ListUsers",
-                b"",
-                &bad,
-                &[],
-                &[]
-            ),
+            logged_form(Protocol::Query, "iam", "ListUsers", &[("MaxItems", "lots")]),
             Some(json!({"maxItems": "lots"})),
             "what does not parse as its type is logged as sent"
         );
