@@ -440,7 +440,7 @@ mod tests {
 
     #[test]
     fn query_inputs_are_logged_as_the_structures_they_flatten() {
-        let pairs: Vec<(String, String)> = [
+        let pairs = [
             ("UserName", "ops"),
             ("Tags.member.2.Key", "env"),
             ("Tags.member.2.Value", "prod"),
@@ -450,19 +450,8 @@ mod tests {
             ("Filter.1.Value.1", "running"),
             ("Filter.1.Value.3", "stopped"),
             ("InstanceId.1", "i-1"),
-        ]
-        .iter()
-        .map(|(key, value)| (key.to_string(), value.to_string()))
-        .collect();
-        let parameters = request_parameters(
-            Some(Protocol::Query),
-            "iam",
-            "TagUser",
-            b"",
-            &pairs,
-            &[],
-            &[],
-        );
+        ];
+        let parameters = logged_form(Protocol::Query, "iam", "TagUser", &pairs);
         assert_eq!(
             parameters,
             Some(json!({
@@ -490,6 +479,19 @@ mod tests {
             json!({"attributes": {"DisplayName": "Alerts", "Policy": "{}"}}),
             "member names are lower-camel-cased, the map's keys are the caller's"
         );
+    }
+
+    /// The parameters logged for a JSON call with `body`.
+    fn logged_json(service_id: &str, operation: &str, body: &[u8]) -> Option<Value> {
+        request_parameters(
+            Some(Protocol::Json),
+            service_id,
+            operation,
+            body,
+            &[],
+            &[],
+            &[],
+        )
     }
 
     /// The parameters logged for a query or ec2 call sent as `pairs` in its form body.
@@ -556,16 +558,7 @@ mod tests {
         let body = br#"{"RequestItems": {"Orders": [{"PutRequest": {"Item": {
             "OrderId": {"S": "o-1"}, "Lines": {"L": [{"M": {"SKU": {"S": "x"}}}]}}}}]},
             "ReturnConsumedCapacity": "TOTAL"}"#;
-        let parameters = request_parameters(
-            Some(Protocol::Json),
-            "dynamodb",
-            "BatchWriteItem",
-            body,
-            &[],
-            &[],
-            &[],
-        )
-        .unwrap();
+        let parameters = logged_json("dynamodb", "BatchWriteItem", body).unwrap();
         assert_eq!(
             parameters,
             json!({"requestItems": {"Orders": [{"putRequest": {"item": ["OrderId", "Lines"]}}]},
@@ -613,24 +606,12 @@ mod tests {
     #[test]
     fn a_password_at_any_depth_of_a_query_input_is_redacted() {
         // Flat, `Endpoints.member.1.Password` matched no redaction rule and was logged.
-        let pairs = vec![
-            ("UserName".to_string(), "ops".to_string()),
-            ("Password".to_string(), "hunter1-value".to_string()),
-            (
-                "Endpoints.member.1.Password".to_string(),
-                "hunter2-value".to_string(),
-            ),
+        let pairs = [
+            ("UserName", "ops"),
+            ("Password", "hunter1-value"),
+            ("Endpoints.member.1.Password", "hunter2-value"),
         ];
-        let parameters = request_parameters(
-            Some(Protocol::Query),
-            "iam",
-            "TagUser",
-            b"",
-            &pairs,
-            &[],
-            &[],
-        )
-        .unwrap();
+        let parameters = logged_form(Protocol::Query, "iam", "TagUser", &pairs).unwrap();
         let logged = parameters.to_string();
         assert!(!logged.contains("hunter1-value"), "{logged}");
         assert!(!logged.contains("hunter2-value"), "{logged}");
@@ -642,52 +623,21 @@ mod tests {
     fn secrets_are_never_recorded() {
         let body =
             br#"{"Name": "db", "SecretString": "hunter2", "Tags": [{"Key": "k", "Value": "v"}]}"#;
-        let parameters = request_parameters(
-            Some(Protocol::Json),
-            "secretsmanager",
-            "CreateSecret",
-            body,
-            &[],
-            &[],
-            &[],
-        )
-        .unwrap();
+        let parameters = logged_json("secretsmanager", "CreateSecret", body).unwrap();
         assert_eq!(
             parameters,
             json!({"name": "db", "tags": [{"key": "k", "value": "v"}]})
         );
         let body = br#"{"Name": "/app/db", "Value": "hunter2", "Type": "SecureString"}"#;
-        let parameters = request_parameters(
-            Some(Protocol::Json),
-            "ssm",
-            "PutParameter",
-            body,
-            &[],
-            &[],
-            &[],
-        )
-        .unwrap();
+        let parameters = logged_json("ssm", "PutParameter", body).unwrap();
         assert_eq!(parameters["value"], HIDDEN);
         let body = br#"{"KeyId": "k", "Plaintext": "c2VjcmV0"}"#;
         assert_eq!(
-            request_parameters(Some(Protocol::Json), "kms", "Encrypt", body, &[], &[], &[])
-                .unwrap(),
+            logged_json("kms", "Encrypt", body).unwrap(),
             json!({"keyId": "k"})
         );
-        let form = vec![
-            ("Action".to_owned(), "CreateLoginProfile".to_owned()),
-            ("Password".to_owned(), "p4ss".to_owned()),
-        ];
-        let parameters = request_parameters(
-            Some(Protocol::Query),
-            "iam",
-            "TagUser",
-            b"",
-            &form,
-            &[],
-            &[],
-        )
-        .unwrap();
+        let form = [("Action", "CreateLoginProfile"), ("Password", "p4ss")];
+        let parameters = logged_form(Protocol::Query, "iam", "TagUser", &form).unwrap();
         assert_eq!(parameters, json!({"password": HIDDEN}));
         let response = response_elements(
             Some(Protocol::Json),
