@@ -52,6 +52,13 @@ pub enum RotationSeen {
     /// the rotation began and did not finish. A failed call's answer names no secret, so
     /// the ARN comes from the upstream's description of it.
     StartedAndFailed { secret_arn: String },
+    /// This RotateSecret call was answered while the new version it began is still labelled
+    /// AWSPENDING and not AWSCURRENT: the upstream rotates asynchronously (as AWS does, with
+    /// a rotation function), so the rotation's end is yet to be seen.
+    StartedStillPending {
+        secret_arn: String,
+        version_id: String,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -465,7 +472,14 @@ fn secrets_manager(call: &mut CapturedCall) {
         "RestoreSecret" => emit(CANCEL_SECRET_VERSION_DELETE),
         // A version made by hand while a rotation is pending abandons that rotation.
         "PutSecretValue" | "UpdateSecret" if pending_before => emit(ROTATION_ABANDONED),
-        // The upstream answers RotateSecret once the rotation it runs has finished.
+        // An upstream that answers while the rotation runs: its end is the gateway's rotation
+        // watch to record.
+        "RotateSecret"
+            if rotates_now && matches!(call.rotation, RotationSeen::StartedStillPending { .. }) =>
+        {
+            emit(ROTATION_STARTED)
+        }
+        // Otherwise the upstream answered RotateSecret once the rotation it ran had finished.
         "RotateSecret" if rotates_now => {
             emit(ROTATION_STARTED);
             emit(ROTATION_SUCCEEDED);
@@ -912,6 +926,27 @@ mod tests {
         assert!(
             scheduled.service_events.is_empty(),
             "a rotation left to the schedule has not started"
+        );
+        let mut running = call(
+            "secretsmanager",
+            "RotateSecret",
+            json!({"secretId": "db"}),
+            Some(json!({"arn": arn})),
+        );
+        running.rotation = RotationSeen::StartedStillPending {
+            secret_arn: arn.into(),
+            version_id: "v2".into(),
+        };
+        apply(&mut running);
+        let names: Vec<&str> = running
+            .service_events
+            .iter()
+            .map(|e| e.event_name)
+            .collect();
+        assert_eq!(
+            names,
+            ["RotationStarted"],
+            "a rotation still running has not succeeded yet"
         );
         let mut refused = call(
             "secretsmanager",

@@ -2,6 +2,11 @@
 //! upstream and not in the calls: a secret's rotation stages, a DynamoDB table's key schema.
 //! Each question is signed with the credentials the caller signed with, so an upstream that
 //! checks signatures and permissions sees the caller, and can refuse.
+//!
+//! An [`Asker`] owns what it needs, so a question can also be asked after the call has been
+//! answered (a rotation the upstream finishes later is watched this way). The caller's secret
+//! is looked up again for every question: credentials that expire or are removed stop being
+//! used.
 
 use cairn_capture::OutgoingBody;
 use cairn_wire::sigv4::{self, SignedRequest};
@@ -12,14 +17,42 @@ use serde_json::Value;
 use crate::AppState;
 
 /// One caller's call, as the context for questions about it.
-pub(crate) struct Asker<'a> {
-    pub state: &'a AppState,
-    pub upstream: &'a http::Uri,
-    pub parts: &'a Parts,
-    pub region: &'a str,
+pub(crate) struct Asker {
+    pub state: AppState,
+    pub upstream: http::Uri,
+    pub region: String,
+    access_key_id: String,
+    session_token: Option<String>,
+    host: HeaderValue,
 }
 
-impl Asker<'_> {
+impl Asker {
+    /// The context of a call whose request is `parts`; `None` when the request carries no
+    /// signature to ask as, or no `Host`.
+    pub(crate) fn for_call(
+        state: &AppState,
+        upstream: &http::Uri,
+        parts: &Parts,
+        region: &str,
+    ) -> Option<Self> {
+        let claim = sigv4::parse_claim(&SignedRequest {
+            method: &parts.method,
+            raw_path: parts.uri.path(),
+            raw_query: parts.uri.query().unwrap_or(""),
+            headers: &parts.headers,
+            body: &[],
+        })
+        .ok()?;
+        Some(Self {
+            state: state.clone(),
+            upstream: upstream.clone(),
+            region: region.to_owned(),
+            access_key_id: claim.access_key_id,
+            session_token: claim.session_token,
+            host: parts.headers.get(http::header::HOST)?.clone(),
+        })
+    }
+
     /// Asks a JSON-protocol operation (`target`, as in `X-Amz-Target`) of the upstream;
     /// `None` when it did not answer with success and JSON.
     pub(crate) async fn ask_json(
@@ -35,7 +68,7 @@ impl Asker<'_> {
             .state
             .gateway
             .forward(
-                self.upstream,
+                &self.upstream,
                 &Method::POST,
                 "/",
                 &headers,
@@ -58,44 +91,32 @@ impl Asker<'_> {
         content_type: &'static str,
         body: &[u8],
     ) -> Option<HeaderMap> {
-        let parts = self.parts;
-        let claim = sigv4::parse_claim(&SignedRequest {
-            method: &parts.method,
-            raw_path: parts.uri.path(),
-            raw_query: parts.uri.query().unwrap_or(""),
-            headers: &parts.headers,
-            body: &[],
-        })
-        .ok()?;
         let now = self.state.clock.now_millis();
         let (_, secret) = self
             .state
             .credentials
-            .authenticate(&claim.access_key_id, claim.session_token.as_deref(), now)
+            .authenticate(&self.access_key_id, self.session_token.as_deref(), now)
             .ok()?;
         let amz_date = chrono::DateTime::from_timestamp_millis(now)?
             .format("%Y%m%dT%H%M%SZ")
             .to_string();
         let mut headers = HeaderMap::new();
-        headers.insert(
-            http::header::HOST,
-            parts.headers.get(http::header::HOST)?.clone(),
-        );
+        headers.insert(http::header::HOST, self.host.clone());
         headers.insert("x-amz-date", HeaderValue::from_str(&amz_date).ok()?);
         headers.insert("x-amz-target", HeaderValue::from_static(target));
         headers.insert(
             http::header::CONTENT_TYPE,
             HeaderValue::from_static(content_type),
         );
-        if let Some(token) = &claim.session_token {
+        if let Some(token) = &self.session_token {
             headers.insert("x-amz-security-token", HeaderValue::from_str(token).ok()?);
         }
         sigv4::sign_json_post(
             &mut headers,
             body,
-            &claim.access_key_id,
+            &self.access_key_id,
             secret.expose(),
-            self.region,
+            &self.region,
             signing_name,
         )
         .ok()?;

@@ -143,16 +143,6 @@ pub async fn proxy(
         }
         _ => None,
     };
-    let asker = Asker {
-        state,
-        upstream,
-        parts,
-        region: &call.region,
-    };
-    let before_rotation = match &rotation_watch {
-        Some(watch) => secret_rotation::before(&asker, watch).await,
-        None => None,
-    };
     // Which of a DynamoDB item's attributes are its key decides which values its record may
     // show; without a verified caller to ask as, none are shown.
     let key_schema_scope = match (&call.caller, service_id.as_str()) {
@@ -163,11 +153,20 @@ pub async fn proxy(
         )),
         _ => None,
     };
-    if let Some(scope) = &key_schema_scope {
+    let asker = if rotation_watch.is_some() || key_schema_scope.is_some() {
+        Asker::for_call(state, upstream, parts, &call.region)
+    } else {
+        None
+    };
+    let before_rotation = match (&rotation_watch, &asker) {
+        (Some(watch), Some(asker)) => secret_rotation::before(asker, watch).await,
+        _ => None,
+    };
+    if let (Some(scope), Some(asker)) = (&key_schema_scope, &asker) {
         if let Some(input) = dynamodb_input(&call.event_name, &body) {
             let tables = tables_needing_key_schema(&call.event_name, &input);
             if !tables.is_empty() {
-                let known = state.key_schemas.resolve(&asker, scope, &tables).await;
+                let known = state.key_schemas.resolve(asker, scope, &tables).await;
                 call.request_parameters = dynamodb_request_parameters(input, &known);
             }
         }
@@ -210,11 +209,11 @@ pub async fn proxy(
         }
         None => {}
     }
-    let rotation = match &rotation_watch {
-        Some(watch) => {
-            secret_rotation::seen(&asker, watch, before_rotation.as_ref(), succeeded).await
+    let rotation = match (&rotation_watch, &asker) {
+        (Some(watch), Some(asker)) => {
+            secret_rotation::seen(asker, watch, before_rotation.as_ref(), succeeded).await
         }
-        None => RotationSeen::Nothing,
+        _ => RotationSeen::Nothing,
     };
     if let (Some(scope), true) = (&key_schema_scope, succeeded) {
         let now = state.clock.now_millis();
@@ -222,6 +221,13 @@ pub async fn proxy(
             .key_schemas
             .learn_from_answer(scope, &call.event_name, recorded, now);
     }
+    let still_running = match &rotation {
+        RotationSeen::StartedStillPending {
+            secret_arn,
+            version_id,
+        } => Some((secret_arn.clone(), version_id.clone())),
+        _ => None,
+    };
     let seen = SeenCall {
         host: header(parts, "host").map(str::to_owned),
         transfer: Transfer {
@@ -233,6 +239,9 @@ pub async fn proxy(
     };
     let service_events =
         apply_service_rules(&mut call, &service_id, protocol, succeeded, recorded, seen);
+    let rotation_started = service_events
+        .iter()
+        .any(|event| event.event_name == service_rules::ROTATION_STARTED);
     let request_id = call.request_id.clone();
     if let Err(error) = state.record(call).await {
         return error_response(protocol, &error, &request_id);
@@ -241,6 +250,11 @@ pub async fn proxy(
         if let Err(error) = state.record(event).await {
             return error_response(protocol, &error, &request_id);
         }
+    }
+    if let (Some((secret_arn, version_id)), Some(asker), true) =
+        (still_running, asker, rotation_started)
+    {
+        secret_rotation::watch_rotation(asker, secret_arn, version_id);
     }
     let mut response = Response::builder().status(reply.status);
     for (name, value) in &reply.headers {

@@ -117,7 +117,7 @@ impl KeySchemaCache {
     /// once, not once per table.
     pub(crate) async fn resolve(
         &self,
-        asker: &Asker<'_>,
+        asker: &Asker,
         scope: &str,
         tables: &[String],
     ) -> KeySchemas {

@@ -37,6 +37,7 @@ pub use key_schemas::KeySchemaCache;
 pub use next_token::TokenKey;
 pub use retention::run_retention_sweeper;
 pub use secret_deletions::run_secret_deletion_scheduler;
+pub use secret_rotation::RotationWatches;
 
 /// Bodies up to this are read whole (and recorded); larger ones are refused, or streamed
 /// when their signature covers a declared payload hash (S3 uploads).
@@ -78,6 +79,8 @@ pub struct AppState {
     pub gateway: Arc<GatewayClient>,
     /// What the gateway knows of DynamoDB tables' keys.
     pub key_schemas: Arc<KeySchemaCache>,
+    /// Rotations the upstream finishes after answering, watched to their end.
+    pub rotation_watches: Arc<RotationWatches>,
 }
 
 /// The one router: every path and method goes through the edge.

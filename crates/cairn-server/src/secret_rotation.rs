@@ -11,15 +11,28 @@
 //!   before the call.
 //! - **RotationFailed**: a `RotateSecret` that fails after labelling a new version
 //!   AWSPENDING (the rotation function could not be found or failed a step) began a rotation
-//!   that did not finish. Asked before the call and, when it fails, again after.
+//!   that did not finish. Asked before the call and again after.
+//! - **RotationSucceeded / RotationFailed later**: a `RotateSecret` answered while its new
+//!   version is still AWSPENDING (AWS answers at once and runs the rotation function
+//!   afterwards) is watched: the gateway asks again every `poll_every` until the version
+//!   becomes AWSCURRENT (succeeded) or `give_up_after` passes with it still pending
+//!   (failed: a rotation function runs at most four 15-minute steps). A version that stops
+//!   being pending without becoming current (a cancelled or abandoned rotation) ends the
+//!   watch with no event; so does a watch whose questions all went unanswered.
 //!
 //! If a question cannot be answered (the upstream fails), nothing is emitted: an audit trail
 //! must not claim what it did not see.
 
-use cairn_capture::service_rules::RotationSeen;
+use std::time::Duration;
+
+use cairn_capture::service_rules::{
+    RotationSeen, ROTATION_FAILED, ROTATION_SUCCEEDED, SECRETS_MANAGER_SOURCE,
+};
 use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::asking::Asker;
+use crate::recorder::service_event;
 
 const PENDING_STAGE: &str = "AWSPENDING";
 const CURRENT_STAGE: &str = "AWSCURRENT";
@@ -72,7 +85,7 @@ impl RotationWatch {
 }
 
 /// The secret's `DescribeSecret` answer; `None` when the upstream did not give one.
-async fn describe(asker: &Asker<'_>, secret_id: &str) -> Option<Value> {
+async fn describe(asker: &Asker, secret_id: &str) -> Option<Value> {
     asker
         .ask_json(
             "secretsmanager",
@@ -84,14 +97,14 @@ async fn describe(asker: &Asker<'_>, secret_id: &str) -> Option<Value> {
 }
 
 /// What the gateway must know before forwarding `watch`: the secret as it was.
-pub(crate) async fn before(asker: &Asker<'_>, watch: &RotationWatch) -> Option<Value> {
+pub(crate) async fn before(asker: &Asker, watch: &RotationWatch) -> Option<Value> {
     describe(asker, watch.secret_id()).await
 }
 
 /// What `watch`'s call did to the rotation, given the secret as it was before and whether
 /// the call succeeded.
 pub(crate) async fn seen(
-    asker: &Asker<'_>,
+    asker: &Asker,
     watch: &RotationWatch,
     before: Option<&Value>,
     succeeded: bool,
@@ -107,12 +120,11 @@ pub(crate) async fn seen(
                 RotationSeen::Nothing
             }
         }
-        RotationWatch::Rotation { .. } if succeeded => RotationSeen::Nothing,
         RotationWatch::Rotation { secret_id } => {
             let Some(after) = describe(asker, secret_id).await else {
                 return RotationSeen::Nothing;
             };
-            rotation_left_pending(before, &after)
+            rotation_left_pending(before, &after, succeeded)
         }
     }
 }
@@ -135,16 +147,120 @@ fn pending_versions(described: &Value) -> impl Iterator<Item = &str> {
         .map(|(version, _)| version.as_str())
 }
 
-/// Whether a failed RotateSecret left a version pending that was not pending before it: the
-/// rotation began and did not finish.
-fn rotation_left_pending(before: &Value, after: &Value) -> RotationSeen {
+/// Whether a RotateSecret left a version pending that was not pending before it: the
+/// rotation began and had not finished when the call was answered. A failed call's rotation
+/// never will; a successful call's is still running.
+fn rotation_left_pending(before: &Value, after: &Value, succeeded: bool) -> RotationSeen {
     let was_pending: Vec<&str> = pending_versions(before).collect();
-    let began = pending_versions(after).any(|version| !was_pending.contains(&version));
-    match after.get("ARN").and_then(Value::as_str) {
-        Some(arn) if began => RotationSeen::StartedAndFailed {
-            secret_arn: arn.to_owned(),
-        },
-        _ => RotationSeen::Nothing,
+    let began = pending_versions(after).find(|version| !was_pending.contains(version));
+    let (Some(arn), Some(version)) = (after.get("ARN").and_then(Value::as_str), began) else {
+        return RotationSeen::Nothing;
+    };
+    let secret_arn = arn.to_owned();
+    if succeeded {
+        RotationSeen::StartedStillPending {
+            secret_arn,
+            version_id: version.to_owned(),
+        }
+    } else {
+        RotationSeen::StartedAndFailed { secret_arn }
+    }
+}
+
+/// How rotations an upstream finishes after answering are watched, and how many at once.
+pub struct RotationWatches {
+    pub poll_every: Duration,
+    pub give_up_after: Duration,
+    slots: std::sync::Arc<Semaphore>,
+}
+
+/// More rotations than this running at once go unwatched (and logged as such): each watch
+/// holds a task and the caller's identity until its rotation ends.
+const MAX_WATCHED_ROTATIONS: usize = 1000;
+
+impl RotationWatches {
+    pub fn new(poll_every: Duration, give_up_after: Duration) -> Self {
+        Self {
+            poll_every,
+            give_up_after,
+            slots: std::sync::Arc::new(Semaphore::new(MAX_WATCHED_ROTATIONS)),
+        }
+    }
+}
+
+impl Default for RotationWatches {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(15), Duration::from_secs(3600))
+    }
+}
+
+/// Watches, on its own task, the rotation of `version_id` that a RotateSecret call began and
+/// its upstream has yet to finish, and records how it ends.
+pub(crate) fn watch_rotation(asker: Asker, secret_arn: String, version_id: String) {
+    let slots = asker.state.rotation_watches.slots.clone();
+    let Ok(slot) = slots.try_acquire_owned() else {
+        tracing::warn!(%secret_arn, "too many rotations watched at once; this one's end will not be recorded");
+        return;
+    };
+    tokio::spawn(watch(asker, secret_arn, version_id, slot));
+}
+
+/// Where a watched rotation's version stands in a DescribeSecret answer.
+#[derive(Debug, PartialEq, Eq)]
+enum VersionProgress {
+    Pending,
+    Current,
+    /// Neither: the rotation was cancelled or abandoned, or the version removed.
+    Dropped,
+}
+
+fn version_progress(described: &Value, version_id: &str) -> VersionProgress {
+    let stages = described
+        .get("VersionIdsToStages")
+        .and_then(|versions| versions.get(version_id))
+        .and_then(Value::as_array);
+    let has = |label: &str| stages.is_some_and(|stages| stages.iter().any(|s| s == label));
+    if has(CURRENT_STAGE) {
+        VersionProgress::Current
+    } else if has(PENDING_STAGE) {
+        VersionProgress::Pending
+    } else {
+        VersionProgress::Dropped
+    }
+}
+
+async fn watch(asker: Asker, secret_arn: String, version_id: String, _slot: OwnedSemaphorePermit) {
+    let watches = &asker.state.rotation_watches;
+    let deadline = tokio::time::Instant::now() + watches.give_up_after;
+    let mut seen_pending = false;
+    let ended = loop {
+        tokio::time::sleep(watches.poll_every).await;
+        if let Some(described) = describe(&asker, &secret_arn).await {
+            match version_progress(&described, &version_id) {
+                VersionProgress::Pending => seen_pending = true,
+                VersionProgress::Current => break Some(ROTATION_SUCCEEDED),
+                VersionProgress::Dropped => break None,
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break seen_pending.then_some(ROTATION_FAILED);
+        }
+    };
+    let Some(event_name) = ended else {
+        tracing::info!(%secret_arn, %version_id, "stopped watching a rotation whose end was not seen");
+        return;
+    };
+    let account_id = secret_arn.split(':').nth(4).unwrap_or_default().to_owned();
+    let event = service_event(
+        SECRETS_MANAGER_SOURCE,
+        event_name,
+        &secret_arn,
+        &account_id,
+        &asker.region,
+        None,
+    );
+    if let Err(error) = asker.state.record(event).await {
+        tracing::error!(?error, %secret_arn, event_name, "cannot record a rotation's end");
     }
 }
 
@@ -219,20 +335,51 @@ mod tests {
         let before = described(json!({"v1": ["AWSCURRENT"]}));
         let began = described(json!({"v1": ["AWSCURRENT"], "v2": ["AWSPENDING"]}));
         assert_eq!(
-            rotation_left_pending(&before, &began),
+            rotation_left_pending(&before, &began, false),
             RotationSeen::StartedAndFailed {
                 secret_arn: arn.into()
             }
         );
         assert_eq!(
-            rotation_left_pending(&before, &before),
+            rotation_left_pending(&before, &before, false),
             RotationSeen::Nothing,
             "refused before it labelled anything"
         );
         assert_eq!(
-            rotation_left_pending(&began, &began),
+            rotation_left_pending(&began, &began, false),
             RotationSeen::Nothing,
             "the version was already pending: an earlier rotation's, not this call's"
         );
+    }
+
+    #[test]
+    fn a_rotation_answered_while_pending_is_still_running_until_its_version_is_current() {
+        let arn = "arn:aws:secretsmanager:us-east-1:111122223333:secret:db-AbCdEf";
+        let described = |stages: Value| json!({"ARN": arn, "VersionIdsToStages": stages});
+        let before = described(json!({"v1": ["AWSCURRENT"]}));
+        let running = described(json!({"v1": ["AWSCURRENT"], "v2": ["AWSPENDING"]}));
+        assert_eq!(
+            rotation_left_pending(&before, &running, true),
+            RotationSeen::StartedStillPending {
+                secret_arn: arn.into(),
+                version_id: "v2".into()
+            }
+        );
+        let finished_at_once = described(json!({"v1": ["AWSPREVIOUS"], "v2": ["AWSCURRENT"]}));
+        assert_eq!(
+            rotation_left_pending(&before, &finished_at_once, true),
+            RotationSeen::Nothing,
+            "an upstream that answers when the rotation is done leaves nothing to watch"
+        );
+        assert_eq!(version_progress(&running, "v2"), VersionProgress::Pending);
+        let finished =
+            described(json!({"v1": ["AWSPREVIOUS"], "v2": ["AWSCURRENT", "AWSPENDING"]}));
+        assert_eq!(version_progress(&finished, "v2"), VersionProgress::Current);
+        assert_eq!(
+            version_progress(&finished_at_once, "v2"),
+            VersionProgress::Current
+        );
+        assert_eq!(version_progress(&before, "v2"), VersionProgress::Dropped);
+        assert_eq!(version_progress(&json!({}), "v2"), VersionProgress::Dropped);
     }
 }

@@ -97,6 +97,7 @@ fn harness(retention_days: u32) -> Harness {
         }),
         upstreams: Arc::new(cairn_capture::Upstreams::default()),
         key_schemas: Arc::default(),
+        rotation_watches: Arc::default(),
         gateway: Arc::new(cairn_capture::GatewayClient::new(
             std::time::Duration::from_secs(5),
         )),

@@ -45,6 +45,8 @@ struct FileSettings {
     #[serde(default)]
     upstreams: std::collections::BTreeMap<String, String>,
     upstream_timeout_secs: Option<u64>,
+    rotation_poll_millis: Option<u64>,
+    rotation_give_up_secs: Option<u64>,
     #[serde(default)]
     users: Vec<DeclaredUser>,
     #[serde(default)]
@@ -69,9 +71,16 @@ pub struct Settings {
     pub upstream: Option<http::Uri>,
     pub upstreams: std::collections::BTreeMap<String, http::Uri>,
     pub upstream_timeout_secs: u64,
+    /// How often a Secrets Manager rotation the upstream runs after answering is looked at,
+    /// and how long until one still pending is recorded as failed.
+    pub rotation_poll: std::time::Duration,
+    pub rotation_give_up: std::time::Duration,
 }
 
 pub const DEFAULT_UPSTREAM_TIMEOUT_SECS: u64 = 30;
+pub const DEFAULT_ROTATION_POLL_MILLIS: u64 = 15_000;
+/// A rotation function runs four steps of at most 15 minutes each.
+pub const DEFAULT_ROTATION_GIVE_UP_SECS: u64 = 3600;
 
 impl Settings {
     pub fn load(overrides: &Overrides, listen: Option<SocketAddr>) -> anyhow::Result<Self> {
@@ -112,6 +121,15 @@ impl Settings {
             upstream_timeout_secs: file
                 .upstream_timeout_secs
                 .unwrap_or(DEFAULT_UPSTREAM_TIMEOUT_SECS),
+            rotation_poll: std::time::Duration::from_millis(
+                file.rotation_poll_millis
+                    .unwrap_or(DEFAULT_ROTATION_POLL_MILLIS)
+                    .max(1),
+            ),
+            rotation_give_up: std::time::Duration::from_secs(
+                file.rotation_give_up_secs
+                    .unwrap_or(DEFAULT_ROTATION_GIVE_UP_SECS),
+            ),
             data_dir: overrides
                 .data_dir
                 .clone()
@@ -162,6 +180,12 @@ mod tests {
         assert_eq!(settings.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(settings.data_dir, PathBuf::from("./cairn-data"));
         assert_eq!(settings.retention_days, 90);
+        assert_eq!(settings.rotation_poll.as_secs(), 15);
+        assert_eq!(settings.rotation_give_up.as_secs(), 3600);
+        let quick = file("rotation_poll_millis = 200\nrotation_give_up_secs = 3");
+        let settings = Settings::merge(&Overrides::default(), None, quick).unwrap();
+        assert_eq!(settings.rotation_poll.as_millis(), 200);
+        assert_eq!(settings.rotation_give_up.as_secs(), 3);
     }
 
     #[test]

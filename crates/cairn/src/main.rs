@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use cairn_auth::{CredentialStore, SessionKey};
 use cairn_model::{RandomIds, SystemClock};
-use cairn_server::{AppState, ServerSettings, TokenKey};
+use cairn_server::{AppState, RotationWatches, ServerSettings, TokenKey};
 use cairn_store::SqliteEventStore;
 use clap::{Parser, Subcommand};
 
@@ -120,6 +120,10 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                 by_service: settings.upstreams.clone().into_iter().collect(),
             }),
             key_schemas: Arc::default(),
+            rotation_watches: Arc::new(RotationWatches::new(
+                settings.rotation_poll,
+                settings.rotation_give_up,
+            )),
             gateway: Arc::new(cairn_capture::GatewayClient::new(
                 std::time::Duration::from_secs(settings.upstream_timeout_secs),
             )),

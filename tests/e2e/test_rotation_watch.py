@@ -1,0 +1,160 @@
+"""A Secrets Manager rotation that outlives its RotateSecret call, as on AWS: the call is
+answered once the rotation function has been started, and the function labels the new
+version AWSCURRENT later (or never, when it fails). moto runs rotations to the end before it
+answers, so a small shim in front of it plays AWS's asynchronous half: it answers
+RotateSecret with a rotation function after only the function's first step (the new version
+written and labelled AWSPENDING), and the test plays the function's last step directly on
+moto, behind Cairn's back. Cairn must record RotationStarted with the call, RotationSucceeded
+when the version becomes current, and RotationFailed when it never does."""
+
+import http.client
+import http.server
+import json
+import threading
+import time
+import urllib.parse
+import uuid
+
+import boto3
+import pytest
+
+from conftest import Cairn, stored_records
+from test_service_rules import ACCOUNT, CONFIG, SECRET_VALUE
+
+ASYNC_ROTATOR = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:e2e-async-rotator"
+ROTATED_VALUE = "e2e-rotated-value-6e0d"
+GIVE_UP_SECS = 3
+
+
+def moto_client(moto):
+    return boto3.client("secretsmanager", endpoint_url=moto, region_name="us-east-1",
+                        aws_access_key_id="moto", aws_secret_access_key="moto")
+
+
+class AsyncRotationShim:
+    """Forwards every call to moto, except a RotateSecret naming ASYNC_ROTATOR, which it
+    answers as AWS does while the rotation function is still running."""
+
+    def __init__(self, moto):
+        self.moto = urllib.parse.urlsplit(moto)
+        self.secrets = moto_client(moto)
+        shim = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.headers.get("X-Amz-Target") == "secretsmanager.RotateSecret":
+                    request = json.loads(body)
+                    if request.get("RotationLambdaARN") == ASYNC_ROTATOR:
+                        return self.answer(200, {}, json.dumps(shim.start_rotation(request)).encode())
+                connection = http.client.HTTPConnection(shim.moto.hostname, shim.moto.port, timeout=30)
+                connection.request("POST", self.path, body, dict(self.headers))
+                reply = connection.getresponse()
+                self.answer(reply.status, dict(reply.getheaders()), reply.read())
+                connection.close()
+
+            def answer(self, status, headers, payload):
+                self.send_response(status)
+                for name, value in headers.items():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def start_rotation(self, request):
+        # The rotation function's createSecret step; AWS answers RotateSecret after it.
+        version = request.get("ClientRequestToken") or str(uuid.uuid4())
+        written = self.secrets.put_secret_value(SecretId=request["SecretId"], ClientRequestToken=version,
+                                                SecretString=ROTATED_VALUE, VersionStages=["AWSPENDING"])
+        return {"ARN": written["ARN"], "Name": written["Name"], "VersionId": version}
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def rotating_gateway(tmp_path, moto):
+    shim = AsyncRotationShim(moto)
+    config = tmp_path / "cairn.toml"
+    # Top-level keys first: CONFIG ends inside its [[roles]] table.
+    config.write_text(f"""
+upstream = "{moto}"
+rotation_poll_millis = 200
+rotation_give_up_secs = {GIVE_UP_SECS}
+
+[upstreams]
+secretsmanager = "{shim.url}"
+""" + CONFIG)
+    server = Cairn(tmp_path / "data", extra_args=["--config", str(config)]).start()
+    yield server, moto
+    server.stop()
+    shim.close()
+
+
+def service_events(gateway, arn):
+    return [r for r in stored_records(gateway.data_dir)
+            if r["eventType"] == "AwsServiceEvent" and r["additionalEventData"]["SecretId"] == arn]
+
+
+def wait_for(gateway, arn, name, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = [r for r in service_events(gateway, arn) if r["eventName"] == name]
+        if found:
+            return found[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no {name} for {arn} within {seconds}s: {service_events(gateway, arn)}")
+
+
+def test_a_rotation_finished_after_its_call_is_recorded_when_it_ends(rotating_gateway):
+    gateway, moto = rotating_gateway
+    finishes = gateway.aws_json("secretsmanager", "create-secret", "--name", "e2e-async-finishes",
+                                "--secret-string", SECRET_VALUE)
+    never = gateway.aws_json("secretsmanager", "create-secret", "--name", "e2e-async-never-finishes",
+                             "--secret-string", SECRET_VALUE)["ARN"]
+    rotated = gateway.aws_json("secretsmanager", "rotate-secret", "--secret-id", "e2e-async-finishes",
+                               "--rotation-lambda-arn", ASYNC_ROTATOR)
+    started_at = time.monotonic()
+    gateway.aws("secretsmanager", "rotate-secret", "--secret-id", "e2e-async-never-finishes",
+                "--rotation-lambda-arn", ASYNC_ROTATOR)
+
+    # Answered while the function runs: the rotation has started, and not yet ended.
+    arn = finishes["ARN"]
+    assert [r["eventName"] for r in service_events(gateway, arn)] == ["RotationStarted"]
+    time.sleep(0.6)
+    assert [r["eventName"] for r in service_events(gateway, arn)] == ["RotationStarted"], \
+        "a rotation still pending has not succeeded"
+
+    # The function's finishSecret step, straight on moto: the new version becomes current.
+    moto_client(moto).update_secret_version_stage(
+        SecretId=arn, VersionStage="AWSCURRENT", MoveToVersionId=rotated["VersionId"],
+        RemoveFromVersionId=finishes["VersionId"])
+    succeeded = wait_for(gateway, arn, "RotationSucceeded", 5)
+    assert succeeded["userIdentity"] == {"accountId": ACCOUNT, "invokedBy": "secretsmanager.amazonaws.com"}
+    assert succeeded["requestID"].startswith(f"Rotation-{arn}-")
+    assert succeeded["requestParameters"] is None and succeeded["responseElements"] is None
+    assert succeeded["recipientAccountId"] == ACCOUNT and succeeded["awsRegion"] == "us-east-1"
+
+    # The other rotation's function never finishes: failed once the watch gives up.
+    failed = wait_for(gateway, never, "RotationFailed", GIVE_UP_SECS + 5)
+    assert time.monotonic() - started_at >= GIVE_UP_SECS - 0.5
+    assert [r["eventName"] for r in service_events(gateway, never)] == ["RotationStarted", "RotationFailed"]
+    assert failed["requestID"].startswith(f"Rotation-{never}-")
+    assert [r["eventName"] for r in service_events(gateway, arn)] == ["RotationStarted", "RotationSucceeded"]
+
+    # The watch's own questions are not calls of the caller's, and no value was logged.
+    names = [r["eventName"] for r in stored_records(gateway.data_dir)]
+    assert names.count("DescribeSecret") == 0
+    everything = json.dumps(stored_records(gateway.data_dir))
+    assert SECRET_VALUE not in everything and ROTATED_VALUE not in everything
