@@ -39,11 +39,13 @@ pub trait IdGen: Send + Sync + 'static {
     fn new_id(&self) -> String;
 }
 
+/// Time-ordered (version 7) UUIDs: unique like AWS's random ones, and appended in order to
+/// the store's eventID index instead of at random places in it.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct RandomIds;
+pub struct TimeOrderedIds;
 
-impl IdGen for RandomIds {
+impl IdGen for TimeOrderedIds {
     fn new_id(&self) -> String {
-        uuid::Uuid::new_v4().to_string()
+        uuid::Uuid::now_v7().to_string()
     }
 }

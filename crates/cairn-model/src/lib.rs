@@ -14,7 +14,7 @@ mod record;
 mod time;
 mod view;
 
-pub use clock::{Clock, FixedClock, IdGen, RandomIds, SystemClock};
+pub use clock::{Clock, FixedClock, IdGen, SystemClock, TimeOrderedIds};
 pub use field::Field;
 pub use indexed::{EventCategory, IndexedEvent, ResourceRef};
 pub use lookup::{LookupAttribute, LookupAttributeKey, UnknownAttributeKey};

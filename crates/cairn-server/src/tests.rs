@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use cairn_auth::{CredentialStore, DeclaredUser, SecretAccessKey};
-use cairn_model::{FixedClock, IndexedEvent, LookupAttributeKey, RandomIds};
+use cairn_model::{FixedClock, IndexedEvent, LookupAttributeKey, TimeOrderedIds};
 use cairn_store::{
     AppendOutcome, EventStore, HistoryView, LookupPage, LookupQuery, PendingAppend,
     SqliteEventStore, StoreError,
@@ -88,7 +88,7 @@ fn harness(retention_days: u32) -> Harness {
             cairn_auth::SessionKey::random(),
         )),
         clock: Arc::new(FixedClock::new(NOW)),
-        ids: Arc::new(RandomIds),
+        ids: Arc::new(TimeOrderedIds),
         token_key: Arc::new(TokenKey::random()),
         settings: Arc::new(ServerSettings {
             default_region: "us-east-1".into(),

@@ -135,6 +135,7 @@ impl SqliteEventStore {
         let connection = open_connection(&path)?;
         connection.execute_batch(SCHEMA)?;
         migrate_text_lookup_index(&connection)?;
+        rekey_events(&connection)?;
         if sync_mode == SyncMode::OnFlush {
             // WAL with NORMAL stays consistent through a crash; it only defers the fsync.
             connection.execute_batch("PRAGMA synchronous=NORMAL;")?;
@@ -557,6 +558,49 @@ fn migrate_text_lookup_index(connection: &Connection) -> Result<(), StoreError> 
     Ok(())
 }
 
+/// The store's layout version (`PRAGMA user_version`): 1 since event keys of time-ordered
+/// (version 7) UUIDs are their leading 64 bits instead of a hash.
+const LAYOUT_VERSION: i64 = 1;
+
+/// Brings stored event keys up to [`event_key`] as it is now, once per layout change: an
+/// event stored under an older key would be missed by EventId lookups and deduplication.
+fn rekey_events(connection: &Connection) -> Result<(), StoreError> {
+    let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if version >= LAYOUT_VERSION {
+        return Ok(());
+    }
+    let transaction = connection.unchecked_transaction()?;
+    let stale: Vec<(i64, i64)> = {
+        let mut events = transaction.prepare("SELECT seq, event_key, event_id FROM events")?;
+        let rows = events.query_map([], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut stale = Vec::new();
+        for row in rows {
+            let (seq, stored, event_id) = row?;
+            let key = event_key(&event_id);
+            if key != stored {
+                stale.push((seq, key));
+            }
+        }
+        stale
+    };
+    if !stale.is_empty() {
+        tracing::info!(events = stale.len(), "re-keying events (one-time upgrade)");
+        let mut update = transaction.prepare("UPDATE events SET event_key = ?2 WHERE seq = ?1")?;
+        for (seq, key) in stale {
+            update.execute(params![seq, key])?;
+        }
+    }
+    transaction.execute_batch(&format!("PRAGMA user_version = {LAYOUT_VERSION}"))?;
+    transaction.commit()?;
+    Ok(())
+}
+
 /// Every (attribute, value) pair an event is found by, EventId excepted.
 fn lookup_entries(event: &IndexedEvent) -> Vec<(LookupAttributeKey, &str)> {
     let mut entries = Vec::with_capacity(6 + 2 * event.resources.len());
@@ -610,9 +654,18 @@ fn lookup_entries(event: &IndexedEvent) -> Vec<(LookupAttributeKey, &str)> {
     entries
 }
 
-/// FNV-1a over the eventID: stable across versions and platforms (it is stored), cheap, and
-/// only a pre-filter, since the eventID text is compared as well.
+/// The index key of an eventID; only a pre-filter, since the eventID text is compared as
+/// well. It is stored, so it must be stable across versions and platforms (a change needs a
+/// new [`LAYOUT_VERSION`]). A time-ordered (version 7) UUID, as Cairn gives its own events,
+/// keys by its leading 64 bits, millisecond time first: appends then land at the end of the
+/// index instead of on a random page each, which halves the pages every commit writes. Any
+/// other eventID (AWS's are random version 4 UUIDs) keys by its FNV-1a hash.
 fn event_key(event_id: &str) -> i64 {
+    if let Ok(id) = uuid::Uuid::parse_str(event_id) {
+        if id.get_version_num() == 7 {
+            return (id.as_u128() >> 64) as i64;
+        }
+    }
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in event_id.bytes() {
         hash ^= u64::from(byte);
@@ -855,6 +908,76 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         panic!("no record dictionary was trained");
+    }
+
+    #[test]
+    fn time_ordered_event_ids_key_in_order_and_other_keys_are_unchanged() {
+        let keys: Vec<i64> = (0..2000)
+            .map(|_| event_key(&uuid::Uuid::now_v7().to_string()))
+            .collect();
+        assert!(keys.windows(2).all(|pair| pair[0] <= pair[1]));
+        assert!(keys[0] > 0);
+        // Stored keys of random IDs must never change: old stores hold them.
+        assert_eq!(
+            event_key("3b2c4d5e-6f70-4182-93a4-b5c6d7e8f901"),
+            fnv_for_test("3b2c4d5e-6f70-4182-93a4-b5c6d7e8f901")
+        );
+        assert_eq!(event_key("not-a-uuid"), fnv_for_test("not-a-uuid"));
+        assert_eq!(event_key("not-a-uuid"), -2_123_504_347_174_997_824);
+    }
+
+    fn fnv_for_test(text: &str) -> i64 {
+        text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        }) as i64
+    }
+
+    #[test]
+    fn a_store_keyed_by_an_older_layout_is_rekeyed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let ordered = uuid::Uuid::now_v7().to_string();
+        {
+            let store = SqliteEventStore::open(dir.path()).unwrap();
+            store
+                .append(vec![crate::conformance::sample_event(
+                    &ordered,
+                    1_700_000_000,
+                    "DescribeKey",
+                    "alice",
+                    "AKIA1",
+                )])
+                .unwrap();
+        }
+        {
+            // As the previous layout stored it: every key a hash, user_version 0.
+            let connection = Connection::open(dir.path().join("events.db")).unwrap();
+            connection
+                .execute("UPDATE events SET event_key = ?1", [fnv_for_test(&ordered)])
+                .unwrap();
+            connection.execute_batch("PRAGMA user_version = 0").unwrap();
+        }
+        let store = SqliteEventStore::open(dir.path()).unwrap();
+        let mut by_id = LookupQuery::all(crate::HistoryView::Management, 10);
+        by_id.attribute = Some(cairn_model::LookupAttribute {
+            key: LookupAttributeKey::EventId,
+            value: ordered.clone(),
+        });
+        let found = store.lookup(&by_id).unwrap();
+        assert_eq!(
+            found.events.len(),
+            1,
+            "found by the key the code now computes"
+        );
+        let again = store
+            .append(vec![crate::conformance::sample_event(
+                &ordered,
+                1_700_000_000,
+                "DescribeKey",
+                "alice",
+                "AKIA1",
+            )])
+            .unwrap();
+        assert_eq!(again.inserted, [false], "still deduplicated");
     }
 
     fn stored_record_bytes(store: &SqliteEventStore, event_id: &str) -> Vec<u8> {

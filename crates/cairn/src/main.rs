@@ -10,12 +10,17 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use cairn_auth::{CredentialStore, SessionKey};
-use cairn_model::{RandomIds, SystemClock};
+use cairn_model::{SystemClock, TimeOrderedIds};
 use cairn_server::{AppState, RotationWatches, ServerSettings, TokenKey};
 use cairn_store::SqliteEventStore;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Overrides, Settings};
+
+// Each gateway call allocates and frees many small buffers across two worker threads;
+// glibc's allocator spent about 12 % of the gateway's CPU on them (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
@@ -108,7 +113,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                 SessionKey::load_or_create(&settings.data_dir)?,
             )),
             clock: Arc::new(SystemClock),
-            ids: Arc::new(RandomIds),
+            ids: Arc::new(TimeOrderedIds),
             token_key: Arc::new(token_key),
             settings: Arc::new(ServerSettings {
                 default_region: settings.region.clone(),
