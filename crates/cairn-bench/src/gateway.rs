@@ -3,7 +3,9 @@
 //! the same run (each gateway call is answered only after its event is fsynced).
 //!
 //! The upstream is deliberately trivial and fast (raw HTTP/1.1 over tokio, a fixed `{}`
-//! answer), so the figures show what Cairn adds. Clients keep their connections alive and
+//! answer), so the figures show what Cairn adds. Beside them, the same calls through a bare
+//! proxy (`bare_proxy.rs`: Cairn's HTTP stack doing nothing but forward) show what any
+//! gateway on this machine costs before it does its work. Clients keep their connections alive and
 //! replay one request signed once, so client-side signing stays out of the figures while
 //! Cairn still verifies every signature.
 
@@ -46,7 +48,8 @@ pub fn run(settings: &GatewayRun) -> anyhow::Result<()> {
         let upstream = TcpListener::bind("127.0.0.1:0").await?;
         let upstream_address = upstream.local_addr()?.to_string();
         tokio::spawn(serve_upstream(upstream));
-        let mut cairn = tokio::process::Command::new(&settings.cairn_bin)
+        let mut cairn_command = tokio::process::Command::new(&settings.cairn_bin);
+        cairn_command
             .args(["serve", "--data-dir"])
             .arg(&settings.data_dir)
             .args([
@@ -56,29 +59,13 @@ pub fn run(settings: &GatewayRun) -> anyhow::Result<()> {
                 "0",
                 "--upstream",
             ])
-            .arg(format!("http://{upstream_address}"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("start cairn serve")?;
-        let stdout = cairn.stdout.take().context("cairn's stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let gateway_address = loop {
-            let Some(line) = lines.next_line().await? else {
-                bail!("cairn exited before it listened");
-            };
-            if let Some(address) = line.split("listening on http://").nth(1) {
-                break address
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-            }
-        };
-        // Keep draining cairn's stdout so it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            .arg(format!("http://{upstream_address}"));
+        let (mut cairn, gateway_address) = start_listening(cairn_command).await?;
+        let mut proxy_command = tokio::process::Command::new(std::env::current_exe()?);
+        proxy_command
+            .args(["bare-proxy", "--upstream"])
+            .arg(format!("http://{upstream_address}"));
+        let (mut proxy, proxy_address) = start_listening(proxy_command).await?;
         let (key, secret) = read_credentials(&settings.data_dir)?;
 
         println!(
@@ -87,9 +74,10 @@ pub fn run(settings: &GatewayRun) -> anyhow::Result<()> {
             settings.seconds
         );
         println!(
-            "{:>7} {:>9} {:>10} {:>9} {:>9} {:>10} {:>9} {:>9} {:>8} {:>11}",
+            "{:>7} {:>9} {:>8} {:>10} {:>9} {:>9} {:>10} {:>9} {:>9} {:>8} {:>8} {:>11}",
             "clients",
             "direct/s",
+            "proxy/s",
             "gateway/s",
             "direct50",
             "direct99",
@@ -97,22 +85,26 @@ pub fn run(settings: &GatewayRun) -> anyhow::Result<()> {
             "gateway99",
             "added99",
             "ratio",
+            "of proxy",
             "goal99"
         );
         for &clients in &settings.concurrency {
             let direct_request = signed_request(&upstream_address, &key, &secret)?;
             let gateway_request = signed_request(&gateway_address, &key, &secret)?;
+            let proxy_request = signed_request(&proxy_address, &key, &secret)?;
             let duration = Duration::from_secs(settings.seconds);
             let direct = load(&upstream_address, direct_request, clients, duration).await?;
+            let proxied = load(&proxy_address, proxy_request, clients, duration).await?;
             let gateway = load(&gateway_address, gateway_request, clients, duration).await?;
             let direct_p99 = percentile(&direct.latencies, 0.99);
             let gateway_p99 = percentile(&gateway.latencies, 0.99);
             let added = gateway_p99.saturating_sub(direct_p99);
             let goal = sync_p99 + Duration::from_millis(1);
             println!(
-                "{:>7} {:>9.0} {:>10.0} {:>9} {:>9} {:>10} {:>9} {:>9} {:>7.1}% {:>11}",
+                "{:>7} {:>9.0} {:>8.0} {:>10.0} {:>9} {:>9} {:>10} {:>9} {:>9} {:>7.1}% {:>7.1}% {:>11}",
                 clients,
                 direct.per_second,
+                proxied.per_second,
                 gateway.per_second,
                 micros(percentile(&direct.latencies, 0.5)),
                 micros(direct_p99),
@@ -120,6 +112,7 @@ pub fn run(settings: &GatewayRun) -> anyhow::Result<()> {
                 micros(gateway_p99),
                 micros(added),
                 100.0 * gateway.per_second / direct.per_second,
+                100.0 * gateway.per_second / proxied.per_second,
                 format!(
                     "{} {}",
                     micros(goal),
@@ -128,8 +121,39 @@ pub fn run(settings: &GatewayRun) -> anyhow::Result<()> {
             );
         }
         cairn.kill().await.ok();
+        proxy.kill().await.ok();
         anyhow::Ok(())
     })
+}
+
+/// Starts `command` and waits for the `listening on http://ADDRESS` line it prints.
+async fn start_listening(
+    mut command: tokio::process::Command,
+) -> anyhow::Result<(tokio::process::Child, String)> {
+    let mut child = command
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("start {command:?}"))?;
+    let stdout = child.stdout.take().context("the child's stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let address = loop {
+        let Some(line) = lines.next_line().await? else {
+            bail!("{command:?} exited before it listened");
+        };
+        if let Some(address) = line.split("listening on http://").nth(1) {
+            break address
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+        }
+    };
+    // Keep draining its stdout so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, address))
 }
 
 fn micros(duration: Duration) -> String {

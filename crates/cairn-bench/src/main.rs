@@ -4,6 +4,7 @@
 //! bytes on disk per event; `gateway` times calls through the capture gateway against the
 //! same calls sent straight to a fast upstream. `scripts/bench` runs them all in one go.
 
+mod bare_proxy;
 mod gateway;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -60,6 +61,13 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
         concurrency: Vec<usize>,
     },
+    /// The gateway benchmark's baseline: forwards every request to `upstream` over the same
+    /// HTTP stack as Cairn, doing nothing else. Started by `gateway`.
+    #[command(hide = true)]
+    BareProxy {
+        #[arg(long)]
+        upstream: String,
+    },
 }
 
 const USERS: usize = 1000;
@@ -88,6 +96,7 @@ fn main() -> anyhow::Result<()> {
             seconds,
             concurrency,
         }),
+        Command::BareProxy { upstream } => bare_proxy::run(&upstream),
     }
 }
 

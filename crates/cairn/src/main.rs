@@ -17,11 +17,6 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Overrides, Settings};
 
-// Each gateway call allocates and frees many small buffers across two worker threads;
-// glibc's allocator spent about 12 % of the gateway's CPU on them (BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "cairn",
