@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
+use axum::serve::ListenerExt;
 use cairn_capture::{GatewayClient, OutgoingBody};
 use http::StatusCode;
 
@@ -31,6 +32,9 @@ pub fn run(upstream: &str) -> anyhow::Result<()> {
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         println!("bare proxy listening on http://{}", listener.local_addr()?);
+        let listener = listener.tap_io(|stream| {
+            let _ = stream.set_nodelay(true);
+        });
         let app = axum::Router::new().fallback(forward).with_state(proxy);
         axum::serve(listener, app).await?;
         anyhow::Ok(())
