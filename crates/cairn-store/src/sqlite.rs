@@ -936,18 +936,20 @@ mod tests {
     fn a_store_keyed_by_an_older_layout_is_rekeyed_on_open() {
         let dir = tempfile::tempdir().unwrap();
         let ordered = uuid::Uuid::now_v7().to_string();
-        {
-            let store = SqliteEventStore::open(dir.path()).unwrap();
-            store
-                .append(vec![crate::conformance::sample_event(
-                    &ordered,
-                    1_700_000_000,
-                    "DescribeKey",
-                    "alice",
-                    "AKIA1",
-                )])
-                .unwrap();
-        }
+        let event = || {
+            let sample = crate::conformance::sample_event;
+            vec![sample(
+                &ordered,
+                1_700_000_000,
+                "DescribeKey",
+                "alice",
+                "AKIA1",
+            )]
+        };
+        SqliteEventStore::open(dir.path())
+            .unwrap()
+            .append(event())
+            .unwrap();
         {
             // As the previous layout stored it: every key a hash, user_version 0.
             let connection = Connection::open(dir.path().join("events.db")).unwrap();
@@ -968,15 +970,7 @@ mod tests {
             1,
             "found by the key the code now computes"
         );
-        let again = store
-            .append(vec![crate::conformance::sample_event(
-                &ordered,
-                1_700_000_000,
-                "DescribeKey",
-                "alice",
-                "AKIA1",
-            )])
-            .unwrap();
+        let again = store.append(event()).unwrap();
         assert_eq!(again.inserted, [false], "still deduplicated");
     }
 
