@@ -58,15 +58,7 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
         )
         .await
     {
-        Ok(reply) => {
-            let mut response = Response::builder().status(reply.status);
-            for (name, value) in &reply.headers {
-                response = response.header(name, value);
-            }
-            response
-                .body(Body::new(reply.body.into_body()))
-                .unwrap_or_else(|_| status(StatusCode::BAD_GATEWAY))
-        }
+        Ok(reply) => reply.into_response().map(Body::new),
         Err(_) => status(StatusCode::BAD_GATEWAY),
     }
 }

@@ -68,6 +68,17 @@ pub struct UpstreamReply {
     pub body: ReplyBody,
 }
 
+impl UpstreamReply {
+    /// The answer as it goes back to the client: the upstream's status, headers and body
+    /// (hop-by-hop headers were already dropped when it was read).
+    pub fn into_response(self) -> http::Response<UnsyncBoxBody<Bytes, BoxError>> {
+        let mut response = http::Response::new(self.body.into_body());
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers;
+        response
+    }
+}
+
 /// An upstream answer's body: whole when small enough to record, else streaming.
 #[derive(Debug)]
 pub enum ReplyBody {

@@ -256,13 +256,7 @@ pub async fn proxy(
     {
         secret_rotation::watch_rotation(asker, secret_arn, version_id);
     }
-    let mut response = Response::builder().status(reply.status);
-    for (name, value) in &reply.headers {
-        response = response.header(name, value);
-    }
-    response
-        .body(Body::new(reply.body.into_body()))
-        .unwrap_or_else(|_| Response::new(Body::empty()))
+    reply.into_response().map(Body::new)
 }
 
 /// What the client is told when the call did not get an answer from its upstream.
