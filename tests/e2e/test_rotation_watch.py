@@ -10,6 +10,9 @@ when the version becomes current, and RotationFailed when it never does."""
 import http.client
 import http.server
 import json
+import signal
+import stat
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -19,7 +22,7 @@ import boto3
 import pytest
 
 from conftest import Cairn, stored_records
-from test_service_rules import ACCOUNT, CONFIG, SECRET_VALUE
+from test_service_rules import ACCOUNT, CONFIG, ROLE_ARN, SECRET_VALUE
 
 ASYNC_ROTATOR = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:e2e-async-rotator"
 ROTATED_VALUE = "e2e-rotated-value-6e0d"
@@ -107,6 +110,10 @@ def service_events(gateway, arn):
             if r["eventType"] == "AwsServiceEvent" and r["additionalEventData"]["SecretId"] == arn]
 
 
+def names_for(gateway, arn):
+    return [r["eventName"] for r in service_events(gateway, arn)]
+
+
 def wait_for(gateway, arn, name, seconds):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -158,3 +165,61 @@ def test_a_rotation_finished_after_its_call_is_recorded_when_it_ends(rotating_ga
     assert names.count("DescribeSecret") == 0
     everything = json.dumps(stored_records(gateway.data_dir))
     assert SECRET_VALUE not in everything and ROTATED_VALUE not in everything
+
+
+def test_a_watched_rotation_outlives_a_crash_of_cairn(rotating_gateway):
+    gateway, moto = rotating_gateway
+    created = gateway.aws_json("secretsmanager", "create-secret", "--name", "e2e-async-restart",
+                               "--secret-string", SECRET_VALUE)
+    arn = created["ARN"]
+    # Rotated with temporary credentials: the watch must ask with the session token after a
+    # restart too.
+    credentials = gateway.aws_json("sts", "assume-role", "--role-arn", ROLE_ARN,
+                                   "--role-session-name", "e2e-rotator")["Credentials"]
+    env = gateway.env()
+    env["AWS_ACCESS_KEY_ID"] = credentials["AccessKeyId"]
+    env["AWS_SECRET_ACCESS_KEY"] = credentials["SecretAccessKey"]
+    env["AWS_SESSION_TOKEN"] = credentials["SessionToken"]
+    rotated = json.loads(subprocess.run(
+        ["aws", "secretsmanager", "rotate-secret", "--secret-id", "e2e-async-restart",
+         "--rotation-lambda-arn", ASYNC_ROTATOR, "--output", "json"],
+        env=env, check=True, capture_output=True, timeout=120).stdout)
+
+    # Written down before the call was answered, readable by Cairn's owner only, and holding
+    # neither the secret's values nor the caller's secret key.
+    book = gateway.data_dir / "rotation-watches.json"
+    text = book.read_text()
+    written = json.loads(text)["rotations"]
+    assert [(w["secret_arn"], w["version_id"]) for w in written] == [(arn, rotated["VersionId"])]
+    assert written[0]["caller"]["access_key_id"] == credentials["AccessKeyId"]
+    assert stat.S_IMODE(book.stat().st_mode) == 0o600
+    for secret in (SECRET_VALUE, ROTATED_VALUE, credentials["SecretAccessKey"]):
+        assert secret not in text
+
+    # Cairn dies; the rotation function finishes while it is down.
+    gateway.stop(signal.SIGKILL)
+    moto_client(moto).update_secret_version_stage(
+        SecretId=arn, VersionStage="AWSCURRENT", MoveToVersionId=rotated["VersionId"],
+        RemoveFromVersionId=created["VersionId"])
+    gateway.start()
+    succeeded = wait_for(gateway, arn, "RotationSucceeded", 5)
+    assert succeeded["requestID"].startswith(f"Rotation-{arn}-")
+    assert names_for(gateway, arn) == ["RotationStarted", "RotationSucceeded"]
+    deadline = time.monotonic() + 5
+    while json.loads(book.read_text())["rotations"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert json.loads(book.read_text())["rotations"] == [], "an ended watch is struck out"
+
+    # A run that recorded the end and died before striking the watch out: the next start
+    # finds the end in the history and does not record it twice.
+    gateway.stop()
+    book.write_text(text)
+    gateway.start()
+    deadline = time.monotonic() + 5
+    while json.loads(book.read_text())["rotations"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert json.loads(book.read_text())["rotations"] == []
+    time.sleep(0.6)
+    assert names_for(gateway, arn) == ["RotationStarted", "RotationSucceeded"]
+    names = [r["eventName"] for r in stored_records(gateway.data_dir)]
+    assert names.count("DescribeSecret") == 0

@@ -589,8 +589,9 @@ pub fn load_or_create_key(path: &Path) -> Result<[u8; 32], AuthError> {
     }
 }
 
-/// Writes a file readable by its owner only, atomically (write, fsync, rename).
-pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), AuthError> {
+/// Writes a file readable by its owner only, atomically (write, fsync, rename, fsync of the
+/// directory, so the rename itself survives a power cut). For files that hold credentials.
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), AuthError> {
     let io = |source| AuthError::Io {
         path: path.to_owned(),
         source,
@@ -607,6 +608,17 @@ pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), AuthErro
     file.write_all(contents).map_err(io)?;
     file.sync_all().map_err(io)?;
     std::fs::rename(&temporary, path).map_err(io)?;
+    #[cfg(unix)]
+    if let Some(directory) = path.parent() {
+        let directory = if directory.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            directory
+        };
+        std::fs::File::open(directory)
+            .and_then(|directory| directory.sync_all())
+            .map_err(io)?;
+    }
     Ok(())
 }
 

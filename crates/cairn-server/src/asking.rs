@@ -16,13 +16,25 @@ use serde_json::Value;
 
 use crate::AppState;
 
+/// Whom questions are asked as: what the caller's signature named. It outlives the call, and
+/// for a watched rotation it is kept on disk so the watch can go on after a restart. It holds
+/// no secret (the secret is looked up for each question), but a session token is a
+/// credential's half, so it has no `Debug`.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(test, derive(PartialEq, Eq))]
+pub(crate) struct AskingAs {
+    pub region: String,
+    pub access_key_id: String,
+    pub session_token: Option<String>,
+    /// The `Host` the caller signed for, which the upstream sees again.
+    pub host: String,
+}
+
 /// One caller's call, as the context for questions about it.
 pub(crate) struct Asker {
     pub state: AppState,
     pub upstream: http::Uri,
-    pub region: String,
-    access_key_id: String,
-    session_token: Option<String>,
+    pub caller: AskingAs,
     host: HeaderValue,
 }
 
@@ -43,13 +55,30 @@ impl Asker {
             body: &[],
         })
         .ok()?;
+        let host = parts.headers.get(http::header::HOST)?;
+        Self::asking_as(
+            state,
+            upstream,
+            AskingAs {
+                region: region.to_owned(),
+                access_key_id: claim.access_key_id,
+                session_token: claim.session_token,
+                host: host.to_str().ok()?.to_owned(),
+            },
+        )
+    }
+
+    /// Asks as `caller` again; `None` when its `Host` cannot be a header.
+    pub(crate) fn asking_as(
+        state: &AppState,
+        upstream: &http::Uri,
+        caller: AskingAs,
+    ) -> Option<Self> {
         Some(Self {
             state: state.clone(),
             upstream: upstream.clone(),
-            region: region.to_owned(),
-            access_key_id: claim.access_key_id,
-            session_token: claim.session_token,
-            host: parts.headers.get(http::header::HOST)?.clone(),
+            host: HeaderValue::from_str(&caller.host).ok()?,
+            caller,
         })
     }
 
@@ -95,7 +124,11 @@ impl Asker {
         let (_, secret) = self
             .state
             .credentials
-            .authenticate(&self.access_key_id, self.session_token.as_deref(), now)
+            .authenticate(
+                &self.caller.access_key_id,
+                self.caller.session_token.as_deref(),
+                now,
+            )
             .ok()?;
         let amz_date = chrono::DateTime::from_timestamp_millis(now)?
             .format("%Y%m%dT%H%M%SZ")
@@ -108,15 +141,15 @@ impl Asker {
             http::header::CONTENT_TYPE,
             HeaderValue::from_static(content_type),
         );
-        if let Some(token) = &self.session_token {
+        if let Some(token) = &self.caller.session_token {
             headers.insert("x-amz-security-token", HeaderValue::from_str(token).ok()?);
         }
         sigv4::sign_json_post(
             &mut headers,
             body,
-            &self.access_key_id,
+            &self.caller.access_key_id,
             secret.expose(),
-            &self.region,
+            &self.caller.region,
             signing_name,
         )
         .ok()?;

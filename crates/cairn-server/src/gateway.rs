@@ -254,7 +254,7 @@ pub async fn proxy(
     if let (Some((secret_arn, version_id)), Some(asker), true) =
         (still_running, asker, rotation_started)
     {
-        secret_rotation::watch_rotation(asker, secret_arn, version_id);
+        secret_rotation::watch_rotation(asker, secret_arn, version_id).await;
     }
     reply.into_response().map(Body::new)
 }

@@ -20,11 +20,13 @@ mod lookup;
 mod next_token;
 mod recorder;
 mod retention;
+mod rotation_book;
 mod secret_deletions;
 mod secret_rotation;
 mod sts;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use cairn_auth::CredentialStore;
@@ -36,8 +38,16 @@ pub use client_address::TrustedProxy;
 pub use key_schemas::KeySchemaCache;
 pub use next_token::TokenKey;
 pub use retention::run_retention_sweeper;
+pub use rotation_book::RotationBook;
 pub use secret_deletions::run_secret_deletion_scheduler;
-pub use secret_rotation::RotationWatches;
+pub use secret_rotation::{resume_rotation_watches, RotationWatches};
+
+/// What can go wrong in the server outside a request (a request's failures are AWS errors).
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("rotation watch book {path}: {reason}")]
+    RotationBook { path: PathBuf, reason: String },
+}
 
 /// Bodies up to this are read whole (and recorded); larger ones are refused, or streamed
 /// when their signature covers a declared payload hash (S3 uploads).

@@ -85,7 +85,7 @@ pub async fn end_due_deletions(state: &AppState) -> Result<usize, AwsError> {
 }
 
 /// (SecretId, eventTime, record) of every event named `name` since `since`.
-async fn events_named(
+pub(crate) async fn events_named(
     state: &AppState,
     name: &str,
     since: i64,

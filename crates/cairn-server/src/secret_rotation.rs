@@ -18,11 +18,14 @@
 //!   becomes AWSCURRENT (succeeded) or `give_up_after` passes with it still pending
 //!   (failed: a rotation function runs at most four 15-minute steps). A version that stops
 //!   being pending without becoming current (a cancelled or abandoned rotation) ends the
-//!   watch with no event; so does a watch whose questions all went unanswered.
+//!   watch with no event; so does a watch whose questions all went unanswered. Watches are
+//!   written down (`rotation_book`) before the RotateSecret is answered and resumed when
+//!   Cairn starts again, so a restart does not lose a rotation's end.
 //!
 //! If a question cannot be answered (the upstream fails), nothing is emitted: an audit trail
 //! must not claim what it did not see.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_capture::service_rules::{
@@ -33,6 +36,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::asking::Asker;
 use crate::recorder::service_event;
+use crate::rotation_book::{RotationBook, WatchedRotation};
+use crate::secret_deletions::events_named;
+use crate::AppState;
 
 const PENDING_STAGE: &str = "AWSPENDING";
 const CURRENT_STAGE: &str = "AWSCURRENT";
@@ -167,11 +173,13 @@ fn rotation_left_pending(before: &Value, after: &Value, succeeded: bool) -> Rota
     }
 }
 
-/// How rotations an upstream finishes after answering are watched, and how many at once.
+/// How rotations an upstream finishes after answering are watched, how many at once, and
+/// where they are written down.
 pub struct RotationWatches {
     pub poll_every: Duration,
     pub give_up_after: Duration,
-    slots: std::sync::Arc<Semaphore>,
+    slots: Arc<Semaphore>,
+    book: Arc<RotationBook>,
 }
 
 /// More rotations than this running at once go unwatched (and logged as such): each watch
@@ -179,30 +187,109 @@ pub struct RotationWatches {
 const MAX_WATCHED_ROTATIONS: usize = 1000;
 
 impl RotationWatches {
-    pub fn new(poll_every: Duration, give_up_after: Duration) -> Self {
+    /// Watches kept in `book`.
+    pub fn new(poll_every: Duration, give_up_after: Duration, book: RotationBook) -> Self {
         Self {
             poll_every,
             give_up_after,
-            slots: std::sync::Arc::new(Semaphore::new(MAX_WATCHED_ROTATIONS)),
+            slots: Arc::new(Semaphore::new(MAX_WATCHED_ROTATIONS)),
+            book: Arc::new(book),
         }
     }
 }
 
 impl Default for RotationWatches {
     fn default() -> Self {
-        Self::new(Duration::from_secs(15), Duration::from_secs(3600))
+        Self::new(
+            Duration::from_secs(15),
+            Duration::from_secs(3600),
+            RotationBook::in_memory(),
+        )
     }
 }
 
 /// Watches, on its own task, the rotation of `version_id` that a RotateSecret call began and
-/// its upstream has yet to finish, and records how it ends.
-pub(crate) fn watch_rotation(asker: Asker, secret_arn: String, version_id: String) {
-    let slots = asker.state.rotation_watches.slots.clone();
-    let Ok(slot) = slots.try_acquire_owned() else {
+/// its upstream has yet to finish, and records how it ends. Returns once the watch is written
+/// down, so that the call is answered only then.
+pub(crate) async fn watch_rotation(asker: Asker, secret_arn: String, version_id: String) {
+    let watches = Arc::clone(&asker.state.rotation_watches);
+    let Ok(slot) = Arc::clone(&watches.slots).try_acquire_owned() else {
         tracing::warn!(%secret_arn, "too many rotations watched at once; this one's end will not be recorded");
         return;
     };
-    tokio::spawn(watch(asker, secret_arn, version_id, slot));
+    let started_millis = asker.state.clock.now_millis();
+    let give_up_after = i64::try_from(watches.give_up_after.as_millis()).unwrap_or(i64::MAX);
+    let rotation = WatchedRotation {
+        secret_arn,
+        version_id,
+        started_millis,
+        give_up_at_millis: started_millis.saturating_add(give_up_after),
+        caller: asker.caller.clone(),
+    };
+    if let Err(error) = watches.book.add(rotation.clone()).await {
+        tracing::error!(%error, secret_arn = %rotation.secret_arn, "cannot write a rotation watch down; a restart will forget it");
+    }
+    tokio::spawn(watch(asker, rotation, slot));
+}
+
+/// Takes up again the watches a previous run wrote down and did not end.
+pub async fn resume_rotation_watches(state: AppState) {
+    let watches = Arc::clone(&state.rotation_watches);
+    for rotation in watches.book.rotations() {
+        let (secret_arn, version_id) = (&rotation.secret_arn, &rotation.version_id);
+        // A previous run may have recorded the end and stopped before striking the watch out.
+        match end_recorded_since(&state, secret_arn, rotation.started_millis).await {
+            Some(false) => {}
+            Some(true) => {
+                strike_out(&watches.book, &rotation).await;
+                continue;
+            }
+            None => {
+                tracing::error!(%secret_arn, "cannot read the history; the rotation watch is left for the next start");
+                continue;
+            }
+        }
+        let upstream = state
+            .upstreams
+            .for_service(Some("secretsmanager"), "secretsmanager")
+            .cloned();
+        let Some(asker) = upstream
+            .and_then(|upstream| Asker::asking_as(&state, &upstream, rotation.caller.clone()))
+        else {
+            tracing::warn!(%secret_arn, "no Secrets Manager upstream to ask; the rotation watch is left for the next start");
+            continue;
+        };
+        let Ok(slot) = Arc::clone(&watches.slots).try_acquire_owned() else {
+            tracing::warn!(%secret_arn, "too many rotations watched at once; the rotation watch is left for the next start");
+            continue;
+        };
+        tracing::info!(%secret_arn, %version_id, "resumed watching a rotation");
+        tokio::spawn(watch(asker, rotation, slot));
+    }
+}
+
+/// Whether RotationSucceeded or RotationFailed was recorded for `secret_arn` since
+/// `since_millis`; `None` when the history cannot be read.
+async fn end_recorded_since(state: &AppState, secret_arn: &str, since_millis: i64) -> Option<bool> {
+    // eventTime has whole seconds: an end recorded within the second the watch began reads
+    // as earlier than it.
+    let since_second = since_millis - since_millis.rem_euclid(1000);
+    for name in [ROTATION_SUCCEEDED, ROTATION_FAILED] {
+        let ends = events_named(state, name, since_second).await.ok()?;
+        if ends.iter().any(|(secret, _, _)| secret == secret_arn) {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
+async fn strike_out(book: &Arc<RotationBook>, rotation: &WatchedRotation) {
+    if let Err(error) = book
+        .remove(&rotation.secret_arn, &rotation.version_id)
+        .await
+    {
+        tracing::error!(%error, secret_arn = %rotation.secret_arn, "cannot strike out an ended rotation watch");
+    }
 }
 
 /// Where a watched rotation's version stands in a DescribeSecret answer.
@@ -229,39 +316,42 @@ fn version_progress(described: &Value, version_id: &str) -> VersionProgress {
     }
 }
 
-async fn watch(asker: Asker, secret_arn: String, version_id: String, _slot: OwnedSemaphorePermit) {
-    let watches = &asker.state.rotation_watches;
-    let deadline = tokio::time::Instant::now() + watches.give_up_after;
+async fn watch(asker: Asker, rotation: WatchedRotation, _slot: OwnedSemaphorePermit) {
+    let watches = Arc::clone(&asker.state.rotation_watches);
+    let (secret_arn, version_id) = (&rotation.secret_arn, &rotation.version_id);
     let mut seen_pending = false;
     let ended = loop {
         tokio::time::sleep(watches.poll_every).await;
-        if let Some(described) = describe(&asker, &secret_arn).await {
-            match version_progress(&described, &version_id) {
+        if let Some(described) = describe(&asker, secret_arn).await {
+            match version_progress(&described, version_id) {
                 VersionProgress::Pending => seen_pending = true,
                 VersionProgress::Current => break Some(ROTATION_SUCCEEDED),
                 VersionProgress::Dropped => break None,
             }
         }
-        if tokio::time::Instant::now() >= deadline {
+        if asker.state.clock.now_millis() >= rotation.give_up_at_millis {
             break seen_pending.then_some(ROTATION_FAILED);
         }
     };
-    let Some(event_name) = ended else {
+    if let Some(event_name) = ended {
+        let account_id = secret_arn.split(':').nth(4).unwrap_or_default().to_owned();
+        let event = service_event(
+            SECRETS_MANAGER_SOURCE,
+            event_name,
+            secret_arn,
+            &account_id,
+            &asker.caller.region,
+            None,
+        );
+        if let Err(error) = asker.state.record(event).await {
+            // Left written down: the next start asks again.
+            tracing::error!(?error, %secret_arn, event_name, "cannot record a rotation's end");
+            return;
+        }
+    } else {
         tracing::info!(%secret_arn, %version_id, "stopped watching a rotation whose end was not seen");
-        return;
-    };
-    let account_id = secret_arn.split(':').nth(4).unwrap_or_default().to_owned();
-    let event = service_event(
-        SECRETS_MANAGER_SOURCE,
-        event_name,
-        &secret_arn,
-        &account_id,
-        &asker.region,
-        None,
-    );
-    if let Err(error) = asker.state.record(event).await {
-        tracing::error!(?error, %secret_arn, event_name, "cannot record a rotation's end");
     }
+    strike_out(&watches.book, &rotation).await;
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use cairn_auth::{CredentialStore, SessionKey};
 use cairn_model::{SystemClock, TimeOrderedIds};
-use cairn_server::{AppState, RotationWatches, ServerSettings, TokenKey};
+use cairn_server::{AppState, RotationBook, RotationWatches, ServerSettings, TokenKey};
 use cairn_store::SqliteEventStore;
 use clap::{Parser, Subcommand};
 
@@ -123,6 +123,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             rotation_watches: Arc::new(RotationWatches::new(
                 settings.rotation_poll,
                 settings.rotation_give_up,
+                RotationBook::open(&settings.data_dir)?,
             )),
             gateway: Arc::new(cairn_capture::GatewayClient::new(
                 std::time::Duration::from_secs(settings.upstream_timeout_secs),
@@ -130,6 +131,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         };
         tokio::spawn(cairn_server::run_retention_sweeper(state.clone()));
         tokio::spawn(cairn_server::run_secret_deletion_scheduler(state.clone()));
+        tokio::spawn(cairn_server::resume_rotation_watches(state.clone()));
         let data_dir =
             std::fs::canonicalize(&settings.data_dir).unwrap_or(settings.data_dir.clone());
         println!(
