@@ -74,7 +74,7 @@ pub fn run(settings: &GatewayRun) -> anyhow::Result<()> {
             settings.seconds
         );
         println!(
-            "{:>7} {:>9} {:>8} {:>10} {:>9} {:>9} {:>10} {:>9} {:>9} {:>8} {:>8} {:>11}",
+            "{:>7} {:>9} {:>8} {:>10} {:>9} {:>9} {:>10} {:>9} {:>9} {:>8} {:>8} {:>13} {:>9} {:>11}",
             "clients",
             "direct/s",
             "proxy/s",
@@ -86,22 +86,26 @@ pub fn run(settings: &GatewayRun) -> anyhow::Result<()> {
             "added99",
             "ratio",
             "of proxy",
-            "goal99"
+            "goal99",
+            "proxy cpu",
+            "gateway cpu"
         );
         for &clients in &settings.concurrency {
             let direct_request = signed_request(&upstream_address, &key, &secret)?;
             let gateway_request = signed_request(&gateway_address, &key, &secret)?;
             let proxy_request = signed_request(&proxy_address, &key, &secret)?;
             let duration = Duration::from_secs(settings.seconds);
-            let direct = load(&upstream_address, direct_request, clients, duration).await?;
-            let proxied = load(&proxy_address, proxy_request, clients, duration).await?;
-            let gateway = load(&gateway_address, gateway_request, clients, duration).await?;
+            let direct = load(&upstream_address, direct_request, clients, duration, None).await?;
+            let proxied =
+                load(&proxy_address, proxy_request, clients, duration, proxy.id()).await?;
+            let gateway =
+                load(&gateway_address, gateway_request, clients, duration, cairn.id()).await?;
             let direct_p99 = percentile(&direct.latencies, 0.99);
             let gateway_p99 = percentile(&gateway.latencies, 0.99);
             let added = gateway_p99.saturating_sub(direct_p99);
             let goal = sync_p99 + Duration::from_millis(1);
             println!(
-                "{:>7} {:>9.0} {:>8.0} {:>10.0} {:>9} {:>9} {:>10} {:>9} {:>9} {:>7.1}% {:>7.1}% {:>11}",
+                "{:>7} {:>9.0} {:>8.0} {:>10.0} {:>9} {:>9} {:>10} {:>9} {:>9} {:>7.1}% {:>7.1}% {:>13} {:>9} {:>11}",
                 clients,
                 direct.per_second,
                 proxied.per_second,
@@ -118,6 +122,8 @@ pub fn run(settings: &GatewayRun) -> anyhow::Result<()> {
                     micros(goal),
                     if added <= goal { "met" } else { "missed" }
                 ),
+                cpu_per_call(proxied.server_cpu_per_call),
+                cpu_per_call(gateway.server_cpu_per_call),
             );
         }
         cairn.kill().await.ok();
@@ -154,6 +160,13 @@ async fn start_listening(
     // Keep draining its stdout so it never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Ok((child, address))
+}
+
+fn cpu_per_call(cpu: Option<Duration>) -> String {
+    cpu.map_or_else(
+        || "-".to_owned(),
+        |cpu| format!("{:.1}µs", cpu.as_secs_f64() * 1e6),
+    )
 }
 
 fn micros(duration: Duration) -> String {
@@ -202,6 +215,20 @@ fn signed_request(host: &str, key: &str, secret: &str) -> anyhow::Result<Arc<Vec
 struct Load {
     per_second: f64,
     latencies: Vec<Duration>,
+    /// The server's CPU time (all its threads, user and system) per call answered in the
+    /// measured window: steadier than calls/s on a machine whose load comes and goes.
+    server_cpu_per_call: Option<Duration>,
+}
+
+/// User plus system CPU time of every thread of process `pid` so far, from
+/// `/proc/PID/stat` (fields 14 and 15, in USER_HZ ticks, which Linux fixes at 100/s).
+fn process_cpu(pid: Option<u32>) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    // The command name (field 2) may hold spaces; the fields after it are plain.
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
 
 /// `clients` connections each sending `request` back to back for `duration`, after a
@@ -211,6 +238,7 @@ async fn load(
     request: Arc<Vec<u8>>,
     clients: usize,
     duration: Duration,
+    server_pid: Option<u32>,
 ) -> anyhow::Result<Load> {
     let measuring = Arc::new(AtomicBool::new(false));
     let stopping = Arc::new(AtomicBool::new(false));
@@ -241,10 +269,12 @@ async fn load(
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     measuring.store(true, Ordering::Relaxed);
+    let cpu_before = process_cpu(server_pid);
     let started = Instant::now();
     tokio::time::sleep(duration).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
+    let cpu_after = process_cpu(server_pid);
     stopping.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
     for task in tasks {
@@ -255,9 +285,16 @@ async fn load(
         bail!("{failed} calls to {address} did not succeed");
     }
     latencies.sort();
+    let server_cpu_per_call = match (cpu_before, cpu_after) {
+        (Some(before), Some(after)) if !latencies.is_empty() => {
+            Some((after.saturating_sub(before)) / latencies.len() as u32)
+        }
+        _ => None,
+    };
     Ok(Load {
         per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
         latencies,
+        server_cpu_per_call,
     })
 }
 
