@@ -4,8 +4,10 @@ services carry (resource ARNs, key ARNs, service events, AssumedRole identities)
 secret value reaches the history, the data directory or the log."""
 
 import base64
+import io
 import json
 import subprocess
+import zipfile
 
 import pytest
 
@@ -201,7 +203,7 @@ def test_dynamodb_tables_and_lambda_functions_are_named_as_resources(gateway):
 
     function_arn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:e2e-missing"
     (get_function,) = lookup(gateway, "ResourceName", function_arn)
-    assert get_function["eventName"] == "GetFunction"
+    assert get_function["eventName"] == "GetFunction20150331v2"
     assert get_function["errorCode"] == "ResourceNotFoundException"
     assert get_function["resources"] == [{"ARN": function_arn, "accountId": ACCOUNT, "type": "AWS::Lambda::Function"}]
 
@@ -305,3 +307,57 @@ def test_query_and_ec2_values_are_logged_as_their_types(gateway):
     (described,) = lookup(gateway, "EventName", "DescribeInstances")
     assert described["requestParameters"] == {
         "maxResults": 5, "filter": [{"name": "tag:Build", "value": ["42"]}]}
+
+
+LAMBDA_ENV_VALUE = "e2e-lambda-env-value-5b1e"
+
+
+def test_lambda_and_s3_calls_are_recorded_under_cloudtrails_names(gateway, tmp_path):
+    """Lambda records its calls with the API version (UpdateFunctionConfiguration20150331v2),
+    S3 its lifecycle and public-access-block calls under their older names; rules written
+    against real trails match on those. Lambda's code and environment variables are never
+    logged."""
+    policy = json.dumps({"Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                                        "Action": "sts:AssumeRole"}]})
+    role = gateway.aws_json("iam", "create-role", "--role-name", "e2e-function-role",
+                            "--assume-role-policy-document", policy)["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("handler.py", "def handler(event, context):\n    return 'e2e-code-body'\n")
+    package = tmp_path / "function.zip"
+    package.write_bytes(code.getvalue())
+    gateway.aws("lambda", "create-function", "--function-name", "e2e-named", "--runtime", "python3.12",
+                "--role", role, "--handler", "handler.handler", "--zip-file", f"fileb://{package}",
+                "--environment", f"Variables={{DB_PASSWORD={LAMBDA_ENV_VALUE}}}")
+    gateway.aws("lambda", "update-function-configuration", "--function-name", "e2e-named",
+                "--environment", f"Variables={{DB_PASSWORD={LAMBDA_ENV_VALUE}-2}}")
+    gateway.aws("lambda", "get-function", "--function-name", "e2e-named")
+
+    bucket = "e2e-named-bucket"
+    gateway.aws("s3api", "create-bucket", "--bucket", bucket)
+    gateway.aws("s3api", "put-bucket-lifecycle-configuration", "--bucket", bucket, "--lifecycle-configuration",
+                json.dumps({"Rules": [{"ID": "expire", "Status": "Enabled", "Filter": {"Prefix": "tmp/"},
+                                       "Expiration": {"Days": 1}}]}))
+    gateway.aws("s3api", "get-bucket-lifecycle-configuration", "--bucket", bucket)
+    gateway.aws("s3api", "put-public-access-block", "--bucket", bucket, "--public-access-block-configuration",
+                "BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true")
+
+    lambda_names = {r["eventName"] for r in lookup(gateway, "EventSource", "lambda.amazonaws.com")}
+    assert lambda_names == {"CreateFunction20150331", "UpdateFunctionConfiguration20150331v2",
+                            "GetFunction20150331v2"}
+    (updated,) = lookup(gateway, "EventName", "UpdateFunctionConfiguration20150331v2")
+    assert updated["requestParameters"]["environment"] == {}
+    assert updated["readOnly"] is False
+    (created,) = lookup(gateway, "EventName", "CreateFunction20150331")
+    assert "zipFile" not in json.dumps(created["requestParameters"])
+    (read,) = lookup(gateway, "EventName", "GetFunction20150331v2")
+    assert read["readOnly"] is True and read["responseElements"] is None
+
+    s3_names = {r["eventName"] for r in lookup(gateway, "EventSource", "s3.amazonaws.com")}
+    assert {"CreateBucket", "PutBucketLifecycle", "GetBucketLifecycle", "PutBucketPublicAccessBlock"} <= s3_names
+    assert not s3_names & {"PutBucketLifecycleConfiguration", "GetBucketLifecycleConfiguration",
+                           "PutPublicAccessBlock"}
+
+    everything = json.dumps(stored_records(gateway.data_dir))
+    assert LAMBDA_ENV_VALUE not in everything
+    assert "e2e-code-body" not in everything and base64.b64encode(code.getvalue()).decode()[:40] not in everything

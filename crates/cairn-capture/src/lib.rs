@@ -11,11 +11,13 @@
 //! `responseElements` with secrets removed through one redaction table (`parameters`), and
 //! what particular services add to their records: resource ARNs, KMS's quiet cryptographic
 //! calls, Secrets Manager's service events (`service_rules`), DynamoDB's rule that no attribute
-//! value but a key's is logged (`dynamodb_items`). The
+//! value but a key's is logged (`dynamodb_items`), and the names CloudTrail records calls
+//! under where they are not the API's (`event_names`). The
 //! edge in cairn-server drives them and records the result. This crate knows nothing of
 //! storage or of SigV4.
 
 pub mod dynamodb_items;
+pub mod event_names;
 pub mod map_shapes;
 pub mod outcome;
 pub mod parameters;

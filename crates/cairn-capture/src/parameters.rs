@@ -29,6 +29,10 @@ pub const REDACTIONS: &[(&str, &str, Redaction)] = &[
     ("kms", "plaintext", Redaction::Omit),
     ("kms", "ciphertextBlob", Redaction::Omit),
     ("ssm", "value", Redaction::Hide),
+    // Lambda leaves out function code and environment variables (its developer guide lists
+    // `ZipFile` and `Environment`; real records keep an empty `environment`).
+    ("lambda", "zipFile", Redaction::Omit),
+    ("lambda", "variables", Redaction::Omit),
     ("*", "secretAccessKey", Redaction::Hide),
     ("*", "sessionToken", Redaction::Hide),
     ("*", "password", Redaction::Hide),

@@ -85,7 +85,12 @@ pub struct ServiceModel {
 impl ServiceModel {
     /// CloudTrail's `eventSource` for this service's calls.
     pub fn event_source(&self) -> String {
-        format!("{}.amazonaws.com", self.endpoint_prefix)
+        crate::event_names::event_source(&self.id, &self.endpoint_prefix)
+    }
+
+    /// CloudTrail's `eventName` for `operation` of this service.
+    pub fn event_name<'a>(&self, operation: &'a str) -> &'a str {
+        crate::event_names::event_name(&self.id, operation)
     }
 
     fn has_operation(&self, name: &str) -> Option<&str> {

@@ -68,22 +68,27 @@ pub async fn proxy(
     let service_id = recognized
         .map_or(signing_name, |found| found.service.id.as_str())
         .to_owned();
+    // The API's name for the call, which every rule below is written in; the record may
+    // carry another (`event_names`).
+    let operation = match recognized {
+        Some(found) => found.operation.to_owned(),
+        None => claimed_name(target, &form, &query).unwrap_or_else(|| "Unknown".to_owned()),
+    };
     if let Some(found) = recognized {
         call.event_source = found.service.event_source();
-        call.event_name = found.operation.to_owned();
+        call.event_name = found.service.event_name(&operation).to_owned();
         call.api_version = None;
     } else {
         call.event_source = format!("{signing_name}.amazonaws.com");
-        call.event_name =
-            claimed_name(target, &form, &query).unwrap_or_else(|| "Unknown".to_owned());
+        call.event_name = operation.clone();
     }
-    call.read_only = is_read_only(&call.event_name);
-    call.event_category = event_category(&service_id, &call.event_name);
+    call.read_only = is_read_only(&operation);
+    call.event_category = event_category(&service_id, &operation);
     let path_labels = recognized.map_or_else(Vec::new, |found| found.path_labels(&routed_path));
     call.request_parameters = request_parameters(
         protocol,
         &service_id,
-        &call.event_name,
+        &operation,
         &body,
         &form,
         &query,
@@ -139,7 +144,7 @@ pub async fn proxy(
     // changes it.
     let rotation_watch = match (&call.caller, service_id.as_str()) {
         (Caller::Verified(_), "secretsmanager") => {
-            secret_rotation::RotationWatch::of(&call.event_name, &body)
+            secret_rotation::RotationWatch::of(&operation, &body)
         }
         _ => None,
     };
@@ -163,8 +168,8 @@ pub async fn proxy(
         _ => None,
     };
     if let (Some(scope), Some(asker)) = (&key_schema_scope, &asker) {
-        if let Some(input) = dynamodb_input(&call.event_name, &body) {
-            let tables = tables_needing_key_schema(&call.event_name, &input);
+        if let Some(input) = dynamodb_input(&operation, &body) {
+            let tables = tables_needing_key_schema(&operation, &input);
             if !tables.is_empty() {
                 let known = state.key_schemas.resolve(asker, scope, &tables).await;
                 call.request_parameters = dynamodb_request_parameters(input, &known);
@@ -204,8 +209,7 @@ pub async fn proxy(
         }
         // A streamed answer is content (an object, a download), never response elements.
         None if reply.body.is_whole() => {
-            call.response_elements =
-                response_elements(protocol, &service_id, &call.event_name, recorded)
+            call.response_elements = response_elements(protocol, &service_id, &operation, recorded)
         }
         None => {}
     }
@@ -219,7 +223,7 @@ pub async fn proxy(
         let now = state.clock.now_millis();
         state
             .key_schemas
-            .learn_from_answer(scope, &call.event_name, recorded, now);
+            .learn_from_answer(scope, &operation, recorded, now);
     }
     let still_running = match &rotation {
         RotationSeen::StartedStillPending {
@@ -237,8 +241,15 @@ pub async fn proxy(
         },
         rotation,
     };
-    let service_events =
-        apply_service_rules(&mut call, &service_id, protocol, succeeded, recorded, seen);
+    let service_events = apply_service_rules(
+        &mut call,
+        &service_id,
+        &operation,
+        protocol,
+        succeeded,
+        recorded,
+        seen,
+    );
     let rotation_started = service_events
         .iter()
         .any(|event| event.event_name == service_rules::ROTATION_STARTED);
@@ -305,6 +316,7 @@ fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
 fn apply_service_rules(
     call: &mut Call,
     service_id: &str,
+    operation: &str,
     protocol: Option<Protocol>,
     succeeded: bool,
     body: &[u8],
@@ -315,7 +327,7 @@ fn apply_service_rules(
     };
     let upstream_response = match protocol {
         Some(Protocol::Json | Protocol::RestJson) if succeeded => {
-            let shape = MapShapes::builtin().of(service_id, &call.event_name, End::Output);
+            let shape = MapShapes::builtin().of(service_id, operation, End::Output);
             let response = serde_json::from_slice::<Value>(body).ok();
             response.map(|response| lower_camel_shaped(response, shape))
         }
@@ -323,7 +335,7 @@ fn apply_service_rules(
     };
     let mut captured = CapturedCall {
         service_id: service_id.to_owned(),
-        operation: call.event_name.clone(),
+        operation: operation.to_owned(),
         region: call.region.clone(),
         account_id: principal.account_id.clone(),
         request_parameters: call.request_parameters.take(),
