@@ -361,3 +361,25 @@ def test_lambda_and_s3_calls_are_recorded_under_cloudtrails_names(gateway, tmp_p
     everything = json.dumps(stored_records(gateway.data_dir))
     assert LAMBDA_ENV_VALUE not in everything
     assert "e2e-code-body" not in everything and base64.b64encode(code.getvalue()).decode()[:40] not in everything
+
+
+USER_DATA_SECRET = "e2e-user-data-password-90ac"
+
+
+def test_ec2_user_data_is_recorded_as_removed(gateway):
+    image = gateway.aws_json("ec2", "describe-images", "--owners", "amazon")["Images"][0]["ImageId"]
+    instance = gateway.aws_json("ec2", "run-instances", "--image-id", image, "--count", "1",
+                                "--instance-type", "t3.micro",
+                                "--user-data", f"#!/bin/sh\necho {USER_DATA_SECRET}\n")["Instances"][0]
+    gateway.aws("ec2", "stop-instances", "--instance-ids", instance["InstanceId"])
+    modified_data = base64.b64encode(f"{USER_DATA_SECRET}-2".encode()).decode()
+    gateway.aws("ec2", "modify-instance-attribute", "--instance-id", instance["InstanceId"],
+                "--user-data", f"Value={modified_data}")
+
+    (run,) = lookup(gateway, "EventName", "RunInstances")
+    assert run["requestParameters"]["userData"] == "<sensitiveDataRemoved>"
+    (modified,) = lookup(gateway, "EventName", "ModifyInstanceAttribute")
+    assert modified["requestParameters"]["userData"] == "<sensitiveDataRemoved>"
+    everything = json.dumps(stored_records(gateway.data_dir))
+    assert USER_DATA_SECRET not in everything and modified_data not in everything
+    assert base64.b64encode(f"#!/bin/sh\necho {USER_DATA_SECRET}\n".encode()).decode() not in everything

@@ -18,6 +18,8 @@ pub enum Redaction {
     Omit,
     /// The field stays, its value replaced by [`HIDDEN`].
     Hide,
+    /// The field stays, its value replaced by the service's own token.
+    Replace(&'static str),
 }
 
 /// One row per secret-bearing field: (service id or `*` for every service, field name in
@@ -33,6 +35,13 @@ pub const REDACTIONS: &[(&str, &str, Redaction)] = &[
     // `ZipFile` and `Environment`; real records keep an empty `environment`).
     ("lambda", "zipFile", Redaction::Omit),
     ("lambda", "variables", Redaction::Omit),
+    // EC2 keeps the member and drops its value (real RunInstances and
+    // ModifyInstanceAttribute records); user data often carries credentials.
+    (
+        "ec2",
+        "userData",
+        Redaction::Replace("<sensitiveDataRemoved>"),
+    ),
     ("*", "secretAccessKey", Redaction::Hide),
     ("*", "sessionToken", Redaction::Hide),
     ("*", "password", Redaction::Hide),
@@ -425,6 +434,9 @@ pub fn redact(service_id: &str, value: &mut Value) {
                     Some(Redaction::Hide) => {
                         members.insert(key, Value::String(HIDDEN.to_owned()));
                     }
+                    Some(Redaction::Replace(token)) => {
+                        members.insert(key, Value::String(token.to_owned()));
+                    }
                     None => {
                         if let Some(inner) = members.get_mut(&key) {
                             redact(service_id, inner);
@@ -620,6 +632,22 @@ mod tests {
         assert!(!logged.contains("hunter1-value"), "{logged}");
         assert!(!logged.contains("hunter2-value"), "{logged}");
         assert_eq!(parameters["endpoints"][0]["password"], json!(HIDDEN));
+    }
+    #[test]
+    fn ec2_user_data_is_logged_as_removed_however_it_was_sent() {
+        let run = [
+            ("ImageId", "ami-1"),
+            ("UserData", "cGFzc3dvcmQ9aHVudGVyMg=="),
+        ];
+        let parameters = logged_form(Protocol::Ec2, "ec2", "RunInstances", &run).unwrap();
+        assert_eq!(parameters["userData"], json!("<sensitiveDataRemoved>"));
+        let modify = [("InstanceId", "i-1"), ("UserData.Value", "aHVudGVyMg==")];
+        let parameters =
+            logged_form(Protocol::Ec2, "ec2", "ModifyInstanceAttribute", &modify).unwrap();
+        assert_eq!(
+            parameters,
+            json!({"instanceId": "i-1", "userData": "<sensitiveDataRemoved>"})
+        );
     }
     use serde_json::json;
 
