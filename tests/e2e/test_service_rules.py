@@ -6,6 +6,7 @@ secret value reaches the history, the data directory or the log."""
 import base64
 import io
 import json
+import re
 import subprocess
 import zipfile
 
@@ -19,6 +20,10 @@ ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/operator"
 SECRET_VALUE = "e2e-secret-value-7f3a9c"
 PARAMETER_VALUE = "e2e-parameter-value-41d2"
 PLAINTEXT = "e2e-plaintext-value-c81b"
+COMMAND_SECRET = "e2e-command-secret-2f6d"
+
+# How CloudTrail writes a JSON-protocol service's timestamps inside a record.
+RECORDED_DATE = re.compile(r"^[A-Z][a-z]{2} \d{1,2}, \d{4}, \d{1,2}:\d{2}:\d{2} [AP]M$")
 
 CONFIG = f"""
 [[users]]
@@ -76,6 +81,7 @@ def test_secrets_manager_records_and_service_events(gateway):
     assert create["resources"] == [{"ARN": arn, "accountId": ACCOUNT, "type": "AWS::SecretsManager::Secret"}]
     delete = next(r for r in records if r["eventName"] == "DeleteSecret" and r["requestParameters"]["secretId"] == "e2e-db")
     assert delete["requestParameters"] == {"secretId": "e2e-db", "recoveryWindowInDays": 7}
+    assert RECORDED_DATE.match(delete["responseElements"]["deletionDate"]), delete["responseElements"]
     assert delete["eventType"] == "AwsApiCall" and delete["readOnly"] is False
     assert delete["userIdentity"]["type"] == "IAMUser" and delete["userIdentity"]["userName"] == "ops"
     assert named(records, "GetSecretValue")["responseElements"] is None
@@ -121,6 +127,8 @@ def test_kms_key_arns_and_quiet_cryptography(gateway):
     assert decrypt["requestParameters"] == {"encryptionAlgorithm": "SYMMETRIC_DEFAULT"}
     assert decrypt["responseElements"] is None and decrypt["resources"] == resource
     assert named(records, "CreateKey")["resources"] == resource
+    created = named(records, "CreateKey")["responseElements"]["keyMetadata"]
+    assert RECORDED_DATE.match(created["creationDate"]), created
 
     by_type = {r["eventName"] for r in lookup(gateway, "ResourceType", "AWS::KMS::Key")}
     assert {"CreateKey", "DisableKey", "EnableKey", "Encrypt", "Decrypt"} <= by_type
@@ -138,6 +146,8 @@ def test_ssm_documents_by_an_assumed_role_and_hidden_parameters(gateway):
                 "--content", content)
     gateway.aws("ssm", "put-parameter", "--name", "/e2e/db", "--value", PARAMETER_VALUE, "--type", "SecureString")
     gateway.aws("ssm", "get-parameter", "--name", "/e2e/db", "--with-decryption")
+    gateway.aws("ssm", "send-command", "--document-name", "AWS-RunShellScript", "--instance-ids",
+                "i-0123456789abcdef0", "--parameters", f"commands=echo {COMMAND_SECRET}")
 
     credentials = gateway.aws_json("sts", "assume-role", "--role-arn", ROLE_ARN,
                                    "--role-session-name", "e2e-operator")["Credentials"]
@@ -165,13 +175,20 @@ def test_ssm_documents_by_an_assumed_role_and_hidden_parameters(gateway):
     assert put["requestParameters"]["value"] == "HIDDEN_DUE_TO_SECURITY_REASONS"
     assert put["resources"][0]["ARN"] == f"arn:aws:ssm:us-east-1:{ACCOUNT}:parameter/e2e/db"
     assert named(records, "GetParameter")["responseElements"] is None
+    # A command's parameters are hidden in the request and in the command answered; its
+    # times are written as CloudTrail writes them.
+    sent = named(records, "SendCommand")
+    assert sent["requestParameters"]["parameters"] == "HIDDEN_DUE_TO_SECURITY_REASONS"
+    command = sent["responseElements"]["command"]
+    assert command["parameters"] == "HIDDEN_DUE_TO_SECURITY_REASONS"
+    assert RECORDED_DATE.match(command["requestedDateTime"]) and RECORDED_DATE.match(command["expiresAfter"])
 
     gateway.stop()
     log = (gateway.data_dir.parent / "data-server.log").read_bytes()
     # Records are stored compressed, so the raw files alone prove little: every stored record
     # is decompressed and searched too.
     every_record = json.dumps(stored_records(gateway.data_dir))
-    for value in (PARAMETER_VALUE, credentials["SecretAccessKey"]):
+    for value in (PARAMETER_VALUE, COMMAND_SECRET, credentials["SecretAccessKey"]):
         assert value.encode() not in log
         assert value not in every_record
         for path in gateway.data_dir.rglob("*"):

@@ -31,6 +31,8 @@ pub enum Shape {
     Number,
     /// A boolean (query and ec2 inputs only).
     Boolean,
+    /// A timestamp (JSON 1.0/1.1 services only, which send epoch seconds).
+    Timestamp,
 }
 
 #[derive(Deserialize)]
@@ -113,6 +115,7 @@ impl MapShapes {
                             (Some("map"), index) => Ok(Shape::Map(index)),
                             (Some("number"), None) => Ok(Shape::Number),
                             (Some("boolean"), None) => Ok(Shape::Boolean),
+                            (Some("timestamp"), None) => Ok(Shape::Timestamp),
                             _ => Err(format!("{}: unknown shape {tagged:?}", line.id)),
                         }
                     }
@@ -156,7 +159,7 @@ mod tests {
                 match shape {
                     Shape::Structure(members) => assert!(members.values().all(inside), "{id}"),
                     Shape::List(index) | Shape::Map(Some(index)) => assert!(inside(index), "{id}"),
-                    Shape::Map(None) | Shape::Number | Shape::Boolean => {}
+                    Shape::Map(None) | Shape::Number | Shape::Boolean | Shape::Timestamp => {}
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! lowerCamelCase, secrets taken out through one redaction table, `responseElements` only for
 //! calls that change something.
 
+use cairn_model::format_recorded_date;
 use serde_json::{Map, Value};
 
 use crate::dynamodb_items::{self, KeySchemas};
@@ -31,6 +32,12 @@ pub const REDACTIONS: &[(&str, &str, Redaction)] = &[
     ("kms", "plaintext", Redaction::Omit),
     ("kms", "ciphertextBlob", Redaction::Omit),
     ("ssm", "value", Redaction::Hide),
+    // A command's or automation's parameters (real SendCommand records hide them, in the
+    // request and in the command answered).
+    ("ssm", "parameters", Redaction::Hide),
+    // Roles Anywhere hides its tags' keys and values (real CreateProfile records).
+    ("rolesanywhere", "key", Redaction::Hide),
+    ("rolesanywhere", "value", Redaction::Hide),
     // Lambda leaves out function code and environment variables (its developer guide lists
     // `ZipFile` and `Environment`; real records keep an empty `environment`).
     ("lambda", "zipFile", Redaction::Omit),
@@ -173,7 +180,7 @@ fn json_parameters(service_id: &str, operation: &str, body: &[u8]) -> Option<Val
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(members)) => {
             let shape = MapShapes::builtin().of(service_id, operation, End::Input);
-            Some(lower_camel_shaped(Value::Object(members), shape))
+            Some(recorded_form(Value::Object(members), shape))
         }
         _ => None,
     }
@@ -332,7 +339,7 @@ pub fn response_elements(
         return None;
     }
     let shape = MapShapes::builtin().of(service_id, operation, End::Output);
-    let mut value = lower_camel_shaped(serde_json::from_slice::<Value>(body).ok()?, shape);
+    let mut value = recorded_form(serde_json::from_slice::<Value>(body).ok()?, shape);
     redact(service_id, &mut value);
     match &value {
         Value::Object(members) if members.is_empty() => None,
@@ -357,8 +364,25 @@ pub fn lower_camel(value: Value) -> Value {
 }
 
 /// [`lower_camel`], except that the keys of the maps `shape` places in `value` are kept as
-/// they are: they are the caller's data (tag keys, table and attribute names).
+/// they are: they are the caller's data (tag keys, table and attribute names). Timestamps stay
+/// as the service sent them, for rules that read them.
 pub fn lower_camel_shaped(value: Value, shape: Option<ShapeRef<'_>>) -> Value {
+    shaped(value, shape, Timestamps::AsSent)
+}
+
+/// [`lower_camel_shaped`], with the timestamps a JSON 1.0/1.1 service sent as epoch seconds
+/// written as CloudTrail records them ("Aug 2, 2024, 8:23:24 AM").
+pub fn recorded_form(value: Value, shape: Option<ShapeRef<'_>>) -> Value {
+    shaped(value, shape, Timestamps::AsRecorded)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Timestamps {
+    AsSent,
+    AsRecorded,
+}
+
+fn shaped(value: Value, shape: Option<ShapeRef<'_>>, timestamps: Timestamps) -> Value {
     let Some(shape) = shape else {
         return lower_camel(value);
     };
@@ -368,14 +392,14 @@ pub fn lower_camel_shaped(value: Value, shape: Option<ShapeRef<'_>>) -> Value {
                 .into_iter()
                 .map(|(key, value)| {
                     let values = values.map(|index| shape.at(index));
-                    (key, lower_camel_shaped(value, values))
+                    (key, shaped(value, values, timestamps))
                 })
                 .collect(),
         ),
         (Some(Shape::List(item)), Value::Array(items)) => Value::Array(
             items
                 .into_iter()
-                .map(|value| lower_camel_shaped(value, Some(shape.at(*item))))
+                .map(|value| shaped(value, Some(shape.at(*item)), timestamps))
                 .collect(),
         ),
         (Some(Shape::Structure(members)), Value::Object(entries)) => Value::Object(
@@ -383,10 +407,20 @@ pub fn lower_camel_shaped(value: Value, shape: Option<ShapeRef<'_>>) -> Value {
                 .into_iter()
                 .map(|(key, value)| {
                     let member = members.get(&key).map(|index| shape.at(*index));
-                    (lower_camel_name(&key), lower_camel_shaped(value, member))
+                    (lower_camel_name(&key), shaped(value, member, timestamps))
                 })
                 .collect(),
         ),
+        (Some(Shape::Timestamp), Value::Number(seconds))
+            if timestamps == Timestamps::AsRecorded =>
+        {
+            match seconds.as_f64() {
+                Some(seconds) if seconds.is_finite() => {
+                    Value::String(format_recorded_date((seconds * 1000.0).floor() as i64))
+                }
+                _ => Value::Number(seconds),
+            }
+        }
         (_, value) => lower_camel(value),
     }
 }
@@ -633,6 +667,36 @@ mod tests {
         assert!(!logged.contains("hunter2-value"), "{logged}");
         assert_eq!(parameters["endpoints"][0]["password"], json!(HIDDEN));
     }
+    #[test]
+    fn json_protocol_timestamps_are_recorded_as_cloudtrail_dates() {
+        let created =
+            br#"{"KeyMetadata": {"KeyId": "k", "CreationDate": 1722587004.657, "Enabled": true}}"#;
+        assert_eq!(
+            response_elements(Some(Protocol::Json), "kms", "CreateKey", created),
+            Some(json!({"keyMetadata": {
+                "keyId": "k", "creationDate": "Aug 2, 2024, 8:23:24 AM", "enabled": true
+            }}))
+        );
+        let deleted = br#"{"ARN": "arn:x", "Name": "db", "DeletionDate": 1722628800}"#;
+        assert_eq!(
+            response_elements(
+                Some(Protocol::Json),
+                "secretsmanager",
+                "DeleteSecret",
+                deleted
+            )
+            .unwrap()["deletionDate"],
+            json!("Aug 2, 2024, 8:00:00 PM")
+        );
+        // A number where the model has no timestamp stays a number; rules that read a
+        // timestamp get it as sent.
+        let rotated = br#"{"ARN": "arn:x", "DeletionDate": 1722628800, "Count": 5}"#;
+        let shape = MapShapes::builtin().of("secretsmanager", "DeleteSecret", End::Output);
+        let as_sent = lower_camel_shaped(serde_json::from_slice(rotated).unwrap(), shape);
+        assert_eq!(as_sent["deletionDate"], json!(1722628800));
+        assert_eq!(as_sent["count"], json!(5));
+    }
+
     #[test]
     fn ec2_user_data_is_logged_as_removed_however_it_was_sent() {
         let run = [

@@ -15,7 +15,9 @@ the shapes from which a map can be reached (structures with those members, lists
 numbered, and each operation's input and output shape among them. A query or ec2 request is
 all text, so for those services it keeps instead the shapes from which a number or a boolean
 can be reached, members named as the request spells them, so that CloudTrail's `"maxItems":
-100` and `"dryRun": false` are logged as the numbers and booleans they are.
+100` and `"dryRun": false` are logged as the numbers and booleans they are. For JSON 1.0/1.1
+services it also keeps the shapes from which a timestamp can be reached: those send epoch
+seconds, and CloudTrail records them as dates ("Aug 2, 2024, 8:23:24 AM").
 
     python3 crates/cairn-capture/tools/generate_routing_table.py
 """
@@ -170,6 +172,12 @@ def reaching_closure(shapes, reaching):
     return reaching
 
 
+def timestamp_reaching_shapes(shapes):
+    """The names of the shapes from which a timestamp can be reached."""
+    reaching = {name for name, shape in shapes.items() if shape["type"] == "timestamp"}
+    return reaching_closure(shapes, reaching)
+
+
 def typed_reaching_shapes(shapes):
     """The names of the shapes from which a number or a boolean can be reached."""
     reaching = {name for name, shape in shapes.items() if shape["type"] in TYPED_SCALARS}
@@ -207,6 +215,10 @@ def map_shapes_line(service_id, model):
     # JSON carries its own numbers and booleans, not its maps; a query string is all text,
     # so for query and ec2 the typed scalars are what matter (maps there are spelled out).
     reaching = typed_reaching_shapes(shapes) if is_query else map_reaching_shapes(shapes)
+    if protocol == "json":
+        # JSON 1.0/1.1 send timestamps as epoch seconds; CloudTrail records them as dates.
+        # rest-json records keep what the service sent (ISO 8601 where it sends that).
+        reaching |= timestamp_reaching_shapes(shapes)
     numbered = {}
     table = []
 
@@ -218,6 +230,8 @@ def map_shapes_line(service_id, model):
         shape = shapes[name]
         if shape["type"] in TYPED_SCALARS:
             entry = [TYPED_SCALARS[shape["type"]]]
+        elif shape["type"] == "timestamp":
+            entry = ["timestamp"]
         elif shape["type"] == "map":
             value = shape["value"]["shape"]
             entry = ["map", number(value)] if value in reaching and not is_query else ["map"]

@@ -20,6 +20,17 @@ pub fn format_event_time(epoch_millis: i64) -> String {
         .to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// Formats epoch milliseconds the way CloudTrail writes the timestamps of JSON-protocol
+/// services and STS inside `requestParameters` and `responseElements`: "Aug 2, 2024, 8:23:24
+/// AM", UTC, whole seconds.
+pub fn format_recorded_date(epoch_millis: i64) -> String {
+    Utc.timestamp_millis_opt(epoch_millis)
+        .single()
+        .unwrap_or_default()
+        .format("%b %-d, %Y, %-I:%M:%S %p")
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -31,6 +42,19 @@ mod tests {
         assert_eq!(parse_event_time("1970-01-01T01:00:01+01:00"), Ok(1000));
         assert!(parse_event_time("2020-09-14 00:44:23").is_err());
         assert!(parse_event_time("").is_err());
+    }
+
+    #[test]
+    fn recorded_dates_are_spelled_as_cloudtrail_spells_them() {
+        assert_eq!(
+            format_recorded_date(1_722_587_004_000),
+            "Aug 2, 2024, 8:23:24 AM"
+        );
+        assert_eq!(
+            format_recorded_date(1_722_628_800_999),
+            "Aug 2, 2024, 8:00:00 PM"
+        );
+        assert_eq!(format_recorded_date(0), "Jan 1, 1970, 12:00:00 AM");
     }
 
     #[test]

@@ -12,7 +12,6 @@ use cairn_model::format_event_time;
 use cairn_wire::sigv4::decode_pairs;
 use cairn_wire::sts::{self, CredentialsOut, StsRequest};
 use cairn_wire::AwsError;
-use chrono::{TimeZone, Utc};
 use http::request::Parts;
 use http::StatusCode;
 use serde_json::{json, Value};
@@ -155,14 +154,9 @@ fn credentials_out(credentials: &TemporaryCredentials) -> CredentialsOut<'_> {
 /// The credentials as CloudTrail records them: the key ID, the token hidden, the expiry in
 /// the form CloudTrail's STS events use ("Nov 21, 2026, 6:00:00 PM"). Never the secret.
 fn recorded_credentials(credentials: &TemporaryCredentials) -> Value {
-    let expiration = Utc
-        .timestamp_millis_opt(credentials.expiration_millis)
-        .single()
-        .map(|time| time.format("%b %-d, %Y, %-I:%M:%S %p").to_string())
-        .unwrap_or_default();
     json!({
         "accessKeyId": credentials.access_key_id,
         "sessionToken": HIDDEN,
-        "expiration": expiration,
+        "expiration": cairn_model::format_recorded_date(credentials.expiration_millis),
     })
 }
