@@ -400,3 +400,37 @@ def test_ec2_user_data_is_recorded_as_removed(gateway):
     everything = json.dumps(stored_records(gateway.data_dir))
     assert USER_DATA_SECRET not in everything and modified_data not in everything
     assert base64.b64encode(f"#!/bin/sh\necho {USER_DATA_SECRET}\n".encode()).decode() not in everything
+
+
+# IAM's records spell dates without a comma after the year.
+IAM_DATE = re.compile(r"^[A-Z][a-z]{2} \d{1,2}, \d{4} \d{1,2}:\d{2}:\d{2} [AP]M$")
+LOGIN_PASSWORD = "e2e-Login-Password-77!"
+
+
+def test_query_answers_are_recorded_as_response_elements(gateway):
+    """IAM answers in XML; its records carry the answer as JSON, as real CreateUser,
+    CreateAccessKey and CreateLoginProfile records do: the new key's secret and the password
+    left out entirely."""
+    gateway.aws("iam", "create-user", "--user-name", "e2e-answered", "--tags", "Key=team,Value=blue")
+    key = gateway.aws_json("iam", "create-access-key", "--user-name", "e2e-answered")["AccessKey"]
+    gateway.aws("iam", "create-login-profile", "--user-name", "e2e-answered", "--password", LOGIN_PASSWORD,
+                "--no-password-reset-required")
+    gateway.aws("iam", "delete-login-profile", "--user-name", "e2e-answered")
+
+    (user,) = lookup(gateway, "EventName", "CreateUser")
+    created = user["responseElements"]["user"]
+    assert created["userName"] == "e2e-answered" and created["path"] == "/"
+    assert created["arn"] == f"arn:aws:iam::{ACCOUNT}:user/e2e-answered"
+    assert created["tags"] == [{"key": "team", "value": "blue"}]
+    assert IAM_DATE.match(created["createDate"]), created
+    (access_key,) = lookup(gateway, "EventName", "CreateAccessKey")
+    assert set(access_key["responseElements"]["accessKey"]) == {"accessKeyId", "createDate", "status", "userName"}
+    assert access_key["responseElements"]["accessKey"]["accessKeyId"] == key["AccessKeyId"]
+    (login,) = lookup(gateway, "EventName", "CreateLoginProfile")
+    assert login["requestParameters"] == {"userName": "e2e-answered", "passwordResetRequired": False}
+    assert login["responseElements"]["loginProfile"]["passwordResetRequired"] is False
+    (deleted,) = lookup(gateway, "EventName", "DeleteLoginProfile")
+    assert deleted["responseElements"] is None
+
+    everything = json.dumps(stored_records(gateway.data_dir))
+    assert key["SecretAccessKey"] not in everything and LOGIN_PASSWORD not in everything

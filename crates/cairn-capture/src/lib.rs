@@ -11,8 +11,9 @@
 //! `responseElements` with secrets removed through one redaction table (`parameters`), and
 //! what particular services add to their records: resource ARNs, KMS's quiet cryptographic
 //! calls, Secrets Manager's service events (`service_rules`), DynamoDB's rule that no attribute
-//! value but a key's is logged (`dynamodb_items`), and the names CloudTrail records calls
-//! under where they are not the API's (`event_names`). The
+//! value but a key's is logged (`dynamodb_items`), the names CloudTrail records calls
+//! under where they are not the API's (`event_names`), and query services' XML answers as
+//! `responseElements` (`xml_answers`). The
 //! edge in cairn-server drives them and records the result. This crate knows nothing of
 //! storage or of SigV4.
 
@@ -25,6 +26,7 @@ pub mod routing;
 pub mod service_rules;
 pub mod streaming;
 pub mod upstream;
+pub mod xml_answers;
 
 pub use routing::{
     s3_path_style_path, s3_virtual_host_bucket, Call, Protocol, Recognized, RoutingTable,

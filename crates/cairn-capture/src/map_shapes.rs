@@ -211,6 +211,8 @@ mod tests {
             Some(Shape::Boolean)
         ));
         assert!(table.of("sts", "GetCallerIdentity", End::Input).is_none());
-        assert!(table.of("iam", "ListUsers", End::Output).is_none());
+        // Query answers are typed too (they become responseElements); ec2's are not.
+        assert!(table.of("iam", "CreateUser", End::Output).is_some());
+        assert!(table.of("ec2", "RunInstances", End::Output).is_none());
     }
 }

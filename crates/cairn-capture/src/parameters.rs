@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use crate::dynamodb_items::{self, KeySchemas};
 use crate::map_shapes::{End, MapShapes, Shape, ShapeRef};
 use crate::routing::Protocol;
+use crate::xml_answers::query_response_elements;
 
 /// The general CloudTrail redaction token.
 pub const HIDDEN: &str = "HIDDEN_DUE_TO_SECURITY_REASONS";
@@ -49,6 +50,10 @@ pub const REDACTIONS: &[(&str, &str, Redaction)] = &[
         "userData",
         Redaction::Replace("<sensitiveDataRemoved>"),
     ),
+    // IAM leaves a new access key's secret and a login profile's password out entirely (real
+    // CreateAccessKey and CreateLoginProfile records); first match wins, so these come first.
+    ("iam", "secretAccessKey", Redaction::Omit),
+    ("iam", "password", Redaction::Omit),
     ("*", "secretAccessKey", Redaction::Hide),
     ("*", "sessionToken", Redaction::Hide),
     ("*", "password", Redaction::Hide),
@@ -334,12 +339,18 @@ pub fn response_elements(
         || RESPONSE_NEVER_RECORDED.contains(&(service_id, operation))
         // DynamoDB's item calls answer with items: their records never hold a response.
         || (service_id == "dynamodb" && event_category(service_id, operation) == "Data")
-        || !matches!(protocol, Some(Protocol::Json | Protocol::RestJson))
+        || !matches!(
+            protocol,
+            Some(Protocol::Json | Protocol::RestJson | Protocol::Query)
+        )
     {
         return None;
     }
     let shape = MapShapes::builtin().of(service_id, operation, End::Output);
-    let mut value = recorded_form(serde_json::from_slice::<Value>(body).ok()?, shape);
+    let mut value = match protocol {
+        Some(Protocol::Query) => query_response_elements(service_id, operation, body, shape)?,
+        _ => recorded_form(serde_json::from_slice::<Value>(body).ok()?, shape),
+    };
     redact(service_id, &mut value);
     match &value {
         Value::Object(members) if members.is_empty() => None,
@@ -425,7 +436,7 @@ fn shaped(value: Value, shape: Option<ShapeRef<'_>>, timestamps: Timestamps) -> 
     }
 }
 
-fn lower_camel_name(name: &str) -> String {
+pub(crate) fn lower_camel_name(name: &str) -> String {
     let chars: Vec<char> = name.chars().collect();
     let leading_capitals = chars.iter().take_while(|c| c.is_uppercase()).count();
     let lowered = match leading_capitals {
@@ -661,7 +672,7 @@ mod tests {
             ("Password", "hunter1-value"),
             ("Endpoints.member.1.Password", "hunter2-value"),
         ];
-        let parameters = logged_form(Protocol::Query, "iam", "TagUser", &pairs).unwrap();
+        let parameters = logged_form(Protocol::Query, "rds", "TagUser", &pairs).unwrap();
         let logged = parameters.to_string();
         assert!(!logged.contains("hunter1-value"), "{logged}");
         assert!(!logged.contains("hunter2-value"), "{logged}");
@@ -732,17 +743,36 @@ mod tests {
             logged_json("kms", "Encrypt", body).unwrap(),
             json!({"keyId": "k"})
         );
-        let form = [("Action", "CreateLoginProfile"), ("Password", "p4ss")];
-        let parameters = logged_form(Protocol::Query, "iam", "TagUser", &form).unwrap();
-        assert_eq!(parameters, json!({"password": HIDDEN}));
+        // IAM leaves passwords and new keys' secrets out; elsewhere they are hidden.
+        let form = [
+            ("Action", "CreateLoginProfile"),
+            ("UserName", "u"),
+            ("Password", "p4ss"),
+        ];
+        let parameters = logged_form(Protocol::Query, "iam", "CreateLoginProfile", &form).unwrap();
+        assert_eq!(parameters, json!({"userName": "u"}));
+        let form = [("Action", "ModifyCluster"), ("MasterUserPassword", "p4ss")];
+        let parameters = logged_form(Protocol::Query, "redshift", "ModifyCluster", &form).unwrap();
+        assert_eq!(parameters, json!({"masterUserPassword": HIDDEN}));
+        let created = br#"<CreateAccessKeyResponse><CreateAccessKeyResult><AccessKey>
+            <UserName>u</UserName><AccessKeyId>AKIAEXAMPLE</AccessKeyId><Status>Active</Status>
+            <SecretAccessKey>wJalrXUtnFEMI</SecretAccessKey><CreateDate>2024-08-01T13:33:28Z</CreateDate>
+            </AccessKey></CreateAccessKeyResult></CreateAccessKeyResponse>"#;
+        let response =
+            response_elements(Some(Protocol::Query), "iam", "CreateAccessKey", created).unwrap();
+        assert_eq!(
+            response,
+            json!({"accessKey": {"userName": "u", "accessKeyId": "AKIAEXAMPLE", "status": "Active",
+                "createDate": "Aug 1, 2024 1:33:28 PM"}})
+        );
         let response = response_elements(
             Some(Protocol::Json),
-            "iam",
-            "CreateAccessKey",
-            br#"{"AccessKey": {"AccessKeyId": "A", "SecretAccessKey": "S"}}"#,
+            "glue",
+            "CreateThing",
+            br#"{"Key": {"AccessKeyId": "A", "SecretAccessKey": "S"}}"#,
         )
         .unwrap();
-        assert_eq!(response["accessKey"]["secretAccessKey"], HIDDEN);
+        assert_eq!(response["key"]["secretAccessKey"], HIDDEN);
         assert_eq!(
             response_elements(
                 Some(Protocol::Json),

@@ -15,7 +15,9 @@ the shapes from which a map can be reached (structures with those members, lists
 numbered, and each operation's input and output shape among them. A query or ec2 request is
 all text, so for those services it keeps instead the shapes from which a number or a boolean
 can be reached, members named as the request spells them, so that CloudTrail's `"maxItems":
-100` and `"dryRun": false` are logged as the numbers and booleans they are. For JSON 1.0/1.1
+100` and `"dryRun": false` are logged as the numbers and booleans they are; for query
+services the same goes for answers (members named as the XML spells them, timestamps kept
+too), which become `responseElements`. For JSON 1.0/1.1
 services it also keeps the shapes from which a timestamp can be reached: those send epoch
 seconds, and CloudTrail records them as dates ("Aug 2, 2024, 8:23:24 AM").
 
@@ -215,6 +217,10 @@ def map_shapes_line(service_id, model):
     # JSON carries its own numbers and booleans, not its maps; a query string is all text,
     # so for query and ec2 the typed scalars are what matter (maps there are spelled out).
     reaching = typed_reaching_shapes(shapes) if is_query else map_reaching_shapes(shapes)
+    if protocol == "query":
+        # A query answer is XML, all text: its numbers, booleans and timestamps are typed
+        # from the model when it becomes `responseElements`.
+        reaching |= timestamp_reaching_shapes(shapes)
     if protocol == "json":
         # JSON 1.0/1.1 send timestamps as epoch seconds; CloudTrail records them as dates.
         # rest-json records keep what the service sent (ISO 8601 where it sends that).
@@ -250,8 +256,8 @@ def map_shapes_line(service_id, model):
     operations = {}
     for name, operation in sorted(model["operations"].items()):
         ends = []
-        # A query or ec2 answer is XML, which the record does not carry.
-        for end in ("input",) if is_query else ("input", "output"):
+        # An ec2 answer is XML shaped by EC2's own schema, which the record does not carry.
+        for end in ("input",) if protocol == "ec2" else ("input", "output"):
             shape_name = operation.get(end, {}).get("shape")
             shape_name = body_shape(shapes, shape_name) if shape_name else None
             ends.append(number(shape_name) if shape_name in reaching else None)

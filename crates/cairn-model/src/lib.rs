@@ -23,4 +23,7 @@ pub use record::{
     SessionAttributes, SessionContext, SessionIssuer, TlsDetails, UserIdentity, UserIdentityType,
     WebIdFederationData,
 };
-pub use time::{format_event_time, format_recorded_date, parse_event_time, EventTimeError};
+pub use time::{
+    format_event_time, format_legacy_recorded_date, format_recorded_date, parse_event_time,
+    EventTimeError,
+};

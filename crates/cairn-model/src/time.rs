@@ -31,6 +31,16 @@ pub fn format_recorded_date(epoch_millis: i64) -> String {
         .to_string()
 }
 
+/// [`format_recorded_date`] as IAM's records spell it, with no comma after the year: "Aug 1,
+/// 2024 1:33:28 PM".
+pub fn format_legacy_recorded_date(epoch_millis: i64) -> String {
+    Utc.timestamp_millis_opt(epoch_millis)
+        .single()
+        .unwrap_or_default()
+        .format("%b %-d, %Y %-I:%M:%S %p")
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,6 +65,10 @@ mod tests {
             "Aug 2, 2024, 8:00:00 PM"
         );
         assert_eq!(format_recorded_date(0), "Jan 1, 1970, 12:00:00 AM");
+        assert_eq!(
+            format_legacy_recorded_date(1_722_519_208_000),
+            "Aug 1, 2024 1:33:28 PM"
+        );
     }
 
     #[test]

@@ -1,0 +1,259 @@
+//! A query-protocol service's answer (IAM, RDS, CloudFormation, SNS, ...) as CloudTrail
+//! records it in `responseElements`. The answer is XML: `<CreateUserResponse>` holds a
+//! `<CreateUserResult>` (absent when the operation returns nothing, and then so is the
+//! record's) and `<ResponseMetadata>`, which the record leaves out. The result becomes JSON
+//! with member names lower-camel-cased (`<UserName>` → `userName`), `<member>` lists as
+//! arrays, `<entry>` key/value lists as maps, and the numbers, booleans and timestamps the
+//! model types (`data/map-shapes.json`) as numbers, booleans and CloudTrail's dates; any other
+//! value stays the text it was (IAM's policy documents stay URL-encoded, as AWS logs them).
+
+use cairn_model::{format_legacy_recorded_date, format_recorded_date, parse_event_time};
+use roxmltree::{Document, Node};
+use serde_json::{Map, Value};
+
+use crate::map_shapes::{Shape, ShapeRef};
+use crate::parameters::lower_camel_name;
+
+/// Bigger answers are not parsed: CloudTrail leaves out `responseElements` over 100 KB anyway.
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// `operation`'s answer `body` as `responseElements`; `None` when it holds no result or is not
+/// XML.
+pub fn query_response_elements(
+    service_id: &str,
+    operation: &str,
+    body: &[u8],
+    shape: Option<ShapeRef<'_>>,
+) -> Option<Value> {
+    if body.len() > MAX_ANSWER_BYTES {
+        return None;
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    let document = Document::parse(text).ok()?;
+    let result_name = format!("{operation}Result");
+    let result = document
+        .root_element()
+        .children()
+        .find(|child| child.is_element() && child.tag_name().name() == result_name)?;
+    let dates = if service_id == "iam" {
+        DateStyle::Legacy
+    } else {
+        DateStyle::Current
+    };
+    match element_value(result, shape, dates) {
+        Value::Object(members) if members.is_empty() => None,
+        Value::Object(members) => Some(Value::Object(members)),
+        _ => None,
+    }
+}
+
+/// How a service's records spell dates: IAM's as "Aug 1, 2024 1:33:28 PM", STS's and the
+/// JSON services' as "Aug 1, 2024, 1:33:28 PM" (both seen in real records).
+#[derive(Clone, Copy)]
+enum DateStyle {
+    Legacy,
+    Current,
+}
+
+fn element_value(node: Node<'_, '_>, shape: Option<ShapeRef<'_>>, dates: DateStyle) -> Value {
+    let kind = shape.and_then(|shape| shape.shape());
+    let children: Vec<Node<'_, '_>> = node.children().filter(Node::is_element).collect();
+    if children.is_empty() {
+        let text = node.text().unwrap_or_default().trim().to_owned();
+        return match kind {
+            Some(Shape::List(_)) => Value::Array(Vec::new()),
+            _ => typed_text(text, kind, dates),
+        };
+    }
+    let all_named = |name: &str| children.iter().all(|child| child.tag_name().name() == name);
+    if let Some(Shape::List(item)) = kind {
+        let item = shape.map(|shape| shape.at(*item));
+        return Value::Array(
+            children
+                .iter()
+                .map(|child| element_value(*child, item, dates))
+                .collect(),
+        );
+    }
+    if kind.is_none() && all_named("member") {
+        return Value::Array(
+            children
+                .iter()
+                .map(|child| element_value(*child, None, dates))
+                .collect(),
+        );
+    }
+    if all_named("entry") {
+        if let Some(map) = entries(&children, shape, dates) {
+            return map;
+        }
+    }
+    let members = match kind {
+        Some(Shape::Structure(members)) => Some(members),
+        _ => None,
+    };
+    // A flattened list repeats its element: the repeats are one list.
+    let mut grouped: Vec<(&str, Vec<Value>)> = Vec::new();
+    for child in children {
+        let name = child.tag_name().name();
+        let member = members
+            .and_then(|members| members.get(name))
+            .zip(shape)
+            .map(|(index, shape)| shape.at(*index));
+        let value = element_value(child, member, dates);
+        match grouped.iter_mut().find(|(seen, _)| *seen == name) {
+            Some((_, values)) => values.push(value),
+            None => grouped.push((name, vec![value])),
+        }
+    }
+    Value::Object(
+        grouped
+            .into_iter()
+            .map(|(name, mut values)| {
+                let value = if values.len() == 1 {
+                    values.remove(0)
+                } else {
+                    Value::Array(values)
+                };
+                (lower_camel_name(name), value)
+            })
+            .collect(),
+    )
+}
+
+/// `<entry><key>k</key><value>v</value></entry>...` as `{k: v}`, keys as written.
+fn entries(
+    children: &[Node<'_, '_>],
+    shape: Option<ShapeRef<'_>>,
+    dates: DateStyle,
+) -> Option<Value> {
+    let values = match shape.and_then(|shape| shape.shape()) {
+        Some(Shape::Map(Some(values))) => shape.map(|shape| shape.at(*values)),
+        _ => None,
+    };
+    let mut map = Map::new();
+    for entry in children {
+        let part = |name: &str| {
+            entry.children().find(|child| {
+                child.is_element() && child.tag_name().name().eq_ignore_ascii_case(name)
+            })
+        };
+        let key = part("key")?.text().unwrap_or_default().to_owned();
+        let value = element_value(part("value")?, values, dates);
+        map.insert(key, value);
+    }
+    Some(Value::Object(map))
+}
+
+fn typed_text(text: String, kind: Option<&Shape>, dates: DateStyle) -> Value {
+    match kind {
+        Some(Shape::Number) => text
+            .parse::<serde_json::Number>()
+            .map_or(Value::String(text), Value::Number),
+        Some(Shape::Boolean) if text == "true" => Value::Bool(true),
+        Some(Shape::Boolean) if text == "false" => Value::Bool(false),
+        Some(Shape::Timestamp) => match parse_event_time(&text) {
+            Ok(millis) => Value::String(match dates {
+                DateStyle::Legacy => format_legacy_recorded_date(millis),
+                DateStyle::Current => format_recorded_date(millis),
+            }),
+            Err(_) => Value::String(text),
+        },
+        _ => Value::String(text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::map_shapes::{End, MapShapes};
+    use serde_json::json;
+
+    fn answer(service: &str, operation: &str, xml: &str) -> Option<Value> {
+        let shape = MapShapes::builtin().of(service, operation, End::Output);
+        query_response_elements(service, operation, xml.as_bytes(), shape)
+    }
+
+    #[test]
+    fn an_iam_user_is_recorded_as_cloudtrail_records_it() {
+        let xml = r#"<CreateUserResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/">
+  <CreateUserResult>
+    <User>
+      <Path>/</Path>
+      <UserName>alice</UserName>
+      <UserId>AIDAEXAMPLE</UserId>
+      <Arn>arn:aws:iam::111122223333:user/alice</Arn>
+      <CreateDate>2024-08-01T13:33:28Z</CreateDate>
+      <Tags><member><Key>team</Key><Value>blue</Value></member></Tags>
+    </User>
+  </CreateUserResult>
+  <ResponseMetadata><RequestId>r-1</RequestId></ResponseMetadata>
+</CreateUserResponse>"#;
+        assert_eq!(
+            answer("iam", "CreateUser", xml),
+            Some(json!({"user": {
+                "path": "/",
+                "userName": "alice",
+                "userId": "AIDAEXAMPLE",
+                "arn": "arn:aws:iam::111122223333:user/alice",
+                "createDate": "Aug 1, 2024 1:33:28 PM",
+                "tags": [{"key": "team", "value": "blue"}]
+            }}))
+        );
+    }
+
+    #[test]
+    fn numbers_booleans_and_one_item_lists_are_typed_by_the_model() {
+        let xml = r#"<CreateLoginProfileResponse><CreateLoginProfileResult><LoginProfile>
+  <UserName>bob</UserName><CreateDate>2024-08-01T13:42:21.000Z</CreateDate>
+  <PasswordResetRequired>false</PasswordResetRequired>
+</LoginProfile></CreateLoginProfileResult></CreateLoginProfileResponse>"#;
+        assert_eq!(
+            answer("iam", "CreateLoginProfile", xml),
+            Some(json!({"loginProfile": {
+                "userName": "bob",
+                "createDate": "Aug 1, 2024 1:42:21 PM",
+                "passwordResetRequired": false
+            }}))
+        );
+        let xml = r#"<CreateRoleResponse><CreateRoleResult><Role>
+  <RoleName>r</RoleName><MaxSessionDuration>3600</MaxSessionDuration>
+  <Tags><member><Key>k</Key><Value>v</Value></member></Tags>
+</Role></CreateRoleResult></CreateRoleResponse>"#;
+        assert_eq!(
+            answer("iam", "CreateRole", xml).unwrap()["role"],
+            json!({"roleName": "r", "maxSessionDuration": 3600, "tags": [{"key": "k", "value": "v"}]})
+        );
+    }
+
+    #[test]
+    fn an_answer_without_a_result_or_not_xml_records_nothing() {
+        let xml = r#"<DeleteUserResponse><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></DeleteUserResponse>"#;
+        assert_eq!(answer("iam", "DeleteUser", xml), None);
+        assert_eq!(answer("iam", "CreateUser", "not xml <"), None);
+        assert_eq!(answer("iam", "CreateUser", "<CreateUserResponse/>"), None);
+    }
+
+    #[test]
+    fn other_services_use_the_current_date_form_and_entries_become_maps() {
+        let xml = r#"<CreateTopicResponse><CreateTopicResult>
+  <TopicArn>arn:aws:sns:us-east-1:111122223333:t</TopicArn>
+</CreateTopicResult></CreateTopicResponse>"#;
+        assert_eq!(
+            answer("sns", "CreateTopic", xml),
+            Some(json!({"topicArn": "arn:aws:sns:us-east-1:111122223333:t"}))
+        );
+        let xml = r#"<XResponse><XResult><Attributes>
+  <entry><key>Policy</key><value>p</value></entry>
+  <entry><key>Owner</key><value>1</value></entry>
+</Attributes><When>2024-08-01T13:33:28Z</When></XResult></XResponse>"#;
+        let shape = None;
+        assert_eq!(
+            query_response_elements("sns", "X", xml.as_bytes(), shape),
+            Some(
+                json!({"attributes": {"Policy": "p", "Owner": "1"}, "when": "2024-08-01T13:33:28Z"})
+            ),
+            "without a model, text stays text"
+        );
+    }
+}
