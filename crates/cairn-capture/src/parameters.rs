@@ -36,6 +36,12 @@ pub const REDACTIONS: &[(&str, &str, Redaction)] = &[
     // A command's or automation's parameters (real SendCommand records hide them, in the
     // request and in the command answered).
     ("ssm", "parameters", Redaction::Hide),
+    // A session's token opens its data channel (real StartSession records replace it so).
+    (
+        "ssm",
+        "tokenValue",
+        Redaction::Replace("Value hidden due to security reasons."),
+    ),
     // Roles Anywhere hides its tags' keys and values (real CreateProfile records).
     ("rolesanywhere", "key", Redaction::Hide),
     ("rolesanywhere", "value", Redaction::Hide),
@@ -706,6 +712,20 @@ mod tests {
         let as_sent = lower_camel_shaped(serde_json::from_slice(rotated).unwrap(), shape);
         assert_eq!(as_sent["deletionDate"], json!(1722628800));
         assert_eq!(as_sent["count"], json!(5));
+    }
+
+    #[test]
+    fn a_session_token_is_replaced_as_ssm_replaces_it() {
+        let started =
+            br#"{"SessionId": "s-1", "TokenValue": "AAEAAV-secret", "StreamUrl": "wss://x"}"#;
+        assert_eq!(
+            response_elements(Some(Protocol::Json), "ssm", "StartSession", started),
+            Some(json!({
+                "sessionId": "s-1",
+                "tokenValue": "Value hidden due to security reasons.",
+                "streamUrl": "wss://x"
+            }))
+        );
     }
 
     #[test]
