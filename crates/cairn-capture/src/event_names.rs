@@ -12,7 +12,8 @@
 //!   real records carry.
 //! - **S3** records the lifecycle and notification calls under their older names and
 //!   tells a bucket's public access block from the account's (S3 user guide, "Amazon S3
-//!   CloudTrail events"). S3 Control's calls are S3's events.
+//!   CloudTrail events"), and ListObjectsV2 as ListObjects (real records). S3 Control's calls
+//!   are S3's events.
 
 /// (service id, operation, eventName), one row per renamed operation.
 const RENAMED_OPERATIONS: &[(&str, &str, &str)] = &[
@@ -80,6 +81,9 @@ const RENAMED_OPERATIONS: &[(&str, &str, &str)] = &[
         "UpdateFunctionConfiguration",
         "UpdateFunctionConfiguration20150331v2",
     ),
+    // Version 2 of the listing is recorded as the listing, `list-type: 2` among its parameters
+    // (a real record in the OTRF dataset).
+    ("s3", "ListObjectsV2", "ListObjects"),
     (
         "s3",
         "GetBucketLifecycleConfiguration",
@@ -159,6 +163,7 @@ mod tests {
             "UpdateFunctionConfiguration20150331v2"
         );
         assert_eq!(event_name("lambda", "Invoke"), "Invoke");
+        assert_eq!(event_name("s3", "ListObjectsV2"), "ListObjects");
         assert_eq!(
             event_name("s3", "PutBucketLifecycleConfiguration"),
             "PutBucketLifecycle"
