@@ -393,12 +393,33 @@ def test_ec2_user_data_is_recorded_as_removed(gateway):
     gateway.aws("ec2", "modify-instance-attribute", "--instance-id", instance["InstanceId"],
                 "--user-data", f"Value={modified_data}")
 
+    key_pair = gateway.aws_json("ec2", "create-key-pair", "--key-name", "e2e-keys")
+
     (run,) = lookup(gateway, "EventName", "RunInstances")
     assert run["requestParameters"]["userData"] == "<sensitiveDataRemoved>"
+    # The answer as EC2's records carry it: its own element names, lists as items, launch
+    # time in epoch milliseconds; and the instance as the call's resource.
+    answer = run["responseElements"]
+    assert answer["requestId"]  # moto answers a fixed "request-id" here; AWS its request ID
+    (launched,) = answer["instancesSet"]["items"]
+    assert launched["instanceId"] == instance["InstanceId"]
+    assert isinstance(launched["instanceState"]["code"], int) and isinstance(launched["launchTime"], int)
+    assert run["resources"] == [{"ARN": f"arn:aws:ec2:us-east-1:{ACCOUNT}:instance/{instance['InstanceId']}",
+                                 "accountId": ACCOUNT, "type": "AWS::EC2::Instance"}]
+    (stopped,) = lookup(gateway, "EventName", "StopInstances")
+    (item,) = stopped["responseElements"]["instancesSet"]["items"]
+    assert item["instanceId"] == instance["InstanceId"] and "currentState" in item
     (modified,) = lookup(gateway, "EventName", "ModifyInstanceAttribute")
     assert modified["requestParameters"]["userData"] == "<sensitiveDataRemoved>"
+    # moto's answer here has no <return>; the unit tests cover AWS's `_return: true`.
+    assert modified["responseElements"]["requestId"]
+    (created_keys,) = lookup(gateway, "EventName", "CreateKeyPair")
+    assert created_keys["responseElements"]["keyMaterial"] == "<sensitiveDataRemoved>"
+    assert created_keys["responseElements"]["keyName"] == "e2e-keys"
     everything = json.dumps(stored_records(gateway.data_dir))
     assert USER_DATA_SECRET not in everything and modified_data not in everything
+    private_key_body = key_pair["KeyMaterial"].splitlines()[1]
+    assert private_key_body not in everything
     assert base64.b64encode(f"#!/bin/sh\necho {USER_DATA_SECRET}\n".encode()).decode() not in everything
 
 

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use crate::dynamodb_items::{self, KeySchemas};
 use crate::map_shapes::{End, MapShapes, Shape, ShapeRef};
 use crate::routing::Protocol;
-use crate::xml_answers::query_response_elements;
+use crate::xml_answers::{ec2_response_elements, query_response_elements};
 
 /// The general CloudTrail redaction token.
 pub const HIDDEN: &str = "HIDDEN_DUE_TO_SECURITY_REASONS";
@@ -56,6 +56,16 @@ pub const REDACTIONS: &[(&str, &str, Redaction)] = &[
         "userData",
         Redaction::Replace("<sensitiveDataRemoved>"),
     ),
+    // A new key pair's private key, in CreateKeyPair's answer.
+    (
+        "ec2",
+        "keyMaterial",
+        Redaction::Replace("<sensitiveDataRemoved>"),
+    ),
+    // VPN tunnels' pre-shared keys, asked for and answered (the customer gateway's
+    // configuration holds them too).
+    ("ec2", "preSharedKey", Redaction::Hide),
+    ("ec2", "customerGatewayConfiguration", Redaction::Hide),
     // IAM leaves a new access key's secret and a login profile's password out entirely (real
     // CreateAccessKey and CreateLoginProfile records); first match wins, so these come first.
     ("iam", "secretAccessKey", Redaction::Omit),
@@ -347,7 +357,7 @@ pub fn response_elements(
         || (service_id == "dynamodb" && event_category(service_id, operation) == "Data")
         || !matches!(
             protocol,
-            Some(Protocol::Json | Protocol::RestJson | Protocol::Query)
+            Some(Protocol::Json | Protocol::RestJson | Protocol::Query | Protocol::Ec2)
         )
     {
         return None;
@@ -355,6 +365,7 @@ pub fn response_elements(
     let shape = MapShapes::builtin().of(service_id, operation, End::Output);
     let mut value = match protocol {
         Some(Protocol::Query) => query_response_elements(service_id, operation, body, shape)?,
+        Some(Protocol::Ec2) => ec2_response_elements(body, shape)?,
         _ => recorded_form(serde_json::from_slice::<Value>(body).ok()?, shape),
     };
     redact(service_id, &mut value);

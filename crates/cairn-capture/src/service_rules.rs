@@ -106,6 +106,7 @@ pub fn apply(call: &mut CapturedCall) {
         "s3" => s3(call),
         "dynamodb" => dynamodb(call),
         "lambda" => lambda(call),
+        "ec2" => ec2(call),
         _ => {}
     }
 }
@@ -171,6 +172,32 @@ fn dynamodb_table_arn(call: &CapturedCall, table: &str) -> Option<String> {
     let (prefix, rest) = table.split_once(":table/")?;
     let name = rest.split('/').next().unwrap_or(rest);
     Some(format!("{prefix}:table/{name}"))
+}
+
+/// RunInstances names the instances it launched (real records list each as an
+/// `AWS::EC2::Instance`), read from its answer.
+fn ec2(call: &mut CapturedCall) {
+    if call.operation != "RunInstances" || !call.succeeded {
+        return;
+    }
+    let launched: Vec<String> = call
+        .response_elements
+        .as_ref()
+        .and_then(|answer| answer.pointer("/instancesSet/items"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|instance| instance.get("instanceId")?.as_str())
+        .map(|id| {
+            format!(
+                "arn:aws:ec2:{}:{}:instance/{id}",
+                call.region, call.account_id
+            )
+        })
+        .collect();
+    for arn in launched {
+        push_resource(call, arn, "AWS::EC2::Instance");
+    }
 }
 
 /// Lambda names the function, however the caller wrote it: a name, `name:qualifier`, a
@@ -538,6 +565,36 @@ mod tests {
             succeeded: true,
             ..CapturedCall::default()
         }
+    }
+
+    #[test]
+    fn run_instances_names_each_instance_it_launched() {
+        let answer = json!({"instancesSet": {"items": [
+            {"instanceId": "i-1"}, {"instanceId": "i-2"}
+        ]}});
+        let mut launched = call(
+            "ec2",
+            "RunInstances",
+            json!({"imageId": "ami-1"}),
+            Some(answer),
+        );
+        apply(&mut launched);
+        let arns: Vec<&str> = launched.resources.iter().map(|r| r.arn.as_str()).collect();
+        assert_eq!(
+            arns,
+            [
+                "arn:aws:ec2:us-east-1:111122223333:instance/i-1",
+                "arn:aws:ec2:us-east-1:111122223333:instance/i-2"
+            ]
+        );
+        assert!(launched
+            .resources
+            .iter()
+            .all(|r| r.resource_type == "AWS::EC2::Instance"));
+        let mut refused = call("ec2", "RunInstances", json!({"imageId": "ami-1"}), None);
+        refused.succeeded = false;
+        apply(&mut refused);
+        assert!(refused.resources.is_empty());
     }
 
     #[test]

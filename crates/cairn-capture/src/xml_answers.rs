@@ -47,6 +47,83 @@ pub fn query_response_elements(
     }
 }
 
+/// An ec2 answer `body` as `responseElements`. EC2's records keep the answer's own element
+/// names (`requestId` included), write a list as `{"items": [...]}` (`{}` when empty) and a
+/// timestamp as epoch milliseconds, and rename `return` to `_return` (real RunInstances,
+/// StopInstances and ModifyInstanceAttribute records). Newer operations are recorded in
+/// another form (`{"DeleteFlowLogsResponse": {...}}`) that nothing in the model tells
+/// apart; they get this one too.
+pub fn ec2_response_elements(body: &[u8], shape: Option<ShapeRef<'_>>) -> Option<Value> {
+    if body.len() > MAX_ANSWER_BYTES {
+        return None;
+    }
+    let document = Document::parse(std::str::from_utf8(body).ok()?).ok()?;
+    match ec2_value(document.root_element(), shape) {
+        Value::Object(members) if !members.is_empty() => Some(Value::Object(members)),
+        _ => None,
+    }
+}
+
+fn ec2_value(node: Node<'_, '_>, shape: Option<ShapeRef<'_>>) -> Value {
+    let kind = shape.and_then(|shape| shape.shape());
+    let children: Vec<Node<'_, '_>> = node.children().filter(Node::is_element).collect();
+    let is_list = matches!(kind, Some(Shape::List(_)))
+        || (kind.is_none()
+            && !children.is_empty()
+            && children
+                .iter()
+                .all(|child| child.tag_name().name() == "item"));
+    if is_list {
+        if children.is_empty() {
+            return Value::Object(Map::new());
+        }
+        let item = match kind {
+            Some(Shape::List(item)) => shape.map(|shape| shape.at(*item)),
+            _ => None,
+        };
+        let items = children
+            .iter()
+            .map(|child| ec2_value(*child, item))
+            .collect();
+        return serde_json::json!({ "items": Value::Array(items) });
+    }
+    if children.is_empty() {
+        let text = node.text().unwrap_or_default().trim().to_owned();
+        return match kind {
+            Some(Shape::Timestamp) => parse_event_time(&text)
+                .map_or(Value::String(text), |millis| Value::Number(millis.into())),
+            Some(Shape::Structure(_)) => Value::Object(Map::new()),
+            _ => typed_text(text, kind, DateStyle::Current),
+        };
+    }
+    let members = match kind {
+        Some(Shape::Structure(members)) => Some(members),
+        _ => None,
+    };
+    let mut object = Map::new();
+    for child in children {
+        let name = child.tag_name().name();
+        let member = members
+            .and_then(|members| members.get(name))
+            .zip(shape)
+            .map(|(index, shape)| shape.at(*index));
+        if name == "return" {
+            // EC2's `return` is always its boolean "done", model or not (many operations
+            // have no output shape at all).
+            let done = child.text().unwrap_or_default().trim();
+            let value = match done {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                other => Value::String(other.to_owned()),
+            };
+            object.insert("_return".to_owned(), value);
+            continue;
+        }
+        object.insert(name.to_owned(), ec2_value(child, member));
+    }
+    Value::Object(object)
+}
+
 /// How a service's records spell dates: IAM's as "Aug 1, 2024 1:33:28 PM", STS's and the
 /// JSON services' as "Aug 1, 2024, 1:33:28 PM" (both seen in real records).
 #[derive(Clone, Copy)]
@@ -223,6 +300,52 @@ mod tests {
         assert_eq!(
             answer("iam", "CreateRole", xml).unwrap()["role"],
             json!({"roleName": "r", "maxSessionDuration": 3600, "tags": [{"key": "k", "value": "v"}]})
+        );
+    }
+
+    #[test]
+    fn an_ec2_answer_keeps_its_element_names_with_lists_as_items() {
+        let xml = r#"<RunInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+  <requestId>0f6b158f</requestId>
+  <reservationId>r-0a33</reservationId>
+  <ownerId>654654478122</ownerId>
+  <groupSet/>
+  <instancesSet>
+    <item>
+      <instanceId>i-047b</instanceId>
+      <instanceState><code>0</code><name>pending</name></instanceState>
+      <amiLaunchIndex>0</amiLaunchIndex>
+      <productCodes/>
+      <launchTime>2026-03-17T00:59:41.000Z</launchTime>
+      <tagSet><item><key>team</key><value>blue</value></item></tagSet>
+      <ebsOptimized>false</ebsOptimized>
+    </item>
+  </instancesSet>
+</RunInstancesResponse>"#;
+        let shape = MapShapes::builtin().of("ec2", "RunInstances", End::Output);
+        assert_eq!(
+            ec2_response_elements(xml.as_bytes(), shape),
+            Some(json!({
+                "requestId": "0f6b158f",
+                "reservationId": "r-0a33",
+                "ownerId": "654654478122",
+                "groupSet": {},
+                "instancesSet": {"items": [{
+                    "instanceId": "i-047b",
+                    "instanceState": {"code": 0, "name": "pending"},
+                    "amiLaunchIndex": 0,
+                    "productCodes": {},
+                    "launchTime": 1773709181000_i64,
+                    "tagSet": {"items": [{"key": "team", "value": "blue"}]},
+                    "ebsOptimized": false
+                }]}
+            }))
+        );
+        let xml = r#"<ModifyInstanceAttributeResponse><requestId>5c0d</requestId><return>true</return></ModifyInstanceAttributeResponse>"#;
+        let shape = MapShapes::builtin().of("ec2", "ModifyInstanceAttribute", End::Output);
+        assert_eq!(
+            ec2_response_elements(xml.as_bytes(), shape),
+            Some(json!({"requestId": "5c0d", "_return": true}))
         );
     }
 

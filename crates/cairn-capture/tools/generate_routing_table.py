@@ -196,6 +196,10 @@ def body_shape(shapes, shape_name):
     return shape_name
 
 
+# The operations recorded without responseElements (Cairn's `is_read_only`).
+READ_PREFIXES = ("Get", "Describe", "List", "Head", "Lookup", "Search", "Scan", "Query", "BatchGet",
+                 "Select")
+
 TYPED_SCALARS = {"integer": "number", "long": "number", "float": "number", "double": "number",
                  "boolean": "boolean"}
 
@@ -253,15 +257,50 @@ def map_shapes_line(service_id, model):
         table[numbered[name]] = entry
         return numbered[name]
 
+    # An ec2 answer is XML whose element names are the members' location names; CloudTrail
+    # records it nearly as it is (lists as `{"items": [...]}`, so every list is kept), for
+    # calls that change something only.
+    answers = {}
+    answer_reaching = reaching_closure(
+        shapes,
+        {name for name, shape in shapes.items()
+         if shape["type"] in TYPED_SCALARS or shape["type"] in ("timestamp", "list")})
+
+    def number_answer(name):
+        if name in answers:
+            return answers[name]
+        answers[name] = len(table)
+        table.append(None)
+        shape = shapes[name]
+        if shape["type"] in TYPED_SCALARS:
+            entry = [TYPED_SCALARS[shape["type"]]]
+        elif shape["type"] == "timestamp":
+            entry = ["timestamp"]
+        elif shape["type"] == "list":
+            entry = ["list", number_answer(shape["member"]["shape"])]
+        elif shape["type"] == "map":
+            entry = ["map"]
+        else:
+            entry = {
+                member.get("locationName", member_name): number_answer(member["shape"])
+                for member_name, member in sorted(shape.get("members", {}).items())
+                if member["shape"] in answer_reaching and "location" not in member
+            }
+        table[answers[name]] = entry
+        return answers[name]
+
     operations = {}
     for name, operation in sorted(model["operations"].items()):
         ends = []
-        # An ec2 answer is XML shaped by EC2's own schema, which the record does not carry.
-        for end in ("input",) if protocol == "ec2" else ("input", "output"):
+        for end in ("input", "output"):
             shape_name = operation.get(end, {}).get("shape")
             shape_name = body_shape(shapes, shape_name) if shape_name else None
-            ends.append(number(shape_name) if shape_name in reaching else None)
-        ends += [None] * (2 - len(ends))
+            if end == "output" and protocol == "ec2":
+                changes = not name.startswith(READ_PREFIXES)
+                ends.append(number_answer(shape_name)
+                            if changes and shape_name in answer_reaching else None)
+            else:
+                ends.append(number(shape_name) if shape_name in reaching else None)
         if ends != [None, None]:
             operations[name] = ends
     if not operations:
