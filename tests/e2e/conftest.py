@@ -101,6 +101,23 @@ class Cairn:
         return result.returncode, json.loads(result.stdout)
 
 
+def with_session(cairn, credentials):
+    """The environment that makes the aws CLI sign with temporary `credentials`."""
+    env = cairn.env()
+    env["AWS_ACCESS_KEY_ID"] = credentials["AccessKeyId"]
+    env["AWS_SECRET_ACCESS_KEY"] = credentials["SecretAccessKey"]
+    env["AWS_SESSION_TOKEN"] = credentials["SessionToken"]
+    return env
+
+
+def aws_as(env, *args, check=True):
+    """Runs the real aws CLI with `env` (see `with_session`)."""
+    result = subprocess.run(["aws", *args, "--output", "json"], env=env, capture_output=True, text=True, timeout=120)
+    if check and result.returncode != 0:
+        raise AssertionError(f"aws {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
 def stored_records(data_dir):
     """Every record in the store, data events included (LookupEvents shows management events
     only, as AWS's event history does), read straight from the embedded SQLite file."""

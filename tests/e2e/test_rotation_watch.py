@@ -12,7 +12,6 @@ import http.server
 import json
 import signal
 import stat
-import subprocess
 import threading
 import time
 import urllib.parse
@@ -21,7 +20,7 @@ import uuid
 import boto3
 import pytest
 
-from conftest import Cairn, stored_records
+from conftest import Cairn, aws_as, stored_records, with_session
 from test_service_rules import ACCOUNT, CONFIG, ROLE_ARN, SECRET_VALUE
 
 ASYNC_ROTATOR = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:e2e-async-rotator"
@@ -176,14 +175,9 @@ def test_a_watched_rotation_outlives_a_crash_of_cairn(rotating_gateway):
     # restart too.
     credentials = gateway.aws_json("sts", "assume-role", "--role-arn", ROLE_ARN,
                                    "--role-session-name", "e2e-rotator")["Credentials"]
-    env = gateway.env()
-    env["AWS_ACCESS_KEY_ID"] = credentials["AccessKeyId"]
-    env["AWS_SECRET_ACCESS_KEY"] = credentials["SecretAccessKey"]
-    env["AWS_SESSION_TOKEN"] = credentials["SessionToken"]
-    rotated = json.loads(subprocess.run(
-        ["aws", "secretsmanager", "rotate-secret", "--secret-id", "e2e-async-restart",
-         "--rotation-lambda-arn", ASYNC_ROTATOR, "--output", "json"],
-        env=env, check=True, capture_output=True, timeout=120).stdout)
+    rotated = json.loads(aws_as(with_session(gateway, credentials), "secretsmanager", "rotate-secret",
+                                "--secret-id", "e2e-async-restart",
+                                "--rotation-lambda-arn", ASYNC_ROTATOR).stdout)
 
     # Written down before the call was answered, readable by Cairn's owner only, and holding
     # neither the secret's values nor the caller's secret key.

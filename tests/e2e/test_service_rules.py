@@ -7,12 +7,11 @@ import base64
 import io
 import json
 import re
-import subprocess
 import zipfile
 
 import pytest
 
-from conftest import Cairn, stored_records
+from conftest import Cairn, aws_as, stored_records, with_session
 
 # moto's default account, so that the ARNs moto answers with and the ones Cairn builds agree.
 ACCOUNT = "123456789012"
@@ -151,12 +150,7 @@ def test_ssm_documents_by_an_assumed_role_and_hidden_parameters(gateway):
 
     credentials = gateway.aws_json("sts", "assume-role", "--role-arn", ROLE_ARN,
                                    "--role-session-name", "e2e-operator")["Credentials"]
-    env = gateway.env()
-    env["AWS_ACCESS_KEY_ID"] = credentials["AccessKeyId"]
-    env["AWS_SECRET_ACCESS_KEY"] = credentials["SecretAccessKey"]
-    env["AWS_SESSION_TOKEN"] = credentials["SessionToken"]
-    subprocess.run(["aws", "ssm", "delete-document", "--name", "e2e-runbook"], env=env, check=True,
-                   capture_output=True, timeout=120)
+    aws_as(with_session(gateway, credentials), "ssm", "delete-document", "--name", "e2e-runbook")
 
     records = lookup(gateway, "EventSource", "ssm.amazonaws.com")
     document_arn = f"arn:aws:ssm:us-east-1:{ACCOUNT}:document/e2e-runbook"

@@ -2,14 +2,13 @@
 Cairn issues, verifies on later calls, and records with the full AssumedRole identity."""
 
 import json
-import subprocess
 
 import boto3
 import botocore.config
 import botocore.exceptions
 import pytest
 
-from conftest import Cairn
+from conftest import Cairn, aws_as, with_session
 
 ACCOUNT = "111122223333"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/deployer"
@@ -45,19 +44,6 @@ def sts_cairn(tmp_path):
     server.stop()
 
 
-def with_session(cairn, credentials):
-    env = cairn.env()
-    env["AWS_ACCESS_KEY_ID"] = credentials["AccessKeyId"]
-    env["AWS_SECRET_ACCESS_KEY"] = credentials["SecretAccessKey"]
-    env["AWS_SESSION_TOKEN"] = credentials["SessionToken"]
-    return env
-
-
-def aws_as(env, *args, check=True):
-    result = subprocess.run(["aws", *args, "--output", "json"], env=env, capture_output=True, text=True, timeout=120)
-    if check and result.returncode != 0:
-        raise AssertionError(f"aws {' '.join(args)} failed: {result.stderr}")
-    return result
 
 
 def lookup(cairn, key, value):

@@ -103,10 +103,7 @@ fn ec2_value(node: Node<'_, '_>, shape: Option<ShapeRef<'_>>) -> Value {
     let mut object = Map::new();
     for child in children {
         let name = child.tag_name().name();
-        let member = members
-            .and_then(|members| members.get(name))
-            .zip(shape)
-            .map(|(index, shape)| shape.at(*index));
+        let member = member_shape(members, shape, name);
         if name == "return" {
             // EC2's `return` is always its boolean "done", model or not (many operations
             // have no output shape at all).
@@ -122,6 +119,16 @@ fn ec2_value(node: Node<'_, '_>, shape: Option<ShapeRef<'_>>) -> Value {
         object.insert(name.to_owned(), ec2_value(child, member));
     }
     Value::Object(object)
+}
+
+/// The shape of the member `name` of a structure whose `members` are known.
+fn member_shape<'a>(
+    members: Option<&std::collections::HashMap<String, u32>>,
+    shape: Option<ShapeRef<'a>>,
+    name: &str,
+) -> Option<ShapeRef<'a>> {
+    let index = members?.get(name)?;
+    Some(shape?.at(*index))
 }
 
 /// How a service's records spell dates: IAM's as "Aug 1, 2024 1:33:28 PM", STS's and the
@@ -173,11 +180,7 @@ fn element_value(node: Node<'_, '_>, shape: Option<ShapeRef<'_>>, dates: DateSty
     let mut grouped: Vec<(&str, Vec<Value>)> = Vec::new();
     for child in children {
         let name = child.tag_name().name();
-        let member = members
-            .and_then(|members| members.get(name))
-            .zip(shape)
-            .map(|(index, shape)| shape.at(*index));
-        let value = element_value(child, member, dates);
+        let value = element_value(child, member_shape(members, shape, name), dates);
         match grouped.iter_mut().find(|(seen, _)| *seen == name) {
             Some((_, values)) => values.push(value),
             None => grouped.push((name, vec![value])),

@@ -214,6 +214,39 @@ def query_wire_name(protocol, member_name, member):
     return member.get("locationName", member_name)
 
 
+def shape_numberer(shapes, table, reaching, member_key, keep_map_values):
+    """A function that appends a shape (and what it reaches) to `table` once and returns its
+    index: typed scalars and timestamps as tags, lists and maps with their items' index,
+    structures as their `reaching` members keyed by `member_key(name, member)`."""
+    numbered = {}
+
+    def number(name):
+        if name in numbered:
+            return numbered[name]
+        numbered[name] = len(table)
+        table.append(None)
+        shape = shapes[name]
+        if shape["type"] in TYPED_SCALARS:
+            entry = [TYPED_SCALARS[shape["type"]]]
+        elif shape["type"] == "timestamp":
+            entry = ["timestamp"]
+        elif shape["type"] == "map":
+            value = shape["value"]["shape"]
+            entry = ["map", number(value)] if value in reaching and keep_map_values else ["map"]
+        elif shape["type"] == "list":
+            entry = ["list", number(shape["member"]["shape"])]
+        else:
+            entry = {
+                member_key(member_name, member): number(member["shape"])
+                for member_name, member in sorted(shape.get("members", {}).items())
+                if member["shape"] in reaching and "location" not in member
+            }
+        table[numbered[name]] = entry
+        return numbered[name]
+
+    return number
+
+
 def map_shapes_line(service_id, model):
     protocol = model["metadata"]["protocol"]
     is_query = protocol in ("query", "ec2")
@@ -229,65 +262,27 @@ def map_shapes_line(service_id, model):
         # JSON 1.0/1.1 send timestamps as epoch seconds; CloudTrail records them as dates.
         # rest-json records keep what the service sent (ISO 8601 where it sends that).
         reaching |= timestamp_reaching_shapes(shapes)
-    numbered = {}
     table = []
 
-    def number(name):
-        if name in numbered:
-            return numbered[name]
-        numbered[name] = len(table)
-        table.append(None)
-        shape = shapes[name]
-        if shape["type"] in TYPED_SCALARS:
-            entry = [TYPED_SCALARS[shape["type"]]]
-        elif shape["type"] == "timestamp":
-            entry = ["timestamp"]
-        elif shape["type"] == "map":
-            value = shape["value"]["shape"]
-            entry = ["map", number(value)] if value in reaching and not is_query else ["map"]
-        elif shape["type"] == "list":
-            entry = ["list", number(shape["member"]["shape"])]
-        else:
-            entry = {
-                (query_wire_name(protocol, member_name, member) if is_query
-                 else member.get("jsonName", member_name)): number(member["shape"])
-                for member_name, member in sorted(shape.get("members", {}).items())
-                if member["shape"] in reaching and "location" not in member
-            }
-        table[numbered[name]] = entry
-        return numbered[name]
+    def request_member_key(member_name, member):
+        if is_query:
+            return query_wire_name(protocol, member_name, member)
+        return member.get("jsonName", member_name)
+
+    number = shape_numberer(shapes, table, reaching, request_member_key,
+                            keep_map_values=not is_query)
 
     # An ec2 answer is XML whose element names are the members' location names; CloudTrail
     # records it nearly as it is (lists as `{"items": [...]}`, so every list is kept), for
     # calls that change something only.
-    answers = {}
     answer_reaching = reaching_closure(
         shapes,
         {name for name, shape in shapes.items()
          if shape["type"] in TYPED_SCALARS or shape["type"] in ("timestamp", "list")})
-
-    def number_answer(name):
-        if name in answers:
-            return answers[name]
-        answers[name] = len(table)
-        table.append(None)
-        shape = shapes[name]
-        if shape["type"] in TYPED_SCALARS:
-            entry = [TYPED_SCALARS[shape["type"]]]
-        elif shape["type"] == "timestamp":
-            entry = ["timestamp"]
-        elif shape["type"] == "list":
-            entry = ["list", number_answer(shape["member"]["shape"])]
-        elif shape["type"] == "map":
-            entry = ["map"]
-        else:
-            entry = {
-                member.get("locationName", member_name): number_answer(member["shape"])
-                for member_name, member in sorted(shape.get("members", {}).items())
-                if member["shape"] in answer_reaching and "location" not in member
-            }
-        table[answers[name]] = entry
-        return answers[name]
+    number_answer = shape_numberer(
+        shapes, table, answer_reaching,
+        lambda member_name, member: member.get("locationName", member_name),
+        keep_map_values=False)
 
     operations = {}
     for name, operation in sorted(model["operations"].items()):
