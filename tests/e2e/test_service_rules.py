@@ -449,3 +449,17 @@ def test_query_answers_are_recorded_as_response_elements(gateway):
 
     everything = json.dumps(stored_records(gateway.data_dir))
     assert key["SecretAccessKey"] not in everything and LOGIN_PASSWORD not in everything
+
+
+def test_ec2_and_iam_errors_are_recorded_under_their_cloudtrail_codes(gateway):
+    """EC2's records prefix an error code with who was at fault; IAM's name the exception."""
+    missing_instance = gateway.aws("ec2", "start-instances", "--instance-ids", "i-0e2e0e2e0e2e0e2e0", check=False)
+    assert missing_instance.returncode != 0 and "InvalidInstanceID.NotFound" in missing_instance.stderr
+    missing_user = gateway.aws("iam", "get-user", "--user-name", "e2e-nobody", check=False)
+    assert missing_user.returncode != 0 and "NoSuchEntity" in missing_user.stderr
+
+    (started,) = lookup(gateway, "EventName", "StartInstances")
+    assert started["errorCode"] == "Client.InvalidInstanceID.NotFound"
+    assert started["responseElements"] is None
+    (user,) = lookup(gateway, "EventName", "GetUser")
+    assert user["errorCode"] == "NoSuchEntityException"

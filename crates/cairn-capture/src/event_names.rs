@@ -15,6 +15,24 @@
 //!   CloudTrail events"), and ListObjectsV2 as ListObjects (real records). S3 Control's calls
 //!   are S3's events.
 
+use crate::ServiceModel;
+
+/// CloudTrail's `errorCode` for an error `service` answered with `code` and HTTP `status`.
+/// EC2's records prefix the code with who was at fault (`Client.UnauthorizedOperation`,
+/// `Server.InternalError`); IAM's use the exception's name (`NoSuchEntityException`,
+/// `EntityTemporarilyUnmodifiableException`), from the model (real records of both).
+pub fn error_code(service: &ServiceModel, code: &str, status: u16) -> String {
+    if service.id == "ec2" {
+        let fault = if status >= 500 { "Server" } else { "Client" };
+        return format!("{fault}.{code}");
+    }
+    service
+        .error_names
+        .get(code)
+        .cloned()
+        .unwrap_or_else(|| code.to_owned())
+}
+
 /// (service id, operation, eventName), one row per renamed operation.
 const RENAMED_OPERATIONS: &[(&str, &str, &str)] = &[
     ("lambda", "AddPermission", "AddPermission20150331v2"),
@@ -155,6 +173,38 @@ pub fn event_source(service_id: &str, endpoint_prefix: &str) -> String {
 mod tests {
     use super::*;
     use crate::RoutingTable;
+
+    #[test]
+    fn error_codes_are_recorded_as_ec2_and_iam_record_them() {
+        let table = RoutingTable::builtin();
+        let service = |id: &str| table.service(id).unwrap();
+        assert_eq!(
+            service("ec2").error_code("UnauthorizedOperation", 403),
+            "Client.UnauthorizedOperation"
+        );
+        assert_eq!(
+            service("ec2").error_code("InternalError", 500),
+            "Server.InternalError"
+        );
+        assert_eq!(
+            service("iam").error_code("EntityTemporarilyUnmodifiable", 409),
+            "EntityTemporarilyUnmodifiableException"
+        );
+        assert_eq!(
+            service("iam").error_code("NoSuchEntity", 404),
+            "NoSuchEntityException"
+        );
+        assert_eq!(
+            service("iam").error_code("AccessDenied", 403),
+            "AccessDenied",
+            "a code the model has no exception for stays as it is"
+        );
+        assert_eq!(
+            service("sns").error_code("NotFound", 404),
+            "NotFound",
+            "other services' records keep the wire code"
+        );
+    }
 
     #[test]
     fn renamed_operations_keep_other_services_and_operations_as_they_are() {

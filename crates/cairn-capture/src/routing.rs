@@ -39,6 +39,8 @@ struct ServiceLine {
     #[serde(rename = "targetPrefix")]
     target_prefix: Option<String>,
     operations: Vec<Vec<OperationField>>,
+    #[serde(rename = "errorNames", default)]
+    error_names: HashMap<String, String>,
 }
 
 /// An operation line is `[name]`, or for rest protocols `[name, method, uri, {extra}]`.
@@ -79,6 +81,8 @@ pub struct ServiceModel {
     pub api_version: String,
     pub target_prefix: Option<String>,
     pub operations: Vec<String>,
+    /// Wire error code → the exception name the service's records use, where they differ.
+    pub error_names: HashMap<String, String>,
     routes: Vec<RestRoute>,
 }
 
@@ -86,6 +90,11 @@ impl ServiceModel {
     /// CloudTrail's `eventSource` for this service's calls.
     pub fn event_source(&self) -> String {
         crate::event_names::event_source(&self.id, &self.endpoint_prefix)
+    }
+
+    /// CloudTrail's `errorCode` for an error this service answered with `code` and `status`.
+    pub fn error_code(&self, code: &str, status: u16) -> String {
+        crate::event_names::error_code(self, code, status)
     }
 
     /// CloudTrail's `eventName` for `operation` of this service.
@@ -385,6 +394,7 @@ impl RoutingTable {
                 api_version: parsed.api_version,
                 target_prefix: parsed.target_prefix,
                 operations,
+                error_names: parsed.error_names,
                 routes,
             });
         }

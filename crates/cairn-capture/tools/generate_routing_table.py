@@ -140,10 +140,30 @@ def main():
         }
         if "targetPrefix" in metadata:
             entry["targetPrefix"] = metadata["targetPrefix"]
+        if service_id in ERRORS_BY_EXCEPTION_NAME:
+            names = error_names(shapes)
+            if names:
+                entry["errorNames"] = names
         lines.append(json.dumps(entry, separators=(",", ":"), sort_keys=True))
     header = json.dumps({"botocore": botocore.__version__, "services": len(lines)}, sort_keys=True)
     OUT.write_text(header + "\n" + "\n".join(lines) + "\n")
     print(f"wrote {OUT} ({len(lines)} services, botocore {botocore.__version__})", file=sys.stderr)
+
+
+# Services whose records name an error by its exception (IAM's `NoSuchEntity` is recorded as
+# `NoSuchEntityException`, as real records show); no other service's are known to.
+ERRORS_BY_EXCEPTION_NAME = {"iam"}
+
+
+def error_names(shapes):
+    """Wire error code -> exception shape name, where the two differ."""
+    names = {}
+    for name, shape in shapes.items():
+        if shape.get("exception") or "error" in shape:
+            code = shape.get("error", {}).get("code", name)
+            if code != name:
+                names[code] = name
+    return dict(sorted(names.items()))
 
 
 def map_reaching_shapes(shapes):

@@ -205,6 +205,10 @@ pub async fn proxy(
     let succeeded = failure.is_none();
     match failure {
         Some((code, message)) => {
+            let code = match recognized {
+                Some(found) => found.service.error_code(&code, reply.status.as_u16()),
+                None => code,
+            };
             call.error = Some(AwsError::new(&code, message).with_status(reply.status))
         }
         // A streamed answer is content (an object, a download), never response elements.
