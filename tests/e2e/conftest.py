@@ -1,5 +1,6 @@
 """Fixtures that run the real `cairn` binary and point the real aws CLI and boto3 at it."""
 
+import http.server
 import json
 import os
 import pathlib
@@ -7,6 +8,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import boto3
@@ -99,6 +101,38 @@ class Cairn:
         if check and result.returncode not in (0, 1):
             raise AssertionError(result.stderr)
         return result.returncode, json.loads(result.stdout)
+
+
+class CannedUpstream:
+    """A stand-in upstream for what moto cannot play: every request gets the same answer."""
+
+    def __init__(self, status, payload, content_type="application/x-amz-json-1.1",
+                 request_id="e2e-canned-request"):
+        answer = (status, json.dumps(payload).encode(), content_type, request_id)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                status, body, content_type, request_id = answer
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("x-amzn-RequestId", request_id)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def with_session(cairn, credentials):

@@ -20,11 +20,16 @@ use crate::ServiceModel;
 /// CloudTrail's `errorCode` for an error `service` answered with `code` and HTTP `status`.
 /// EC2's records prefix the code with who was at fault (`Client.UnauthorizedOperation`,
 /// `Server.InternalError`); IAM's use the exception's name (`NoSuchEntityException`,
-/// `EntityTemporarilyUnmodifiableException`), from the model (real records of both).
+/// `EntityTemporarilyUnmodifiableException`), from the model (real records of both). A
+/// refused authorization is `AccessDenied` whatever the service's protocol calls it (real
+/// Organizations records, and Lambda's guide, record `AccessDeniedException` so).
 pub fn error_code(service: &ServiceModel, code: &str, status: u16) -> String {
     if service.id == "ec2" {
         let fault = if status >= 500 { "Server" } else { "Client" };
         return format!("{fault}.{code}");
+    }
+    if code == "AccessDeniedException" {
+        return "AccessDenied".to_owned();
     }
     service
         .error_names
@@ -198,6 +203,10 @@ mod tests {
             service("iam").error_code("AccessDenied", 403),
             "AccessDenied",
             "a code the model has no exception for stays as it is"
+        );
+        assert_eq!(
+            service("organizations").error_code("AccessDeniedException", 400),
+            "AccessDenied"
         );
         assert_eq!(
             service("sns").error_code("NotFound", 404),
