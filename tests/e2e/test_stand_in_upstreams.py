@@ -12,6 +12,13 @@ from test_service_rules import CONFIG, named
 SESSION_TOKEN = "AAEAAe2e-session-token-value-31c7"
 
 
+def in_front_of(tmp_path, service, upstream):
+    """Cairn with `upstream` as the upstream of `service`; stop it, then close the upstream."""
+    config = tmp_path / "cairn.toml"
+    config.write_text(f'[upstreams]\n{service} = "{upstream.url}"\n' + CONFIG)
+    return Cairn(tmp_path / "data", extra_args=["--config", str(config)]).start()
+
+
 @pytest.fixture
 def session_gateway(tmp_path):
     upstream = CannedUpstream(200, {
@@ -19,9 +26,7 @@ def session_gateway(tmp_path):
         "StreamUrl": "wss://ssmmessages.us-east-1.amazonaws.com/v1/data-channel/e2e-operator-0a1b2c3d4e5f",
         "TokenValue": SESSION_TOKEN,
     }, request_id="e2e-session-request")
-    config = tmp_path / "cairn.toml"
-    config.write_text(f'[upstreams]\nssm = "{upstream.url}"\n' + CONFIG)
-    server = Cairn(tmp_path / "data", extra_args=["--config", str(config)]).start()
+    server = in_front_of(tmp_path, "ssm", upstream)
     yield server
     server.stop()
     upstream.close()
@@ -56,9 +61,7 @@ def refusing_gateway(tmp_path):
         "Message": "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: "
                    "organizations:LeaveOrganization",
     })
-    config = tmp_path / "cairn.toml"
-    config.write_text(f'[upstreams]\norganizations = "{upstream.url}"\n' + CONFIG)
-    server = Cairn(tmp_path / "data", extra_args=["--config", str(config)]).start()
+    server = in_front_of(tmp_path, "organizations", upstream)
     yield server
     server.stop()
     upstream.close()
