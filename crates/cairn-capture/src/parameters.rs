@@ -246,7 +246,7 @@ fn unflatten_query<'a>(
 }
 
 /// A query value as the shape types it; a value that does not parse as its type stays text.
-fn typed_text(text: String, shape: Option<&Shape>) -> Value {
+pub(crate) fn typed_text(text: String, shape: Option<&Shape>) -> Value {
     match shape {
         Some(Shape::Number) => match text.parse::<serde_json::Number>() {
             Ok(number) => Value::Number(number),

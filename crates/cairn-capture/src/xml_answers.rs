@@ -12,7 +12,7 @@ use roxmltree::{Document, Node};
 use serde_json::{Map, Value};
 
 use crate::map_shapes::{Shape, ShapeRef};
-use crate::parameters::lower_camel_name;
+use crate::parameters::{self, lower_camel_name};
 
 /// Bigger answers are not parsed: CloudTrail leaves out `responseElements` over 100 KB anyway.
 const MAX_ANSWER_BYTES: usize = 1 << 20;
@@ -25,10 +25,7 @@ pub fn query_response_elements(
     body: &[u8],
     shape: Option<ShapeRef<'_>>,
 ) -> Option<Value> {
-    if body.len() > MAX_ANSWER_BYTES {
-        return None;
-    }
-    let text = std::str::from_utf8(body).ok()?;
+    let text = answer_text(body)?;
     let document = Document::parse(text).ok()?;
     let result_name = format!("{operation}Result");
     let result = document
@@ -40,11 +37,7 @@ pub fn query_response_elements(
     } else {
         DateStyle::Current
     };
-    match element_value(result, shape, dates) {
-        Value::Object(members) if members.is_empty() => None,
-        Value::Object(members) => Some(Value::Object(members)),
-        _ => None,
-    }
+    Some(element_value(result, shape, dates)).filter(Value::is_object)
 }
 
 /// An ec2 answer `body` as `responseElements`. EC2's records keep the answer's own element
@@ -54,14 +47,17 @@ pub fn query_response_elements(
 /// another form (`{"DeleteFlowLogsResponse": {...}}`) that nothing in the model tells
 /// apart; they get this one too.
 pub fn ec2_response_elements(body: &[u8], shape: Option<ShapeRef<'_>>) -> Option<Value> {
+    let document = Document::parse(answer_text(body)?).ok()?;
+    Some(ec2_value(document.root_element(), shape)).filter(Value::is_object)
+}
+
+/// The answer as text, unless it is too big to parse or not UTF-8. (An empty result is left
+/// out by `response_elements`, like any empty answer.)
+fn answer_text(body: &[u8]) -> Option<&str> {
     if body.len() > MAX_ANSWER_BYTES {
         return None;
     }
-    let document = Document::parse(std::str::from_utf8(body).ok()?).ok()?;
-    match ec2_value(document.root_element(), shape) {
-        Value::Object(members) if !members.is_empty() => Some(Value::Object(members)),
-        _ => None,
-    }
+    std::str::from_utf8(body).ok()
 }
 
 fn ec2_value(node: Node<'_, '_>, shape: Option<ShapeRef<'_>>) -> Value {
@@ -90,10 +86,8 @@ fn ec2_value(node: Node<'_, '_>, shape: Option<ShapeRef<'_>>) -> Value {
     if children.is_empty() {
         let text = node.text().unwrap_or_default().trim().to_owned();
         return match kind {
-            Some(Shape::Timestamp) => parse_event_time(&text)
-                .map_or(Value::String(text), |millis| Value::Number(millis.into())),
             Some(Shape::Structure(_)) => Value::Object(Map::new()),
-            _ => typed_text(text, kind, DateStyle::Current),
+            _ => typed_text(text, kind, DateStyle::EpochMillis),
         };
     }
     let members = match kind {
@@ -107,13 +101,9 @@ fn ec2_value(node: Node<'_, '_>, shape: Option<ShapeRef<'_>>) -> Value {
         if name == "return" {
             // EC2's `return` is always its boolean "done", model or not (many operations
             // have no output shape at all).
-            let done = child.text().unwrap_or_default().trim();
-            let value = match done {
-                "true" => Value::Bool(true),
-                "false" => Value::Bool(false),
-                other => Value::String(other.to_owned()),
-            };
-            object.insert("_return".to_owned(), value);
+            let done = child.text().unwrap_or_default().trim().to_owned();
+            let done = typed_text(done, Some(&Shape::Boolean), DateStyle::EpochMillis);
+            object.insert("_return".to_owned(), done);
             continue;
         }
         object.insert(name.to_owned(), ec2_value(child, member));
@@ -132,11 +122,13 @@ fn member_shape<'a>(
 }
 
 /// How a service's records spell dates: IAM's as "Aug 1, 2024 1:33:28 PM", STS's and the
-/// JSON services' as "Aug 1, 2024, 1:33:28 PM" (both seen in real records).
+/// JSON services' as "Aug 1, 2024, 1:33:28 PM", EC2's as epoch milliseconds (all seen in
+/// real records).
 #[derive(Clone, Copy)]
 enum DateStyle {
     Legacy,
     Current,
+    EpochMillis,
 }
 
 fn element_value(node: Node<'_, '_>, shape: Option<ShapeRef<'_>>, dates: DateStyle) -> Value {
@@ -225,21 +217,17 @@ fn entries(
     Some(Value::Object(map))
 }
 
+/// A leaf's text as the model types it: timestamps in the service's date style, numbers and
+/// booleans as a query input's are (`parameters::typed_text`).
 fn typed_text(text: String, kind: Option<&Shape>, dates: DateStyle) -> Value {
-    match kind {
-        Some(Shape::Number) => text
-            .parse::<serde_json::Number>()
-            .map_or(Value::String(text), Value::Number),
-        Some(Shape::Boolean) if text == "true" => Value::Bool(true),
-        Some(Shape::Boolean) if text == "false" => Value::Bool(false),
-        Some(Shape::Timestamp) => match parse_event_time(&text) {
-            Ok(millis) => Value::String(match dates {
-                DateStyle::Legacy => format_legacy_recorded_date(millis),
-                DateStyle::Current => format_recorded_date(millis),
-            }),
-            Err(_) => Value::String(text),
-        },
-        _ => Value::String(text),
+    let Some(Shape::Timestamp) = kind else {
+        return parameters::typed_text(text, kind);
+    };
+    match (parse_event_time(&text), dates) {
+        (Ok(millis), DateStyle::Legacy) => Value::String(format_legacy_recorded_date(millis)),
+        (Ok(millis), DateStyle::Current) => Value::String(format_recorded_date(millis)),
+        (Ok(millis), DateStyle::EpochMillis) => Value::Number(millis.into()),
+        (Err(_), _) => Value::String(text),
     }
 }
 
