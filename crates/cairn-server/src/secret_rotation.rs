@@ -235,26 +235,37 @@ pub(crate) async fn watch_rotation(asker: Asker, secret_arn: String, version_id:
 /// Takes up again the watches a previous run wrote down and did not end.
 pub async fn resume_rotation_watches(state: AppState) {
     let watches = Arc::clone(&state.rotation_watches);
-    for rotation in watches.book.rotations() {
+    let rotations = watches.book.rotations();
+    let Some(earliest) = rotations
+        .iter()
+        .map(|rotation| rotation.started_millis)
+        .min()
+    else {
+        return;
+    };
+    // A previous run may have recorded an end and stopped before striking its watch out:
+    // the ends recorded since the earliest watch began, read once for all of them.
+    let Some(ends) = ends_recorded_since(&state, earliest).await else {
+        tracing::error!("cannot read the history; rotation watches are left for the next start");
+        return;
+    };
+    let upstream = state
+        .upstreams
+        .for_service(Some("secretsmanager"), "secretsmanager")
+        .cloned();
+    for rotation in rotations {
         let (secret_arn, version_id) = (&rotation.secret_arn, &rotation.version_id);
-        // A previous run may have recorded the end and stopped before striking the watch out.
-        match end_recorded_since(&state, secret_arn, rotation.started_millis).await {
-            Some(false) => {}
-            Some(true) => {
-                strike_out(&watches.book, &rotation).await;
-                continue;
-            }
-            None => {
-                tracing::error!(%secret_arn, "cannot read the history; the rotation watch is left for the next start");
-                continue;
-            }
+        let began_second = second_of(rotation.started_millis);
+        if ends
+            .iter()
+            .any(|(secret, time)| secret == secret_arn && *time >= began_second)
+        {
+            strike_out(&watches.book, &rotation).await;
+            continue;
         }
-        let upstream = state
-            .upstreams
-            .for_service(Some("secretsmanager"), "secretsmanager")
-            .cloned();
         let Some(asker) = upstream
-            .and_then(|upstream| Asker::asking_as(&state, &upstream, rotation.caller.clone()))
+            .as_ref()
+            .and_then(|upstream| Asker::asking_as(&state, upstream, rotation.caller.clone()))
         else {
             tracing::warn!(%secret_arn, "no Secrets Manager upstream to ask; the rotation watch is left for the next start");
             continue;
@@ -268,19 +279,23 @@ pub async fn resume_rotation_watches(state: AppState) {
     }
 }
 
-/// Whether RotationSucceeded or RotationFailed was recorded for `secret_arn` since
+/// (secret ARN, eventTime) of every RotationSucceeded and RotationFailed recorded since
 /// `since_millis`; `None` when the history cannot be read.
-async fn end_recorded_since(state: &AppState, secret_arn: &str, since_millis: i64) -> Option<bool> {
-    // eventTime has whole seconds: an end recorded within the second the watch began reads
-    // as earlier than it.
-    let since_second = since_millis - since_millis.rem_euclid(1000);
+async fn ends_recorded_since(state: &AppState, since_millis: i64) -> Option<Vec<(String, i64)>> {
+    let mut ends = Vec::new();
     for name in [ROTATION_SUCCEEDED, ROTATION_FAILED] {
-        let ends = events_named(state, name, since_second).await.ok()?;
-        if ends.iter().any(|(secret, _, _)| secret == secret_arn) {
-            return Some(true);
-        }
+        let found = events_named(state, name, second_of(since_millis))
+            .await
+            .ok()?;
+        ends.extend(found.into_iter().map(|(secret, time, _)| (secret, time)));
     }
-    Some(false)
+    Some(ends)
+}
+
+/// eventTime has whole seconds: an end recorded within the second a watch began reads as
+/// earlier than the watch.
+fn second_of(millis: i64) -> i64 {
+    millis - millis.rem_euclid(1000)
 }
 
 async fn strike_out(book: &Arc<RotationBook>, rotation: &WatchedRotation) {
