@@ -12,6 +12,7 @@
 //! is handed.
 
 mod roles;
+mod sealer;
 mod sessions;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 pub use roles::{DeclaredRole, Role, DEFAULT_MAX_SESSION_DURATION_SECS};
+pub use sealer::Sealer;
 pub use sessions::{SessionError, SessionKey, TemporaryCredentials, MAX_SESSION_TOKEN_BYTES};
 
 #[derive(Debug, thiserror::Error)]

@@ -9,17 +9,14 @@ use std::path::Path;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use hmac::{Hmac, Mac};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
+use crate::sealer::Sealer;
 use crate::{random_id, AuthError, Principal, PrincipalKind, SecretAccessKey, SessionTimes};
 
 const TOKEN_PREFIX: &str = "CairnSession1.";
 /// Tokens are a few hundred bytes; anything far longer is not one of ours.
 pub const MAX_SESSION_TOKEN_BYTES: usize = 4096;
-const MAC_LEN: usize = 32;
 
 /// Credentials handed out by STS.
 #[derive(Clone, Debug)]
@@ -66,29 +63,24 @@ struct RoleClaims {
     session: String,
 }
 
-pub struct SessionKey([u8; 32]);
+/// A token's seal, and what a session's secret is derived from.
+const TOKEN_PURPOSE: &[u8] = b"token\0";
+const SECRET_PURPOSE: &[u8] = b"secret\0";
+
+pub struct SessionKey(Sealer);
 
 impl SessionKey {
     /// Loads `DIR/session.key` (mode 0600), creating it on first use.
     pub fn load_or_create(data_dir: &Path) -> Result<Self, AuthError> {
-        crate::load_or_create_key(&data_dir.join("session.key")).map(Self)
+        Sealer::load_or_create(&data_dir.join("session.key")).map(Self)
     }
 
     pub fn random() -> Self {
-        let mut key = [0u8; 32];
-        rand::rng().fill_bytes(&mut key);
-        Self(key)
-    }
-
-    fn mac(&self, purpose: &[u8], payload: &[u8]) -> [u8; MAC_LEN] {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("any key length");
-        mac.update(purpose);
-        mac.update(payload);
-        mac.finalize().into_bytes().into()
+        Self(Sealer::random())
     }
 
     fn secret_for(&self, seal: &[u8]) -> SecretAccessKey {
-        let derived = self.mac(b"secret\0", seal);
+        let derived = self.0.tag(SECRET_PURPOSE, seal);
         SecretAccessKey::new(STANDARD.encode(derived)[..40].to_owned())
     }
 
@@ -130,7 +122,7 @@ impl SessionKey {
             role,
         };
         let payload = serde_json::to_vec(&claims).expect("claims serialize");
-        let seal = self.mac(b"token\0", &payload);
+        let seal = self.0.tag(TOKEN_PURPOSE, &payload);
         let session_token = format!(
             "{TOKEN_PREFIX}{}.{}",
             URL_SAFE_NO_PAD.encode(&payload),
@@ -165,8 +157,7 @@ impl SessionKey {
         let seal = URL_SAFE_NO_PAD
             .decode(seal)
             .map_err(|_| SessionError::Invalid)?;
-        let expected = self.mac(b"token\0", &payload);
-        if !constant_time_eq(&expected, &seal) {
+        if seal.len() != 32 || !self.0.verify(TOKEN_PURPOSE, &payload, &seal) {
             return Err(SessionError::Invalid);
         }
         let claims: Claims = serde_json::from_slice(&payload).map_err(|_| SessionError::Invalid)?;
@@ -201,17 +192,8 @@ impl SessionKey {
             access_key_id: claims.k,
             kind,
         };
-        Ok((principal, self.secret_for(&expected)))
+        Ok((principal, self.secret_for(&seal)))
     }
-}
-
-fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
-    left.len() == right.len()
-        && left
-            .iter()
-            .zip(right)
-            .fold(0u8, |difference, (a, b)| difference | (a ^ b))
-            == 0
 }
 
 #[cfg(test)]

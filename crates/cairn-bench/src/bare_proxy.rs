@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use axum::serve::ListenerExt;
-use cairn_capture::{GatewayClient, OutgoingBody};
+use cairn_upstream::{GatewayClient, OutgoingBody};
 use http::StatusCode;
 
 struct Proxy {

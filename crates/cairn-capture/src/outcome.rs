@@ -4,7 +4,8 @@
 use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
-use crate::routing::Protocol;
+use cairn_wire::xml::Element;
+use cairn_wire::Protocol;
 
 /// The error an upstream answered with, if it answered with one.
 pub fn upstream_error(
@@ -32,12 +33,13 @@ pub fn upstream_error(
         Some((clean_code(&code), message))
     };
     let from_xml = || {
-        let text = std::str::from_utf8(body).ok()?;
-        let code = xml_element(text, "Code")?;
-        Some((
-            clean_code(&code),
-            xml_element(text, "Message").unwrap_or_default(),
-        ))
+        let document = xml_document(body)?;
+        let code = document.find("Code")?.text.trim();
+        let message = document
+            .find("Message")
+            .map(|message| message.text.clone())
+            .unwrap_or_default();
+        Some((clean_code(code), message))
     };
     let found = match protocol {
         Some(Protocol::Query | Protocol::Ec2 | Protocol::RestXml) => from_xml().or_else(from_json),
@@ -64,8 +66,11 @@ pub fn upstream_request_id(headers: &HeaderMap, body: &[u8]) -> Option<String> {
         .iter()
         .find_map(|name| header(headers, name).map(str::to_owned))
         .or_else(|| {
-            let text = std::str::from_utf8(body).ok()?;
-            xml_element(text, "RequestId").or_else(|| xml_element(text, "RequestID"))
+            let document = xml_document(body)?;
+            let id = document
+                .find("RequestId")
+                .or_else(|| document.find("RequestID"))?;
+            Some(id.text.trim().to_owned())
         })
         .filter(|id| !id.is_empty() && id.len() <= 1024)
 }
@@ -74,21 +79,15 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|value| value.to_str().ok())
 }
 
-/// The text of the first `<name>…</name>` element; enough for AWS's flat error documents.
-fn xml_element(text: &str, name: &str) -> Option<String> {
-    let open = format!("<{name}>");
-    let close = format!("</{name}>");
-    let start = text.find(&open)? + open.len();
-    let end = text[start..].find(&close)? + start;
-    Some(unescape_xml(&text[start..end]))
-}
+/// Error documents and answers read for a code or an ID are small; a large answer is not
+/// parsed for them.
+const MAX_PARSED_BYTES: usize = 1 << 20;
 
-fn unescape_xml(text: &str) -> String {
-    text.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
+fn xml_document(body: &[u8]) -> Option<Element> {
+    if body.len() > MAX_PARSED_BYTES {
+        return None;
+    }
+    Element::parse(std::str::from_utf8(body).ok()?).ok()
 }
 
 #[cfg(test)]

@@ -2,101 +2,25 @@
 //! lowerCamelCase, secrets taken out through one redaction table, `responseElements` only for
 //! calls that change something.
 
-use cairn_model::format_recorded_date;
 use serde_json::{Map, Value};
 
-use crate::dynamodb_items::{self, KeySchemas};
 use crate::map_shapes::{End, MapShapes, Shape, ShapeRef};
+use crate::naming::{json_input, lower_camel_name, recorded_form, typed_text};
 use crate::routing::Protocol;
+use crate::services::{self, Observed, Redaction, HIDDEN};
 use crate::xml_answers::{ec2_response_elements, query_response_elements};
 
-/// The general CloudTrail redaction token.
-pub const HIDDEN: &str = "HIDDEN_DUE_TO_SECURITY_REASONS";
-
-/// What happens to a field wherever it appears.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Redaction {
-    /// The field is left out of the record entirely (AWS omits it).
-    Omit,
-    /// The field stays, its value replaced by [`HIDDEN`].
-    Hide,
-    /// The field stays, its value replaced by the service's own token.
-    Replace(&'static str),
-}
-
-/// One row per secret-bearing field: (service id or `*` for every service, field name in
-/// lowerCamelCase, what to do). Matching ignores case. Extend it here.
-pub const REDACTIONS: &[(&str, &str, Redaction)] = &[
-    ("secretsmanager", "secretString", Redaction::Omit),
-    ("secretsmanager", "secretBinary", Redaction::Omit),
-    ("secretsmanager", "rotationToken", Redaction::Omit),
-    ("kms", "plaintext", Redaction::Omit),
-    ("kms", "ciphertextBlob", Redaction::Omit),
-    ("ssm", "value", Redaction::Hide),
-    // A command's or automation's parameters (real SendCommand records hide them, in the
-    // request and in the command answered).
-    ("ssm", "parameters", Redaction::Hide),
-    // A session's token opens its data channel (real StartSession records replace it so).
-    (
-        "ssm",
-        "tokenValue",
-        Redaction::Replace("Value hidden due to security reasons."),
-    ),
-    // Roles Anywhere hides its tags' keys and values (real CreateProfile records).
-    ("rolesanywhere", "key", Redaction::Hide),
-    ("rolesanywhere", "value", Redaction::Hide),
-    // Lambda leaves out function code and environment variables (its developer guide lists
-    // `ZipFile` and `Environment`; real records keep an empty `environment`).
-    ("lambda", "zipFile", Redaction::Omit),
-    ("lambda", "variables", Redaction::Omit),
-    // EC2 keeps the member and drops its value (real RunInstances and
-    // ModifyInstanceAttribute records); user data often carries credentials.
-    (
-        "ec2",
-        "userData",
-        Redaction::Replace("<sensitiveDataRemoved>"),
-    ),
-    // A new key pair's private key, in CreateKeyPair's answer.
-    (
-        "ec2",
-        "keyMaterial",
-        Redaction::Replace("<sensitiveDataRemoved>"),
-    ),
-    // VPN tunnels' pre-shared keys, asked for and answered (the customer gateway's
-    // configuration holds them too).
-    ("ec2", "preSharedKey", Redaction::Hide),
-    ("ec2", "customerGatewayConfiguration", Redaction::Hide),
-    // IAM leaves a new access key's secret and a login profile's password out entirely (real
-    // CreateAccessKey and CreateLoginProfile records); first match wins, so these come first.
-    ("iam", "secretAccessKey", Redaction::Omit),
-    ("iam", "password", Redaction::Omit),
-    ("*", "secretAccessKey", Redaction::Hide),
-    ("*", "sessionToken", Redaction::Hide),
-    ("*", "password", Redaction::Hide),
-    ("*", "newPassword", Redaction::Hide),
-    ("*", "oldPassword", Redaction::Hide),
-    ("*", "masterUserPassword", Redaction::Hide),
-    ("*", "privateKey", Redaction::Hide),
-];
-
-/// Operations whose response AWS never records (cryptographic output, secret values).
-const RESPONSE_NEVER_RECORDED: &[(&str, &str)] = &[
-    ("kms", "Encrypt"),
-    ("kms", "Decrypt"),
-    ("kms", "ReEncrypt"),
-    ("kms", "GenerateDataKey"),
-    ("kms", "GenerateDataKeyWithoutPlaintext"),
-    ("kms", "GenerateDataKeyPair"),
-    ("kms", "GenerateDataKeyPairWithoutPlaintext"),
-    ("kms", "GenerateRandom"),
-    ("kms", "GenerateMac"),
-    ("kms", "Sign"),
-    ("kms", "GetKeyPolicy"),
-    ("secretsmanager", "GetSecretValue"),
-    ("secretsmanager", "BatchGetSecretValue"),
-    ("ssm", "GetParameter"),
-    ("ssm", "GetParameters"),
-    ("ssm", "GetParametersByPath"),
+/// What every service's records leave out or hide, wherever the member appears: (member in
+/// lowerCamelCase, what to do). A service's own rules (`services`) come first; matching
+/// ignores case.
+const GENERAL_REDACTIONS: &[(&str, Redaction)] = &[
+    ("secretAccessKey", Redaction::Hide),
+    ("sessionToken", Redaction::Hide),
+    ("password", Redaction::Hide),
+    ("newPassword", Redaction::Hide),
+    ("oldPassword", Redaction::Hide),
+    ("masterUserPassword", Redaction::Hide),
+    ("privateKey", Redaction::Hide),
 ];
 
 /// Read-only calls are recorded with `readOnly: true` and no `responseElements`.
@@ -109,56 +33,35 @@ pub fn is_read_only(operation: &str) -> bool {
     .any(|prefix| operation.starts_with(prefix))
 }
 
-/// `Data` for the calls CloudTrail logs as data events, else `Management`.
-pub fn event_category(service_id: &str, operation: &str) -> &'static str {
-    let data = match service_id {
-        "s3" => {
-            operation.contains("Object")
-                || operation.contains("MultipartUpload")
-                || operation == "UploadPart"
-                || operation == "UploadPartCopy"
-                || operation == "ListParts"
-        }
-        "lambda" => operation == "Invoke" || operation == "InvokeWithResponseStream",
-        "dynamodb" => matches!(
-            operation,
-            "GetItem"
-                | "PutItem"
-                | "UpdateItem"
-                | "DeleteItem"
-                | "BatchGetItem"
-                | "BatchWriteItem"
-                | "Query"
-                | "Scan"
-                | "TransactGetItems"
-                | "TransactWriteItems"
-                | "ExecuteStatement"
-                | "BatchExecuteStatement"
-                | "ExecuteTransaction"
-        ),
-        _ => false,
-    };
-    if data {
-        "Data"
-    } else {
-        "Management"
-    }
+/// What a proxied call carried, as the gateway read it.
+#[derive(Clone, Copy)]
+pub struct CallInput<'a> {
+    pub protocol: Option<Protocol>,
+    pub service_id: &'a str,
+    pub operation: &'a str,
+    pub body: &'a [u8],
+    /// A query or ec2 call's form-encoded body.
+    pub form: &'a [(String, String)],
+    pub query: &'a [(String, String)],
+    /// Members a rest call carries in its path (`/{Bucket}/{Key+}`).
+    pub path_labels: &'a [(String, String)],
 }
 
-/// The record's `requestParameters` for a proxied call.
-pub fn request_parameters(
-    protocol: Option<Protocol>,
-    service_id: &str,
-    operation: &str,
-    body: &[u8],
-    form: &[(String, String)],
-    query: &[(String, String)],
-    path_labels: &[(String, String)],
-) -> Option<Value> {
+/// The record's `requestParameters` for a proxied call, given what the service's hooks
+/// `observed` of the upstream, if anything.
+pub fn request_parameters(input: &CallInput<'_>, observed: Option<&Observed>) -> Option<Value> {
+    let CallInput {
+        protocol,
+        service_id,
+        operation,
+        body,
+        form,
+        query,
+        path_labels,
+    } = *input;
     let mut parameters = match protocol {
         Some(Protocol::Json | Protocol::RestJson) if !body.is_empty() => {
-            json_parameters(service_id, operation, body)
-                .unwrap_or_else(|| Value::Object(Map::new()))
+            json_input(service_id, operation, body).unwrap_or_else(|| Value::Object(Map::new()))
         }
         Some(Protocol::Query | Protocol::Ec2) => unflatten_query(
             form.iter()
@@ -181,42 +84,18 @@ pub fn request_parameters(
             members.insert(lower_camel_name(name), Value::String(value.clone()));
         }
     }
-    logged_parameters(service_id, parameters, &KeySchemas::default())
+    logged_parameters(service_id, parameters, observed)
 }
 
-/// A DynamoDB call's `requestParameters` once the key schemas of the tables it touches are
-/// known (see [`dynamodb_items`]): [`request_parameters`] logs no key value it cannot
-/// tell from an attribute value.
-pub fn dynamodb_request_parameters(input: Value, key_schemas: &KeySchemas) -> Option<Value> {
-    logged_parameters("dynamodb", input, key_schemas)
-}
-
-/// A DynamoDB call's whole input, lowerCamelCased, before anything is taken out of it: what
-/// decides which tables' key schemas its record needs.
-pub fn dynamodb_input(operation: &str, body: &[u8]) -> Option<Value> {
-    json_parameters("dynamodb", operation, body)
-}
-
-fn json_parameters(service_id: &str, operation: &str, body: &[u8]) -> Option<Value> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(members)) => {
-            let shape = MapShapes::builtin().of(service_id, operation, End::Input);
-            Some(recorded_form(Value::Object(members), shape))
-        }
-        _ => None,
-    }
-}
-
-/// The input as it is logged: secrets redacted, DynamoDB attribute values taken out.
+/// The input as it is logged: secrets redacted, and what the service never logs taken out
+/// (given what its hooks `observed` of the upstream, if anything).
 fn logged_parameters(
     service_id: &str,
     mut parameters: Value,
-    key_schemas: &KeySchemas,
+    observed: Option<&Observed>,
 ) -> Option<Value> {
     redact(service_id, &mut parameters);
-    if service_id == "dynamodb" {
-        dynamodb_items::log_form(&mut parameters, key_schemas);
-    }
+    services::log_request(service_id, &mut parameters, observed);
     match &parameters {
         Value::Object(members) if members.is_empty() => None,
         _ => Some(parameters),
@@ -243,19 +122,6 @@ fn unflatten_query<'a>(
         node.value = Some(value.clone());
     }
     root.into_value(shape)
-}
-
-/// A query value as the shape types it; a value that does not parse as its type stays text.
-pub(crate) fn typed_text(text: String, shape: Option<&Shape>) -> Value {
-    match shape {
-        Some(Shape::Number) => match text.parse::<serde_json::Number>() {
-            Ok(number) => Value::Number(number),
-            Err(_) => Value::String(text),
-        },
-        Some(Shape::Boolean) if text.eq_ignore_ascii_case("true") => Value::Bool(true),
-        Some(Shape::Boolean) if text.eq_ignore_ascii_case("false") => Value::Bool(false),
-        _ => Value::String(text),
-    }
 }
 
 /// One dotted-key prefix of a query input and what lies under it.
@@ -352,9 +218,7 @@ pub fn response_elements(
     body: &[u8],
 ) -> Option<Value> {
     if is_read_only(operation)
-        || RESPONSE_NEVER_RECORDED.contains(&(service_id, operation))
-        // DynamoDB's item calls answer with items: their records never hold a response.
-        || (service_id == "dynamodb" && event_category(service_id, operation) == "Data")
+        || services::hides_response(service_id, operation)
         || !matches!(
             protocol,
             Some(Protocol::Json | Protocol::RestJson | Protocol::Query | Protocol::Ec2)
@@ -375,121 +239,19 @@ pub fn response_elements(
     }
 }
 
-/// `KeyId` → `keyId`, `ARN` → `arn`, `KMSKeyId` → `kmsKeyId`, recursively, as CloudTrail
-/// spells members: a leading run of capitals is an acronym, lowercased whole except for a
-/// capital that starts the next word.
-pub fn lower_camel(value: Value) -> Value {
-    match value {
-        Value::Object(members) => Value::Object(
-            members
-                .into_iter()
-                .map(|(key, value)| (lower_camel_name(&key), lower_camel(value)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(lower_camel).collect()),
-        other => other,
-    }
-}
-
-/// [`lower_camel`], except that the keys of the maps `shape` places in `value` are kept as
-/// they are: they are the caller's data (tag keys, table and attribute names). Timestamps stay
-/// as the service sent them, for rules that read them.
-pub fn lower_camel_shaped(value: Value, shape: Option<ShapeRef<'_>>) -> Value {
-    shaped(value, shape, Timestamps::AsSent)
-}
-
-/// [`lower_camel_shaped`], with the timestamps a JSON 1.0/1.1 service sent as epoch seconds
-/// written as CloudTrail records them ("Aug 2, 2024, 8:23:24 AM").
-pub fn recorded_form(value: Value, shape: Option<ShapeRef<'_>>) -> Value {
-    shaped(value, shape, Timestamps::AsRecorded)
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Timestamps {
-    AsSent,
-    AsRecorded,
-}
-
-fn shaped(value: Value, shape: Option<ShapeRef<'_>>, timestamps: Timestamps) -> Value {
-    let Some(shape) = shape else {
-        return lower_camel(value);
-    };
-    match (shape.shape(), value) {
-        (Some(Shape::Map(values)), Value::Object(entries)) => Value::Object(
-            entries
-                .into_iter()
-                .map(|(key, value)| {
-                    let values = values.map(|index| shape.at(index));
-                    (key, shaped(value, values, timestamps))
-                })
-                .collect(),
-        ),
-        (Some(Shape::List(item)), Value::Array(items)) => Value::Array(
-            items
-                .into_iter()
-                .map(|value| shaped(value, Some(shape.at(*item)), timestamps))
-                .collect(),
-        ),
-        (Some(Shape::Structure(members)), Value::Object(entries)) => Value::Object(
-            entries
-                .into_iter()
-                .map(|(key, value)| {
-                    let member = members.get(&key).map(|index| shape.at(*index));
-                    (lower_camel_name(&key), shaped(value, member, timestamps))
-                })
-                .collect(),
-        ),
-        (Some(Shape::Timestamp), Value::Number(seconds))
-            if timestamps == Timestamps::AsRecorded =>
-        {
-            match seconds.as_f64() {
-                Some(seconds) if seconds.is_finite() => {
-                    Value::String(format_recorded_date((seconds * 1000.0).floor() as i64))
-                }
-                _ => Value::Number(seconds),
-            }
-        }
-        (_, value) => lower_camel(value),
-    }
-}
-
-pub(crate) fn lower_camel_name(name: &str) -> String {
-    let chars: Vec<char> = name.chars().collect();
-    let leading_capitals = chars.iter().take_while(|c| c.is_uppercase()).count();
-    let lowered = match leading_capitals {
-        0 => 0,
-        n if n == chars.len() => n,
-        1 => 1,
-        // A plural acronym (`VPCs`) is one word.
-        n if chars[n..] == ['s'] => n,
-        // The last capital of the run starts the next word when a lowercase letter follows.
-        n if chars[n].is_lowercase() => n - 1,
-        n => n,
-    };
-    chars
-        .iter()
-        .enumerate()
-        .flat_map(|(index, c)| {
-            let lower: Vec<char> = if index < lowered {
-                c.to_lowercase().collect()
-            } else {
-                vec![*c]
-            };
-            lower
-        })
-        .collect()
-}
-
-/// Applies [`REDACTIONS`] everywhere in `value`.
+/// Applies the service's redactions, then [`GENERAL_REDACTIONS`], everywhere in `value`.
 pub fn redact(service_id: &str, value: &mut Value) {
     match value {
         Value::Object(members) => {
             let keys: Vec<String> = members.keys().cloned().collect();
             for key in keys {
-                let rule = REDACTIONS.iter().find(|(service, field, _)| {
-                    (*service == "*" || *service == service_id) && field.eq_ignore_ascii_case(&key)
+                let rule = services::redaction(service_id, &key).or_else(|| {
+                    GENERAL_REDACTIONS
+                        .iter()
+                        .find(|(field, _)| field.eq_ignore_ascii_case(&key))
+                        .map(|(_, rule)| *rule)
                 });
-                match rule.map(|(_, _, rule)| *rule) {
+                match rule {
                     Some(Redaction::Omit) => {
                         members.remove(&key);
                     }
@@ -515,6 +277,8 @@ pub fn redact(service_id: &str, value: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::naming::lower_camel_shaped;
+    use crate::services::event_category;
 
     #[test]
     fn query_inputs_are_logged_as_the_structures_they_flatten() {
@@ -562,13 +326,16 @@ mod tests {
     /// The parameters logged for a JSON call with `body`.
     fn logged_json(service_id: &str, operation: &str, body: &[u8]) -> Option<Value> {
         request_parameters(
-            Some(Protocol::Json),
-            service_id,
-            operation,
-            body,
-            &[],
-            &[],
-            &[],
+            &CallInput {
+                protocol: Some(Protocol::Json),
+                service_id,
+                operation,
+                body,
+                form: &[],
+                query: &[],
+                path_labels: &[],
+            },
+            None,
         )
     }
 
@@ -583,7 +350,18 @@ mod tests {
             .iter()
             .map(|(key, value)| (key.to_string(), value.to_string()))
             .collect();
-        request_parameters(Some(protocol), service_id, operation, b"", &form, &[], &[])
+        request_parameters(
+            &CallInput {
+                protocol: Some(protocol),
+                service_id,
+                operation,
+                body: b"",
+                form: &form,
+                query: &[],
+                path_labels: &[],
+            },
+            None,
+        )
     }
 
     #[test]
@@ -650,13 +428,16 @@ mod tests {
         )];
         assert_eq!(
             request_parameters(
-                Some(Protocol::RestJson),
-                "lambda",
-                "TagResource",
-                tags,
-                &[],
-                &[],
-                &labels
+                &CallInput {
+                    protocol: Some(Protocol::RestJson),
+                    service_id: "lambda",
+                    operation: "TagResource",
+                    body: tags,
+                    form: &[],
+                    query: &[],
+                    path_labels: &labels,
+                },
+                None,
             )
             .unwrap(),
             json!({"tags": {"CostCenter": "42", "Env": "prod"},

@@ -10,21 +10,7 @@ use serde::Deserialize;
 /// The committed routing table, generated from botocore's models.
 const TABLE: &str = include_str!("../data/routing-table.json");
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-pub enum Protocol {
-    #[serde(rename = "json")]
-    Json,
-    #[serde(rename = "query")]
-    Query,
-    #[serde(rename = "ec2")]
-    Ec2,
-    #[serde(rename = "rest-json")]
-    RestJson,
-    #[serde(rename = "rest-xml")]
-    RestXml,
-    #[serde(rename = "smithy-rpc-v2-cbor")]
-    SmithyRpcV2Cbor,
-}
+pub use cairn_wire::Protocol;
 
 #[derive(Deserialize)]
 struct ServiceLine {
@@ -88,20 +74,6 @@ pub struct ServiceModel {
 
 impl ServiceModel {
     /// CloudTrail's `eventSource` for this service's calls.
-    pub fn event_source(&self) -> String {
-        crate::event_names::event_source(&self.id, &self.endpoint_prefix)
-    }
-
-    /// CloudTrail's `errorCode` for an error this service answered with `code` and `status`.
-    pub fn error_code(&self, code: &str, status: u16) -> String {
-        crate::event_names::error_code(self, code, status)
-    }
-
-    /// CloudTrail's `eventName` for `operation` of this service.
-    pub fn event_name<'a>(&self, operation: &'a str) -> &'a str {
-        crate::event_names::event_name(&self.id, operation)
-    }
-
     fn has_operation(&self, name: &str) -> Option<&str> {
         self.operations
             .iter()
@@ -644,7 +616,10 @@ mod tests {
         assert!(table().services().len() >= 400);
         assert!(!table().botocore_version().is_empty());
         let cloudtrail = table().service("cloudtrail").unwrap();
-        assert_eq!(cloudtrail.event_source(), "cloudtrail.amazonaws.com");
+        assert_eq!(
+            crate::services::event_source(cloudtrail),
+            "cloudtrail.amazonaws.com"
+        );
         assert_eq!(cloudtrail.operations.len(), 60);
     }
 

@@ -8,11 +8,11 @@
 //! value stays the text it was (IAM's policy documents stay URL-encoded, as AWS logs them).
 
 use cairn_model::{format_legacy_recorded_date, format_recorded_date, parse_event_time};
-use roxmltree::{Document, Node};
+use cairn_wire::xml::Element;
 use serde_json::{Map, Value};
 
 use crate::map_shapes::{Shape, ShapeRef};
-use crate::parameters::{self, lower_camel_name};
+use crate::naming::{self, lower_camel_name};
 
 /// Bigger answers are not parsed: CloudTrail leaves out `responseElements` over 100 KB anyway.
 const MAX_ANSWER_BYTES: usize = 1 << 20;
@@ -25,13 +25,8 @@ pub fn query_response_elements(
     body: &[u8],
     shape: Option<ShapeRef<'_>>,
 ) -> Option<Value> {
-    let text = answer_text(body)?;
-    let document = Document::parse(text).ok()?;
-    let result_name = format!("{operation}Result");
-    let result = document
-        .root_element()
-        .children()
-        .find(|child| child.is_element() && child.tag_name().name() == result_name)?;
+    let document = Element::parse(answer_text(body)?).ok()?;
+    let result = document.child(&format!("{operation}Result"))?;
     let dates = if service_id == "iam" {
         DateStyle::Legacy
     } else {
@@ -47,8 +42,8 @@ pub fn query_response_elements(
 /// another form (`{"DeleteFlowLogsResponse": {...}}`) that nothing in the model tells
 /// apart; they get this one too.
 pub fn ec2_response_elements(body: &[u8], shape: Option<ShapeRef<'_>>) -> Option<Value> {
-    let document = Document::parse(answer_text(body)?).ok()?;
-    Some(ec2_value(document.root_element(), shape)).filter(Value::is_object)
+    let document = Element::parse(answer_text(body)?).ok()?;
+    Some(ec2_value(&document, shape)).filter(Value::is_object)
 }
 
 /// The answer as text, unless it is too big to parse or not UTF-8. (An empty result is left
@@ -60,15 +55,13 @@ fn answer_text(body: &[u8]) -> Option<&str> {
     std::str::from_utf8(body).ok()
 }
 
-fn ec2_value(node: Node<'_, '_>, shape: Option<ShapeRef<'_>>) -> Value {
+fn ec2_value(node: &Element, shape: Option<ShapeRef<'_>>) -> Value {
     let kind = shape.and_then(|shape| shape.shape());
-    let children: Vec<Node<'_, '_>> = node.children().filter(Node::is_element).collect();
+    let children = &node.children;
     let is_list = matches!(kind, Some(Shape::List(_)))
         || (kind.is_none()
             && !children.is_empty()
-            && children
-                .iter()
-                .all(|child| child.tag_name().name() == "item"));
+            && children.iter().all(|child| child.name == "item"));
     if is_list {
         if children.is_empty() {
             return Value::Object(Map::new());
@@ -79,12 +72,12 @@ fn ec2_value(node: Node<'_, '_>, shape: Option<ShapeRef<'_>>) -> Value {
         };
         let items = children
             .iter()
-            .map(|child| ec2_value(*child, item))
+            .map(|child| ec2_value(child, item))
             .collect();
         return serde_json::json!({ "items": Value::Array(items) });
     }
     if children.is_empty() {
-        let text = node.text().unwrap_or_default().trim().to_owned();
+        let text = node.text.trim().to_owned();
         return match kind {
             Some(Shape::Structure(_)) => Value::Object(Map::new()),
             _ => typed_text(text, kind, DateStyle::EpochMillis),
@@ -96,12 +89,12 @@ fn ec2_value(node: Node<'_, '_>, shape: Option<ShapeRef<'_>>) -> Value {
     };
     let mut object = Map::new();
     for child in children {
-        let name = child.tag_name().name();
+        let name = child.name.as_str();
         let member = member_shape(members, shape, name);
         if name == "return" {
             // EC2's `return` is always its boolean "done", model or not (many operations
             // have no output shape at all).
-            let done = child.text().unwrap_or_default().trim().to_owned();
+            let done = child.text.trim().to_owned();
             let done = typed_text(done, Some(&Shape::Boolean), DateStyle::EpochMillis);
             object.insert("_return".to_owned(), done);
             continue;
@@ -131,23 +124,23 @@ enum DateStyle {
     EpochMillis,
 }
 
-fn element_value(node: Node<'_, '_>, shape: Option<ShapeRef<'_>>, dates: DateStyle) -> Value {
+fn element_value(node: &Element, shape: Option<ShapeRef<'_>>, dates: DateStyle) -> Value {
     let kind = shape.and_then(|shape| shape.shape());
-    let children: Vec<Node<'_, '_>> = node.children().filter(Node::is_element).collect();
+    let children = &node.children;
     if children.is_empty() {
-        let text = node.text().unwrap_or_default().trim().to_owned();
+        let text = node.text.trim().to_owned();
         return match kind {
             Some(Shape::List(_)) => Value::Array(Vec::new()),
             _ => typed_text(text, kind, dates),
         };
     }
-    let all_named = |name: &str| children.iter().all(|child| child.tag_name().name() == name);
+    let all_named = |name: &str| children.iter().all(|child| child.name == name);
     if let Some(Shape::List(item)) = kind {
         let item = shape.map(|shape| shape.at(*item));
         return Value::Array(
             children
                 .iter()
-                .map(|child| element_value(*child, item, dates))
+                .map(|child| element_value(child, item, dates))
                 .collect(),
         );
     }
@@ -155,12 +148,12 @@ fn element_value(node: Node<'_, '_>, shape: Option<ShapeRef<'_>>, dates: DateSty
         return Value::Array(
             children
                 .iter()
-                .map(|child| element_value(*child, None, dates))
+                .map(|child| element_value(child, None, dates))
                 .collect(),
         );
     }
     if all_named("entry") {
-        if let Some(map) = entries(&children, shape, dates) {
+        if let Some(map) = entries(children, shape, dates) {
             return map;
         }
     }
@@ -171,7 +164,7 @@ fn element_value(node: Node<'_, '_>, shape: Option<ShapeRef<'_>>, dates: DateSty
     // A flattened list repeats its element: the repeats are one list.
     let mut grouped: Vec<(&str, Vec<Value>)> = Vec::new();
     for child in children {
-        let name = child.tag_name().name();
+        let name = child.name.as_str();
         let value = element_value(child, member_shape(members, shape, name), dates);
         match grouped.iter_mut().find(|(seen, _)| *seen == name) {
             Some((_, values)) => values.push(value),
@@ -194,11 +187,7 @@ fn element_value(node: Node<'_, '_>, shape: Option<ShapeRef<'_>>, dates: DateSty
 }
 
 /// `<entry><key>k</key><value>v</value></entry>...` as `{k: v}`, keys as written.
-fn entries(
-    children: &[Node<'_, '_>],
-    shape: Option<ShapeRef<'_>>,
-    dates: DateStyle,
-) -> Option<Value> {
+fn entries(children: &[Element], shape: Option<ShapeRef<'_>>, dates: DateStyle) -> Option<Value> {
     let values = match shape.and_then(|shape| shape.shape()) {
         Some(Shape::Map(Some(values))) => shape.map(|shape| shape.at(*values)),
         _ => None,
@@ -206,11 +195,12 @@ fn entries(
     let mut map = Map::new();
     for entry in children {
         let part = |name: &str| {
-            entry.children().find(|child| {
-                child.is_element() && child.tag_name().name().eq_ignore_ascii_case(name)
-            })
+            entry
+                .children
+                .iter()
+                .find(|child| child.name.eq_ignore_ascii_case(name))
         };
-        let key = part("key")?.text().unwrap_or_default().to_owned();
+        let key = part("key")?.text.clone();
         let value = element_value(part("value")?, values, dates);
         map.insert(key, value);
     }
@@ -218,10 +208,10 @@ fn entries(
 }
 
 /// A leaf's text as the model types it: timestamps in the service's date style, numbers and
-/// booleans as a query input's are (`parameters::typed_text`).
+/// booleans as a query input's are (`naming::typed_text`).
 fn typed_text(text: String, kind: Option<&Shape>, dates: DateStyle) -> Value {
     let Some(Shape::Timestamp) = kind else {
-        return parameters::typed_text(text, kind);
+        return naming::typed_text(text, kind);
     };
     match (parse_event_time(&text), dates) {
         (Ok(millis), DateStyle::Legacy) => Value::String(format_legacy_recorded_date(millis)),

@@ -34,6 +34,8 @@ import botocore
 
 OUT = pathlib.Path(__file__).resolve().parents[1] / "data" / "routing-table.json"
 MAP_SHAPES_OUT = OUT.with_name("map-shapes.json")
+CLOUDTRAIL_OUT = (pathlib.Path(__file__).resolve().parents[2] / "cairn-wire" / "data"
+                  / "cloudtrail-model.json")
 
 
 def load(path):
@@ -342,6 +344,44 @@ def write_map_shapes():
     print(f"wrote {MAP_SHAPES_OUT} ({len(lines)} services)", file=sys.stderr)
 
 
+def strip_documentation(value):
+    """The model without its prose: what the wire needs, diffable and a tenth the size."""
+    if isinstance(value, dict):
+        return {key: strip_documentation(item) for key, item in value.items()
+                if key not in ("documentation", "documentationUrl", "deprecatedMessage")}
+    if isinstance(value, list):
+        return [strip_documentation(item) for item in value]
+    return value
+
+
+def cloudtrail_model_text():
+    """CloudTrail's own API, which Cairn serves: every operation (input, output, errors) and
+    every shape, as the model has them, so requests are checked and answers shaped by the
+    model and not by hand-kept tables. One line per operation and per shape."""
+    for service_id, model in service_models():
+        if service_id == "cloudtrail":
+            break
+    else:
+        raise SystemExit("botocore has no cloudtrail model")
+    model = strip_documentation(model)
+    lines = [json.dumps({"botocore": botocore.__version__,
+                         "apiVersion": model["metadata"]["apiVersion"],
+                         "targetPrefix": model["metadata"]["targetPrefix"]}, sort_keys=True)]
+    for name, operation in sorted(model["operations"].items()):
+        lines.append(json.dumps({"operation": name, **operation}, separators=(",", ":"),
+                                sort_keys=True))
+    for name, shape in sorted(model["shapes"].items()):
+        lines.append(json.dumps({"shape": name, **shape}, separators=(",", ":"), sort_keys=True))
+    return "\n".join(lines) + "\n"
+
+
+def write_cloudtrail_model():
+    CLOUDTRAIL_OUT.parent.mkdir(parents=True, exist_ok=True)
+    CLOUDTRAIL_OUT.write_text(cloudtrail_model_text())
+    print(f"wrote {CLOUDTRAIL_OUT}", file=sys.stderr)
+
+
 if __name__ == "__main__":
     main()
     write_map_shapes()
+    write_cloudtrail_model()

@@ -8,7 +8,10 @@
 //! is looked up again for every question: credentials that expire or are removed stop being
 //! used.
 
-use cairn_capture::OutgoingBody;
+use std::time::Duration;
+
+use cairn_capture::services::{AskingAs, BoxFuture, Upstream};
+use cairn_upstream::OutgoingBody;
 use cairn_wire::sigv4::{self, SignedRequest};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method};
@@ -16,25 +19,11 @@ use serde_json::Value;
 
 use crate::AppState;
 
-/// Whom questions are asked as: what the caller's signature named. It outlives the call, and
-/// for a watched rotation it is kept on disk so the watch can go on after a restart. It holds
-/// no secret (the secret is looked up for each question), but a session token is a
-/// credential's half, so it has no `Debug`.
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
-#[cfg_attr(test, derive(PartialEq, Eq))]
-pub(crate) struct AskingAs {
-    pub region: String,
-    pub access_key_id: String,
-    pub session_token: Option<String>,
-    /// The `Host` the caller signed for, which the upstream sees again.
-    pub host: String,
-}
-
 /// One caller's call, as the context for questions about it.
 pub(crate) struct Asker {
-    pub state: AppState,
-    pub upstream: http::Uri,
-    pub caller: AskingAs,
+    state: AppState,
+    upstream: http::Uri,
+    caller: AskingAs,
     host: HeaderValue,
 }
 
@@ -82,9 +71,7 @@ impl Asker {
         })
     }
 
-    /// Asks a JSON-protocol operation (`target`, as in `X-Amz-Target`) of the upstream;
-    /// `None` when it did not answer with success and JSON.
-    pub(crate) async fn ask_json(
+    async fn ask(
         &self,
         signing_name: &str,
         target: &'static str,
@@ -95,7 +82,8 @@ impl Asker {
         let headers = self.signed_headers(signing_name, target, content_type, &body)?;
         let reply = self
             .state
-            .gateway
+            .upstreams
+            .client()
             .forward(
                 &self.upstream,
                 &Method::POST,
@@ -154,5 +142,29 @@ impl Asker {
         )
         .ok()?;
         Some(headers)
+    }
+}
+
+impl Upstream for Asker {
+    fn ask_json<'a>(
+        &'a self,
+        signing_name: &'a str,
+        target: &'static str,
+        content_type: &'static str,
+        input: &'a Value,
+    ) -> BoxFuture<'a, Option<Value>> {
+        Box::pin(self.ask(signing_name, target, content_type, input))
+    }
+
+    fn caller(&self) -> &AskingAs {
+        &self.caller
+    }
+
+    fn upstream_id(&self) -> String {
+        self.upstream.to_string()
+    }
+
+    fn timeout(&self) -> Duration {
+        self.state.upstreams.client().timeout()
     }
 }

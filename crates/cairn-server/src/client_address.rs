@@ -7,64 +7,34 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use http::HeaderMap;
+use ipnet::IpNet;
 
 /// An address or a CIDR block (`10.0.0.0/8`, `::1`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TrustedProxy {
-    network: IpAddr,
-    prefix_len: u8,
-}
+pub struct TrustedProxy(IpNet);
 
 impl FromStr for TrustedProxy {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (address, prefix) = match text.split_once('/') {
-            Some((address, prefix)) => (address, Some(prefix)),
-            None => (text, None),
-        };
-        let network: IpAddr = address
-            .trim()
-            .parse()
-            .map_err(|_| format!("{text:?} is not an IP address or CIDR block"))?;
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix_len = match prefix {
-            Some(prefix) => prefix
-                .trim()
-                .parse::<u8>()
-                .ok()
-                .filter(|length| *length <= max)
-                .ok_or_else(|| format!("{text:?} has an invalid prefix length"))?,
-            None => max,
-        };
-        Ok(Self {
-            network,
-            prefix_len,
-        })
+        let text = text.trim();
+        if let Ok(address) = text.parse::<IpAddr>() {
+            return Ok(Self(IpNet::from(address)));
+        }
+        text.parse::<IpNet>()
+            .map(|network| Self(network.trunc()))
+            .map_err(|_| format!("{text:?} is not an IP address or CIDR block"))
     }
 }
 
 impl TrustedProxy {
     fn contains(&self, address: IpAddr) -> bool {
+        // A v4 peer may arrive on a dual-stack socket as a v4-mapped v6 address.
         let address = match address {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
             v4 => v4,
         };
-        match (self.network, address) {
-            (IpAddr::V4(network), IpAddr::V4(address)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix_len))
-                    .unwrap_or(0);
-                u32::from(network) & mask == u32::from(address) & mask
-            }
-            (IpAddr::V6(network), IpAddr::V6(address)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix_len))
-                    .unwrap_or(0);
-                u128::from(network) & mask == u128::from(address) & mask
-            }
-            _ => false,
-        }
+        self.0.contains(&address)
     }
 }
 

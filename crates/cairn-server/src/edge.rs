@@ -1,26 +1,25 @@
-//! The edge: every request passes here. It bounds the body, verifies SigV4, routes by the
-//! signing service, and makes sure the call is recorded before it is answered.
+//! The edge: every AWS request passes here. It bounds the body, verifies SigV4, and routes
+//! by the signing service: CloudTrail's API and STS are served by Cairn, everything else
+//! goes through the gateway. Whatever happens, the call is recorded before it is answered.
+//!
+//! Dependencies point down: edge → cloudtrail_api | sts | gateway → respond, recorder, body.
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
-use bytes::BytesMut;
 use cairn_auth::{CredentialError, SessionError};
-use cairn_capture::{Protocol, RoutingTable};
-use cairn_wire::cloudtrail::{self, Operation};
-use cairn_wire::sigv4::{
-    self, DeclaredPayload, InvalidDeclaredPayload, PayloadCheck, SignedRequest, VerifiedSignature,
-};
-use cairn_wire::AwsError;
+use cairn_capture::RoutingTable;
+use cairn_wire::cloudtrail;
+use cairn_wire::sigv4::{self, SignedRequest};
+use cairn_wire::{AwsError, Protocol};
 use chrono::{TimeZone, Utc};
-use http::{HeaderMap, StatusCode};
-use http_body_util::BodyExt;
+use http::HeaderMap;
 
-use crate::lookup::lookup_events;
+use crate::body::{check_declared_payload, read_bounded, ReadBody};
 use crate::recorder::{Call, Caller};
-use crate::{AppState, MAX_REQUEST_BODY_BYTES};
+use crate::respond::fail;
+use crate::AppState;
 
 const CLOUDTRAIL_SERVICE: &str = "cloudtrail";
 const STS_SERVICE: &str = "sts";
@@ -40,10 +39,7 @@ fn protocol_of_signing_name(signing_name: &str) -> Option<Protocol> {
 }
 
 fn is_query_shaped(protocol: Option<Protocol>) -> bool {
-    matches!(
-        protocol,
-        Some(Protocol::Query | Protocol::Ec2 | Protocol::RestXml)
-    )
+    protocol.is_some_and(Protocol::speaks_xml)
 }
 
 pub async fn handle(State(state): State<AppState>, request: Request) -> Response {
@@ -111,7 +107,10 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
                     Some(claim.access_key_id.clone()),
                 );
             }
-            return finish(&state, call, Err(error)).await;
+            let protocol = claim
+                .as_ref()
+                .and_then(|claim| protocol_of_signing_name(&claim.service));
+            return fail(&state, call, protocol, error).await;
         }
     };
     let body = read.recordable().clone();
@@ -178,7 +177,7 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
             } else {
                 error
             };
-            return crate::gateway::fail(&state, call, protocol, error).await;
+            return fail(&state, call, protocol, error).await;
         }
     };
     call.region = verified.region.clone();
@@ -190,56 +189,13 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
     if let ReadBody::Whole { body, declared } = read {
         if let Err(error) = check_declared_payload(declared, &verified, &parts.headers, &body) {
             let protocol = protocol_of_signing_name(&verified.service);
-            return crate::gateway::fail(&state, call, protocol, error).await;
+            return fail(&state, call, protocol, error).await;
         }
     }
     if verified.service == STS_SERVICE {
         return crate::sts::serve(&state, call, &parts, &body).await;
     }
-    let outcome = serve_cloudtrail(&state, &mut call, target.as_deref(), &body).await;
-    finish(&state, call, outcome).await
-}
-
-async fn serve_cloudtrail(
-    state: &AppState,
-    call: &mut Call,
-    target: Option<&str>,
-    body: &[u8],
-) -> Result<Vec<u8>, AwsError> {
-    call.api_version = Some(cloudtrail::API_VERSION);
-    let operation = cloudtrail::parse_target(target)?;
-    call.event_name = operation.name().to_owned();
-    call.read_only = operation.is_read_only();
-    let members = cloudtrail::parse_json_body(body)?;
-    match operation {
-        Operation::LookupEvents => {
-            let (outcome, parameters) = lookup_events(state, &members).await;
-            call.request_parameters = parameters;
-            outcome
-        }
-        Operation::NotYetServed(name) => Err(AwsError::new(
-            "UnsupportedOperationException",
-            format!("Cairn does not serve {name} yet."),
-        )),
-    }
-}
-
-/// A body read whole against the `x-amz-content-sha256` its signature covers; signed
-/// aws-chunked bodies against the verified request's `chunk_signing`.
-pub(crate) fn check_declared_payload(
-    declared: Result<DeclaredPayload, InvalidDeclaredPayload>,
-    verified: &VerifiedSignature,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<DeclaredPayload, AwsError> {
-    let declared = declared.map_err(|invalid| AwsError::invalid_declared_payload(&invalid))?;
-    let checked = PayloadCheck::for_declared(declared, verified.chunk_signing.as_ref(), headers)
-        .and_then(|check| match check {
-            Some(mut check) => check.update(body).and_then(|()| check.finish()),
-            None => Ok(()),
-        });
-    checked.map_err(|error| AwsError::from_payload_error(&error))?;
-    Ok(declared)
+    crate::cloudtrail_api::serve(&state, call, target.as_deref(), &body).await
 }
 
 fn note_claim(call: &mut Call, service: &str, region: &str, access_key_id: Option<String>) {
@@ -250,110 +206,6 @@ fn note_claim(call: &mut Call, service: &str, region: &str, access_key_id: Optio
         call.region = region.to_owned();
     }
     call.caller = Caller::Unverified { access_key_id };
-}
-
-/// Records the call, then answers it. A call whose event cannot be stored is answered with
-/// InternalFailure instead of its result.
-async fn finish(state: &AppState, mut call: Call, outcome: Result<Vec<u8>, AwsError>) -> Response {
-    let request_id = call.request_id.clone();
-    if let Err(error) = &outcome {
-        call.error = Some(error.clone());
-    }
-    if let Err(error) = state.record(call).await {
-        return respond(&request_id, Err(error));
-    }
-    respond(&request_id, outcome)
-}
-
-fn respond(request_id: &str, outcome: Result<Vec<u8>, AwsError>) -> Response {
-    let (status, body) = match outcome {
-        Ok(body) => (StatusCode::OK, body),
-        Err(error) => (error.status, error.json_body()),
-    };
-    Response::builder()
-        .status(status)
-        .header("x-amzn-RequestId", request_id)
-        .header(http::header::CONTENT_TYPE, cloudtrail::JSON_CONTENT_TYPE)
-        .body(Body::from(body))
-        .unwrap_or_else(|_| Response::new(Body::empty()))
-}
-
-/// A request body as far as the edge reads it before verifying the signature, with what its
-/// signed `x-amz-content-sha256` declares about it.
-pub(crate) enum ReadBody {
-    /// Not yet checked against the declaration: see [`check_declared_payload`].
-    Whole {
-        body: Bytes,
-        declared: Result<DeclaredPayload, InvalidDeclaredPayload>,
-    },
-    /// Over [`MAX_REQUEST_BODY_BYTES`] with a declared payload, so it may stream: what was
-    /// read, and the rest still unread.
-    Oversized {
-        prefix: Bytes,
-        rest: Body,
-        declared: DeclaredPayload,
-    },
-}
-
-impl ReadBody {
-    /// The bytes the record may describe: a streamed body is content, not parameters.
-    pub(crate) fn recordable(&self) -> &Bytes {
-        static NOTHING: Bytes = Bytes::new();
-        match self {
-            Self::Whole { body, .. } => body,
-            Self::Oversized { .. } => &NOTHING,
-        }
-    }
-}
-
-fn too_large() -> AwsError {
-    AwsError::new(
-        "RequestEntityTooLargeException",
-        format!("The request body must not be larger than {MAX_REQUEST_BODY_BYTES} bytes."),
-    )
-    .with_status(StatusCode::PAYLOAD_TOO_LARGE)
-}
-
-/// Reads the body whole if it fits in [`MAX_REQUEST_BODY_BYTES`]. Past that it stops
-/// reading: the body streams if it `may_stream` and declares a payload, else it is refused.
-async fn read_bounded(
-    headers: &HeaderMap,
-    mut body: Body,
-    declared: Result<DeclaredPayload, InvalidDeclaredPayload>,
-    may_stream: bool,
-) -> Result<ReadBody, AwsError> {
-    let stream_as = match declared {
-        Ok(DeclaredPayload::Absent) | Err(_) => None,
-        Ok(declared) => may_stream.then_some(declared),
-    };
-    let oversized = |prefix: Bytes, rest: Body| match stream_as {
-        Some(declared) => Ok(ReadBody::Oversized {
-            prefix,
-            rest,
-            declared,
-        }),
-        None => Err(too_large()),
-    };
-    let length = header(headers, "content-length").and_then(|length| length.parse::<u64>().ok());
-    if length.is_some_and(|length| length > MAX_REQUEST_BODY_BYTES as u64) {
-        return oversized(Bytes::new(), body);
-    }
-    let mut read = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|error| {
-            AwsError::serialization(format!("The request body could not be read: {error}"))
-        })?;
-        if let Ok(chunk) = frame.into_data() {
-            read.extend_from_slice(&chunk);
-        }
-        if read.len() > MAX_REQUEST_BODY_BYTES {
-            return oversized(read.freeze(), body);
-        }
-    }
-    Ok(ReadBody::Whole {
-        body: read.freeze(),
-        declared,
-    })
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -1,31 +1,34 @@
 //! Calls for services Cairn does not serve itself: recognised, forwarded to their upstream,
 //! recorded as CloudTrail would record them, then answered with the upstream's answer.
+//!
+//! The gateway knows no service by name: what is particular to one comes from
+//! `cairn_capture::services` (names, categories, rules, and hooks for what depends on the
+//! upstream's state), and the transport from cairn-upstream.
+
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::response::Response;
-use cairn_capture::dynamodb_items::tables_needing_key_schema;
 use cairn_capture::map_shapes::{End, MapShapes};
+use cairn_capture::naming::lower_camel_shaped;
 use cairn_capture::outcome::{upstream_error, upstream_request_id};
-use cairn_capture::parameters::{
-    dynamodb_input, dynamodb_request_parameters, event_category, is_read_only, lower_camel_shaped,
-    request_parameters, response_elements,
-};
-use cairn_capture::service_rules::{self, CapturedCall, RotationSeen, Transfer};
-use cairn_capture::{
-    s3_path_style_path, s3_virtual_host_bucket, GatewayError, OutgoingBody, Protocol, RoutingTable,
-    StreamFailure,
-};
-use cairn_wire::sigv4::{decode_pairs, PayloadCheck, VerifiedSignature};
-use cairn_wire::AwsError;
+use cairn_capture::parameters::{is_read_only, request_parameters, response_elements, CallInput};
+use cairn_capture::services::{self, CallHook, CapturedCall, Transfer, Upstream};
+use cairn_capture::{s3_path_style_path, s3_virtual_host_bucket, RoutingTable};
+use cairn_upstream::{GatewayError, OutgoingBody, StreamFailure};
+use cairn_wire::form::decode_pairs;
+use cairn_wire::sigv4::{PayloadCheck, VerifiedSignature};
+use cairn_wire::{AwsError, Protocol};
 use http::request::Parts;
 use http::StatusCode;
-
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::asking::Asker;
-use crate::edge::{check_declared_payload, ReadBody};
-use crate::recorder::{Call, Caller};
-use crate::{key_schemas, secret_rotation, AppState, MAX_STREAMED_BODY_BYTES};
+use crate::body::{check_declared_payload, ReadBody};
+use crate::host::Host;
+use crate::recorder::{service_event, Call, Caller};
+use crate::respond::{error_response, fail};
+use crate::{AppState, MAX_STREAMED_BODY_BYTES};
 
 pub async fn proxy(
     state: &AppState,
@@ -75,25 +78,26 @@ pub async fn proxy(
         None => claimed_name(target, &form, &query).unwrap_or_else(|| "Unknown".to_owned()),
     };
     if let Some(found) = recognized {
-        call.event_source = found.service.event_source();
-        call.event_name = found.service.event_name(&operation).to_owned();
+        call.event_source = services::event_source(found.service);
+        call.event_name = services::event_name(&found.service.id, &operation).to_owned();
         call.api_version = None;
     } else {
         call.event_source = format!("{signing_name}.amazonaws.com");
         call.event_name = operation.clone();
     }
     call.read_only = is_read_only(&operation);
-    call.event_category = event_category(&service_id, &operation);
+    call.event_category = services::event_category(&service_id, &operation);
     let path_labels = recognized.map_or_else(Vec::new, |found| found.path_labels(&routed_path));
-    call.request_parameters = request_parameters(
+    let input = CallInput {
         protocol,
-        &service_id,
-        &operation,
-        &body,
-        &form,
-        &query,
-        &path_labels,
-    );
+        service_id: &service_id,
+        operation: &operation,
+        body: &body,
+        form: &form,
+        query: &query,
+        path_labels: &path_labels,
+    };
+    call.request_parameters = request_parameters(&input, None);
 
     // The signature covers the declared payload hash, not the body: a body read whole is
     // checked here, a streamed one on its way upstream.
@@ -120,7 +124,7 @@ pub async fn proxy(
                     return fail(state, call, protocol, error).await;
                 }
             };
-            let idle = state.gateway.timeout();
+            let idle = state.upstreams.client().timeout();
             OutgoingBody::streamed(prefix, rest, check, MAX_STREAMED_BODY_BYTES, idle)
         }
     };
@@ -139,41 +143,33 @@ pub async fn proxy(
         )
         .await;
     };
-    // A secret version made by hand abandons a pending rotation, and a RotateSecret that
-    // fails may leave one begun: both are the upstream's state, asked before the call
-    // changes it.
-    let rotation_watch = match (&call.caller, service_id.as_str()) {
-        (Caller::Verified(_), "secretsmanager") => {
-            secret_rotation::RotationWatch::of(&operation, &body)
-        }
-        _ => None,
+    let Caller::Verified(principal) = &call.caller else {
+        return fail(state, call, protocol, AwsError::internal_failure()).await;
     };
-    // Which of a DynamoDB item's attributes are its key decides which values its record may
-    // show; without a verified caller to ask as, none are shown.
-    let key_schema_scope = match (&call.caller, service_id.as_str()) {
-        (Caller::Verified(principal), "dynamodb") => Some(key_schemas::scope(
-            &principal.account_id,
-            &call.region,
-            upstream,
-        )),
-        _ => None,
+    let mut captured = CapturedCall {
+        service_id: service_id.clone(),
+        operation: operation.clone(),
+        region: call.region.clone(),
+        account_id: principal.account_id.clone(),
+        request_parameters: call.request_parameters.clone(),
+        read_only: call.read_only,
+        ..CapturedCall::default()
     };
-    let asker = if rotation_watch.is_some() || key_schema_scope.is_some() {
-        Asker::for_call(state, upstream, parts, &call.region)
-    } else {
-        None
-    };
-    let before_rotation = match (&rotation_watch, &asker) {
-        (Some(watch), Some(asker)) => secret_rotation::before(asker, watch).await,
-        _ => None,
-    };
-    if let (Some(scope), Some(asker)) = (&key_schema_scope, &asker) {
-        if let Some(input) = dynamodb_input(&operation, &body) {
-            let tables = tables_needing_key_schema(&operation, &input);
-            if !tables.is_empty() {
-                let known = state.key_schemas.resolve(asker, scope, &tables).await;
-                call.request_parameters = dynamodb_request_parameters(input, &known);
-            }
+    // A service whose records depend on the upstream's state asks it, as the caller, around
+    // the call; without a signature to ask as, it asks nothing and its records claim nothing.
+    let mut hooked: Option<(Box<dyn CallHook>, Arc<Asker>)> = state
+        .hooks
+        .for_service(&service_id)
+        .and_then(|hooks| hooks.begin(&captured, &body))
+        .and_then(|hook| {
+            let asker = Asker::for_call(state, upstream, parts, &call.region)?;
+            Some((hook, Arc::new(asker)))
+        });
+    if let Some((hook, asker)) = &mut hooked {
+        hook.before(&mut captured, asker.as_ref()).await;
+        // What the hook learned may let the record show more of the input (a key's value).
+        if let Some(observed) = &captured.observed {
+            call.request_parameters = request_parameters(&input, Some(observed.as_ref()));
         }
     }
     let path_and_query = parts
@@ -181,7 +177,8 @@ pub async fn proxy(
         .path_and_query()
         .map_or("/", |value| value.as_str());
     let reply = match state
-        .gateway
+        .upstreams
+        .client()
         .forward(
             upstream,
             &parts.method,
@@ -206,7 +203,7 @@ pub async fn proxy(
     match failure {
         Some((code, message)) => {
             let code = match recognized {
-                Some(found) => found.service.error_code(&code, reply.status.as_u16()),
+                Some(found) => services::error_code(found.service, &code, reply.status.as_u16()),
                 None => code,
             };
             call.error = Some(AwsError::new(&code, message).with_status(reply.status))
@@ -217,59 +214,49 @@ pub async fn proxy(
         }
         None => {}
     }
-    let rotation = match (&rotation_watch, &asker) {
-        (Some(watch), Some(asker)) => {
-            secret_rotation::seen(asker, watch, before_rotation.as_ref(), succeeded).await
+    captured.succeeded = succeeded;
+    captured.read_only = call.read_only;
+    captured.request_parameters = call.request_parameters.take();
+    captured.response_elements = call.response_elements.take();
+    captured.upstream_response = match protocol {
+        Some(Protocol::Json | Protocol::RestJson) if succeeded => {
+            let shape = MapShapes::builtin().of(&service_id, &operation, End::Output);
+            let response = serde_json::from_slice::<Value>(recorded).ok();
+            response.map(|response| lower_camel_shaped(response, shape))
         }
-        _ => RotationSeen::Nothing,
-    };
-    if let (Some(scope), true) = (&key_schema_scope, succeeded) {
-        let now = state.clock.now_millis();
-        state
-            .key_schemas
-            .learn_from_answer(scope, &operation, recorded, now);
-    }
-    let still_running = match &rotation {
-        RotationSeen::StartedStillPending {
-            secret_arn,
-            version_id,
-        } => Some((secret_arn.clone(), version_id.clone())),
         _ => None,
     };
-    let seen = SeenCall {
-        host: header(parts, "host").map(str::to_owned),
-        transfer: Transfer {
-            presigned: query.iter().any(|(key, _)| key == "X-Amz-Signature"),
-            bytes_in: declared_length(&parts.headers).unwrap_or(body.len() as u64),
-            bytes_out: declared_length(&reply.headers).unwrap_or(recorded.len() as u64),
-        },
-        rotation,
-    };
-    let service_events = apply_service_rules(
-        &mut call,
-        &service_id,
-        &operation,
-        protocol,
-        succeeded,
-        recorded,
-        seen,
-    );
-    let rotation_started = service_events
-        .iter()
-        .any(|event| event.event_name == service_rules::ROTATION_STARTED);
+    captured.host = header(parts, "host").map(str::to_owned);
+    captured.transfer = Some(Transfer {
+        presigned: query.iter().any(|(key, _)| key == "X-Amz-Signature"),
+        bytes_in: declared_length(&parts.headers).unwrap_or(body.len() as u64),
+        bytes_out: declared_length(&reply.headers).unwrap_or(recorded.len() as u64),
+    });
+    if let Some((hook, asker)) = &mut hooked {
+        hook.after(&mut captured, recorded, asker.as_ref()).await;
+    }
+    services::apply(&mut captured);
+    call.additional_event_data = captured.additional_event_data.take();
+    call.request_parameters = captured.request_parameters.take();
+    call.response_elements = captured.response_elements.take();
+    call.read_only = captured.read_only;
+    call.resources = std::mem::take(&mut captured.resources);
     let request_id = call.request_id.clone();
-    if let Err(error) = state.record(call).await {
+    let mut calls = vec![call];
+    calls.extend(
+        captured
+            .service_events
+            .iter()
+            .cloned()
+            .map(|event| service_event(event, &captured.account_id, &captured.region)),
+    );
+    if let Err(error) = state.record_all(calls).await {
         return error_response(protocol, &error, &request_id);
     }
-    for event in service_events {
-        if let Err(error) = state.record(event).await {
-            return error_response(protocol, &error, &request_id);
-        }
-    }
-    if let (Some((secret_arn, version_id)), Some(asker), true) =
-        (still_running, asker, rotation_started)
-    {
-        secret_rotation::watch_rotation(asker, secret_arn, version_id).await;
+    if let Some((hook, asker)) = hooked {
+        let host = Arc::new(Host(state.clone()));
+        hook.recorded(&captured, asker as Arc<dyn Upstream>, host)
+            .await;
     }
     reply.into_response().map(Body::new)
 }
@@ -299,13 +286,6 @@ fn gateway_error(error: &GatewayError) -> AwsError {
     }
 }
 
-/// What the gateway saw of a call beyond its parameters, for the rules that log it.
-struct SeenCall {
-    host: Option<String>,
-    transfer: Transfer,
-    rotation: RotationSeen,
-}
-
 fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
     headers
         .get(http::header::CONTENT_LENGTH)?
@@ -313,135 +293,6 @@ fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
         .ok()?
         .parse()
         .ok()
-}
-
-/// Runs the service's own record rules over the call and returns the service events the
-/// call causes, ready to record after it.
-fn apply_service_rules(
-    call: &mut Call,
-    service_id: &str,
-    operation: &str,
-    protocol: Option<Protocol>,
-    succeeded: bool,
-    body: &[u8],
-    seen: SeenCall,
-) -> Vec<Call> {
-    let Caller::Verified(principal) = &call.caller else {
-        return Vec::new();
-    };
-    let upstream_response = match protocol {
-        Some(Protocol::Json | Protocol::RestJson) if succeeded => {
-            let shape = MapShapes::builtin().of(service_id, operation, End::Output);
-            let response = serde_json::from_slice::<Value>(body).ok();
-            response.map(|response| lower_camel_shaped(response, shape))
-        }
-        _ => None,
-    };
-    let mut captured = CapturedCall {
-        service_id: service_id.to_owned(),
-        operation: operation.to_owned(),
-        region: call.region.clone(),
-        account_id: principal.account_id.clone(),
-        request_parameters: call.request_parameters.take(),
-        response_elements: call.response_elements.take(),
-        upstream_response,
-        succeeded,
-        read_only: call.read_only,
-        host: seen.host,
-        transfer: Some(seen.transfer),
-        rotation: seen.rotation,
-        ..CapturedCall::default()
-    };
-    service_rules::apply(&mut captured);
-    call.additional_event_data = captured.additional_event_data.take();
-    call.request_parameters = captured.request_parameters;
-    call.response_elements = captured.response_elements;
-    call.read_only = captured.read_only;
-    call.resources = std::mem::take(&mut captured.resources);
-    let deletion_date = captured
-        .upstream_response
-        .as_ref()
-        .and_then(|response| response.get("deletionDate"))
-        .and_then(Value::as_f64);
-    captured
-        .service_events
-        .into_iter()
-        .map(|event| {
-            let details = (event.event_name == service_rules::START_SECRET_VERSION_DELETE)
-                .then_some(deletion_date)
-                .flatten()
-                .map(|seconds| {
-                    json!({ "deletionDate": cairn_model::format_event_time((seconds * 1000.0) as i64) })
-                });
-            crate::recorder::service_event(
-                event.event_source,
-                event.event_name,
-                &event.resource_arn,
-                &captured.account_id,
-                &call.region,
-                details,
-            )
-        })
-        .collect()
-}
-
-pub(crate) async fn fail(
-    state: &AppState,
-    mut call: Call,
-    protocol: Option<Protocol>,
-    error: AwsError,
-) -> Response {
-    call.error = Some(error.clone());
-    let request_id = call.request_id.clone();
-    if let Err(record_error) = state.record(call).await {
-        return error_response(protocol, &record_error, &request_id);
-    }
-    error_response(protocol, &error, &request_id)
-}
-
-/// An error Cairn itself raises for a proxied call, in that service's protocol's shape.
-pub(crate) fn error_response(
-    protocol: Option<Protocol>,
-    error: &AwsError,
-    request_id: &str,
-) -> Response {
-    let escape = |text: &str| {
-        text.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
-    let (content_type, body) = match protocol {
-        Some(Protocol::Query) => (
-            "text/xml",
-            format!(
-                "<ErrorResponse><Error><Type>{}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
-                if error.status.is_server_error() { "Receiver" } else { "Sender" },
-                escape(&error.code), escape(&error.message), escape(request_id)
-            ),
-        ),
-        Some(Protocol::Ec2) => (
-            "text/xml",
-            format!(
-                "<Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>{}</RequestID></Response>",
-                escape(&error.code), escape(&error.message), escape(request_id)
-            ),
-        ),
-        Some(Protocol::RestXml) => (
-            "application/xml",
-            format!(
-                "<Error><Code>{}</Code><Message>{}</Message><RequestId>{}</RequestId></Error>",
-                escape(&error.code), escape(&error.message), escape(request_id)
-            ),
-        ),
-        _ => ("application/x-amz-json-1.1", String::from_utf8_lossy(&error.json_body()).into_owned()),
-    };
-    Response::builder()
-        .status(error.status)
-        .header("x-amzn-RequestId", request_id)
-        .header("x-amzn-ErrorType", error.code.as_str())
-        .header(http::header::CONTENT_TYPE, content_type)
-        .body(Body::from(body))
-        .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
 fn claimed_name(

@@ -12,42 +12,32 @@
 //! on a particular backend.
 
 mod asking;
+mod body;
 mod client_address;
+mod cloudtrail_api;
 mod edge;
 mod gateway;
-mod key_schemas;
+mod host;
 mod lookup;
 mod next_token;
 mod recorder;
+mod respond;
 mod retention;
-mod rotation_book;
-mod secret_deletions;
-mod secret_rotation;
 mod sts;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::routing::get;
 use cairn_auth::CredentialStore;
-use cairn_capture::{GatewayClient, Upstreams};
+use cairn_capture::services::hooks::ServiceHooksSet;
 use cairn_model::{Clock, IdGen};
 use cairn_store::EventStore;
+use cairn_upstream::Upstreams;
 
 pub use client_address::TrustedProxy;
-pub use key_schemas::KeySchemaCache;
 pub use next_token::TokenKey;
 pub use retention::run_retention_sweeper;
-pub use rotation_book::RotationBook;
-pub use secret_deletions::run_secret_deletion_scheduler;
-pub use secret_rotation::{resume_rotation_watches, RotationWatches};
-
-/// What can go wrong in the server outside a request (a request's failures are AWS errors).
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    #[error("rotation watch book {path}: {reason}")]
-    RotationBook { path: PathBuf, reason: String },
-}
 
 /// Bodies up to this are read whole (and recorded); larger ones are refused, or streamed
 /// when their signature covers a declared payload hash (S3 uploads).
@@ -75,27 +65,55 @@ impl Default for ServerSettings {
     }
 }
 
-/// Everything a request handler needs; cheap to clone.
+/// Everything a request handler needs; cheap to clone. Only general parts: what is
+/// particular to a service lives with that service's hooks.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn EventStore>,
     pub credentials: Arc<CredentialStore>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdGen>,
-    pub token_key: Arc<TokenKey>,
+    /// Seals LookupEvents NextTokens.
+    pub next_tokens: Arc<TokenKey>,
     pub settings: Arc<ServerSettings>,
-    /// Where calls for services Cairn does not serve go.
+    /// Where calls for services Cairn does not serve go, and the client that takes them.
     pub upstreams: Arc<Upstreams>,
-    pub gateway: Arc<GatewayClient>,
-    /// What the gateway knows of DynamoDB tables' keys.
-    pub key_schemas: Arc<KeySchemaCache>,
-    /// Rotations the upstream finishes after answering, watched to their end.
-    pub rotation_watches: Arc<RotationWatches>,
+    /// The services whose records depend on the upstream's state.
+    pub hooks: Arc<ServiceHooksSet>,
 }
 
-/// The one router: every path and method goes through the edge.
+/// Paths Cairn reserves for itself, in front of the AWS edge. No AWS API uses them (an S3
+/// bucket name cannot begin with `_`), and they are never recorded: they are not AWS calls.
+pub const RESERVED_PREFIX: &str = "/_cairn/";
+
+/// The router: Cairn's own paths first, then every other path and method through the edge.
 pub fn router(state: AppState) -> axum::Router {
-    axum::Router::new().fallback(edge::handle).with_state(state)
+    axum::Router::new()
+        .route("/_cairn/health", get(health))
+        .fallback(edge::handle)
+        .with_state(state)
+}
+
+/// Liveness: the server answers and its store can be read.
+async fn health(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> (http::StatusCode, &'static str) {
+    let store = state.store.clone();
+    match tokio::task::spawn_blocking(move || store.count()).await {
+        Ok(Ok(_)) => (http::StatusCode::OK, "ok\n"),
+        _ => (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "the event store cannot be read\n",
+        ),
+    }
+}
+
+/// Starts every service's background work (recovery windows, resumed rotation watches).
+pub fn start_background_work(state: &AppState) {
+    let host: Arc<dyn cairn_capture::services::ServiceHost> = Arc::new(host::Host(state.clone()));
+    for work in state.hooks.background(host) {
+        tokio::spawn(work);
+    }
 }
 
 /// Serves until `shutdown` resolves.

@@ -22,7 +22,7 @@ pub async fn lookup_events(
     let parameters = lookup_events_request_parameters(&request);
     let after = match &request.next_token {
         None => None,
-        Some(token) => match state.token_key.open(token, &request) {
+        Some(token) => match state.next_tokens.open(token, &request) {
             Some(cursor) => Some(cursor),
             None => {
                 let error = AwsError::new(
@@ -70,7 +70,7 @@ pub async fn lookup_events(
             .collect(),
         next_token: page
             .next
-            .map(|cursor| state.token_key.seal(cursor, &request)),
+            .map(|cursor| state.next_tokens.seal(cursor, &request)),
     };
     match serde_json::to_vec(&response) {
         Ok(body) => (Ok(body), Some(parameters)),

@@ -6,10 +6,9 @@ use std::path::Path;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use cairn_auth::Sealer;
 use cairn_store::Cursor;
 use cairn_wire::cloudtrail::LookupEventsRequest;
-use hmac::{Hmac, Mac};
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 const VERSION: u8 = 1;
@@ -17,27 +16,20 @@ const FINGERPRINT_LEN: usize = 16;
 const MAC_LEN: usize = 16;
 const PAYLOAD_LEN: usize = 1 + 8 + 8 + FINGERPRINT_LEN;
 
-pub struct TokenKey([u8; 32]);
+/// NextTokens have a key of their own, so their tags need no purpose prefix (and tokens
+/// issued before there was one stay valid).
+const PURPOSE: &[u8] = b"";
+
+pub struct TokenKey(Sealer);
 
 impl TokenKey {
     /// Loads `DIR/token.key` (mode 0600), creating it on first use.
     pub fn load_or_create(data_dir: &Path) -> Result<Self, cairn_auth::AuthError> {
-        cairn_auth::load_or_create_key(&data_dir.join("token.key")).map(Self)
+        Sealer::load_or_create(&data_dir.join("token.key")).map(Self)
     }
 
     pub fn random() -> Self {
-        let mut key = [0u8; 32];
-        rand::rng().fill_bytes(&mut key);
-        Self(key)
-    }
-
-    fn mac(&self, payload: &[u8]) -> [u8; MAC_LEN] {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("any key length");
-        mac.update(payload);
-        let full = mac.finalize().into_bytes();
-        let mut truncated = [0u8; MAC_LEN];
-        truncated.copy_from_slice(&full[..MAC_LEN]);
-        truncated
+        Self(Sealer::random())
     }
 
     pub fn seal(&self, cursor: Cursor, request: &LookupEventsRequest) -> String {
@@ -46,8 +38,8 @@ impl TokenKey {
         bytes.extend_from_slice(&cursor.event_time_millis.to_be_bytes());
         bytes.extend_from_slice(&cursor.seq.to_be_bytes());
         bytes.extend_from_slice(&fingerprint(request));
-        let mac = self.mac(&bytes);
-        bytes.extend_from_slice(&mac);
+        let tag = self.0.tag(PURPOSE, &bytes);
+        bytes.extend_from_slice(&tag[..MAC_LEN]);
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
@@ -58,13 +50,7 @@ impl TokenKey {
             return None;
         }
         let (payload, mac) = bytes.split_at(PAYLOAD_LEN);
-        let expected = self.mac(payload);
-        let same = mac
-            .iter()
-            .zip(expected)
-            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-            == 0;
-        if !same || payload[17..] != fingerprint(request) {
+        if !self.0.verify(PURPOSE, payload, mac) || payload[17..] != fingerprint(request) {
             return None;
         }
         Some(Cursor {
@@ -150,6 +136,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = TokenKey::load_or_create(dir.path()).unwrap();
         let second = TokenKey::load_or_create(dir.path()).unwrap();
-        assert_eq!(first.0, second.0);
+        let cursor = Cursor {
+            event_time_millis: 1,
+            seq: 2,
+        };
+        let token = first.seal(cursor, &request("A"));
+        assert_eq!(second.open(&token, &request("A")), Some(cursor));
+        assert_eq!(TokenKey::random().open(&token, &request("A")), None);
     }
 }

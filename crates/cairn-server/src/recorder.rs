@@ -1,7 +1,7 @@
 //! Turns a call Cairn served (or refused) into a CloudTrail record and makes it durable.
 
 use cairn_auth::{Principal, PrincipalKind};
-use cairn_capture::service_rules::RecordResource;
+use cairn_capture::services::{RecordResource, ServiceEvent};
 use cairn_model::{
     format_event_time, CloudTrailRecord, Field, IndexedEvent, Resource, SessionAttributes,
     SessionContext, SessionIssuer, UserIdentity, UserIdentityType, WebIdFederationData,
@@ -57,17 +57,16 @@ pub struct Call {
     pub service_event_details: Option<Value>,
 }
 
-/// An `AwsServiceEvent` of `event_source` about `resource_arn`, in the envelope Secrets
-/// Manager's own service events have: the service as `invokedBy`, source and agent; the
-/// resource as `additionalEventData.SecretId`; no parameters or response.
-pub fn service_event(
-    event_source: &str,
-    event_name: &str,
-    resource_arn: &str,
-    account_id: &str,
-    region: &str,
-    service_event_details: Option<Value>,
-) -> Call {
+/// An `AwsServiceEvent` about one resource, in the envelope Secrets Manager's own service
+/// events have: the service as `invokedBy`, source and agent; the resource as
+/// `additionalEventData.SecretId`; no parameters or response.
+pub fn service_event(event: ServiceEvent, account_id: &str, region: &str) -> Call {
+    let ServiceEvent {
+        event_source,
+        event_name,
+        resource_arn,
+        details: service_event_details,
+    } = event;
     let request_id = if event_name.starts_with("Rotation") {
         format!("Rotation-{resource_arn}-{}", uuid::Uuid::new_v4())
     } else {
@@ -100,14 +99,23 @@ pub fn service_event(
 impl AppState {
     /// Appends the call's event and returns once it is durable.
     pub async fn record(&self, call: Call) -> Result<(), AwsError> {
-        let record = self.build_record(call);
-        let event = IndexedEvent::from_record(&record).map_err(|error| {
-            tracing::error!(%error, "a record Cairn built is not valid");
-            AwsError::internal_failure()
-        })?;
-        // Submitting only queues the event for the writer; the task then awaits the group
+        self.record_all(vec![call]).await
+    }
+
+    /// Appends the calls' events in one commit (a call and the service events it causes
+    /// are stored together or not at all) and returns once they are durable.
+    pub async fn record_all(&self, calls: Vec<Call>) -> Result<(), AwsError> {
+        let events = calls
+            .into_iter()
+            .map(|call| IndexedEvent::from_record(&self.build_record(call)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| {
+                tracing::error!(%error, "a record Cairn built is not valid");
+                AwsError::internal_failure()
+            })?;
+        // Submitting only queues the events for the writer; the task then awaits the group
         // commit without holding a thread.
-        let appended = match self.store.submit(vec![event]) {
+        let appended = match self.store.submit(events) {
             Ok(pending) => pending.completion().await,
             Err(error) => Err(error),
         };

@@ -5,19 +5,17 @@
 use axum::body::Body;
 use axum::response::Response;
 use cairn_auth::{Principal, StsRefusal, TemporaryCredentials};
-use cairn_capture::parameters::HIDDEN;
-use cairn_capture::service_rules::RecordResource;
-use cairn_capture::Protocol;
+use cairn_capture::services::sts::{assumed_role, recorded_credentials};
 use cairn_model::format_event_time;
-use cairn_wire::sigv4::decode_pairs;
+use cairn_wire::form::decode_pairs;
 use cairn_wire::sts::{self, CredentialsOut, StsRequest};
-use cairn_wire::AwsError;
+use cairn_wire::{AwsError, Protocol};
 use http::request::Parts;
 use http::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::gateway::fail;
 use crate::recorder::{Call, Caller};
+use crate::respond::{error_response, fail};
 use crate::AppState;
 
 pub async fn serve(state: &AppState, mut call: Call, parts: &Parts, body: &[u8]) -> Response {
@@ -69,19 +67,18 @@ pub async fn serve(state: &AppState, mut call: Call, parts: &Parts, body: &[u8])
             ) {
                 Ok((credentials, assumed)) => {
                     call.response_elements = Some(json!({
-                        "credentials": recorded_credentials(&credentials),
+                        "credentials": recorded_credentials(
+                            &credentials.access_key_id,
+                            credentials.expiration_millis,
+                        ),
                         "assumedRoleUser": {
                             "assumedRoleId": assumed.principal_id,
                             "arn": assumed.arn,
                         },
                     }));
                     if let Some(role) = state.credentials.role(&input.role_arn) {
-                        call.resources.push(RecordResource {
-                            arn: role.arn(),
-                            account_id: Some(role.account_id.clone()),
-                            resource_type: "AWS::IAM::Role".to_owned(),
-                            arn_is_prefix: false,
-                        });
+                        call.resources
+                            .push(assumed_role(role.arn(), role.account_id.clone()));
                     }
                     Ok(sts::assume_role_response(
                         &credentials_out(&credentials),
@@ -101,7 +98,10 @@ pub async fn serve(state: &AppState, mut call: Call, parts: &Parts, body: &[u8])
             {
                 Ok(credentials) => {
                     call.response_elements = Some(json!({
-                        "credentials": recorded_credentials(&credentials),
+                        "credentials": recorded_credentials(
+                            &credentials.access_key_id,
+                            credentials.expiration_millis,
+                        ),
                     }));
                     Ok(sts::get_session_token_response(
                         &credentials_out(&credentials),
@@ -116,7 +116,7 @@ pub async fn serve(state: &AppState, mut call: Call, parts: &Parts, body: &[u8])
     match answer {
         Ok(xml) => {
             if let Err(error) = state.record(call).await {
-                return crate::gateway::error_response(Some(Protocol::Query), &error, &request_id);
+                return error_response(Some(Protocol::Query), &error, &request_id);
             }
             Response::builder()
                 .status(StatusCode::OK)
@@ -149,14 +149,4 @@ fn credentials_out(credentials: &TemporaryCredentials) -> CredentialsOut<'_> {
         session_token: &credentials.session_token,
         expiration: format_event_time(credentials.expiration_millis),
     }
-}
-
-/// The credentials as CloudTrail records them: the key ID, the token hidden, the expiry in
-/// the form CloudTrail's STS events use ("Nov 21, 2026, 6:00:00 PM"). Never the secret.
-fn recorded_credentials(credentials: &TemporaryCredentials) -> Value {
-    json!({
-        "accessKeyId": credentials.access_key_id,
-        "sessionToken": HIDDEN,
-        "expiration": cairn_model::format_recorded_date(credentials.expiration_millis),
-    })
 }

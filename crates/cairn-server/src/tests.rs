@@ -6,12 +6,15 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use cairn_auth::{CredentialStore, DeclaredUser, SecretAccessKey};
+use cairn_capture::services::{end_due_deletions, ServiceEvent};
 use cairn_model::{FixedClock, IndexedEvent, LookupAttributeKey, TimeOrderedIds};
 use cairn_store::{
     AppendOutcome, EventStore, HistoryView, LookupPage, LookupQuery, PendingAppend,
     SqliteEventStore, StoreError,
 };
 use cairn_wire::sigv4;
+
+use crate::host::Host;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -89,18 +92,17 @@ fn harness(retention_days: u32) -> Harness {
         )),
         clock: Arc::new(FixedClock::new(NOW)),
         ids: Arc::new(TimeOrderedIds),
-        token_key: Arc::new(TokenKey::random()),
+        next_tokens: Arc::new(TokenKey::random()),
         settings: Arc::new(ServerSettings {
             default_region: "us-east-1".into(),
             retention_days,
             trusted_proxies: Vec::new(),
         }),
-        upstreams: Arc::new(cairn_capture::Upstreams::default()),
-        key_schemas: Arc::default(),
-        rotation_watches: Arc::default(),
-        gateway: Arc::new(cairn_capture::GatewayClient::new(
+        upstreams: Arc::new(cairn_upstream::Upstreams::new(
+            cairn_upstream::UpstreamRoutes::default(),
             std::time::Duration::from_secs(5),
         )),
+        hooks: Arc::default(),
     };
     Harness {
         _dir: dir,
@@ -295,12 +297,16 @@ async fn a_recovery_window_that_ends_unrestored_records_end_secret_version_delet
     let window_end = NOW + 7 * 86_400_000;
     let start = |secret: &str| {
         recorder::service_event(
-            "secretsmanager.amazonaws.com",
-            "StartSecretVersionDelete",
-            secret,
+            ServiceEvent {
+                event_source: "secretsmanager.amazonaws.com",
+                event_name: "StartSecretVersionDelete",
+                resource_arn: secret.to_owned(),
+                details: Some(
+                    json!({ "deletionDate": cairn_model::format_event_time(window_end) }),
+                ),
+            },
             "111122223333",
             "us-east-1",
-            Some(json!({ "deletionDate": cairn_model::format_event_time(window_end) })),
         )
     };
     let kept = "arn:aws:secretsmanager:us-east-1:111122223333:secret:kept-AbCdEf";
@@ -310,24 +316,26 @@ async fn a_recovery_window_that_ends_unrestored_records_end_secret_version_delet
     clock.set(NOW + 86_400_000);
     state
         .record(recorder::service_event(
-            "secretsmanager.amazonaws.com",
-            "CancelSecretVersionDelete",
-            kept,
+            ServiceEvent {
+                event_source: "secretsmanager.amazonaws.com",
+                event_name: "CancelSecretVersionDelete",
+                resource_arn: kept.to_owned(),
+                details: None,
+            },
             "111122223333",
             "us-east-1",
-            None,
         ))
         .await
         .unwrap();
     assert_eq!(
-        secret_deletions::end_due_deletions(state).await.unwrap(),
+        end_due_deletions(&Host(state.clone())).await.unwrap(),
         0,
         "the window is still open"
     );
     clock.set(window_end + 1);
-    assert_eq!(secret_deletions::end_due_deletions(state).await.unwrap(), 1);
+    assert_eq!(end_due_deletions(&Host(state.clone())).await.unwrap(), 1);
     assert_eq!(
-        secret_deletions::end_due_deletions(state).await.unwrap(),
+        end_due_deletions(&Host(state.clone())).await.unwrap(),
         0,
         "ended once only"
     );
@@ -386,4 +394,28 @@ async fn session_credentials_work_until_they_expire() {
         refused["userIdentity"]["accessKeyId"],
         session.access_key_id.as_str()
     );
+}
+
+#[tokio::test]
+async fn health_is_answered_in_front_of_the_edge_and_never_recorded() {
+    let harness = harness(0);
+    let request = Request::get("/_cairn/health").body(Body::empty()).unwrap();
+    let response = router(harness.state.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        harness.store.count().unwrap(),
+        0,
+        "health is not an AWS call"
+    );
+    // Any other path still reaches the edge, and is recorded there as refused.
+    let request = Request::get("/_cairn/other").body(Body::empty()).unwrap();
+    let response = router(harness.state.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(harness.store.count().unwrap(), 1);
 }

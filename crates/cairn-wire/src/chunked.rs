@@ -22,12 +22,9 @@
 //! The checker is fed the body in whatever pieces the network delivers and holds at most one
 //! header line: a chunk's data is hashed as it passes, never buffered.
 
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::sigv4::constant_time_eq;
-
-type HmacSha256 = Hmac<Sha256>;
+use crate::signing::{constant_time_eq, hmac_sha256};
 
 const CHUNK_ALGORITHM: &str = "AWS4-HMAC-SHA256-PAYLOAD";
 const TRAILER_ALGORITHM: &str = "AWS4-HMAC-SHA256-TRAILER";
@@ -80,10 +77,7 @@ impl ChunkSigning {
             "{algorithm}\n{}\n{}\n{previous}\n{hashes}",
             self.amz_date, self.scope
         );
-        let mut mac =
-            HmacSha256::new_from_slice(&self.signing_key).expect("HMAC accepts keys of any length");
-        mac.update(string_to_sign.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        hex::encode(hmac_sha256(&self.signing_key, string_to_sign.as_bytes()))
     }
 
     /// The signature of a chunk whose data hashes to `data_sha256`, after `previous`.

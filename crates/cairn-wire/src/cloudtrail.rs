@@ -12,70 +12,6 @@ pub const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 pub const EVENT_SOURCE: &str = "cloudtrail.amazonaws.com";
 pub const API_VERSION: &str = "2013-11-01";
 
-/// Every operation of the installed botocore model (spec §2.1).
-pub const MODEL_OPERATIONS: [&str; 60] = [
-    "AddTags",
-    "CancelQuery",
-    "CreateChannel",
-    "CreateDashboard",
-    "CreateEventDataStore",
-    "CreateTrail",
-    "DeleteChannel",
-    "DeleteDashboard",
-    "DeleteEventDataStore",
-    "DeleteResourcePolicy",
-    "DeleteTrail",
-    "DeregisterOrganizationDelegatedAdmin",
-    "DescribeQuery",
-    "DescribeTrails",
-    "DisableFederation",
-    "EnableFederation",
-    "GenerateQuery",
-    "GetChannel",
-    "GetDashboard",
-    "GetEventConfiguration",
-    "GetEventDataStore",
-    "GetEventSelectors",
-    "GetImport",
-    "GetInsightSelectors",
-    "GetQueryResults",
-    "GetResourcePolicy",
-    "GetTrail",
-    "GetTrailStatus",
-    "ListChannels",
-    "ListDashboards",
-    "ListEventDataStores",
-    "ListImportFailures",
-    "ListImports",
-    "ListInsightsData",
-    "ListInsightsMetricData",
-    "ListPublicKeys",
-    "ListQueries",
-    "ListTags",
-    "ListTrails",
-    "LookupEvents",
-    "PutEventConfiguration",
-    "PutEventSelectors",
-    "PutInsightSelectors",
-    "PutResourcePolicy",
-    "RegisterOrganizationDelegatedAdmin",
-    "RemoveTags",
-    "RestoreEventDataStore",
-    "SearchSampleQueries",
-    "StartDashboardRefresh",
-    "StartEventDataStoreIngestion",
-    "StartImport",
-    "StartLogging",
-    "StartQuery",
-    "StopEventDataStoreIngestion",
-    "StopImport",
-    "StopLogging",
-    "UpdateChannel",
-    "UpdateDashboard",
-    "UpdateEventDataStore",
-    "UpdateTrail",
-];
-
 /// A CloudTrail operation Cairn recognised from `X-Amz-Target`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
@@ -107,11 +43,10 @@ pub fn parse_target(target: Option<&str>) -> Result<Operation, AwsError> {
     let name = target
         .and_then(|target| target.strip_prefix(TARGET_PREFIX))
         .ok_or_else(unknown)?;
-    let name = MODEL_OPERATIONS
-        .iter()
-        .find(|operation| **operation == name)
+    let name = crate::cloudtrail_model::CloudTrailModel::builtin()
+        .operation_name(name)
         .ok_or_else(unknown)?;
-    Ok(match *name {
+    Ok(match name {
         "LookupEvents" => Operation::LookupEvents,
         other => Operation::NotYetServed(other),
     })

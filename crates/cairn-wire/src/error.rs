@@ -1,7 +1,22 @@
+//! AWS errors: what went wrong, as a code, a message and an HTTP status, and the one place
+//! where an error becomes the document each protocol's clients parse.
+
 use http::StatusCode;
 use serde_json::json;
 
+use crate::protocol::Protocol;
 use crate::sigv4::SignatureError;
+use crate::xml::Element;
+
+/// An error as one protocol's clients read it: status, headers and body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorDocument {
+    pub status: StatusCode,
+    pub content_type: &'static str,
+    /// Header name and value pairs to send besides the content type.
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
 
 /// An error as an AWS service reports it. The detail behind an internal failure goes to the
 /// log; the client sees only the code and a message meant for it.
@@ -81,6 +96,72 @@ impl AwsError {
             .unwrap_or_default()
     }
 
+    /// The error as `protocol`'s clients parse it (botocore's parsers, and the Go and JS
+    /// SDKs'): JSON 1.0/1.1 `__type`, rest-json's `X-Amzn-ErrorType`, query's
+    /// `<ErrorResponse>`, EC2's `<Response><Errors>`, rest-xml's `<Error>`. `None` is a
+    /// request whose service could not be told: the JSON shape, which every SDK reads.
+    pub fn render(&self, protocol: Option<Protocol>, request_id: &str) -> ErrorDocument {
+        let mut headers = vec![("x-amzn-RequestId", request_id.to_owned())];
+        let (content_type, body) = match protocol {
+            Some(Protocol::Query) => {
+                let kind = if self.status.is_server_error() {
+                    "Receiver"
+                } else {
+                    "Sender"
+                };
+                let document = Element::new("ErrorResponse")
+                    .with_child(
+                        Element::new("Error")
+                            .with_child(Element::text("Type", kind))
+                            .with_child(Element::text("Code", &self.code))
+                            .with_child(Element::text("Message", &self.message)),
+                    )
+                    .with_child(Element::text("RequestId", request_id));
+                ("text/xml", document.to_document(None))
+            }
+            Some(Protocol::Ec2) => {
+                let document = Element::new("Response")
+                    .with_child(
+                        Element::new("Errors").with_child(
+                            Element::new("Error")
+                                .with_child(Element::text("Code", &self.code))
+                                .with_child(Element::text("Message", &self.message)),
+                        ),
+                    )
+                    .with_child(Element::text("RequestID", request_id));
+                ("text/xml", document.to_document(None))
+            }
+            Some(Protocol::RestXml) => {
+                headers.push(("x-amz-request-id", request_id.to_owned()));
+                let document = Element::new("Error")
+                    .with_child(Element::text("Code", &self.code))
+                    .with_child(Element::text("Message", &self.message))
+                    .with_child(Element::text("RequestId", request_id));
+                ("application/xml", document.to_document(None))
+            }
+            Some(Protocol::RestJson) => {
+                headers.push(("x-amzn-ErrorType", self.code.clone()));
+                (
+                    "application/json",
+                    String::from_utf8_lossy(&self.json_body()).into_owned(),
+                )
+            }
+            Some(Protocol::Json | Protocol::SmithyRpcV2Cbor) | None => {
+                headers.push(("x-amzn-ErrorType", self.code.clone()));
+                (
+                    "application/x-amz-json-1.1",
+                    String::from_utf8_lossy(&self.json_body()).into_owned(),
+                )
+            }
+        };
+        ErrorDocument {
+            status: self.status,
+            content_type,
+            headers,
+            body: body.into_bytes(),
+        }
+    }
+
     /// How the JSON protocols report temporary credentials that are not accepted.
     pub fn invalid_session_token(expired: bool) -> Self {
         if expired {
@@ -147,6 +228,49 @@ impl AwsError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_protocol_gets_its_own_error_document() {
+        let error = AwsError::new("NoSuchThing", "a <b> & c");
+        let code_and_message = |document: &ErrorDocument| {
+            let text = String::from_utf8(document.body.clone()).unwrap();
+            let root = Element::parse(&text).unwrap();
+            (
+                root.name.clone(),
+                root.find("Code").unwrap().text.clone(),
+                root.find("Message").unwrap().text.clone(),
+            )
+        };
+        let query = error.render(Some(Protocol::Query), "r-1");
+        assert_eq!(
+            code_and_message(&query),
+            (
+                "ErrorResponse".into(),
+                "NoSuchThing".into(),
+                "a <b> & c".into()
+            )
+        );
+        assert_eq!(query.content_type, "text/xml");
+        let ec2 = error.render(Some(Protocol::Ec2), "r-1");
+        assert_eq!(code_and_message(&ec2).0, "Response");
+        let rest_xml = error.render(Some(Protocol::RestXml), "r-1");
+        assert_eq!(code_and_message(&rest_xml).0, "Error");
+        assert!(rest_xml
+            .headers
+            .contains(&("x-amz-request-id", "r-1".into())));
+        for protocol in [None, Some(Protocol::Json), Some(Protocol::RestJson)] {
+            let json = error.render(protocol, "r-1");
+            let value: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
+            assert_eq!(value["__type"], "NoSuchThing");
+            assert!(json
+                .headers
+                .contains(&("x-amzn-ErrorType", "NoSuchThing".into())));
+        }
+        let server = AwsError::internal_failure().render(Some(Protocol::Query), "r");
+        assert!(String::from_utf8(server.body)
+            .unwrap()
+            .contains("<Type>Receiver</Type>"));
+    }
 
     #[test]
     fn json_body_has_type_and_message() {

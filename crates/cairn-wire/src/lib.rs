@@ -8,11 +8,17 @@
 
 pub mod chunked;
 pub mod cloudtrail;
+pub mod cloudtrail_model;
 pub mod error;
+pub mod form;
+pub mod protocol;
+mod signing;
 pub mod sigv4;
 pub mod sts;
+pub mod xml;
 
-pub use error::AwsError;
+pub use error::{AwsError, ErrorDocument};
+pub use protocol::Protocol;
 
 /// Whether text taken from a request that may not be authentic (an operation name, a
 /// service or region from a credential scope) is safe to put in a record as a name: short,

@@ -7,14 +7,13 @@
 //! string to sign, HMAC-SHA256 key chain, constant-time comparison.
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
-use hmac::{Hmac, Mac};
 use http::{HeaderMap, Method};
-use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
 
 use crate::chunked::{AwsChunkedChecker, ChunkFraming, ChunkSigning, ChunkedError};
-
-type HmacSha256 = Hmac<Sha256>;
+use crate::form::decode_pairs;
+use crate::signing::{constant_time_eq, hmac_sha256};
 
 /// AWS allows a signature date this far from the server's clock, either way.
 pub const MAX_CLOCK_SKEW_SECS: i64 = 15 * 60;
@@ -482,7 +481,10 @@ fn signature_with_key(
         scope(claim),
         hex::encode(Sha256::digest(canonical.as_bytes()))
     );
-    Ok(hex::encode(hmac(signing_key, string_to_sign.as_bytes())))
+    Ok(hex::encode(hmac_sha256(
+        signing_key,
+        string_to_sign.as_bytes(),
+    )))
 }
 
 fn scope(claim: &SignatureClaim) -> String {
@@ -494,15 +496,7 @@ fn scope(claim: &SignatureClaim) -> String {
 
 /// SigV4's key chain: the secret narrowed to the claim's day, region and service.
 fn signing_key(secret: &str, claim: &SignatureClaim) -> Vec<u8> {
-    let mut key = hmac(format!("AWS4{secret}").as_bytes(), claim.date.as_bytes());
-    for part in [
-        claim.region.as_str(),
-        claim.service.as_str(),
-        "aws4_request",
-    ] {
-        key = hmac(&key, part.as_bytes());
-    }
-    key
+    crate::signing::signing_key(secret, &claim.date, &claim.region, &claim.service)
 }
 
 /// The `Authorization` header value that signs `request` (whose headers must already hold
@@ -636,26 +630,6 @@ fn canonical_uri(raw_path: &str, service: &str) -> String {
     utf8_percent_encode(path, URI_ENCODE_PATH).to_string()
 }
 
-/// `key=value&…` pairs decoded (`+` and `%20` both a space), in order, repeats kept: a
-/// query string or a form-encoded body.
-pub fn decode_pairs(raw_query: &str) -> Vec<(String, String)> {
-    raw_query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (form_decode(key), form_decode(value))
-        })
-        .collect()
-}
-
-fn form_decode(text: &str) -> String {
-    // In a query string, `+` means a space as well as `%20` does.
-    percent_decode_str(&text.replace('+', " "))
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
 fn uri_encode(text: &str) -> String {
     utf8_percent_encode(text, URI_ENCODE).to_string()
 }
@@ -666,22 +640,6 @@ fn collapse_spaces(value: &str) -> String {
 
 fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|value| value.to_str().ok())
-}
-
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts keys of any length");
-    mac.update(data);
-    mac.finalize().into_bytes().to_vec()
-}
-
-pub(crate) fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
-    if left.len() != right.len() {
-        return false;
-    }
-    left.iter()
-        .zip(right)
-        .fold(0u8, |difference, (a, b)| difference | (a ^ b))
-        == 0
 }
 
 #[cfg(test)]

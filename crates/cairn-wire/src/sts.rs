@@ -3,6 +3,7 @@
 
 use http::StatusCode;
 
+use crate::xml::Element;
 use crate::AwsError;
 
 pub const EVENT_SOURCE: &str = "sts.amazonaws.com";
@@ -225,12 +226,11 @@ pub fn get_caller_identity_response(
 ) -> String {
     envelope(
         "GetCallerIdentity",
-        &format!(
-            "<Arn>{}</Arn><UserId>{}</UserId><Account>{}</Account>",
-            escape(arn),
-            escape(user_id),
-            escape(account)
-        ),
+        vec![
+            Element::text("Arn", arn),
+            Element::text("UserId", user_id),
+            Element::text("Account", account),
+        ],
         request_id,
     )
 }
@@ -243,68 +243,44 @@ pub fn assume_role_response(
 ) -> String {
     envelope(
         "AssumeRole",
-        &format!(
-            "<AssumedRoleUser><AssumedRoleId>{}</AssumedRoleId><Arn>{}</Arn></AssumedRoleUser>{}",
-            escape(assumed_role_id),
-            escape(assumed_role_arn),
-            credentials_xml(credentials)
-        ),
+        vec![
+            Element::new("AssumedRoleUser")
+                .with_child(Element::text("AssumedRoleId", assumed_role_id))
+                .with_child(Element::text("Arn", assumed_role_arn)),
+            credentials_xml(credentials),
+        ],
         request_id,
     )
 }
 
 pub fn get_session_token_response(credentials: &CredentialsOut<'_>, request_id: &str) -> String {
-    envelope("GetSessionToken", &credentials_xml(credentials), request_id)
-}
-
-fn credentials_xml(credentials: &CredentialsOut<'_>) -> String {
-    format!(
-        "<Credentials><AccessKeyId>{}</AccessKeyId><SecretAccessKey>{}</SecretAccessKey>\
-         <SessionToken>{}</SessionToken><Expiration>{}</Expiration></Credentials>",
-        escape(credentials.access_key_id),
-        escape(credentials.secret_access_key),
-        escape(credentials.session_token),
-        escape(&credentials.expiration)
+    envelope(
+        "GetSessionToken",
+        vec![credentials_xml(credentials)],
+        request_id,
     )
 }
 
-fn envelope(operation: &str, result: &str, request_id: &str) -> String {
-    format!(
-        "<{operation}Response xmlns=\"{NAMESPACE}\">\n  <{operation}Result>{result}</{operation}Result>\n  \
-         <ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata>\n</{operation}Response>\n",
-        escape(request_id)
-    )
+fn credentials_xml(credentials: &CredentialsOut<'_>) -> Element {
+    Element::new("Credentials")
+        .with_child(Element::text("AccessKeyId", credentials.access_key_id))
+        .with_child(Element::text(
+            "SecretAccessKey",
+            credentials.secret_access_key,
+        ))
+        .with_child(Element::text("SessionToken", credentials.session_token))
+        .with_child(Element::text("Expiration", &credentials.expiration))
 }
 
-/// The query protocol's error body.
-pub fn error_response(error: &AwsError, request_id: &str) -> String {
-    let kind = if error.status.is_server_error() {
-        "Receiver"
-    } else {
-        "Sender"
-    };
-    format!(
-        "<ErrorResponse xmlns=\"{NAMESPACE}\">\n  <Error>\n    <Type>{kind}</Type>\n    <Code>{}</Code>\n    \
-         <Message>{}</Message>\n  </Error>\n  <RequestId>{}</RequestId>\n</ErrorResponse>\n",
-        escape(&error.code),
-        escape(&error.message),
-        escape(request_id)
-    )
-}
-
-pub fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for character in text.chars() {
-        match character {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&apos;"),
-            other => escaped.push(other),
-        }
-    }
-    escaped
+fn envelope(operation: &str, result: Vec<Element>, request_id: &str) -> String {
+    let mut result_element = Element::new(format!("{operation}Result"));
+    result_element.children = result;
+    Element::new(format!("{operation}Response"))
+        .with_child(result_element)
+        .with_child(
+            Element::new("ResponseMetadata").with_child(Element::text("RequestId", request_id)),
+        )
+        .to_document(Some(NAMESPACE))
 }
 
 #[cfg(test)]
@@ -393,11 +369,11 @@ mod tests {
     fn responses_escape_what_they_carry() {
         let body = get_caller_identity_response("arn:<x>", "AIDA&", "111122223333", "r-1");
         assert!(body.contains("<Arn>arn:&lt;x&gt;</Arn><UserId>AIDA&amp;</UserId>"));
-        assert!(body.starts_with(
+        assert!(body.contains(
             "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">"
         ));
-        let error = error_response(&AwsError::new("AccessDenied", "no <way>"), "r-2");
-        assert!(error.contains("<Type>Sender</Type>"));
-        assert!(error.contains("<Message>no &lt;way&gt;</Message>"));
+        let parsed = Element::parse(&body).unwrap();
+        assert_eq!(parsed.find("Arn").unwrap().text, "arn:<x>");
+        assert_eq!(parsed.find("RequestId").unwrap().text, "r-1");
     }
 }

@@ -10,9 +10,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use cairn_auth::{CredentialStore, SessionKey};
-use cairn_model::{SystemClock, TimeOrderedIds};
-use cairn_server::{AppState, RotationBook, RotationWatches, ServerSettings, TokenKey};
+use cairn_capture::services::{standard_hooks, RotationBook, RotationSettings};
+use cairn_model::{Clock, SystemClock, TimeOrderedIds};
+use cairn_server::{AppState, ServerSettings, TokenKey};
 use cairn_store::SqliteEventStore;
+use cairn_upstream::{UpstreamRoutes, Upstreams};
 use clap::{Parser, Subcommand};
 
 use crate::config::{Overrides, Settings};
@@ -99,39 +101,42 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         )?;
         let store =
             SqliteEventStore::open(&settings.data_dir).context("cannot open the event store")?;
-        let token_key =
+        let next_tokens =
             TokenKey::load_or_create(&settings.data_dir).context("cannot load the token key")?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let hooks = standard_hooks(
+            Arc::clone(&clock),
+            RotationSettings {
+                poll_every: settings.rotation_poll,
+                give_up_after: settings.rotation_give_up,
+            },
+            RotationBook::open(&settings.data_dir)?,
+        );
         let state = AppState {
             store: Arc::new(store),
             credentials: Arc::new(CredentialStore::new(
                 &boot.identities,
                 SessionKey::load_or_create(&settings.data_dir)?,
             )),
-            clock: Arc::new(SystemClock),
+            clock,
             ids: Arc::new(TimeOrderedIds),
-            token_key: Arc::new(token_key),
+            next_tokens: Arc::new(next_tokens),
             settings: Arc::new(ServerSettings {
                 default_region: settings.region.clone(),
                 retention_days: settings.retention_days,
                 trusted_proxies: settings.trusted_proxies.clone(),
             }),
-            upstreams: Arc::new(cairn_capture::Upstreams {
-                default: settings.upstream.clone(),
-                by_service: settings.upstreams.clone().into_iter().collect(),
-            }),
-            key_schemas: Arc::default(),
-            rotation_watches: Arc::new(RotationWatches::new(
-                settings.rotation_poll,
-                settings.rotation_give_up,
-                RotationBook::open(&settings.data_dir)?,
-            )),
-            gateway: Arc::new(cairn_capture::GatewayClient::new(
+            upstreams: Arc::new(Upstreams::new(
+                UpstreamRoutes {
+                    default: settings.upstream.clone(),
+                    by_service: settings.upstreams.clone().into_iter().collect(),
+                },
                 std::time::Duration::from_secs(settings.upstream_timeout_secs),
             )),
+            hooks: Arc::new(hooks),
         };
         tokio::spawn(cairn_server::run_retention_sweeper(state.clone()));
-        tokio::spawn(cairn_server::run_secret_deletion_scheduler(state.clone()));
-        tokio::spawn(cairn_server::resume_rotation_watches(state.clone()));
+        cairn_server::start_background_work(&state);
         let data_dir =
             std::fs::canonicalize(&settings.data_dir).unwrap_or(settings.data_dir.clone());
         println!(

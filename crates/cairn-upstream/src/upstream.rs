@@ -47,17 +47,36 @@ pub enum GatewayError {
 /// Where calls go: one default upstream and per-service overrides (by botocore service id
 /// or by signing name).
 #[derive(Clone, Debug, Default)]
-pub struct Upstreams {
+pub struct UpstreamRoutes {
     pub default: Option<Uri>,
     pub by_service: HashMap<String, Uri>,
 }
 
+/// The upstreams behind Cairn and the client that reaches them.
+pub struct Upstreams {
+    routes: UpstreamRoutes,
+    client: GatewayClient,
+}
+
 impl Upstreams {
+    pub fn new(routes: UpstreamRoutes, timeout: Duration) -> Self {
+        Self {
+            routes,
+            client: GatewayClient::new(timeout),
+        }
+    }
+
+    /// Where calls for a service go: its own upstream, else the default.
     pub fn for_service(&self, service_id: Option<&str>, signing_name: &str) -> Option<&Uri> {
-        service_id
-            .and_then(|id| self.by_service.get(id))
-            .or_else(|| self.by_service.get(signing_name))
-            .or(self.default.as_ref())
+        self.routes
+            .by_service
+            .get(service_id.unwrap_or(signing_name))
+            .or_else(|| self.routes.by_service.get(signing_name))
+            .or(self.routes.default.as_ref())
+    }
+
+    pub fn client(&self) -> &GatewayClient {
+        &self.client
     }
 }
 

@@ -28,17 +28,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_capture::service_rules::{
-    RotationSeen, ROTATION_FAILED, ROTATION_SUCCEEDED, SECRETS_MANAGER_SOURCE,
-};
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::asking::Asker;
-use crate::recorder::service_event;
-use crate::rotation_book::{RotationBook, WatchedRotation};
-use crate::secret_deletions::events_named;
-use crate::AppState;
+use super::rotation_book::{RotationBook, WatchedRotation};
+use super::{
+    RotationSeen, ROTATION_FAILED, ROTATION_STARTED, ROTATION_SUCCEEDED, SECRETS_MANAGER_SOURCE,
+};
+use crate::services::hooks::{BoxFuture, CallHook, RecordedEvent, ServiceHost, Upstream};
+use crate::services::{CapturedCall, ServiceEvent};
 
 const PENDING_STAGE: &str = "AWSPENDING";
 const CURRENT_STAGE: &str = "AWSCURRENT";
@@ -91,26 +89,94 @@ impl RotationWatch {
 }
 
 /// The secret's `DescribeSecret` answer; `None` when the upstream did not give one.
-async fn describe(asker: &Asker, secret_id: &str) -> Option<Value> {
-    asker
+async fn describe(upstream: &dyn Upstream, secret_id: &str) -> Option<Value> {
+    let input = serde_json::json!({ "SecretId": secret_id });
+    upstream
         .ask_json(
             "secretsmanager",
             "secretsmanager.DescribeSecret",
             "application/x-amz-json-1.1",
-            &serde_json::json!({ "SecretId": secret_id }),
+            &input,
         )
         .await
 }
 
-/// What the gateway must know before forwarding `watch`: the secret as it was.
-pub(crate) async fn before(asker: &Asker, watch: &RotationWatch) -> Option<Value> {
-    describe(asker, watch.secret_id()).await
+/// One call that bears on a rotation, from before it is forwarded until it is answered.
+pub(crate) struct RotationHook {
+    watches: Arc<RotationWatches>,
+    watch: RotationWatch,
+    /// The secret as it was before the call.
+    before: Option<Value>,
+    seen: RotationSeen,
+}
+
+impl RotationHook {
+    pub(crate) fn begin(
+        watches: &Arc<RotationWatches>,
+        operation: &str,
+        body: &[u8],
+    ) -> Option<Self> {
+        Some(Self {
+            watches: Arc::clone(watches),
+            watch: RotationWatch::of(operation, body)?,
+            before: None,
+            seen: RotationSeen::Nothing,
+        })
+    }
+}
+
+impl CallHook for RotationHook {
+    fn before<'a>(
+        &'a mut self,
+        _call: &'a mut CapturedCall,
+        upstream: &'a dyn Upstream,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.before = describe(upstream, self.watch.secret_id()).await;
+        })
+    }
+
+    fn after<'a>(
+        &'a mut self,
+        call: &'a mut CapturedCall,
+        _answer: &'a [u8],
+        upstream: &'a dyn Upstream,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.seen = seen(upstream, &self.watch, self.before.as_ref(), call.succeeded).await;
+            call.observed = Some(Arc::new(self.seen.clone()));
+        })
+    }
+
+    fn recorded(
+        self: Box<Self>,
+        call: &CapturedCall,
+        upstream: Arc<dyn Upstream>,
+        host: Arc<dyn ServiceHost>,
+    ) -> BoxFuture<'static, ()> {
+        let started = call
+            .service_events
+            .iter()
+            .any(|event| event.event_name == ROTATION_STARTED);
+        Box::pin(async move {
+            if let (
+                RotationSeen::StartedStillPending {
+                    secret_arn,
+                    version_id,
+                },
+                true,
+            ) = (self.seen, started)
+            {
+                watch_rotation(self.watches, upstream, host, secret_arn, version_id).await;
+            }
+        })
+    }
 }
 
 /// What `watch`'s call did to the rotation, given the secret as it was before and whether
 /// the call succeeded.
-pub(crate) async fn seen(
-    asker: &Asker,
+async fn seen(
+    upstream: &dyn Upstream,
     watch: &RotationWatch,
     before: Option<&Value>,
     succeeded: bool,
@@ -127,7 +193,7 @@ pub(crate) async fn seen(
             }
         }
         RotationWatch::Rotation { secret_id } => {
-            let Some(after) = describe(asker, secret_id).await else {
+            let Some(after) = describe(upstream, secret_id).await else {
                 return RotationSeen::Nothing;
             };
             rotation_left_pending(before, &after, succeeded)
@@ -173,11 +239,28 @@ fn rotation_left_pending(before: &Value, after: &Value, succeeded: bool) -> Rota
     }
 }
 
-/// How rotations an upstream finishes after answering are watched, how many at once, and
-/// where they are written down.
-pub struct RotationWatches {
+/// How often a rotation the upstream finishes after answering is looked at, and how long
+/// until one still pending is recorded as failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RotationSettings {
     pub poll_every: Duration,
     pub give_up_after: Duration,
+}
+
+impl Default for RotationSettings {
+    fn default() -> Self {
+        Self {
+            poll_every: Duration::from_secs(15),
+            // A rotation function runs four steps of at most 15 minutes each.
+            give_up_after: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// How rotations an upstream finishes after answering are watched, how many at once, and
+/// where they are written down.
+pub(crate) struct RotationWatches {
+    settings: RotationSettings,
     slots: Arc<Semaphore>,
     book: Arc<RotationBook>,
 }
@@ -188,53 +271,47 @@ const MAX_WATCHED_ROTATIONS: usize = 1000;
 
 impl RotationWatches {
     /// Watches kept in `book`.
-    pub fn new(poll_every: Duration, give_up_after: Duration, book: RotationBook) -> Self {
+    pub(crate) fn new(settings: RotationSettings, book: RotationBook) -> Self {
         Self {
-            poll_every,
-            give_up_after,
+            settings,
             slots: Arc::new(Semaphore::new(MAX_WATCHED_ROTATIONS)),
             book: Arc::new(book),
         }
     }
 }
 
-impl Default for RotationWatches {
-    fn default() -> Self {
-        Self::new(
-            Duration::from_secs(15),
-            Duration::from_secs(3600),
-            RotationBook::in_memory(),
-        )
-    }
-}
-
 /// Watches, on its own task, the rotation of `version_id` that a RotateSecret call began and
 /// its upstream has yet to finish, and records how it ends. Returns once the watch is written
 /// down, so that the call is answered only then.
-pub(crate) async fn watch_rotation(asker: Asker, secret_arn: String, version_id: String) {
-    let watches = Arc::clone(&asker.state.rotation_watches);
+async fn watch_rotation(
+    watches: Arc<RotationWatches>,
+    upstream: Arc<dyn Upstream>,
+    host: Arc<dyn ServiceHost>,
+    secret_arn: String,
+    version_id: String,
+) {
     let Ok(slot) = Arc::clone(&watches.slots).try_acquire_owned() else {
         tracing::warn!(%secret_arn, "too many rotations watched at once; this one's end will not be recorded");
         return;
     };
-    let started_millis = asker.state.clock.now_millis();
-    let give_up_after = i64::try_from(watches.give_up_after.as_millis()).unwrap_or(i64::MAX);
+    let started_millis = host.now_millis();
+    let give_up_after =
+        i64::try_from(watches.settings.give_up_after.as_millis()).unwrap_or(i64::MAX);
     let rotation = WatchedRotation {
         secret_arn,
         version_id,
         started_millis,
         give_up_at_millis: started_millis.saturating_add(give_up_after),
-        caller: asker.caller.clone(),
+        caller: upstream.caller().clone(),
     };
     if let Err(error) = watches.book.add(rotation.clone()).await {
         tracing::error!(%error, secret_arn = %rotation.secret_arn, "cannot write a rotation watch down; a restart will forget it");
     }
-    tokio::spawn(watch(asker, rotation, slot));
+    tokio::spawn(watch(watches, upstream, host, rotation, slot));
 }
 
 /// Takes up again the watches a previous run wrote down and did not end.
-pub async fn resume_rotation_watches(state: AppState) {
-    let watches = Arc::clone(&state.rotation_watches);
+pub(crate) async fn resume_watches(watches: Arc<RotationWatches>, host: Arc<dyn ServiceHost>) {
     let rotations = watches.book.rotations();
     let Some(earliest) = rotations
         .iter()
@@ -245,14 +322,10 @@ pub async fn resume_rotation_watches(state: AppState) {
     };
     // A previous run may have recorded an end and stopped before striking its watch out:
     // the ends recorded since the earliest watch began, read once for all of them.
-    let Some(ends) = ends_recorded_since(&state, earliest).await else {
+    let Some(ends) = ends_recorded_since(&*host, earliest).await else {
         tracing::error!("cannot read the history; rotation watches are left for the next start");
         return;
     };
-    let upstream = state
-        .upstreams
-        .for_service(Some("secretsmanager"), "secretsmanager")
-        .cloned();
     for rotation in rotations {
         let (secret_arn, version_id) = (&rotation.secret_arn, &rotation.version_id);
         let began_second = second_of(rotation.started_millis);
@@ -263,10 +336,7 @@ pub async fn resume_rotation_watches(state: AppState) {
             strike_out(&watches.book, &rotation).await;
             continue;
         }
-        let Some(asker) = upstream
-            .as_ref()
-            .and_then(|upstream| Asker::asking_as(&state, upstream, rotation.caller.clone()))
-        else {
+        let Some(upstream) = host.upstream_as("secretsmanager", rotation.caller.clone()) else {
             tracing::warn!(%secret_arn, "no Secrets Manager upstream to ask; the rotation watch is left for the next start");
             continue;
         };
@@ -275,16 +345,25 @@ pub async fn resume_rotation_watches(state: AppState) {
             continue;
         };
         tracing::info!(%secret_arn, %version_id, "resumed watching a rotation");
-        tokio::spawn(watch(asker, rotation, slot));
+        tokio::spawn(watch(
+            Arc::clone(&watches),
+            upstream,
+            Arc::clone(&host),
+            rotation,
+            slot,
+        ));
     }
 }
 
 /// (secret ARN, eventTime) of every RotationSucceeded and RotationFailed recorded since
 /// `since_millis`; `None` when the history cannot be read.
-async fn ends_recorded_since(state: &AppState, since_millis: i64) -> Option<Vec<(String, i64)>> {
+async fn ends_recorded_since(
+    host: &dyn ServiceHost,
+    since_millis: i64,
+) -> Option<Vec<(String, i64)>> {
     let mut ends = Vec::new();
     for name in [ROTATION_SUCCEEDED, ROTATION_FAILED] {
-        let found = events_named(state, name, second_of(since_millis))
+        let found = super::deletions::secret_events(host, name, second_of(since_millis))
             .await
             .ok()?;
         ends.extend(found.into_iter().map(|(secret, time, _)| (secret, time)));
@@ -331,34 +410,40 @@ fn version_progress(described: &Value, version_id: &str) -> VersionProgress {
     }
 }
 
-async fn watch(asker: Asker, rotation: WatchedRotation, _slot: OwnedSemaphorePermit) {
-    let watches = Arc::clone(&asker.state.rotation_watches);
+async fn watch(
+    watches: Arc<RotationWatches>,
+    upstream: Arc<dyn Upstream>,
+    host: Arc<dyn ServiceHost>,
+    rotation: WatchedRotation,
+    _slot: OwnedSemaphorePermit,
+) {
     let (secret_arn, version_id) = (&rotation.secret_arn, &rotation.version_id);
     let mut seen_pending = false;
     let ended = loop {
-        tokio::time::sleep(watches.poll_every).await;
-        if let Some(described) = describe(&asker, secret_arn).await {
+        tokio::time::sleep(watches.settings.poll_every).await;
+        if let Some(described) = describe(&*upstream, secret_arn).await {
             match version_progress(&described, version_id) {
                 VersionProgress::Pending => seen_pending = true,
                 VersionProgress::Current => break Some(ROTATION_SUCCEEDED),
                 VersionProgress::Dropped => break None,
             }
         }
-        if asker.state.clock.now_millis() >= rotation.give_up_at_millis {
+        if host.now_millis() >= rotation.give_up_at_millis {
             break seen_pending.then_some(ROTATION_FAILED);
         }
     };
     if let Some(event_name) = ended {
-        let account_id = secret_arn.split(':').nth(4).unwrap_or_default().to_owned();
-        let event = service_event(
-            SECRETS_MANAGER_SOURCE,
-            event_name,
-            secret_arn,
-            &account_id,
-            &asker.caller.region,
-            None,
-        );
-        if let Err(error) = asker.state.record(event).await {
+        let event = RecordedEvent {
+            event: ServiceEvent {
+                event_source: SECRETS_MANAGER_SOURCE,
+                event_name,
+                resource_arn: secret_arn.clone(),
+                details: None,
+            },
+            account_id: secret_arn.split(':').nth(4).unwrap_or_default().to_owned(),
+            region: upstream.caller().region.clone(),
+        };
+        if let Err(error) = host.record(vec![event]).await {
             // Left written down: the next start asks again.
             tracing::error!(?error, %secret_arn, event_name, "cannot record a rotation's end");
             return;

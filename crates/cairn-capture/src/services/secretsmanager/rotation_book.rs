@@ -1,4 +1,4 @@
-//! The rotations being watched to their end (see `secret_rotation`), written down in
+//! The rotations being watched to their end (see `rotation`), written down in
 //! `DIR/rotation-watches.json` so that a restart resumes them instead of forgetting how they
 //! end. The file is rewritten whole and atomically when a watch begins and when it ends, and a
 //! RotateSecret is answered only once its watch is written down. It holds the callers'
@@ -10,8 +10,15 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::asking::AskingAs;
-use crate::ServerError;
+use crate::services::hooks::AskingAs;
+
+/// A book that cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("rotation watch book {path}: {reason}")]
+pub struct BookError {
+    path: PathBuf,
+    reason: String,
+}
 
 pub(crate) const BOOK_FILE: &str = "rotation-watches.json";
 
@@ -49,12 +56,12 @@ impl RotationBook {
     }
 
     /// The book kept in `data_dir`, with the watches a previous run left in it.
-    pub fn open(data_dir: &Path) -> Result<Self, ServerError> {
+    pub fn open(data_dir: &Path) -> Result<Self, BookError> {
         let path = data_dir.join(BOOK_FILE);
         let rotations = match std::fs::read(&path) {
             Ok(bytes) => {
                 serde_json::from_slice::<BookFile>(&bytes)
-                    .map_err(|error| ServerError::RotationBook {
+                    .map_err(|error| BookError {
                         path: path.clone(),
                         reason: error.to_string(),
                     })?
@@ -62,7 +69,7 @@ impl RotationBook {
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(error) => {
-                return Err(ServerError::RotationBook {
+                return Err(BookError {
                     path,
                     reason: error.to_string(),
                 })
@@ -82,10 +89,7 @@ impl RotationBook {
     }
 
     /// Writes `rotation` down (replacing a watch of the same version).
-    pub(crate) async fn add(
-        self: &Arc<Self>,
-        rotation: WatchedRotation,
-    ) -> Result<(), ServerError> {
+    pub(crate) async fn add(self: &Arc<Self>, rotation: WatchedRotation) -> Result<(), BookError> {
         self.change(move |rotations| {
             rotations
                 .retain(|kept| !same_version(kept, &rotation.secret_arn, &rotation.version_id));
@@ -99,7 +103,7 @@ impl RotationBook {
         self: &Arc<Self>,
         secret_arn: &str,
         version_id: &str,
-    ) -> Result<(), ServerError> {
+    ) -> Result<(), BookError> {
         let (secret_arn, version_id) = (secret_arn.to_owned(), version_id.to_owned());
         self.change(move |rotations| {
             rotations.retain(|kept| !same_version(kept, &secret_arn, &version_id));
@@ -112,7 +116,7 @@ impl RotationBook {
     async fn change(
         self: &Arc<Self>,
         edit: impl FnOnce(&mut Vec<WatchedRotation>) + Send + 'static,
-    ) -> Result<(), ServerError> {
+    ) -> Result<(), BookError> {
         let book = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let mut rotations = book
@@ -133,8 +137,8 @@ impl RotationBook {
         .map_err(|error| self.error(error))?
     }
 
-    fn error(&self, reason: impl ToString) -> ServerError {
-        ServerError::RotationBook {
+    fn error(&self, reason: impl ToString) -> BookError {
+        BookError {
             path: self.path.clone().unwrap_or_default(),
             reason: reason.to_string(),
         }

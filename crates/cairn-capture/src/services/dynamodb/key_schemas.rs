@@ -1,5 +1,5 @@
 //! Which attributes are the key of the DynamoDB tables callers write to: what decides which
-//! attribute values a DynamoDB record may show (`cairn_capture::dynamodb_items`).
+//! attribute values a DynamoDB record may show (`items`).
 //!
 //! A key schema is the upstream's. The gateway learns it from the table descriptions that
 //! pass through it (CreateTable, DescribeTable), forgets it on DeleteTable, and otherwise
@@ -9,12 +9,15 @@
 //! at all.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use cairn_capture::dynamodb_items::{key_attributes, table_name, KeySchemas};
+use cairn_model::Clock;
 use serde_json::{json, Value};
 
-use crate::asking::Asker;
+use super::items::{self, key_attributes, table_name, KeySchemas};
+use crate::naming::json_input;
+use crate::services::hooks::{BoxFuture, CallHook, ServiceHooks, Upstream};
+use crate::services::CapturedCall;
 
 /// How long a learned key schema is trusted.
 const FRESH_FOR_MILLIS: i64 = 5 * 60 * 1000;
@@ -26,7 +29,7 @@ const MAX_ASKED_PER_CALL: usize = 100;
 
 /// Key schemas by account, region, upstream and table.
 #[derive(Debug, Default)]
-pub struct KeySchemaCache {
+struct KeySchemaCache {
     tables: Mutex<HashMap<String, Learned>>,
 }
 
@@ -37,8 +40,83 @@ struct Learned {
 }
 
 /// Where a table name means one table: the caller's account and region, at one upstream.
-pub(crate) fn scope(account_id: &str, region: &str, upstream: &http::Uri) -> String {
-    format!("{account_id}|{region}|{upstream}")
+fn scope(account_id: &str, region: &str, upstream: &dyn Upstream) -> String {
+    format!("{account_id}|{region}|{}", upstream.upstream_id())
+}
+
+/// DynamoDB's hooks: a call that writes or names items without saying which attributes are
+/// the key is logged once the tables' key schemas are known; answers that describe a table
+/// teach its key schema.
+pub struct DynamoDbHooks {
+    cache: Arc<KeySchemaCache>,
+    clock: Arc<dyn Clock>,
+}
+
+impl DynamoDbHooks {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            cache: Arc::default(),
+            clock,
+        }
+    }
+}
+
+impl ServiceHooks for DynamoDbHooks {
+    fn begin(&self, call: &CapturedCall, body: &[u8]) -> Option<Box<dyn CallHook>> {
+        let input = json_input("dynamodb", &call.operation, body);
+        let tables = input
+            .as_ref()
+            .map(|input| items::tables_needing_key_schema(&call.operation, input))
+            .unwrap_or_default();
+        Some(Box::new(KeySchemaHook {
+            cache: Arc::clone(&self.cache),
+            clock: Arc::clone(&self.clock),
+            tables,
+        }))
+    }
+}
+
+struct KeySchemaHook {
+    cache: Arc<KeySchemaCache>,
+    clock: Arc<dyn Clock>,
+    tables: Vec<String>,
+}
+
+impl CallHook for KeySchemaHook {
+    fn before<'a>(
+        &'a mut self,
+        call: &'a mut CapturedCall,
+        upstream: &'a dyn Upstream,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if self.tables.is_empty() {
+                return;
+            }
+            let scope = scope(&call.account_id, &call.region, upstream);
+            let known = self
+                .cache
+                .resolve(upstream, &*self.clock, &scope, &self.tables)
+                .await;
+            // The gateway logs the input again with what is now known of its keys.
+            call.observed = Some(Arc::new(known));
+        })
+    }
+
+    fn after<'a>(
+        &'a mut self,
+        call: &'a mut CapturedCall,
+        answer: &'a [u8],
+        upstream: &'a dyn Upstream,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if call.succeeded {
+                let scope = scope(&call.account_id, &call.region, upstream);
+                let now = self.clock.now_millis();
+                self.cache
+                    .learn_from_answer(&scope, &call.operation, answer, now);
+            }
+        })
+    }
 }
 
 impl KeySchemaCache {
@@ -84,13 +162,7 @@ impl KeySchemaCache {
 
     /// Learns from a successful DynamoDB answer that describes a table, or forgets a table
     /// the answer deleted.
-    pub(crate) fn learn_from_answer(
-        &self,
-        scope: &str,
-        operation: &str,
-        answer: &[u8],
-        now_millis: i64,
-    ) {
+    fn learn_from_answer(&self, scope: &str, operation: &str, answer: &[u8], now_millis: i64) {
         let member = match operation {
             "CreateTable" | "DeleteTable" => "TableDescription",
             "DescribeTable" => "Table",
@@ -115,22 +187,23 @@ impl KeySchemaCache {
     /// The key schemas of `tables`, from memory or else from the upstream. All the questions
     /// together take at most one upstream timeout: an upstream that hangs delays the call
     /// once, not once per table.
-    pub(crate) async fn resolve(
+    async fn resolve(
         &self,
-        asker: &Asker,
+        upstream: &dyn Upstream,
+        clock: &dyn Clock,
         scope: &str,
         tables: &[String],
     ) -> KeySchemas {
         let mut known = KeySchemas::default();
-        let deadline = tokio::time::Instant::now() + asker.state.gateway.timeout();
+        let deadline = tokio::time::Instant::now() + upstream.timeout();
         for table in tables.iter().take(MAX_ASKED_PER_CALL) {
-            let now = asker.state.clock.now_millis();
+            let now = clock.now_millis();
             if let Some(key) = self.fresh(scope, table, now) {
                 known.insert(table, key);
                 continue;
             }
             let input = json!({ "TableName": table });
-            let question = asker.ask_json(
+            let question = upstream.ask_json(
                 "dynamodb",
                 "DynamoDB_20120810.DescribeTable",
                 "application/x-amz-json-1.0",
