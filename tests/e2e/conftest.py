@@ -23,9 +23,11 @@ BINARY = pathlib.Path(os.environ.get("CAIRN_BIN", ROOT / "target" / "debug" / "c
 class Cairn:
     """One running `cairn serve` over its own data directory."""
 
-    def __init__(self, data_dir, extra_args=()):
+    def __init__(self, data_dir, extra_args=(), retention_days=0):
         self.data_dir = pathlib.Path(data_dir)
         self.extra_args = list(extra_args)
+        # None leaves the flag out: the data directory's own retention applies.
+        self.retention_args = [] if retention_days is None else ["--retention-days", str(retention_days)]
         self.process = None
         self.endpoint = None
         self.stdout_lines = []
@@ -34,7 +36,7 @@ class Cairn:
         self.log = open(self.data_dir.parent / f"{self.data_dir.name}-server.log", "ab")
         self.process = subprocess.Popen(
             [str(BINARY), "serve", "--data-dir", str(self.data_dir), "--listen", listen,
-             "--retention-days", "0", *self.extra_args],
+             *self.retention_args, *self.extra_args],
             stdout=subprocess.PIPE, stderr=self.log, env=clean_env(), cwd=self.data_dir.parent,
         )
         deadline = time.time() + 30
@@ -107,14 +109,18 @@ class CannedUpstream:
     """A stand-in upstream for what moto cannot play: every request gets the same answer."""
 
     def __init__(self, status, payload, content_type="application/x-amz-json-1.1",
-                 request_id="e2e-canned-request"):
+                 request_id="e2e-canned-request", delay=0.0):
         answer = (status, json.dumps(payload).encode(), content_type, request_id)
+        self.requests = []
+        requests = self.requests
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_POST(self):
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                requests.append((self.command, self.path, dict(self.headers)))
+                time.sleep(delay)
                 status, body, content_type, request_id = answer
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)

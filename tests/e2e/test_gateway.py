@@ -101,11 +101,19 @@ def test_secret_values_never_reach_disk_or_log(gateway):
 def test_no_upstream_and_dead_upstream_are_clear_errors_and_recorded(tmp_path):
     alone = Cairn(tmp_path / "alone").start()
     try:
+        # Not an error worth retrying: the CLI gives up at once, and one call is one event.
+        started = time.monotonic()
+        result = alone.aws("s3", "ls", check=False)
+        assert time.monotonic() - started < 5, "the CLI did not retry"
+        assert result.returncode != 0 and "NotImplemented" in result.stderr, result.stderr
+        assert "no upstream" in result.stderr
+        listed = [r for r in stored_records(alone.data_dir) if r["eventName"] == "ListBuckets"]
+        assert len(listed) == 1 and listed[0]["errorCode"] == "NotImplemented", listed
         result = alone.aws("kms", "list-keys", check=False)
-        assert result.returncode != 0 and "ServiceUnavailable" in result.stderr
-        assert by_name(alone, "kms.amazonaws.com", "ListKeys")["errorCode"] == "ServiceUnavailable"
+        assert result.returncode != 0 and "NotImplemented" in result.stderr
+        assert by_name(alone, "kms.amazonaws.com", "ListKeys")["errorCode"] == "NotImplemented"
         result = alone.aws("iam", "list-users", check=False)
-        assert result.returncode != 0 and "ServiceUnavailable" in result.stderr
+        assert result.returncode != 0 and "NotImplemented" in result.stderr
     finally:
         alone.stop()
     dead = Cairn(tmp_path / "dead", extra_args=["--upstream", f"http://127.0.0.1:{free_port()}"]).start()

@@ -125,22 +125,24 @@ def signed_put(cairn, path, body, declared_sha256):
 @pytest.mark.parametrize("size", [64 * 1024, 3 * MIB], ids=["read-whole", "streamed"])
 def test_a_body_that_does_not_match_its_signed_hash_is_refused_and_never_stored(gateway, size):
     s3 = s3_client(gateway)
-    s3.create_bucket(Bucket="checked")
+    # Each Cairn has its own account at moto, and bucket names are global: one per case.
+    bucket = f"checked-{size}"
+    s3.create_bucket(Bucket=bucket)
     body = os.urandom(size)
     lie = hashlib.sha256(body[:-1] + b"\0").hexdigest()
-    status, answer = signed_put(gateway, "/checked/tampered.bin", body, lie)
+    status, answer = signed_put(gateway, f"/{bucket}/tampered.bin", body, lie)
     assert status == 400, answer
     assert b"<Code>XAmzContentSHA256Mismatch</Code>" in answer
     with pytest.raises(s3.exceptions.ClientError) as missing:
-        s3.head_object(Bucket="checked", Key="tampered.bin")
+        s3.head_object(Bucket=bucket, Key="tampered.bin")
     assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
     refused = next(r for r in s3_records(gateway) if r.get("errorCode") == "XAmzContentSHA256Mismatch")
     assert refused["eventName"] == "PutObject"
     assert refused["userIdentity"]["type"] == "IAMUser"
     # The same body under its true hash goes through.
-    status, _ = signed_put(gateway, "/checked/honest.bin", body, hashlib.sha256(body).hexdigest())
+    status, _ = signed_put(gateway, f"/{bucket}/honest.bin", body, hashlib.sha256(body).hexdigest())
     assert status == 200
-    assert s3.head_object(Bucket="checked", Key="honest.bin")["ContentLength"] == size
+    assert s3.head_object(Bucket=bucket, Key="honest.bin")["ContentLength"] == size
 
 
 def test_an_oversized_body_without_a_declared_hash_is_refused(gateway):
@@ -148,7 +150,8 @@ def test_an_oversized_body_without_a_declared_hash_is_refused(gateway):
     kms = boto3.client("kms", endpoint_url=gateway.endpoint, region_name="us-east-1",
                        aws_access_key_id=key, aws_secret_access_key=secret)
     with pytest.raises(kms.exceptions.ClientError) as refused:
-        kms.tag_resource(KeyId="k", Tags=[{"TagKey": "t", "TagValue": "v" * 256}] * 5000)
+        # Over the 2 MiB a call to a service with no larger limit of its own may carry.
+        kms.tag_resource(KeyId="k", Tags=[{"TagKey": "t", "TagValue": "v" * 256}] * 9000)
     assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
 
 
@@ -228,18 +231,19 @@ def chunk_signed_put(cairn, path, data, chunk_size=64 * 1024, tamper=False):
 @pytest.mark.parametrize("size", [100 * 1024, 3 * MIB], ids=["read-whole", "streamed"])
 def test_signed_chunks_are_verified_one_by_one(gateway, size):
     s3 = s3_client(gateway)
-    s3.create_bucket(Bucket="chunked")
+    bucket = f"chunked-{size}"
+    s3.create_bucket(Bucket=bucket)
     data = os.urandom(size)
-    status, answer = chunk_signed_put(gateway, "/chunked/honest.bin", data)
+    status, answer = chunk_signed_put(gateway, f"/{bucket}/honest.bin", data)
     assert status == 200, answer
-    stored = s3.get_object(Bucket="chunked", Key="honest.bin")["Body"].read()
+    stored = s3.get_object(Bucket=bucket, Key="honest.bin")["Body"].read()
     assert stored == data, "the upstream decoded the chunks Cairn passed on unchanged"
 
-    status, answer = chunk_signed_put(gateway, "/chunked/tampered.bin", data, tamper=True)
+    status, answer = chunk_signed_put(gateway, f"/{bucket}/tampered.bin", data, tamper=True)
     assert status == 403, answer
     assert b"<Code>SignatureDoesNotMatch</Code>" in answer
     with pytest.raises(s3.exceptions.ClientError) as missing:
-        s3.head_object(Bucket="chunked", Key="tampered.bin")
+        s3.head_object(Bucket=bucket, Key="tampered.bin")
     assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
     refused = next(r for r in s3_records(gateway) if r.get("errorCode") == "SignatureDoesNotMatch")
     assert refused["eventName"] == "PutObject" and refused["requestParameters"]["key"] == "tampered.bin"

@@ -127,6 +127,9 @@ pub enum PrincipalKind {
         session_name: String,
         session: SessionTimes,
     },
+    /// An access key Cairn does not know, let in without a signature check because
+    /// `accept_any_credentials` is on (a development mode): who it is, nobody verified.
+    Unverified,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,7 +142,7 @@ impl Principal {
     pub fn user_name(&self) -> Option<&str> {
         match &self.kind {
             PrincipalKind::User { user_name, .. } => Some(user_name),
-            PrincipalKind::AssumedRole { .. } => None,
+            PrincipalKind::AssumedRole { .. } | PrincipalKind::Unverified => None,
         }
     }
 
@@ -147,14 +150,21 @@ impl Principal {
     pub fn role_arn(&self) -> Option<String> {
         match &self.kind {
             PrincipalKind::AssumedRole { role_arn, .. } => Some(role_arn.clone()),
-            PrincipalKind::User { .. } => None,
+            PrincipalKind::User { .. } | PrincipalKind::Unverified => None,
         }
+    }
+
+    /// Whether the request's signature was checked (it always is, unless
+    /// `accept_any_credentials` let an unknown key in).
+    pub fn is_verified(&self) -> bool {
+        !matches!(self.kind, PrincipalKind::Unverified)
     }
 
     pub fn session(&self) -> Option<SessionTimes> {
         match &self.kind {
             PrincipalKind::User { session, .. } => *session,
             PrincipalKind::AssumedRole { session, .. } => Some(*session),
+            PrincipalKind::Unverified => None,
         }
     }
 }
@@ -178,6 +188,9 @@ pub enum StsRefusal {
     DurationTooLong,
     #[error("Cannot call GetSessionToken with session credentials")]
     SessionCredentials,
+    /// Temporary credentials are never issued to a caller whose signature was not checked.
+    #[error("Cairn issues no temporary credentials to a caller whose signature it did not verify")]
+    Unverified,
 }
 
 /// A user declared in the config file (`[[users]]`); merged with the identities file.
@@ -195,6 +208,7 @@ pub struct CredentialStore {
     roles: HashMap<String, Role>,
     sessions: SessionKey,
     default_account_id: String,
+    accept_any_credentials: bool,
 }
 
 impl CredentialStore {
@@ -233,7 +247,49 @@ impl CredentialStore {
             roles,
             sessions,
             default_account_id,
+            accept_any_credentials: false,
         }
+    }
+
+    /// The account that receives events whose caller is unknown, and that unknown keys are
+    /// taken to be in (instead of the first user's).
+    pub fn with_default_account(mut self, account_id: String) -> Self {
+        self.default_account_id = account_id;
+        self
+    }
+
+    /// Development mode: an access key Cairn does not know is let in without a signature
+    /// check (see [`CredentialStore::unverified`]).
+    pub fn accepting_any_credentials(mut self, accept: bool) -> Self {
+        self.accept_any_credentials = accept;
+        self
+    }
+
+    pub fn accepts_any_credentials(&self) -> bool {
+        self.accept_any_credentials
+    }
+
+    /// In development mode, the principal an unknown access key is let in as: a 12-digit
+    /// key is that account (as LocalStack maps keys), any other key the default account.
+    /// `None` when the mode is off or the key could not be presented by an SDK.
+    pub fn unverified(&self, access_key_id: &str) -> Option<Principal> {
+        if !self.accept_any_credentials || !is_presentable_access_key_id(access_key_id) {
+            return None;
+        }
+        let account_id = if access_key_id.len() == 12
+            && access_key_id.bytes().all(|byte| byte.is_ascii_digit())
+        {
+            access_key_id.to_owned()
+        } else {
+            self.default_account_id.clone()
+        };
+        Some(Principal {
+            arn: format!("arn:aws:iam::{account_id}:root"),
+            principal_id: access_key_id.to_owned(),
+            account_id,
+            access_key_id: access_key_id.to_owned(),
+            kind: PrincipalKind::Unverified,
+        })
     }
 
     /// The principal and secret behind an access key: a long-term key, or temporary
@@ -269,6 +325,9 @@ impl CredentialStore {
         duration_secs: Option<u32>,
         now: i64,
     ) -> Result<(TemporaryCredentials, Principal), StsRefusal> {
+        if !caller.is_verified() {
+            return Err(StsRefusal::Unverified);
+        }
         let role = self
             .roles
             .get(role_arn)
@@ -315,6 +374,9 @@ impl CredentialStore {
         duration_secs: u32,
         now: i64,
     ) -> Result<TemporaryCredentials, StsRefusal> {
+        if !caller.is_verified() {
+            return Err(StsRefusal::Unverified);
+        }
         if caller.session().is_some() {
             return Err(StsRefusal::SessionCredentials);
         }
@@ -349,13 +411,20 @@ pub const ADMIN_USER_NAME: &str = "admin";
 /// Loads `DIR/identities.json`, merges users declared in the config, creates an
 /// administrator with an access key when there is no user at all, and (re)writes
 /// `DIR/credentials` and `DIR/config` for the first user's first key.
+/// Loads the identities in `data_dir`, merges the declared users and roles, and on first
+/// start creates an administrator, in `account_id` when one is configured (else in an account
+/// of its own).
 pub fn load_or_bootstrap(
     data_dir: &Path,
     declared: &[DeclaredUser],
     declared_roles: &[DeclaredRole],
     region: &str,
     endpoint_url: &str,
+    account_id: Option<&str>,
 ) -> Result<Bootstrap, AuthError> {
+    if let Some(account_id) = account_id {
+        check_account_id(account_id, "the configured account_id")?;
+    }
     std::fs::create_dir_all(data_dir).map_err(|source| AuthError::Io {
         path: data_dir.to_owned(),
         source,
@@ -372,7 +441,7 @@ pub fn load_or_bootstrap(
     let mut changed = merge_declared(&mut identities, declared)?;
     let created_admin = identities.users.is_empty();
     if created_admin {
-        identities.users.push(new_admin());
+        identities.users.push(new_admin(account_id));
         changed = true;
         tracing::info!(
             user = ADMIN_USER_NAME,
@@ -407,26 +476,45 @@ pub fn load_or_bootstrap(
     })
 }
 
+/// The longest access key ID Cairn keeps (AWS's are 16 to 128 characters).
+pub const MAX_ACCESS_KEY_ID_BYTES: usize = 128;
+
+/// Whether an SDK can present `access_key_id` in a SigV4 credential scope: any printable
+/// text that does not break the scope (`KEY/date/region/service/aws4_request`) or the
+/// `Authorization` header's `name=value, ...` list. Emulators' keys (`test`, `FOOBARKEY`)
+/// are such keys.
+pub fn is_presentable_access_key_id(access_key_id: &str) -> bool {
+    !access_key_id.is_empty()
+        && access_key_id.len() <= MAX_ACCESS_KEY_ID_BYTES
+        && access_key_id
+            .bytes()
+            .all(|byte| byte.is_ascii_graphic() && !matches!(byte, b'/' | b',' | b'='))
+}
+
+fn check_account_id(account_id: &str, what: &str) -> Result<(), AuthError> {
+    if account_id.len() == 12 && account_id.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(AuthError::Invalid(format!(
+            "{what} {account_id:?} is not 12 digits"
+        )))
+    }
+}
+
 fn merge_declared(
     identities: &mut Identities,
     declared: &[DeclaredUser],
 ) -> Result<bool, AuthError> {
     let mut changed = false;
     for user in declared {
-        if user.account_id.len() != 12 || !user.account_id.bytes().all(|b| b.is_ascii_digit()) {
+        check_account_id(
+            &user.account_id,
+            &format!("account_id of user {:?}", user.user_name),
+        )?;
+        if !is_presentable_access_key_id(&user.access_key_id) {
             return Err(AuthError::Invalid(format!(
-                "account_id {:?} of user {:?} is not 12 digits",
-                user.account_id, user.user_name
-            )));
-        }
-        if user.access_key_id.len() < 16
-            || !user
-                .access_key_id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric())
-        {
-            return Err(AuthError::Invalid(format!(
-                "access_key_id of user {:?} must be 16 or more letters and digits",
+                "access_key_id of user {:?} must be 1 to {MAX_ACCESS_KEY_ID_BYTES} printable characters \
+                 without spaces, '/', ',' or '='",
                 user.user_name
             )));
         }
@@ -538,11 +626,14 @@ fn merge_declared_roles(
     Ok(changed)
 }
 
-fn new_admin() -> User {
+fn new_admin(account_id: Option<&str>) -> User {
     let mut rng = rand::rng();
-    let account_id: String = (0..12)
-        .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
-        .collect();
+    let account_id: String = match account_id {
+        Some(account_id) => account_id.to_owned(),
+        None => (0..12)
+            .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
+            .collect(),
+    };
     User {
         account_id,
         user_name: ADMIN_USER_NAME.to_owned(),
@@ -631,8 +722,15 @@ mod tests {
     #[test]
     fn first_start_creates_an_admin_and_later_starts_keep_it() {
         let dir = tempfile::tempdir().unwrap();
-        let first =
-            load_or_bootstrap(dir.path(), &[], &[], "us-east-1", "http://127.0.0.1:1").unwrap();
+        let first = load_or_bootstrap(
+            dir.path(),
+            &[],
+            &[],
+            "us-east-1",
+            "http://127.0.0.1:1",
+            None,
+        )
+        .unwrap();
         assert!(first.created_admin);
         let user = &first.identities.users[0];
         assert_eq!(user.user_name, "admin");
@@ -650,8 +748,15 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        let second =
-            load_or_bootstrap(dir.path(), &[], &[], "us-east-1", "http://127.0.0.1:1").unwrap();
+        let second = load_or_bootstrap(
+            dir.path(),
+            &[],
+            &[],
+            "us-east-1",
+            "http://127.0.0.1:1",
+            None,
+        )
+        .unwrap();
         assert!(!second.created_admin);
         assert_eq!(second.identities, first.identities);
     }
@@ -665,7 +770,8 @@ mod tests {
             access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
             secret_access_key: SecretAccessKey::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
         }];
-        let boot = load_or_bootstrap(dir.path(), &declared, &[], "eu-west-1", "http://x").unwrap();
+        let boot =
+            load_or_bootstrap(dir.path(), &declared, &[], "eu-west-1", "http://x", None).unwrap();
         assert!(
             !boot.created_admin,
             "a declared user means no generated admin"
@@ -699,10 +805,12 @@ mod tests {
         let roles: Vec<DeclaredRole> = vec![toml_role(
             "role_name = 'deployer'\ntrust_policy = '''{\"Statement\": [{\"Effect\": \"Allow\", \"Principal\": {\"AWS\": \"arn:aws:iam::111122223333:user/ci\"}, \"Action\": \"sts:AssumeRole\"}]}'''",
         )];
-        let boot = load_or_bootstrap(dir.path(), &users, &roles, "us-east-1", "http://x").unwrap();
+        let boot =
+            load_or_bootstrap(dir.path(), &users, &roles, "us-east-1", "http://x", None).unwrap();
         let role_id = boot.identities.roles[0].role_id.clone();
         assert!(role_id.starts_with("AROA"));
-        let again = load_or_bootstrap(dir.path(), &users, &roles, "us-east-1", "http://x").unwrap();
+        let again =
+            load_or_bootstrap(dir.path(), &users, &roles, "us-east-1", "http://x", None).unwrap();
         assert_eq!(
             again.identities.roles[0].role_id, role_id,
             "role IDs are stable"
@@ -780,7 +888,7 @@ mod tests {
             secret_access_key: SecretAccessKey::new("s"),
         }];
         assert!(matches!(
-            load_or_bootstrap(dir.path(), &declared, &[], "us-east-1", "http://x"),
+            load_or_bootstrap(dir.path(), &declared, &[], "us-east-1", "http://x", None),
             Err(AuthError::Invalid(_))
         ));
     }

@@ -95,6 +95,8 @@ impl SessionKey {
         let access_key_id = random_id("ASIA", 16);
         let (user, role) = match &principal.kind {
             PrincipalKind::User { user_name, .. } => (Some(user_name.clone()), None),
+            // Never issued (see `StsRefusal::Unverified`); such a token would not open.
+            PrincipalKind::Unverified => (None, None),
             PrincipalKind::AssumedRole {
                 role_name,
                 role_id,

@@ -11,6 +11,7 @@ mod field;
 mod indexed;
 mod lookup;
 mod record;
+mod state;
 mod time;
 mod view;
 
@@ -23,6 +24,7 @@ pub use record::{
     SessionAttributes, SessionContext, SessionIssuer, TlsDetails, UserIdentity, UserIdentityType,
     WebIdFederationData,
 };
+pub use state::StateChange;
 pub use time::{
     format_event_time, format_legacy_recorded_date, format_recorded_date, parse_event_time,
     EventTimeError,

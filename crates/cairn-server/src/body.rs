@@ -4,12 +4,10 @@
 
 use axum::body::{Body, Bytes};
 use bytes::BytesMut;
-use cairn_wire::sigv4::{DeclaredPayload, InvalidDeclaredPayload, PayloadCheck, VerifiedSignature};
+use cairn_wire::sigv4::{DeclaredPayload, InvalidDeclaredPayload, VerifiedSignature};
 use cairn_wire::AwsError;
 use http::{HeaderMap, StatusCode};
 use http_body_util::BodyExt;
-
-use crate::MAX_REQUEST_BODY_BYTES;
 
 /// A request body as far as the edge reads it before verifying the signature, with what its
 /// signed `x-amz-content-sha256` declares about it.
@@ -19,8 +17,8 @@ pub(crate) enum ReadBody {
         body: Bytes,
         declared: Result<DeclaredPayload, InvalidDeclaredPayload>,
     },
-    /// Over [`MAX_REQUEST_BODY_BYTES`] with a declared payload, so it may stream: what was
-    /// read, and the rest still unread.
+    /// Over the limit with a declared payload, so it may stream: what was read, and the
+    /// rest still unread.
     Oversized {
         prefix: Bytes,
         rest: Body,
@@ -48,7 +46,8 @@ pub(crate) fn check_declared_payload(
     body: &[u8],
 ) -> Result<DeclaredPayload, AwsError> {
     let declared = declared.map_err(|invalid| AwsError::invalid_declared_payload(&invalid))?;
-    let checked = PayloadCheck::for_declared(declared, verified.chunk_signing.as_ref(), headers)
+    let checked = verified
+        .payload_check(declared, headers)
         .and_then(|check| match check {
             Some(mut check) => check.update(body).and_then(|()| check.finish()),
             None => Ok(()),
@@ -57,21 +56,22 @@ pub(crate) fn check_declared_payload(
     Ok(declared)
 }
 
-fn too_large() -> AwsError {
+fn too_large(limit: usize) -> AwsError {
     AwsError::new(
         "RequestEntityTooLargeException",
-        format!("The request body must not be larger than {MAX_REQUEST_BODY_BYTES} bytes."),
+        format!("The request body must not be larger than {limit} bytes."),
     )
     .with_status(StatusCode::PAYLOAD_TOO_LARGE)
 }
 
-/// Reads the body whole if it fits in [`MAX_REQUEST_BODY_BYTES`]. Past that it stops
-/// reading: the body streams if it `may_stream` and declares a payload, else it is refused.
+/// Reads the body whole if it fits in `limit`. Past that it stops reading: the body
+/// streams if it `may_stream` and declares a payload, else it is refused.
 pub(crate) async fn read_bounded(
     headers: &HeaderMap,
     mut body: Body,
     declared: Result<DeclaredPayload, InvalidDeclaredPayload>,
     may_stream: bool,
+    limit: usize,
 ) -> Result<ReadBody, AwsError> {
     let stream_as = match declared {
         Ok(DeclaredPayload::Absent) | Err(_) => None,
@@ -83,13 +83,13 @@ pub(crate) async fn read_bounded(
             rest,
             declared,
         }),
-        None => Err(too_large()),
+        None => Err(too_large(limit)),
     };
     let length = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|length| length.to_str().ok())
         .and_then(|length| length.parse::<u64>().ok());
-    if length.is_some_and(|length| length > MAX_REQUEST_BODY_BYTES as u64) {
+    if length.is_some_and(|length| length > limit as u64) {
         return oversized(Bytes::new(), body);
     }
     let mut read = BytesMut::new();
@@ -100,7 +100,7 @@ pub(crate) async fn read_bounded(
         if let Ok(chunk) = frame.into_data() {
             read.extend_from_slice(&chunk);
         }
-        if read.len() > MAX_REQUEST_BODY_BYTES {
+        if read.len() > limit {
             return oversized(read.freeze(), body);
         }
     }

@@ -14,10 +14,10 @@ use cairn_capture::naming::lower_camel_shaped;
 use cairn_capture::outcome::{upstream_error, upstream_request_id};
 use cairn_capture::parameters::{is_read_only, request_parameters, response_elements, CallInput};
 use cairn_capture::services::{self, CallHook, CapturedCall, Transfer, Upstream};
-use cairn_capture::{s3_path_style_path, s3_virtual_host_bucket, RoutingTable};
+use cairn_capture::{s3_path_style_path, s3_virtual_host_bucket, Recognized, RoutingTable};
 use cairn_upstream::{GatewayError, OutgoingBody, StreamFailure};
 use cairn_wire::form::decode_pairs;
-use cairn_wire::sigv4::{PayloadCheck, VerifiedSignature};
+use cairn_wire::sigv4::VerifiedSignature;
 use cairn_wire::{AwsError, Protocol};
 use http::request::Parts;
 use http::StatusCode;
@@ -30,6 +30,9 @@ use crate::recorder::{service_event, Call, Caller};
 use crate::respond::{error_response, fail};
 use crate::{AppState, MAX_STREAMED_BODY_BYTES};
 
+/// moto's multi-account header: requests carrying it are served in that account.
+const UPSTREAM_ACCOUNT_HEADER: &str = "x-moto-account-id";
+
 pub async fn proxy(
     state: &AppState,
     mut call: Call,
@@ -39,34 +42,15 @@ pub async fn proxy(
 ) -> Response {
     let signing_name = verified.service.as_str();
     let body = read.recordable().clone();
-    let query = decode_pairs(parts.uri.query().unwrap_or(""));
-    // Query and ec2 calls carry their parameters in a form-encoded body.
-    let is_form = header(parts, "content-type")
-        .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"));
-    let form = if is_form {
-        decode_pairs(std::str::from_utf8(&body).unwrap_or(""))
-    } else {
-        Vec::new()
-    };
-    let target = header(parts, "x-amz-target");
-    // A virtual-hosted S3 request names its bucket in Host: it is routed and recorded as the
-    // path-style request it is equivalent to, and forwarded as it came.
-    let virtual_bucket = (signing_name == "s3")
-        .then(|| header(parts, "host").and_then(s3_virtual_host_bucket))
-        .flatten();
-    let routed_path: std::borrow::Cow<'_, str> = match virtual_bucket {
-        Some(bucket) => s3_path_style_path(bucket, parts.uri.path()).into(),
-        None => parts.uri.path().into(),
-    };
-    let recognized = RoutingTable::builtin().recognize(&cairn_capture::Call {
-        signing_name: Some(signing_name),
-        method: parts.method.as_str(),
-        raw_path: &routed_path,
-        query: &query,
+    let view = RequestView::of(parts, &body, signing_name);
+    let RequestView {
+        query,
+        form,
+        routed_path,
         target,
-        form: &form,
-        headers: Some(&parts.headers),
-    });
+    } = &view;
+    let (query, form, target) = (query.as_slice(), form.as_slice(), *target);
+    let recognized = view.recognize(parts, signing_name);
     let protocol = recognized.map(|found| found.service.protocol);
     let service_id = recognized
         .map_or(signing_name, |found| found.service.id.as_str())
@@ -75,7 +59,7 @@ pub async fn proxy(
     // carry another (`event_names`).
     let operation = match recognized {
         Some(found) => found.operation.to_owned(),
-        None => claimed_name(target, &form, &query).unwrap_or_else(|| "Unknown".to_owned()),
+        None => claimed_name(target, form, query).unwrap_or_else(|| "Unknown".to_owned()),
     };
     if let Some(found) = recognized {
         call.event_source = services::event_source(found.service);
@@ -87,14 +71,14 @@ pub async fn proxy(
     }
     call.read_only = is_read_only(&operation);
     call.event_category = services::event_category(&service_id, &operation);
-    let path_labels = recognized.map_or_else(Vec::new, |found| found.path_labels(&routed_path));
+    let path_labels = recognized.map_or_else(Vec::new, |found| found.path_labels(routed_path));
     let input = CallInput {
         protocol,
         service_id: &service_id,
         operation: &operation,
         body: &body,
-        form: &form,
-        query: &query,
+        form,
+        query,
         path_labels: &path_labels,
     };
     call.request_parameters = request_parameters(&input, None);
@@ -113,11 +97,7 @@ pub async fn proxy(
             rest,
             declared,
         } => {
-            let check = match PayloadCheck::for_declared(
-                declared,
-                verified.chunk_signing.as_ref(),
-                &parts.headers,
-            ) {
+            let check = match verified.payload_check(declared, &parts.headers) {
                 Ok(check) => check,
                 Err(error) => {
                     let error = AwsError::from_payload_error(&error);
@@ -133,13 +113,14 @@ pub async fn proxy(
         recognized.map(|found| found.service.id.as_str()),
         signing_name,
     ) else {
+        // Not a passing fault: an error the SDKs do not retry (501), so one call is one event.
         let error = GatewayError::NoUpstream(service_id.clone());
         return fail(
             state,
             call,
             protocol,
-            AwsError::new("ServiceUnavailable", error.to_string())
-                .with_status(StatusCode::SERVICE_UNAVAILABLE),
+            AwsError::new("NotImplemented", error.to_string())
+                .with_status(StatusCode::NOT_IMPLEMENTED),
         )
         .await;
     };
@@ -176,16 +157,17 @@ pub async fn proxy(
         .uri
         .path_and_query()
         .map_or("/", |value| value.as_str());
+    // The upstream is told which account the caller is in where it can be told (moto's
+    // multi-account header), so the ARNs it answers with name the account the record does;
+    // a value the caller sent is replaced, not believed.
+    let mut headers = parts.headers.clone();
+    if let Ok(account) = http::HeaderValue::from_str(&captured.account_id) {
+        headers.insert(UPSTREAM_ACCOUNT_HEADER, account);
+    }
     let reply = match state
         .upstreams
         .client()
-        .forward(
-            upstream,
-            &parts.method,
-            path_and_query,
-            &parts.headers,
-            outgoing,
-        )
+        .forward(upstream, &parts.method, path_and_query, &headers, outgoing)
         .await
     {
         Ok(reply) => reply,
@@ -227,8 +209,10 @@ pub async fn proxy(
         _ => None,
     };
     captured.host = header(parts, "host").map(str::to_owned);
+    let legacy_signature = query.iter().any(|(key, _)| key == "AWSAccessKeyId");
     captured.transfer = Some(Transfer {
-        presigned: query.iter().any(|(key, _)| key == "X-Amz-Signature"),
+        presigned: legacy_signature || query.iter().any(|(key, _)| key == "X-Amz-Signature"),
+        legacy_signature,
         bytes_in: declared_length(&parts.headers).unwrap_or(body.len() as u64),
         bytes_out: declared_length(&reply.headers).unwrap_or(recorded.len() as u64),
     });
@@ -242,15 +226,18 @@ pub async fn proxy(
     call.read_only = captured.read_only;
     call.resources = std::mem::take(&mut captured.resources);
     let request_id = call.request_id.clone();
+    let arrived_millis = call.arrived_millis;
     let mut calls = vec![call];
-    calls.extend(
-        captured
-            .service_events
-            .iter()
-            .cloned()
-            .map(|event| service_event(event, &captured.account_id, &captured.region)),
-    );
-    if let Err(error) = state.record_all(calls).await {
+    calls.extend(captured.service_events.iter().cloned().map(|event| {
+        service_event(
+            event,
+            &captured.account_id,
+            &captured.region,
+            arrived_millis,
+        )
+    }));
+    let changes = std::mem::take(&mut captured.state_changes);
+    if let Err(error) = state.record_with_state(calls, changes).await {
         return error_response(protocol, &error, &request_id);
     }
     if let Some((hook, asker)) = hooked {
@@ -259,6 +246,70 @@ pub async fn proxy(
             .await;
     }
     reply.into_response().map(Body::new)
+}
+
+/// A request as recognition reads it: its query and form pairs, its path as the path-style
+/// request it is equivalent to, and its `X-Amz-Target`.
+struct RequestView<'p> {
+    query: Vec<(String, String)>,
+    form: Vec<(String, String)>,
+    routed_path: String,
+    target: Option<&'p str>,
+}
+
+impl<'p> RequestView<'p> {
+    fn of(parts: &'p Parts, body: &[u8], signing_name: &str) -> Self {
+        let query = decode_pairs(parts.uri.query().unwrap_or(""));
+        // Query and ec2 calls carry their parameters in a form-encoded body.
+        let is_form = header(parts, "content-type")
+            .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"));
+        let form = if is_form {
+            decode_pairs(std::str::from_utf8(body).unwrap_or(""))
+        } else {
+            Vec::new()
+        };
+        // A virtual-hosted S3 request names its bucket in Host: it is routed and recorded as
+        // the path-style request it is equivalent to, and forwarded as it came.
+        let virtual_bucket = (signing_name == "s3")
+            .then(|| header(parts, "host").and_then(s3_virtual_host_bucket))
+            .flatten();
+        let routed_path = match virtual_bucket {
+            Some(bucket) => s3_path_style_path(bucket, parts.uri.path()),
+            None => parts.uri.path().to_owned(),
+        };
+        Self {
+            query,
+            form,
+            routed_path,
+            target: header(parts, "x-amz-target"),
+        }
+    }
+
+    fn recognize(&self, parts: &Parts, signing_name: &str) -> Option<Recognized<'static>> {
+        RoutingTable::builtin().recognize(&cairn_capture::Call {
+            signing_name: Some(signing_name),
+            method: parts.method.as_str(),
+            raw_path: &self.routed_path,
+            query: &self.query,
+            target: self.target,
+            form: &self.form,
+            headers: Some(&parts.headers),
+        })
+    }
+}
+
+/// Names a call that was refused before it could be served (its signature failed): its
+/// service, operation and category as the request claims them, so the refusal is recorded
+/// under the operation that was attempted. Nothing of its input is recorded.
+pub(crate) fn name_refused_call(call: &mut Call, parts: &Parts, body: &[u8], signing_name: &str) {
+    let view = RequestView::of(parts, body, signing_name);
+    let Some(found) = view.recognize(parts, signing_name) else {
+        return;
+    };
+    call.event_source = services::event_source(found.service);
+    call.event_name = services::event_name(&found.service.id, found.operation).to_owned();
+    call.read_only = is_read_only(found.operation);
+    call.event_category = services::event_category(&found.service.id, found.operation);
 }
 
 /// What the client is told when the call did not get an answer from its upstream.

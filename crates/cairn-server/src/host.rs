@@ -7,7 +7,7 @@ use std::sync::Arc;
 use cairn_capture::services::{
     AskingAs, BoxFuture, HostError, RecordedEvent, ServiceHost, Upstream,
 };
-use cairn_model::{LookupAttribute, LookupAttributeKey};
+use cairn_model::{LookupAttribute, LookupAttributeKey, StateChange};
 use cairn_store::{HistoryView, LookupQuery, StoredEvent};
 use serde_json::Value;
 
@@ -23,16 +23,36 @@ impl ServiceHost for Host {
         self.0.clock.now_millis()
     }
 
-    fn record(&self, events: Vec<RecordedEvent>) -> BoxFuture<'_, Result<(), HostError>> {
+    fn record(
+        &self,
+        events: Vec<RecordedEvent>,
+        changes: Vec<StateChange>,
+    ) -> BoxFuture<'_, Result<(), HostError>> {
+        let now = self.0.clock.now_millis();
         let calls = events
             .into_iter()
-            .map(|recorded| service_event(recorded.event, &recorded.account_id, &recorded.region))
+            .map(|recorded| {
+                service_event(recorded.event, &recorded.account_id, &recorded.region, now)
+            })
             .collect();
         Box::pin(async move {
             self.0
-                .record_all(calls)
+                .record_with_state(calls, changes)
                 .await
                 .map_err(|error| HostError(error.to_string()))
+        })
+    }
+
+    fn state(
+        &self,
+        namespace: &'static str,
+    ) -> BoxFuture<'_, Result<Vec<(String, String)>, HostError>> {
+        let store = self.0.store.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || store.state(namespace))
+                .await
+                .map_err(|error| HostError(error.to_string()))?
+                .map_err(|error| HostError(format!("cannot read the state: {error}")))
         })
     }
 

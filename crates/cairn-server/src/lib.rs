@@ -37,10 +37,11 @@ use cairn_upstream::Upstreams;
 
 pub use client_address::TrustedProxy;
 pub use next_token::TokenKey;
-pub use retention::run_retention_sweeper;
+pub use retention::{run_retention_sweeper, Retention};
 
-/// Bodies up to this are read whole (and recorded); larger ones are refused, or streamed
-/// when their signature covers a declared payload hash (S3 uploads).
+/// Bodies of calls to Cairn's own APIs (CloudTrail, STS) up to this are read whole; larger
+/// ones are refused. A gateway call's limit is its service's (`services::request_body_limit`),
+/// and past it a body streams when its signature covers a declared payload hash (S3).
 pub const MAX_REQUEST_BODY_BYTES: usize = 1 << 20;
 /// The largest body Cairn streams through: S3's limit for one PutObject or UploadPart.
 pub const MAX_STREAMED_BODY_BYTES: u64 = 5 << 30;
@@ -49,8 +50,8 @@ pub const MAX_STREAMED_BODY_BYTES: u64 = 5 << 30;
 pub struct ServerSettings {
     /// Region for events whose request named none (unsigned or malformed requests).
     pub default_region: String,
-    /// 0 keeps events forever.
-    pub retention_days: u32,
+    /// The data directory's retention (0 keeps events forever), followed as it changes.
+    pub retention: Retention,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<TrustedProxy>,
 }
@@ -59,7 +60,7 @@ impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             default_region: "us-east-1".to_owned(),
-            retention_days: 90,
+            retention: Retention::new(90),
             trusted_proxies: Vec::new(),
         }
     }

@@ -4,7 +4,8 @@ use cairn_auth::{Principal, PrincipalKind};
 use cairn_capture::services::{RecordResource, ServiceEvent};
 use cairn_model::{
     format_event_time, CloudTrailRecord, Field, IndexedEvent, Resource, SessionAttributes,
-    SessionContext, SessionIssuer, UserIdentity, UserIdentityType, WebIdFederationData,
+    SessionContext, SessionIssuer, StateChange, UserIdentity, UserIdentityType,
+    WebIdFederationData,
 };
 use cairn_wire::AwsError;
 use serde_json::{Map, Value};
@@ -13,6 +14,10 @@ use crate::AppState;
 
 /// CloudTrail truncates these fields at 1 KB.
 const MAX_SHORT_FIELD_BYTES: usize = 1024;
+/// CloudTrail leaves out `requestParameters` and `responseElements` larger than 100 KB, and
+/// `additionalEventData` larger than 28 KB ("CloudTrail record contents").
+const MAX_PARAMETERS_BYTES: usize = 100 * 1024;
+const MAX_ADDITIONAL_DATA_BYTES: usize = 28 * 1024;
 /// A presented (unverified) access key ID longer than this is not worth keeping whole.
 const MAX_PRESENTED_KEY_BYTES: usize = 128;
 
@@ -34,6 +39,9 @@ pub enum Caller {
 /// One call, ready to be recorded.
 #[derive(Clone, Debug)]
 pub struct Call {
+    /// When the request arrived (epoch ms): the record's `eventTime`, however long the call
+    /// then took.
+    pub arrived_millis: i64,
     pub event_source: String,
     pub event_name: String,
     pub region: String,
@@ -60,7 +68,7 @@ pub struct Call {
 /// An `AwsServiceEvent` about one resource, in the envelope Secrets Manager's own service
 /// events have: the service as `invokedBy`, source and agent; the resource as
 /// `additionalEventData.SecretId`; no parameters or response.
-pub fn service_event(event: ServiceEvent, account_id: &str, region: &str) -> Call {
+pub fn service_event(event: ServiceEvent, account_id: &str, region: &str, at_millis: i64) -> Call {
     let ServiceEvent {
         event_source,
         event_name,
@@ -73,6 +81,7 @@ pub fn service_event(event: ServiceEvent, account_id: &str, region: &str) -> Cal
         uuid::Uuid::new_v4().to_string()
     };
     Call {
+        arrived_millis: at_millis,
         event_source: event_source.to_owned(),
         event_name: event_name.to_owned(),
         region: region.to_owned(),
@@ -105,6 +114,16 @@ impl AppState {
     /// Appends the calls' events in one commit (a call and the service events it causes
     /// are stored together or not at all) and returns once they are durable.
     pub async fn record_all(&self, calls: Vec<Call>) -> Result<(), AwsError> {
+        self.record_with_state(calls, Vec::new()).await
+    }
+
+    /// As [`AppState::record_all`], with the state changes the calls bring in the same
+    /// commit.
+    pub async fn record_with_state(
+        &self,
+        calls: Vec<Call>,
+        changes: Vec<StateChange>,
+    ) -> Result<(), AwsError> {
         let events = calls
             .into_iter()
             .map(|call| IndexedEvent::from_record(&self.build_record(call)))
@@ -115,7 +134,7 @@ impl AppState {
             })?;
         // Submitting only queues the events for the writer; the task then awaits the group
         // commit without holding a thread.
-        let appended = match self.store.submit(events) {
+        let appended = match self.store.submit_with_state(events, changes) {
             Ok(pending) => pending.completion().await,
             Err(error) => Err(error),
         };
@@ -161,13 +180,13 @@ impl AppState {
             None => (Field::Absent, Field::Absent),
         };
         let present_or_null = |value: Option<Value>| match value {
-            Some(value) => Field::Present(value),
-            None => Field::Null,
+            Some(value) if fits(&value, MAX_PARAMETERS_BYTES) => Field::Present(value),
+            _ => Field::Null,
         };
         CloudTrailRecord {
             event_version: Field::Present("1.11".to_owned()),
             user_identity: Field::Present(identity),
-            event_time: Field::Present(format_event_time(self.clock.now_millis())),
+            event_time: Field::Present(format_event_time(call.arrived_millis)),
             event_source: Field::Present(call.event_source),
             event_name: Field::Present(call.event_name),
             aws_region: Field::Present(call.region),
@@ -184,7 +203,9 @@ impl AppState {
             event_id: Field::Present(self.ids.new_id()),
             read_only: Field::Present(call.read_only),
             event_type: Field::Present(call.event_type.to_owned()),
-            additional_event_data: call.additional_event_data.into(),
+            additional_event_data: additional_event_data(&call.caller, call.additional_event_data)
+                .filter(|data| fits(data, MAX_ADDITIONAL_DATA_BYTES))
+                .into(),
             service_event_details: call.service_event_details.into(),
             api_version: call.api_version.map(str::to_owned).into(),
             management_event: Field::Present(call.event_category == "Management"),
@@ -263,6 +284,16 @@ fn user_identity(principal: &Principal) -> UserIdentity {
                 ..SessionContext::default()
             }),
         ),
+        // Nobody verified who this is: only what the request presented.
+        PrincipalKind::Unverified => {
+            return UserIdentity {
+                identity_type: Field::Present(UserIdentityType::Unknown),
+                principal_id: Field::Present(principal.principal_id.clone()),
+                account_id: Field::Present(principal.account_id.clone()),
+                access_key_id: Field::Present(principal.access_key_id.clone()),
+                ..UserIdentity::default()
+            }
+        }
     };
     UserIdentity {
         identity_type: Field::Present(identity_type),
@@ -274,6 +305,46 @@ fn user_identity(principal: &Principal) -> UserIdentity {
         session_context,
         ..UserIdentity::default()
     }
+}
+
+/// What the record adds to the service's own `additionalEventData`: that the signature was
+/// not verified, when a development mode let the caller in unchecked.
+fn additional_event_data(caller: &Caller, data: Option<Value>) -> Option<Value> {
+    let Caller::Verified(principal) = caller else {
+        return data;
+    };
+    if principal.is_verified() {
+        return data;
+    }
+    let mut data = match data {
+        Some(Value::Object(members)) => members,
+        _ => Map::new(),
+    };
+    data.insert("signatureVerified".to_owned(), Value::Bool(false));
+    data.insert(
+        "signatureNotVerifiedBecause".to_owned(),
+        Value::String("Cairn runs with accept_any_credentials: unknown access keys are let in without a signature check".to_owned()),
+    );
+    Some(Value::Object(data))
+}
+
+/// Whether `value` written as JSON takes at most `max` bytes.
+fn fits(value: &Value, max: usize) -> bool {
+    struct Budget(usize);
+    impl std::io::Write for Budget {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 = self
+                .0
+                .checked_sub(bytes.len())
+                .ok_or(std::io::ErrorKind::Other)?;
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    // Counts as it writes and stops at the budget: a huge value is not written out whole.
+    serde_json::to_writer(Budget(max), value).is_ok()
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary.
@@ -290,6 +361,15 @@ fn truncate(text: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn values_fit_their_budget_or_do_not() {
+        let value = serde_json::json!({"data": "x".repeat(100)});
+        assert!(super::fits(&value, 200));
+        assert!(!super::fits(&value, 50));
+        let huge = serde_json::json!({"records": vec!["y".repeat(1024); 200]});
+        assert!(!super::fits(&huge, super::MAX_PARAMETERS_BYTES));
+    }
+
     #[test]
     fn truncates_on_char_boundaries() {
         assert_eq!(super::truncate("héllo", 2), "h");

@@ -136,7 +136,7 @@ fn refused(caller: &Principal, refusal: StsRefusal) -> AwsError {
             AwsError::new("AccessDenied", refusal.to_string()).with_status(StatusCode::FORBIDDEN)
         }
         StsRefusal::DurationTooLong => AwsError::new("ValidationError", refusal.to_string()),
-        StsRefusal::SessionCredentials => {
+        StsRefusal::SessionCredentials | StsRefusal::Unverified => {
             AwsError::new("AccessDenied", refusal.to_string()).with_status(StatusCode::FORBIDDEN)
         }
     }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use cairn_auth::{CredentialStore, DeclaredUser, SecretAccessKey};
-use cairn_capture::services::{end_due_deletions, ServiceEvent};
-use cairn_model::{FixedClock, IndexedEvent, LookupAttributeKey, TimeOrderedIds};
+use cairn_capture::services::{end_due_deletions, CapturedCall, ServiceEvent};
+use cairn_model::{FixedClock, IndexedEvent, LookupAttributeKey, StateChange, TimeOrderedIds};
 use cairn_store::{
     AppendOutcome, EventStore, HistoryView, LookupPage, LookupQuery, PendingAppend,
     SqliteEventStore, StoreError,
@@ -45,6 +45,22 @@ impl EventStore for FlakyStore {
         }
         self.inner.submit(events)
     }
+    fn submit_with_state(
+        &self,
+        events: Vec<IndexedEvent>,
+        changes: Vec<StateChange>,
+    ) -> Result<PendingAppend, StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::WriterStopped);
+        }
+        self.inner.submit_with_state(events, changes)
+    }
+    fn state(&self, namespace: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.inner.state(namespace)
+    }
+    fn count_older_than(&self, cutoff: i64) -> Result<u64, StoreError> {
+        self.inner.count_older_than(cutoff)
+    }
     fn flush(&self) -> Result<(), StoreError> {
         self.inner.flush()
     }
@@ -78,6 +94,7 @@ fn harness(retention_days: u32) -> Harness {
         &[],
         "us-east-1",
         "http://localhost",
+        None,
     )
     .unwrap();
     let store = Arc::new(FlakyStore {
@@ -95,7 +112,7 @@ fn harness(retention_days: u32) -> Harness {
         next_tokens: Arc::new(TokenKey::random()),
         settings: Arc::new(ServerSettings {
             default_region: "us-east-1".into(),
-            retention_days,
+            retention: crate::Retention::new(retention_days),
             trusted_proxies: Vec::new(),
         }),
         upstreams: Arc::new(cairn_upstream::Upstreams::new(
@@ -295,38 +312,61 @@ async fn a_recovery_window_that_ends_unrestored_records_end_secret_version_delet
     harness.state.clock = clock.clone();
     let state = &harness.state;
     let window_end = NOW + 7 * 86_400_000;
-    let start = |secret: &str| {
-        recorder::service_event(
-            ServiceEvent {
-                event_source: "secretsmanager.amazonaws.com",
-                event_name: "StartSecretVersionDelete",
-                resource_arn: secret.to_owned(),
-                details: Some(
-                    json!({ "deletionDate": cairn_model::format_event_time(window_end) }),
-                ),
-            },
-            "111122223333",
-            "us-east-1",
-        )
+    // A call as the gateway records it: the rules' service events and state changes go
+    // into one commit.
+    let record_call = |operation: &str, secret: &str, answer: Value, at: i64| {
+        let mut call = CapturedCall {
+            service_id: "secretsmanager".into(),
+            operation: operation.into(),
+            region: "us-east-1".into(),
+            account_id: "111122223333".into(),
+            request_parameters: Some(json!({ "secretId": secret })),
+            upstream_response: Some(answer),
+            succeeded: true,
+            ..CapturedCall::default()
+        };
+        cairn_capture::services::apply(&mut call);
+        let events = call
+            .service_events
+            .iter()
+            .cloned()
+            .map(|event| recorder::service_event(event, "111122223333", "us-east-1", at))
+            .collect();
+        state.record_with_state(events, call.state_changes)
     };
     let kept = "arn:aws:secretsmanager:us-east-1:111122223333:secret:kept-AbCdEf";
     let gone = "arn:aws:secretsmanager:us-east-1:111122223333:secret:gone-AbCdEf";
-    state.record(start(kept)).await.unwrap();
-    state.record(start(gone)).await.unwrap();
-    clock.set(NOW + 86_400_000);
+    for secret in [kept, gone] {
+        let answer = json!({ "arn": secret, "deletionDate": window_end as f64 / 1000.0 });
+        record_call("DeleteSecret", secret, answer, NOW)
+            .await
+            .unwrap();
+    }
+    // An imported StartSecretVersionDelete (one AWS recorded, not Cairn) schedules nothing.
+    let imported = "arn:aws:secretsmanager:us-east-1:111122223333:secret:imported-AbCdEf";
     state
         .record(recorder::service_event(
             ServiceEvent {
                 event_source: "secretsmanager.amazonaws.com",
-                event_name: "CancelSecretVersionDelete",
-                resource_arn: kept.to_owned(),
-                details: None,
+                event_name: "StartSecretVersionDelete",
+                resource_arn: imported.to_owned(),
+                details: Some(json!({ "deletionDate": cairn_model::format_event_time(NOW) })),
             },
             "111122223333",
             "us-east-1",
+            NOW,
         ))
         .await
         .unwrap();
+    clock.set(NOW + 86_400_000);
+    record_call(
+        "RestoreSecret",
+        kept,
+        json!({ "arn": kept }),
+        NOW + 86_400_000,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         end_due_deletions(&Host(state.clone())).await.unwrap(),
         0,
@@ -344,7 +384,11 @@ async fn a_recovery_window_that_ends_unrestored_records_end_secret_version_delet
         .iter()
         .filter(|event| event["eventName"] == "EndSecretVersionDelete")
         .collect();
-    assert_eq!(ends.len(), 1);
+    assert_eq!(
+        ends.len(),
+        1,
+        "not for the restored secret, nor the imported one"
+    );
     let end = ends[0];
     assert_eq!(end["additionalEventData"], json!({ "SecretId": gone }));
     assert_eq!(end["eventType"], "AwsServiceEvent");

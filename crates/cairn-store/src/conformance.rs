@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cairn_model::{
-    CloudTrailRecord, EventCategory, IndexedEvent, LookupAttribute, LookupAttributeKey,
+    CloudTrailRecord, EventCategory, IndexedEvent, LookupAttribute, LookupAttributeKey, StateChange,
 };
 use serde_json::json;
 
@@ -354,6 +354,52 @@ pub fn events_survive_reopening<S: EventStore>(open: impl Fn(&Path) -> S) {
     assert_eq!(ids(&store, &query(None, 50)), ["kept"]);
 }
 
+pub fn state_is_committed_with_events_and_survives_reopening<S: EventStore>(
+    open: impl Fn(&Path) -> S,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        assert!(store.state("schedules").unwrap().is_empty());
+        store
+            .submit_with_state(
+                vec![sample_event("started", 100, "Start", "alice", "AKIA1")],
+                vec![
+                    StateChange::put("schedules", "b", "due at 200"),
+                    StateChange::put("schedules", "a", "due at 300"),
+                    StateChange::put("settings", "retention_days", "7"),
+                ],
+            )
+            .unwrap()
+            .wait()
+            .unwrap();
+        store
+            .submit_with_state(
+                Vec::new(),
+                vec![
+                    StateChange::put("schedules", "a", "due at 400"),
+                    StateChange::remove("schedules", "b"),
+                    StateChange::remove("schedules", "never there"),
+                ],
+            )
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(store.count_older_than(101_000).unwrap(), 1);
+        assert_eq!(store.count_older_than(100_000).unwrap(), 0);
+    }
+    let store = open(dir.path());
+    assert_eq!(ids(&store, &query(None, 50)), ["started"]);
+    assert_eq!(
+        store.state("schedules").unwrap(),
+        [("a".to_owned(), "due at 400".to_owned())]
+    );
+    assert_eq!(
+        store.state("settings").unwrap(),
+        [("retention_days".to_owned(), "7".to_owned())]
+    );
+}
+
 /// Generates one `#[test]` per conformance check for a backend. `$open` is any expression
 /// callable as `Fn(&Path) -> impl EventStore`.
 #[macro_export]
@@ -411,6 +457,10 @@ macro_rules! event_store_conformance {
             #[test]
             fn events_survive_reopening() {
                 checks::events_survive_reopening($open);
+            }
+            #[test]
+            fn state_is_committed_with_events_and_survives_reopening() {
+                checks::state_is_committed_with_events_and_survives_reopening($open);
             }
         }
     };

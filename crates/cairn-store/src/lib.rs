@@ -3,6 +3,9 @@
 //! from the store's own records, and the conformance suite that every backend must
 //! pass unchanged (so a PostgreSQL backend can follow without touching callers).
 //!
+//! Beside the events it keeps named state (`state`: the data directory's settings,
+//! schedules), changed only in the same commits as events.
+//!
 //! Invariants: an append returns only after its events are on disk (fsync'd; one sync is
 //! shared by every append waiting at that moment). Nothing but [`EventStore::sweep_older_than`]
 //! removes an event, and nothing changes one. The store knows records only as
@@ -10,9 +13,10 @@
 
 mod compression;
 pub mod conformance;
+pub mod retention;
 mod sqlite;
 
-use cairn_model::{EventCategory, IndexedEvent, LookupAttribute};
+use cairn_model::{EventCategory, IndexedEvent, LookupAttribute, StateChange};
 
 pub use compression::TrainingSchedule;
 pub use sqlite::{SqliteEventStore, SyncMode};
@@ -29,6 +33,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("record compression failed: {0}")]
     Compression(String),
+    /// A change the store will not make without an explicit act (it would remove events).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// The two views Event history offers: management events (the default) and Insights events
@@ -180,6 +187,20 @@ pub trait EventStore: Send + Sync + 'static {
     fn submit(&self, events: Vec<IndexedEvent>) -> Result<PendingAppend, StoreError> {
         Ok(PendingAppend::settled(self.append(events)))
     }
+
+    /// As [`EventStore::submit`], with changes to the state kept beside the events, all in
+    /// one commit: the events and the changes are durable together, or none of them is.
+    fn submit_with_state(
+        &self,
+        events: Vec<IndexedEvent>,
+        changes: Vec<StateChange>,
+    ) -> Result<PendingAppend, StoreError>;
+
+    /// Every entry of a state namespace, by key.
+    fn state(&self, namespace: &str) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// How many events are older than `cutoff_millis`: what a retention sweep would remove.
+    fn count_older_than(&self, cutoff_millis: i64) -> Result<u64, StoreError>;
 
     /// Makes every append so far durable. A store opened for serving is always durable, and
     /// this is a no-op there.

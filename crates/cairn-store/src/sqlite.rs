@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use cairn_model::{EventCategory, IndexedEvent, LookupAttributeKey};
+use cairn_model::{EventCategory, IndexedEvent, LookupAttributeKey, StateChange};
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -60,6 +60,12 @@ CREATE TABLE IF NOT EXISTS record_dictionaries (
     dict_id    INTEGER NOT NULL UNIQUE,
     dictionary BLOB    NOT NULL
 );
+CREATE TABLE IF NOT EXISTS state (
+    namespace TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    value     TEXT NOT NULL,
+    PRIMARY KEY (namespace, key)
+) WITHOUT ROWID;
 ";
 
 /// The indexed fields (name, source, user, key, resources) are not stored twice: a read
@@ -77,6 +83,8 @@ struct PreparedEvent {
 
 struct AppendRequest {
     events: Vec<PreparedEvent>,
+    /// Applied in the same transaction, after the events.
+    state: Vec<StateChange>,
     reply: AppendReply,
 }
 
@@ -453,6 +461,18 @@ fn write_group(
         for (value_id, category, event_time, seq) in lookup_rows {
             insert_lookup.execute(params![value_id, category, event_time, seq])?;
         }
+        let mut put_state = transaction.prepare_cached(
+            "INSERT INTO state (namespace, key, value) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value",
+        )?;
+        let mut remove_state =
+            transaction.prepare_cached("DELETE FROM state WHERE namespace = ?1 AND key = ?2")?;
+        for change in group.iter().flat_map(|request| &request.state) {
+            match &change.value {
+                Some(value) => put_state.execute(params![change.namespace, change.key, value])?,
+                None => remove_state.execute(params![change.namespace, change.key])?,
+            };
+        }
     }
     match transaction.commit() {
         Ok(()) => value_ids.committed(),
@@ -712,7 +732,15 @@ impl EventStore for SqliteEventStore {
     }
 
     fn submit(&self, events: Vec<IndexedEvent>) -> Result<PendingAppend, StoreError> {
-        if events.is_empty() {
+        self.submit_with_state(events, Vec::new())
+    }
+
+    fn submit_with_state(
+        &self,
+        events: Vec<IndexedEvent>,
+        state: Vec<StateChange>,
+    ) -> Result<PendingAppend, StoreError> {
+        if events.is_empty() && state.is_empty() {
             return Ok(PendingAppend::settled(Ok(AppendOutcome::default())));
         }
         let events = events
@@ -730,7 +758,11 @@ impl EventStore for SqliteEventStore {
             let writer = self.writer.lock().map_err(|_| poisoned())?;
             let writer = writer.as_ref().ok_or(StoreError::WriterStopped)?;
             writer
-                .send(WriterMessage::Append(AppendRequest { events, reply }))
+                .send(WriterMessage::Append(AppendRequest {
+                    events,
+                    state,
+                    reply,
+                }))
                 .map_err(|_| StoreError::WriterStopped)?;
         }
         Ok(pending)
@@ -889,6 +921,28 @@ impl EventStore for SqliteEventStore {
         self.with_reader(|connection| {
             let count: i64 =
                 connection.query_row("SELECT count(*) FROM events", [], |row| row.get(0))?;
+            Ok(count as u64)
+        })
+    }
+
+    fn state(&self, namespace: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.with_reader(|connection| {
+            let mut statement = connection
+                .prepare_cached("SELECT key, value FROM state WHERE namespace = ?1 ORDER BY key")?;
+            let rows = statement
+                .query_map([namespace], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn count_older_than(&self, cutoff_millis: i64) -> Result<u64, StoreError> {
+        self.with_reader(|connection| {
+            let count: i64 = connection.query_row(
+                "SELECT count(*) FROM events WHERE event_time < ?1",
+                [cutoff_millis],
+                |row| row.get(0),
+            )?;
             Ok(count as u64)
         })
     }

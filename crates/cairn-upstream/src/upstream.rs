@@ -32,7 +32,7 @@ const HOP_BY_HOP: [&str; 8] = [
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum GatewayError {
-    #[error("no upstream is configured for service {0}")]
+    #[error("Cairn has no upstream for service {0}: start it with --upstream URL (or an [upstreams] entry) to forward this service's calls")]
     NoUpstream(String),
     #[error("the upstream could not be reached: {0}")]
     Unreachable(String),

@@ -221,6 +221,12 @@ impl AwsError {
                 "InvalidSignatureException",
                 format!("Signature not yet current: {signed} is still later than {latest} ({now} + 15 min.)"),
             ),
+            // S3's answer to the same request (`HeadersNotSigned`).
+            SignatureError::HeadersNotSigned { names, .. } => Self::new(
+                "AccessDenied",
+                format!("There were headers present in the request which were not signed: {}", names.join(", ")),
+            )
+            .with_status(StatusCode::FORBIDDEN),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod form;
 pub mod protocol;
 mod signing;
+mod sigv2;
 pub mod sigv4;
 pub mod sts;
 pub mod xml;

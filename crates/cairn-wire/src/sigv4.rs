@@ -51,6 +51,13 @@ pub enum SignatureError {
         earliest: String,
         now: String,
     },
+    /// `host` or an `x-amz-*` header the request carries is not covered by its signature:
+    /// such a header could have been added to a captured request by anyone.
+    #[error("headers not signed: {names:?}")]
+    HeadersNotSigned {
+        access_key_id: String,
+        names: Vec<String>,
+    },
     #[error("signature not yet current: {signed} is still later than {latest}")]
     NotYetCurrent {
         access_key_id: String,
@@ -67,6 +74,7 @@ impl SignatureError {
             Self::Missing | Self::Incomplete(_) => None,
             Self::UnknownAccessKey { access_key_id }
             | Self::Mismatch { access_key_id }
+            | Self::HeadersNotSigned { access_key_id, .. }
             | Self::Expired { access_key_id, .. }
             | Self::NotYetCurrent { access_key_id, .. } => Some(access_key_id),
         }
@@ -109,7 +117,10 @@ pub fn declared_payload(headers: &HeaderMap) -> Result<DeclaredPayload, InvalidD
     let Some(value) = headers.get("x-amz-content-sha256") else {
         return Ok(DeclaredPayload::Absent);
     };
-    let value = value.to_str().map_err(|_| InvalidDeclaredPayload)?;
+    parse_declared_payload(value.to_str().map_err(|_| InvalidDeclaredPayload)?)
+}
+
+fn parse_declared_payload(value: &str) -> Result<DeclaredPayload, InvalidDeclaredPayload> {
     let chunked = |framing| Ok(DeclaredPayload::Chunked(framing));
     match value {
         "UNSIGNED-PAYLOAD" => return Ok(DeclaredPayload::Unsigned),
@@ -207,6 +218,46 @@ pub struct VerifiedSignature {
     pub session_token: Option<String>,
     /// For a body of signed chunks: what its chunk signatures are checked with.
     pub chunk_signing: Option<ChunkSigning>,
+    /// False only for a request let in without a check (see [`accept_unchecked`]).
+    pub signature_checked: bool,
+}
+
+impl VerifiedSignature {
+    /// The check `declared` calls for on this request's body. A request let in unchecked
+    /// has no signing key, so its signed chunks cannot be checked and are not.
+    pub fn payload_check(
+        &self,
+        declared: DeclaredPayload,
+        headers: &HeaderMap,
+    ) -> Result<Option<PayloadCheck>, PayloadError> {
+        if !self.signature_checked
+            && matches!(
+                declared,
+                DeclaredPayload::Chunked(ChunkFraming::Signed { .. })
+            )
+        {
+            return Ok(None);
+        }
+        PayloadCheck::for_declared(declared, self.chunk_signing.as_ref(), headers)
+    }
+}
+
+/// What a request claims, taken as if verified, without its signature being checked: for
+/// the development mode that lets unknown keys in. Its date must still parse.
+pub fn accept_unchecked(claim: &SignatureClaim) -> Result<VerifiedSignature, SignatureError> {
+    let signed_at = match claim.legacy_expires_at {
+        Some(_) => Utc::now(),
+        None => parse_amz_date(&claim.amz_date)?,
+    };
+    Ok(VerifiedSignature {
+        access_key_id: claim.access_key_id.clone(),
+        region: claim.region.clone(),
+        service: claim.service.clone(),
+        signed_at,
+        session_token: claim.session_token.clone(),
+        chunk_signing: None,
+        signature_checked: false,
+    })
 }
 
 /// The credential scope and signature the request claims, before any secret is consulted.
@@ -221,6 +272,47 @@ pub struct SignatureClaim {
     pub amz_date: String,
     pub presigned_expires: Option<i64>,
     pub session_token: Option<String>,
+    /// A presigned URL's `X-Amz-Content-Sha256`, when it names one.
+    pub presigned_payload: Option<String>,
+    /// For an S3 URL presigned with Signature Version 2: when it expires (epoch seconds).
+    pub legacy_expires_at: Option<i64>,
+}
+
+impl SignatureClaim {
+    /// What the signature says of the body. A header-signed request declares it in its
+    /// `x-amz-content-sha256` header; a presigned URL may name it in its query, and an S3
+    /// presigned URL that does not is `UNSIGNED-PAYLOAD` (what botocore's presigner signs).
+    pub fn declared_payload(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<DeclaredPayload, InvalidDeclaredPayload> {
+        if self.legacy_expires_at.is_some() {
+            // SigV2 signs no payload.
+            return Ok(DeclaredPayload::Unsigned);
+        }
+        if self.presigned_expires.is_none() {
+            return declared_payload(headers);
+        }
+        match &self.presigned_payload {
+            Some(value) => parse_declared_payload(value),
+            None if self.service == "s3" => Ok(DeclaredPayload::Unsigned),
+            None => Ok(DeclaredPayload::Absent),
+        }
+    }
+
+    /// The payload hash of the canonical request: as declared, or the body's own.
+    fn payload_hash(&self, request: &SignedRequest<'_>) -> String {
+        let declared = if self.presigned_expires.is_none() {
+            header_text(request.headers, "x-amz-content-sha256").map(str::to_owned)
+        } else {
+            match &self.presigned_payload {
+                Some(value) => Some(value.clone()),
+                None if self.service == "s3" => Some("UNSIGNED-PAYLOAD".to_owned()),
+                None => None,
+            }
+        };
+        declared.unwrap_or_else(|| hex::encode(Sha256::digest(request.body)))
+    }
 }
 
 /// Reads the claim from the `Authorization` header or the presigned query parameters.
@@ -234,6 +326,9 @@ pub fn parse_claim(request: &SignedRequest<'_>) -> Result<SignatureClaim, Signat
     }
     if query.iter().any(|(key, _)| key == "X-Amz-Algorithm") {
         return parse_presigned_query(&query);
+    }
+    if let Some(claim) = crate::sigv2::parse_query(&query) {
+        return claim;
     }
     Err(SignatureError::Missing)
 }
@@ -311,14 +406,16 @@ fn parse_presigned_query(query: &[(String, String)]) -> Result<SignatureClaim, S
             "X-Amz-Expires must be between 1 and {MAX_PRESIGN_EXPIRES_SECS} seconds"
         )));
     }
-    build_claim(
+    let mut claim = build_claim(
         get("X-Amz-Credential")?,
         get("X-Amz-SignedHeaders")?,
         get("X-Amz-Signature")?,
         get("X-Amz-Date")?.to_owned(),
         Some(expires),
         get("X-Amz-Security-Token").ok().map(str::to_owned),
-    )
+    )?;
+    claim.presigned_payload = get("X-Amz-Content-Sha256").ok().map(str::to_owned);
+    Ok(claim)
 }
 
 fn build_claim(
@@ -364,6 +461,8 @@ fn build_claim(
         amz_date,
         presigned_expires,
         session_token,
+        presigned_payload: None,
+        legacy_expires_at: None,
     })
 }
 
@@ -375,6 +474,9 @@ pub fn verify<S: AsRef<str>>(
     secret_for: impl FnOnce(&str) -> Option<S>,
 ) -> Result<VerifiedSignature, SignatureError> {
     let claim = parse_claim(request)?;
+    if let Some(expires_at) = claim.legacy_expires_at {
+        return verify_legacy(request, claim, expires_at, now, secret_for);
+    }
     let signed_at = parse_amz_date(&claim.amz_date)?;
     if !claim.amz_date.starts_with(&claim.date) {
         return Err(SignatureError::Incomplete(format!(
@@ -384,6 +486,7 @@ pub fn verify<S: AsRef<str>>(
         )));
     }
     check_time(&claim, signed_at, now)?;
+    check_signed_headers(request.headers, &claim)?;
     let Some(secret) = secret_for(&claim.access_key_id) else {
         return Err(SignatureError::UnknownAccessKey {
             access_key_id: claim.access_key_id,
@@ -397,7 +500,7 @@ pub fn verify<S: AsRef<str>>(
         });
     }
     let signs_chunks = matches!(
-        declared_payload(request.headers),
+        claim.declared_payload(request.headers),
         Ok(DeclaredPayload::Chunked(ChunkFraming::Signed { .. }))
     );
     let chunk_signing = (signs_chunks && claim.presigned_expires.is_none()).then(|| {
@@ -415,6 +518,72 @@ pub fn verify<S: AsRef<str>>(
         signed_at,
         session_token: claim.session_token,
         chunk_signing,
+        signature_checked: true,
+    })
+}
+
+/// SigV2 query authentication (S3 presigned URLs made by botocore's default presigner).
+fn verify_legacy<S: AsRef<str>>(
+    request: &SignedRequest<'_>,
+    claim: SignatureClaim,
+    expires_at: i64,
+    now: DateTime<Utc>,
+    secret_for: impl FnOnce(&str) -> Option<S>,
+) -> Result<VerifiedSignature, SignatureError> {
+    let expires = DateTime::from_timestamp(expires_at, 0).unwrap_or_default();
+    if now > expires {
+        let format = |time: DateTime<Utc>| time.format(AMZ_DATE_FORMAT).to_string();
+        return Err(SignatureError::Expired {
+            access_key_id: claim.access_key_id,
+            signed: format(expires),
+            earliest: format(now),
+            now: format(now),
+        });
+    }
+    let Some(secret) = secret_for(&claim.access_key_id) else {
+        return Err(SignatureError::UnknownAccessKey {
+            access_key_id: claim.access_key_id,
+        });
+    };
+    if !crate::sigv2::signature_matches(request, &claim, secret.as_ref()) {
+        return Err(SignatureError::Mismatch {
+            access_key_id: claim.access_key_id,
+        });
+    }
+    Ok(VerifiedSignature {
+        access_key_id: claim.access_key_id,
+        region: claim.region,
+        service: claim.service,
+        signed_at: now,
+        session_token: claim.session_token,
+        chunk_signing: None,
+        signature_checked: true,
+    })
+}
+
+/// As AWS requires, `host` and every `x-amz-*` header the request carries must be signed;
+/// otherwise a captured request could be replayed with headers that change what it does
+/// (`x-amz-copy-source` turns a PutObject into a CopyObject).
+fn check_signed_headers(headers: &HeaderMap, claim: &SignatureClaim) -> Result<(), SignatureError> {
+    let signed = |name: &str| claim.signed_headers.iter().any(|signed| signed == name);
+    let mut names: Vec<String> = headers
+        .keys()
+        .map(|name| name.as_str())
+        .filter(|name| name.starts_with("x-amz-") || *name == "host")
+        .filter(|name| !signed(name))
+        .map(str::to_owned)
+        .collect();
+    if !signed("host") && !names.iter().any(|name| name == "host") {
+        names.push("host".to_owned());
+    }
+    if names.is_empty() {
+        return Ok(());
+    }
+    names.sort();
+    names.dedup();
+    Err(SignatureError::HeadersNotSigned {
+        access_key_id: claim.access_key_id.clone(),
+        names,
     })
 }
 
@@ -526,6 +695,8 @@ pub fn authorization_header(
         amz_date,
         presigned_expires: None,
         session_token: None,
+        presigned_payload: None,
+        legacy_expires_at: None,
     };
     let signature = expected_signature(request, &claim, secret)?;
     Ok(format!(
@@ -606,10 +777,7 @@ pub fn canonical_request(
         canonical_headers.push_str(&values.join(","));
         canonical_headers.push('\n');
     }
-    let payload_hash = match header_text(request.headers, "x-amz-content-sha256") {
-        Some(hash) => hash.to_owned(),
-        None => hex::encode(Sha256::digest(request.body)),
-    };
+    let payload_hash = claim.payload_hash(request);
     Ok(format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
         request.method.as_str(),
@@ -769,6 +937,65 @@ mod tests {
             check("20150830T123701Z"),
             Err(SignatureError::Expired { .. })
         ));
+    }
+
+    #[test]
+    fn host_and_every_amz_header_must_be_signed() {
+        let mut headers = get_vanilla();
+        headers.insert(
+            "x-amz-copy-source",
+            HeaderValue::from_static("/other/object"),
+        );
+        let refused = verify(&request(&headers, ""), at("20150830T123600Z"), |_| {
+            Some(SECRET)
+        });
+        assert_eq!(
+            refused,
+            Err(SignatureError::HeadersNotSigned {
+                access_key_id: "AKIDEXAMPLE".into(),
+                names: vec!["x-amz-copy-source".into()]
+            })
+        );
+        // Other unsigned headers (a proxy's, the user agent) are not the signature's concern.
+        let mut headers = get_vanilla();
+        headers.insert("user-agent", HeaderValue::from_static("e2e"));
+        headers.insert("x-forwarded-for", HeaderValue::from_static("192.0.2.1"));
+        assert!(
+            verify(&request(&headers, ""), at("20150830T123600Z"), |_| Some(
+                SECRET
+            ))
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn an_s3_presigned_url_signs_unsigned_payload_as_awss_example_shows() {
+        // AWS's example in "Authenticating Requests: Using Query Parameters": a presigned
+        // S3 GET, whose canonical request ends in the literal UNSIGNED-PAYLOAD.
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "host",
+            HeaderValue::from_static("examplebucket.s3.amazonaws.com"),
+        );
+        let query = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404";
+        let request = SignedRequest {
+            method: &Method::GET,
+            raw_path: "/test.txt",
+            raw_query: query,
+            headers: &headers,
+            body: b"",
+        };
+        let verified = verify(&request, at("20130524T000100Z"), |_| {
+            Some("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+        })
+        .unwrap();
+        assert_eq!(verified.service, "s3");
+        let claim = parse_claim(&request).unwrap();
+        assert_eq!(
+            claim.declared_payload(&headers),
+            Ok(DeclaredPayload::Unsigned),
+            "the body of a presigned S3 request is not checked"
+        );
     }
 
     #[test]

@@ -12,7 +12,6 @@ use serde::Deserialize;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4590";
 pub const DEFAULT_DATA_DIR: &str = "./cairn-data";
-pub const DEFAULT_RETENTION_DAYS: u32 = 90;
 pub const DEFAULT_REGION: &str = "us-east-1";
 
 #[derive(clap::Args, Debug, Default)]
@@ -23,7 +22,8 @@ pub struct Overrides {
     /// Data directory (event store, identities, credentials) [default: ./cairn-data]
     #[arg(long, env = "CAIRN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Days of event history to keep; 0 keeps events forever [default: 90]
+    /// Days of event history to keep; 0 keeps events forever. The data directory keeps its
+    /// own (90 for a new one): this may lengthen it, never shorten it [see `cairn retention`]
     #[arg(long, env = "CAIRN_RETENTION_DAYS")]
     pub retention_days: Option<u32>,
     /// Region written to DIR/config and used for requests that name none [default: us-east-1]
@@ -32,6 +32,14 @@ pub struct Overrides {
     /// Where calls for services Cairn does not serve go (moto_server, LocalStack, ...)
     #[arg(long, env = "CAIRN_UPSTREAM")]
     pub upstream: Option<String>,
+    /// The account of the administrator created on first start, and of unknown callers
+    /// [default: a random 12-digit account]
+    #[arg(long, env = "CAIRN_ACCOUNT_ID")]
+    pub account_id: Option<String>,
+    /// DEVELOPMENT ONLY: let access keys Cairn does not know in without checking their
+    /// signature (recorded as unverified)
+    #[arg(long, env = "CAIRN_ACCEPT_ANY_CREDENTIALS")]
+    pub accept_any_credentials: bool,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -42,6 +50,8 @@ struct FileSettings {
     retention_days: Option<u32>,
     region: Option<String>,
     upstream: Option<String>,
+    account_id: Option<String>,
+    accept_any_credentials: Option<bool>,
     #[serde(default)]
     upstreams: std::collections::BTreeMap<String, String>,
     upstream_timeout_secs: Option<u64>,
@@ -59,7 +69,8 @@ struct FileSettings {
 pub struct Settings {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
-    pub retention_days: u32,
+    /// The retention asked for, if any: the data directory's own is settled against it.
+    pub retention_days: Option<u32>,
     pub region: String,
     pub users: Vec<DeclaredUser>,
     /// Roles that STS AssumeRole can hand out sessions of.
@@ -71,6 +82,10 @@ pub struct Settings {
     pub upstream: Option<http::Uri>,
     pub upstreams: std::collections::BTreeMap<String, http::Uri>,
     pub upstream_timeout_secs: u64,
+    /// The account of the administrator created on first start, and of unknown callers.
+    pub account_id: Option<String>,
+    /// Development mode: unknown access keys are let in without a signature check.
+    pub accept_any_credentials: bool,
     /// How often a Secrets Manager rotation the upstream runs after answering is looked at,
     /// and how long until one still pending is recorded as failed.
     pub rotation_poll: std::time::Duration,
@@ -118,6 +133,9 @@ impl Settings {
         Ok(Self {
             upstream,
             upstreams,
+            account_id: overrides.account_id.clone().or(file.account_id),
+            accept_any_credentials: overrides.accept_any_credentials
+                || file.accept_any_credentials.unwrap_or(false),
             upstream_timeout_secs: file
                 .upstream_timeout_secs
                 .unwrap_or(DEFAULT_UPSTREAM_TIMEOUT_SECS),
@@ -138,10 +156,7 @@ impl Settings {
             listen: listen
                 .or(file.listen)
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("a valid default address")),
-            retention_days: overrides
-                .retention_days
-                .or(file.retention_days)
-                .unwrap_or(DEFAULT_RETENTION_DAYS),
+            retention_days: overrides.retention_days.or(file.retention_days),
             region: overrides
                 .region
                 .clone()
@@ -179,7 +194,10 @@ mod tests {
             Settings::merge(&Overrides::default(), None, FileSettings::default()).unwrap();
         assert_eq!(settings.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(settings.data_dir, PathBuf::from("./cairn-data"));
-        assert_eq!(settings.retention_days, 90);
+        assert_eq!(
+            settings.retention_days, None,
+            "the data directory's own retention applies"
+        );
         assert_eq!(settings.rotation_poll.as_secs(), 15);
         assert_eq!(settings.rotation_give_up.as_secs(), 3600);
         let quick = file("rotation_poll_millis = 200\nrotation_give_up_secs = 3");
@@ -197,7 +215,7 @@ mod tests {
         };
         let settings =
             Settings::merge(&overrides, Some("127.0.0.1:2".parse().unwrap()), from_file).unwrap();
-        assert_eq!(settings.retention_days, 0);
+        assert_eq!(settings.retention_days, Some(0));
         assert_eq!(settings.listen.to_string(), "127.0.0.1:2");
         assert_eq!(settings.data_dir, PathBuf::from("/from/file"));
         assert_eq!(settings.region, "eu-west-1");

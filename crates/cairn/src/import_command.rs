@@ -5,12 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cairn_import::{collect_files, import_files, FileReport, ImportOptions, Progress};
-use cairn_store::{SqliteEventStore, SyncMode};
+use cairn_store::{retention, SqliteEventStore, SyncMode};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Settings;
-
-const DAY_MILLIS: i64 = 86_400_000;
 
 struct Bar(ProgressBar);
 
@@ -50,12 +48,11 @@ pub fn run(
         &settings.data_dir,
         SyncMode::OnFlush,
     )?);
+    let now = chrono_now_millis();
+    let retention_days = retention::settle(store.as_ref(), settings.retention_days, now)?;
     let options = ImportOptions {
         max_decompressed_bytes,
-        retention_cutoff_millis: match settings.retention_days {
-            0 => None,
-            days => Some(chrono_now_millis() - i64::from(days) * DAY_MILLIS),
-        },
+        retention_cutoff_millis: retention::cutoff_millis(retention_days, now),
         ..ImportOptions::default()
     };
     let started = std::time::Instant::now();

@@ -40,6 +40,18 @@ enum Command {
         #[arg(long, env = "CAIRN_LISTEN")]
         listen: Option<SocketAddr>,
     },
+    /// Show the data directory's retention, what a new one would remove, and with --apply
+    /// set it and remove the events it no longer keeps.
+    Retention {
+        #[command(flatten)]
+        overrides: Overrides,
+        /// The retention to set, in days (0 keeps every event)
+        #[arg(long)]
+        days: Option<u32>,
+        /// Set it, removing the events it no longer keeps (without it, only say what it would do)
+        #[arg(long)]
+        apply: bool,
+    },
     /// Load existing CloudTrail log files or directories into the event history.
     Import {
         #[command(flatten)]
@@ -68,6 +80,21 @@ fn main() -> anyhow::Result<()> {
             let settings = Settings::load(&overrides, listen)?;
             serve(settings)
         }
+        Command::Retention {
+            overrides,
+            days,
+            apply,
+        } => {
+            let settings = Settings::load(&overrides, None)?;
+            let store = SqliteEventStore::open(&settings.data_dir)
+                .context("cannot open the event store")?;
+            for line in
+                cairn_store::retention::change(&store, days, apply, SystemClock.now_millis())?
+            {
+                println!("{line}");
+            }
+            Ok(())
+        }
         Command::Import {
             overrides,
             json,
@@ -82,6 +109,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn serve(settings: Settings) -> anyhow::Result<()> {
+    // Settled before the runtime starts: it waits on the store's writer.
+    let store =
+        SqliteEventStore::open(&settings.data_dir).context("cannot open the event store")?;
+    let retention_days =
+        cairn_store::retention::settle(&store, settings.retention_days, SystemClock.now_millis())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -98,9 +130,9 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             &settings.roles,
             &settings.region,
             &endpoint,
+            settings.account_id.as_deref(),
         )?;
-        let store =
-            SqliteEventStore::open(&settings.data_dir).context("cannot open the event store")?;
+
         let next_tokens =
             TokenKey::load_or_create(&settings.data_dir).context("cannot load the token key")?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -112,18 +144,23 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             },
             RotationBook::open(&settings.data_dir)?,
         );
+        let mut credentials = CredentialStore::new(
+            &boot.identities,
+            SessionKey::load_or_create(&settings.data_dir)?,
+        )
+        .accepting_any_credentials(settings.accept_any_credentials);
+        if let Some(account_id) = &settings.account_id {
+            credentials = credentials.with_default_account(account_id.clone());
+        }
         let state = AppState {
             store: Arc::new(store),
-            credentials: Arc::new(CredentialStore::new(
-                &boot.identities,
-                SessionKey::load_or_create(&settings.data_dir)?,
-            )),
+            credentials: Arc::new(credentials),
             clock,
             ids: Arc::new(TimeOrderedIds),
             next_tokens: Arc::new(next_tokens),
             settings: Arc::new(ServerSettings {
                 default_region: settings.region.clone(),
-                retention_days: settings.retention_days,
+                retention: cairn_server::Retention::new(retention_days),
                 trusted_proxies: settings.trusted_proxies.clone(),
             }),
             upstreams: Arc::new(Upstreams::new(
@@ -148,6 +185,14 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                 "created an administrator access key in {}",
                 boot.credentials_file.display()
             );
+        }
+        if settings.accept_any_credentials {
+            println!(
+                "WARNING: accept_any_credentials is on: access keys Cairn does not know are let in \
+                 WITHOUT A SIGNATURE CHECK (recorded as unverified, in account {}). For development only.",
+                state.credentials.default_account_id()
+            );
+            tracing::warn!("accept_any_credentials is on: unknown access keys are not verified");
         }
         println!("to use it with the aws CLI or boto3:");
         println!(

@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn_model::StateChange;
 use serde_json::Value;
 
 use super::{CapturedCall, ServiceEvent};
@@ -66,8 +67,19 @@ pub struct HostError(pub String);
 pub trait ServiceHost: Send + Sync {
     fn now_millis(&self) -> i64;
 
-    /// Records the events and returns once they are durable.
-    fn record(&self, events: Vec<RecordedEvent>) -> BoxFuture<'_, Result<(), HostError>>;
+    /// Records the events, with the state changes they bring, in one commit; returns once
+    /// it is durable.
+    fn record(
+        &self,
+        events: Vec<RecordedEvent>,
+        changes: Vec<StateChange>,
+    ) -> BoxFuture<'_, Result<(), HostError>>;
+
+    /// Every entry of a namespace of the state kept beside the events.
+    fn state(
+        &self,
+        namespace: &'static str,
+    ) -> BoxFuture<'_, Result<Vec<(String, String)>, HostError>>;
 
     /// The upstream of `service_id`, asked as `caller`; `None` when there is none.
     fn upstream_as(&self, service_id: &str, caller: AskingAs) -> Option<Arc<dyn Upstream>>;

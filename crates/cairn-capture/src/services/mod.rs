@@ -32,6 +32,7 @@ pub mod sts;
 use std::any::Any;
 use std::sync::Arc;
 
+use cairn_model::StateChange;
 use serde_json::Value;
 
 use crate::routing::ServiceModel;
@@ -140,6 +141,33 @@ static RULES: &[&dyn ServiceRules] = &[
     &secretsmanager::SecretsManager,
     &ssm::Ssm,
 ];
+
+/// The largest request body AWS takes, by signing name, where it is over the gateway's
+/// default: such bodies are read whole (their signature hashes them) and forwarded. JSON
+/// carries binary data as base64, a third more than the limit AWS states on the data.
+const REQUEST_BODY_LIMITS: &[(&str, usize)] = &[
+    // BatchWriteItem and TransactWriteItems: 16 MB per request.
+    ("dynamodb", 16 << 20),
+    // PutRecords: 10 MiB of data per request, base64 in JSON.
+    ("kinesis", 14 << 20),
+    // PutRecordBatch: 4 MiB of data per request, base64 in JSON.
+    ("firehose", 6 << 20),
+    // CreateFunction / UpdateFunctionCode: a 50 MB zip, base64 in JSON.
+    ("lambda", 70 << 20),
+    // ImportRestApi / PutRestApi: definitions up to 10 MB (API Gateway's quotas).
+    ("apigateway", 10 << 20),
+];
+
+/// The gateway's limit on a request body read whole, for services AWS states no larger one.
+pub const DEFAULT_REQUEST_BODY_LIMIT: usize = 2 << 20;
+
+/// The largest body a request signed for `signing_name` may have when it is read whole.
+pub fn request_body_limit(signing_name: &str) -> usize {
+    REQUEST_BODY_LIMITS
+        .iter()
+        .find(|(name, _)| *name == signing_name)
+        .map_or(DEFAULT_REQUEST_BODY_LIMIT, |(_, limit)| *limit)
+}
 
 /// The rules of the service `service_id`, if it has any.
 pub fn rules_for(service_id: &str) -> Option<&'static dyn ServiceRules> {
@@ -251,6 +279,9 @@ pub struct CapturedCall {
     /// What a service's hooks learned from the upstream around this call (a rotation's
     /// stages, a table's key schema).
     pub observed: Option<Arc<Observed>>,
+    /// Changes to the state Cairn keeps beside the events (a schedule the call starts or
+    /// ends), committed with the call's events.
+    pub state_changes: Vec<StateChange>,
 }
 
 impl CapturedCall {
@@ -274,6 +305,8 @@ impl std::fmt::Debug for CapturedCall {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Transfer {
     pub presigned: bool,
+    /// SigV2 for S3's legacy presigned URLs.
+    pub legacy_signature: bool,
     pub bytes_in: u64,
     pub bytes_out: u64,
 }

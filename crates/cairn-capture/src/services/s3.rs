@@ -37,11 +37,7 @@ impl ServiceRules for S3 {
     }
 
     fn is_data_event(&self, operation: &str) -> bool {
-        operation.contains("Object")
-            || operation.contains("MultipartUpload")
-            || operation == "UploadPart"
-            || operation == "UploadPartCopy"
-            || operation == "ListParts"
+        DATA_EVENTS.contains(&operation)
     }
 
     fn record(&self, call: &mut CapturedCall) {
@@ -50,6 +46,43 @@ impl ServiceRules for S3 {
 }
 
 /// Bucket listings whose resource is the prefix of the objects they cover.
+/// The object-level operations CloudTrail logs as S3 data events (S3 user guide, "Amazon S3
+/// CloudTrail events", object-level actions), and the object listings. Every other S3
+/// operation is a bucket-level management event, `PutObjectLockConfiguration` and
+/// `GetObjectLockConfiguration` included: they configure the bucket.
+const DATA_EVENTS: &[&str] = &[
+    "AbortMultipartUpload",
+    "CompleteMultipartUpload",
+    "CopyObject",
+    "CreateMultipartUpload",
+    "DeleteObject",
+    "DeleteObjectTagging",
+    "DeleteObjects",
+    "GetObject",
+    "GetObjectAcl",
+    "GetObjectAttributes",
+    "GetObjectLegalHold",
+    "GetObjectRetention",
+    "GetObjectTagging",
+    "GetObjectTorrent",
+    "HeadObject",
+    "ListMultipartUploads",
+    "ListObjectVersions",
+    "ListObjects",
+    "ListObjectsV2",
+    "ListParts",
+    "PutObject",
+    "PutObjectAcl",
+    "PutObjectLegalHold",
+    "PutObjectRetention",
+    "PutObjectTagging",
+    "RestoreObject",
+    "SelectObjectContent",
+    "UploadPart",
+    "UploadPartCopy",
+    "WriteGetObjectResponse",
+];
+
 const S3_LISTINGS: &[&str] = &["ListObjects", "ListObjectsV2", "ListObjectVersions"];
 
 /// S3 logs the bucket as `bucketName` beside the `Host`, the object and its bucket as
@@ -96,7 +129,7 @@ fn record_bucket_and_object(call: &mut CapturedCall) {
     }
     if let Some(transfer) = &call.transfer {
         let mut data = json!({
-            "SignatureVersion": "SigV4",
+            "SignatureVersion": if transfer.legacy_signature { "SigV2" } else { "SigV4" },
             "AuthenticationMethod": if transfer.presigned { "QueryString" } else { "AuthHeader" },
         });
         if call
@@ -113,6 +146,40 @@ fn record_bucket_and_object(call: &mut CapturedCall) {
 
 #[cfg(test)]
 mod tests {
+    use crate::services::{event_category, rules_for};
+    use crate::RoutingTable;
+
+    #[test]
+    fn object_calls_are_data_events_and_bucket_configuration_is_management() {
+        for operation in [
+            "PutObject",
+            "GetObject",
+            "DeleteObjects",
+            "UploadPart",
+            "ListObjectsV2",
+        ] {
+            assert_eq!(event_category("s3", operation), "Data", "{operation}");
+        }
+        for operation in [
+            "PutObjectLockConfiguration",
+            "GetObjectLockConfiguration",
+            "CreateBucket",
+            "PutBucketPolicy",
+            "ListBuckets",
+        ] {
+            assert_eq!(event_category("s3", operation), "Management", "{operation}");
+        }
+        let s3 = RoutingTable::builtin().service("s3").unwrap();
+        let rules = rules_for("s3").unwrap();
+        for operation in super::DATA_EVENTS {
+            assert!(
+                s3.operations.iter().any(|known| known == operation),
+                "{operation} is not an S3 operation"
+            );
+            assert!(rules.is_data_event(operation));
+        }
+    }
+
     use serde_json::json;
 
     use crate::services::{apply, CapturedCall, Transfer};
@@ -128,6 +195,7 @@ mod tests {
             host: Some("127.0.0.1:4566".into()),
             transfer: Some(Transfer {
                 presigned: false,
+                legacy_signature: false,
                 bytes_in: 0,
                 bytes_out: 89,
             }),

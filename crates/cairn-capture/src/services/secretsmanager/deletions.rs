@@ -1,26 +1,42 @@
 //! The end of a Secrets Manager recovery window. DeleteSecret with a window records
-//! `StartSecretVersionDelete` with the deletion date in `serviceEventDetails`; when that date
-//! passes with no `CancelSecretVersionDelete` (RestoreSecret) or `EndSecretVersionDelete`
-//! after it, Cairn records `EndSecretVersionDelete`. The schedule is read from the history
-//! itself, so it survives restarts and needs no table of its own.
+//! `StartSecretVersionDelete`, with the deletion date in `serviceEventDetails`, and in the
+//! same commit schedules the window's end as state (`RECOVERY_WINDOWS`, keyed by the secret's
+//! ARN); RestoreSecret's `CancelSecretVersionDelete`, or a forced deletion's
+//! `EndSecretVersionDelete`, removes it. When the date passes the scheduler records
+//! `EndSecretVersionDelete` and removes the entry, again in one commit, so an end is recorded
+//! once, and only for windows Cairn itself saw begin: events imported from AWS schedule
+//! nothing, and the history is never scanned for them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_model::parse_event_time;
-use serde_json::Value;
+use cairn_model::StateChange;
+use serde::{Deserialize, Serialize};
 
-use super::{
-    CANCEL_SECRET_VERSION_DELETE, END_SECRET_VERSION_DELETE, SECRETS_MANAGER_SOURCE,
-    START_SECRET_VERSION_DELETE,
-};
+use super::{END_SECRET_VERSION_DELETE, SECRETS_MANAGER_SOURCE};
 use crate::services::hooks::{HostError, RecordedEvent, ServiceHost};
 use crate::services::ServiceEvent;
 
+/// The state namespace of the recovery windows still open.
+pub(crate) const RECOVERY_WINDOWS: &str = "secretsmanager/recovery-windows";
+
 const CHECK_INTERVAL: Duration = Duration::from_secs(30);
-/// Recovery windows are at most 30 days; look a little further back.
-const LOOKBACK_MILLIS: i64 = 31 * 86_400_000;
+
+/// A window still open: when it ends, and where the secret is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RecoveryWindow {
+    pub due_millis: i64,
+    pub account_id: String,
+    pub region: String,
+}
+
+impl RecoveryWindow {
+    /// The state change that schedules this window's end for `secret_arn`.
+    pub(crate) fn schedule(&self, secret_arn: &str) -> StateChange {
+        let value = serde_json::to_string(self).unwrap_or_default();
+        StateChange::put(RECOVERY_WINDOWS, secret_arn, value)
+    }
+}
 
 pub(crate) async fn run_scheduler(host: Arc<dyn ServiceHost>) {
     loop {
@@ -33,63 +49,43 @@ pub(crate) async fn run_scheduler(host: Arc<dyn ServiceHost>) {
     }
 }
 
-/// Records `EndSecretVersionDelete` for every recovery window that has ended; returns how
-/// many.
+/// Records `EndSecretVersionDelete` for every scheduled recovery window that has ended;
+/// returns how many.
 pub async fn end_due_deletions(host: &dyn ServiceHost) -> Result<usize, HostError> {
     let now = host.now_millis();
-    let since = now - LOOKBACK_MILLIS;
-    let starts = secret_events(host, START_SECRET_VERSION_DELETE, since).await?;
-    if starts.is_empty() {
-        return Ok(0);
-    }
-    // The latest cancel or end per secret.
-    let mut settled: HashMap<String, i64> = HashMap::new();
-    for name in [CANCEL_SECRET_VERSION_DELETE, END_SECRET_VERSION_DELETE] {
-        for (secret, time, _) in secret_events(host, name, since).await? {
-            let latest = settled.entry(secret).or_insert(time);
-            *latest = (*latest).max(time);
-        }
-    }
     let mut ended = 0;
-    for (secret, started, record) in starts {
-        let due = record
-            .pointer("/serviceEventDetails/deletionDate")
-            .and_then(Value::as_str)
-            .and_then(|date| parse_event_time(date).ok());
-        let Some(due) = due else { continue };
-        if due > now || settled.get(&secret).is_some_and(|time| *time >= started) {
+    for (secret_arn, value) in host.state(RECOVERY_WINDOWS).await? {
+        let Ok(window) = serde_json::from_str::<RecoveryWindow>(&value) else {
+            tracing::error!(%secret_arn, "a scheduled recovery window cannot be read; it is left as it is");
+            continue;
+        };
+        if window.due_millis > now {
             continue;
         }
-        let text = |name: &str| {
-            record
-                .get(name)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
         let end = RecordedEvent {
             event: ServiceEvent {
                 event_source: SECRETS_MANAGER_SOURCE,
                 event_name: END_SECRET_VERSION_DELETE,
-                resource_arn: secret.clone(),
+                resource_arn: secret_arn.clone(),
                 details: None,
             },
-            account_id: text("recipientAccountId"),
-            region: text("awsRegion"),
+            account_id: window.account_id,
+            region: window.region,
         };
-        host.record(vec![end]).await?;
-        settled.insert(secret, now);
+        let done = StateChange::remove(RECOVERY_WINDOWS, secret_arn);
+        host.record(vec![end], vec![done]).await?;
         ended += 1;
     }
     Ok(ended)
 }
 
-/// (SecretId, eventTime, record) of every Secrets Manager event named `name` since `since`.
+/// (SecretId, eventTime) of every Secrets Manager event named `name` recorded since
+/// `since`.
 pub(crate) async fn secret_events(
     host: &dyn ServiceHost,
     name: &'static str,
     since: i64,
-) -> Result<Vec<(String, i64, Value)>, HostError> {
+) -> Result<Vec<(String, i64)>, HostError> {
     let found = host
         .events_named(SECRETS_MANAGER_SOURCE, name, since)
         .await?;
@@ -100,7 +96,7 @@ pub(crate) async fn secret_events(
                 .pointer("/additionalEventData/SecretId")?
                 .as_str()?
                 .to_owned();
-            Some((secret, time, record))
+            Some((secret, time))
         })
         .collect())
 }

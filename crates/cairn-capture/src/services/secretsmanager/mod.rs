@@ -12,11 +12,13 @@ mod rotation_book;
 
 use std::sync::Arc;
 
-use cairn_model::format_event_time;
+use cairn_model::{format_event_time, StateChange};
 use serde_json::{json, Value};
 
 use super::hooks::{BoxFuture, CallHook, ServiceHooks, ServiceHost};
 use super::{member, push_resource, CapturedCall, Redaction, ServiceEvent, ServiceRules};
+
+use deletions::{RecoveryWindow, RECOVERY_WINDOWS};
 
 pub use deletions::end_due_deletions;
 pub use rotation::RotationSettings;
@@ -123,16 +125,33 @@ fn record_secret(call: &mut CapturedCall) {
     };
     push_resource(call, secret_arn.clone(), "AWS::SecretsManager::Secret");
     // The recovery window's end, as the upstream answered it (epoch seconds).
-    let deletion_date = call
+    let deletion_millis = call
         .upstream_response
         .as_ref()
         .and_then(|response| response.get("deletionDate"))
         .and_then(Value::as_f64)
-        .map(|seconds| json!({ "deletionDate": format_event_time((seconds * 1000.0) as i64) }));
+        .filter(|seconds| seconds.is_finite())
+        .map(|seconds| (seconds * 1000.0) as i64);
+    let (account_id, region) = (call.account_id.clone(), call.region.clone());
     let mut emit = |event_name| {
-        let details = (event_name == START_SECRET_VERSION_DELETE)
-            .then(|| deletion_date.clone())
-            .flatten();
+        let details = match (event_name, deletion_millis) {
+            (START_SECRET_VERSION_DELETE, Some(due)) => {
+                // The window's end is scheduled with the event that starts it.
+                let window = RecoveryWindow {
+                    due_millis: due,
+                    account_id: account_id.clone(),
+                    region: region.clone(),
+                };
+                call.state_changes.push(window.schedule(&secret_arn));
+                Some(json!({ "deletionDate": format_event_time(due) }))
+            }
+            (CANCEL_SECRET_VERSION_DELETE | END_SECRET_VERSION_DELETE, _) => {
+                call.state_changes
+                    .push(StateChange::remove(RECOVERY_WINDOWS, secret_arn.clone()));
+                None
+            }
+            _ => None,
+        };
         call.service_events.push(ServiceEvent {
             event_source: SECRETS_MANAGER_SOURCE,
             event_name,
@@ -238,6 +257,27 @@ mod tests {
             delete.service_events[0].event_name,
             START_SECRET_VERSION_DELETE
         );
+        assert!(
+            delete.state_changes.is_empty(),
+            "no deletion date answered, nothing to schedule"
+        );
+        let mut windowed = test_call(
+            "secretsmanager",
+            "DeleteSecret",
+            json!({"secretId": "db", "recoveryWindowInDays": 7}),
+            Some(json!({"arn": arn, "name": "db", "deletionDate": 1_800_000_000.5})),
+        );
+        apply(&mut windowed);
+        assert_eq!(
+            windowed.service_events[0].details,
+            Some(json!({"deletionDate": "2027-01-15T08:00:00Z"}))
+        );
+        assert_eq!(windowed.state_changes.len(), 1);
+        assert_eq!(windowed.state_changes[0].namespace, RECOVERY_WINDOWS);
+        assert_eq!(windowed.state_changes[0].key, arn);
+        let scheduled: RecoveryWindow =
+            serde_json::from_str(windowed.state_changes[0].value.as_deref().unwrap()).unwrap();
+        assert_eq!(scheduled.due_millis, 1_800_000_000_500);
         let mut forced = test_call(
             "secretsmanager",
             "DeleteSecret",
@@ -259,6 +299,11 @@ mod tests {
         assert_eq!(
             restore.service_events[0].event_name,
             CANCEL_SECRET_VERSION_DELETE
+        );
+        assert_eq!(
+            restore.state_changes,
+            [StateChange::remove(RECOVERY_WINDOWS, arn)],
+            "a restored secret's window is no longer scheduled to end"
         );
         let mut rotate = test_call(
             "secretsmanager",

@@ -366,7 +366,7 @@ async fn ends_recorded_since(
         let found = super::deletions::secret_events(host, name, second_of(since_millis))
             .await
             .ok()?;
-        ends.extend(found.into_iter().map(|(secret, time, _)| (secret, time)));
+        ends.extend(found);
     }
     Some(ends)
 }
@@ -443,7 +443,7 @@ async fn watch(
             account_id: secret_arn.split(':').nth(4).unwrap_or_default().to_owned(),
             region: upstream.caller().region.clone(),
         };
-        if let Err(error) = host.record(vec![event]).await {
+        if let Err(error) = host.record(vec![event], Vec::new()).await {
             // Left written down: the next start asks again.
             tracing::error!(?error, %secret_arn, event_name, "cannot record a rotation's end");
             return;
