@@ -20,6 +20,7 @@ pub mod naming;
 pub mod outcome;
 pub mod parameters;
 pub mod routing;
+pub mod sensitive;
 pub mod services;
 pub mod xml_answers;
 

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use crate::map_shapes::{End, MapShapes, Shape, ShapeRef};
 use crate::naming::{json_input, lower_camel_name, recorded_form, typed_text};
 use crate::routing::Protocol;
+use crate::sensitive::SensitiveMembers;
 use crate::services::{self, Observed, Redaction, HIDDEN};
 use crate::xml_answers::{ec2_response_elements, query_response_elements};
 
@@ -84,17 +85,18 @@ pub fn request_parameters(input: &CallInput<'_>, observed: Option<&Observed>) ->
             members.insert(lower_camel_name(name), Value::String(value.clone()));
         }
     }
-    logged_parameters(service_id, parameters, observed)
+    logged_parameters(service_id, operation, parameters, observed)
 }
 
 /// The input as it is logged: secrets redacted, and what the service never logs taken out
 /// (given what its hooks `observed` of the upstream, if anything).
 fn logged_parameters(
     service_id: &str,
+    operation: &str,
     mut parameters: Value,
     observed: Option<&Observed>,
 ) -> Option<Value> {
-    redact(service_id, &mut parameters);
+    redact(service_id, operation, End::Input, &mut parameters);
     services::log_request(service_id, &mut parameters, observed);
     match &parameters {
         Value::Object(members) if members.is_empty() => None,
@@ -232,25 +234,42 @@ pub fn response_elements(
         Some(Protocol::Ec2) => ec2_response_elements(body, shape)?,
         _ => recorded_form(serde_json::from_slice::<Value>(body).ok()?, shape),
     };
-    redact(service_id, &mut value);
+    redact(service_id, operation, End::Output, &mut value);
     match &value {
         Value::Object(members) if members.is_empty() => None,
         _ => Some(value),
     }
 }
 
-/// Applies the service's redactions, then [`GENERAL_REDACTIONS`], everywhere in `value`.
-pub fn redact(service_id: &str, value: &mut Value) {
+/// Takes the secrets out of `value`, `operation`'s input or output, wherever they are: first
+/// the service's own rules (CloudTrail's documented exceptions: a member left out, or
+/// replaced by the service's token), then every member the model marks sensitive (hidden),
+/// then [`GENERAL_REDACTIONS`] for secrets the model does not mark.
+pub fn redact(service_id: &str, operation: &str, end: End, value: &mut Value) {
+    let sensitive = SensitiveMembers::builtin();
+    let rule_for = |key: &str| {
+        services::redaction(service_id, key)
+            .or_else(|| {
+                sensitive
+                    .is_sensitive(service_id, operation, end, key)
+                    .then_some(Redaction::Hide)
+            })
+            .or_else(|| {
+                GENERAL_REDACTIONS
+                    .iter()
+                    .find(|(field, _)| field.eq_ignore_ascii_case(key))
+                    .map(|(_, rule)| *rule)
+            })
+    };
+    redact_with(value, &rule_for);
+}
+
+fn redact_with(value: &mut Value, rule_for: &dyn Fn(&str) -> Option<Redaction>) {
     match value {
         Value::Object(members) => {
             let keys: Vec<String> = members.keys().cloned().collect();
             for key in keys {
-                let rule = services::redaction(service_id, &key).or_else(|| {
-                    GENERAL_REDACTIONS
-                        .iter()
-                        .find(|(field, _)| field.eq_ignore_ascii_case(&key))
-                        .map(|(_, rule)| *rule)
-                });
+                let rule = rule_for(&key);
                 match rule {
                     Some(Redaction::Omit) => {
                         members.remove(&key);
@@ -263,13 +282,15 @@ pub fn redact(service_id: &str, value: &mut Value) {
                     }
                     None => {
                         if let Some(inner) = members.get_mut(&key) {
-                            redact(service_id, inner);
+                            redact_with(inner, rule_for);
                         }
                     }
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|item| redact(service_id, item)),
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|item| redact_with(item, rule_for)),
         _ => {}
     }
 }

@@ -27,6 +27,8 @@ struct ServiceLine {
     operations: Vec<Vec<OperationField>>,
     #[serde(rename = "errorNames", default)]
     error_names: HashMap<String, String>,
+    #[serde(rename = "noAuth", default)]
+    no_auth: Vec<String>,
 }
 
 /// An operation line is `[name]`, or for rest protocols `[name, method, uri, {extra}]`.
@@ -69,11 +71,17 @@ pub struct ServiceModel {
     pub operations: Vec<String>,
     /// Wire error code → the exception name the service's records use, where they differ.
     pub error_names: HashMap<String, String>,
+    /// The operations AWS serves without a signature (the model's `authtype: none`).
+    pub no_auth: Vec<String>,
     routes: Vec<RestRoute>,
 }
 
 impl ServiceModel {
-    /// CloudTrail's `eventSource` for this service's calls.
+    /// Whether AWS serves `operation` without a signature.
+    pub fn serves_unsigned(&self, operation: &str) -> bool {
+        self.no_auth.iter().any(|name| name == operation)
+    }
+
     fn has_operation(&self, name: &str) -> Option<&str> {
         self.operations
             .iter()
@@ -367,6 +375,7 @@ impl RoutingTable {
                 target_prefix: parsed.target_prefix,
                 operations,
                 error_names: parsed.error_names,
+                no_auth: parsed.no_auth,
                 routes,
             });
         }

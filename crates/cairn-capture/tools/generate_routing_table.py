@@ -21,7 +21,12 @@ too), which become `responseElements`. For JSON 1.0/1.1
 services it also keeps the shapes from which a timestamp can be reached: those send epoch
 seconds, and CloudTrail records them as dates ("Aug 2, 2024, 8:23:24 AM").
 
-    python3 crates/cairn-capture/tools/generate_routing_table.py
+    python3 crates/cairn-capture/tools/generate_routing_table.py          # write them
+    python3 crates/cairn-capture/tools/generate_routing_table.py --check  # verify them
+
+It also writes data/sensitive-members.json (the members each operation's model marks
+sensitive, for redaction that fails closed), the operations AWS serves unsigned (`noAuth` in
+the routing table), and cairn-wire's data/cloudtrail-model.json (CloudTrail's own API).
 """
 
 import gzip
@@ -34,6 +39,7 @@ import botocore
 
 OUT = pathlib.Path(__file__).resolve().parents[1] / "data" / "routing-table.json"
 MAP_SHAPES_OUT = OUT.with_name("map-shapes.json")
+SENSITIVE_OUT = OUT.with_name("sensitive-members.json")
 CLOUDTRAIL_OUT = (pathlib.Path(__file__).resolve().parents[2] / "cairn-wire" / "data"
                   / "cloudtrail-model.json")
 
@@ -97,7 +103,7 @@ def service_models():
             yield service_dir.name, load(model_path)
 
 
-def main():
+def routing_table_text():
     lines = []
     for service_id, model in service_models():
         metadata = model["metadata"]
@@ -142,14 +148,18 @@ def main():
         }
         if "targetPrefix" in metadata:
             entry["targetPrefix"] = metadata["targetPrefix"]
+        no_auth = sorted(name for name, operation in model["operations"].items()
+                         if is_unauthenticated(operation))
+        if no_auth:
+            # AWS serves these without a signature (`authtype: none`, Smithy's `noAuth`).
+            entry["noAuth"] = no_auth
         if service_id in ERRORS_BY_EXCEPTION_NAME:
             names = error_names(shapes)
             if names:
                 entry["errorNames"] = names
         lines.append(json.dumps(entry, separators=(",", ":"), sort_keys=True))
     header = json.dumps({"botocore": botocore.__version__, "services": len(lines)}, sort_keys=True)
-    OUT.write_text(header + "\n" + "\n".join(lines) + "\n")
-    print(f"wrote {OUT} ({len(lines)} services, botocore {botocore.__version__})", file=sys.stderr)
+    return header + "\n" + "\n".join(lines) + "\n"
 
 
 # Services whose records name an error by its exception (IAM's `NoSuchEntity` is recorded as
@@ -337,11 +347,68 @@ def map_shapes_lines():
     return lines
 
 
-def write_map_shapes():
+def map_shapes_text():
     lines = map_shapes_lines()
     header = json.dumps({"botocore": botocore.__version__, "services": len(lines)}, sort_keys=True)
-    MAP_SHAPES_OUT.write_text(header + "\n" + "\n".join(lines) + "\n")
-    print(f"wrote {MAP_SHAPES_OUT} ({len(lines)} services)", file=sys.stderr)
+    return header + "\n" + "\n".join(lines) + "\n"
+
+
+def is_unauthenticated(operation):
+    return operation.get("authtype") == "none" or "smithy.api#noAuth" in (operation.get("auth") or [])
+
+
+def sensitive_names(shapes, shape_name, seen=None):
+    """The names (as the wire spells them: member name and locationName) of the members that
+    the model marks sensitive, on the member or its shape, anywhere below `shape_name`. A
+    sensitive member is not looked into: all of it is hidden."""
+    seen = set() if seen is None else seen
+    if shape_name is None or shape_name in seen:
+        return set()
+    seen.add(shape_name)
+    shape = shapes.get(shape_name, {})
+    names = set()
+    kind = shape.get("type")
+    if kind == "structure":
+        for member_name, member in shape.get("members", {}).items():
+            target = member.get("shape")
+            if member.get("sensitive") or shapes.get(target, {}).get("sensitive"):
+                names.add(member_name)
+                if member.get("locationName"):
+                    names.add(member["locationName"])
+            else:
+                names |= sensitive_names(shapes, target, seen)
+    elif kind == "list":
+        names |= sensitive_names(shapes, shape.get("member", {}).get("shape"), seen)
+    elif kind == "map":
+        names |= sensitive_names(shapes, shape.get("value", {}).get("shape"), seen)
+    return names
+
+
+def sensitive_lines():
+    """One line per service: for each operation, the sensitive member names of its input and
+    its output, so that a secret the model marks is hidden even where no hand rule knows it."""
+    lines = []
+    for service_id, model in service_models():
+        shapes = model.get("shapes", {})
+        operations = {}
+        for name, operation in sorted(model["operations"].items()):
+            ends = {}
+            for end in ("input", "output"):
+                found = sensitive_names(shapes, operation.get(end, {}).get("shape"))
+                if found:
+                    ends[end] = sorted(found)
+            if ends:
+                operations[name] = ends
+        if operations:
+            lines.append(json.dumps({"id": service_id, "operations": operations},
+                                    separators=(",", ":"), sort_keys=True))
+    return lines
+
+
+def sensitive_members_text():
+    lines = sensitive_lines()
+    header = json.dumps({"botocore": botocore.__version__, "services": len(lines)}, sort_keys=True)
+    return header + "\n" + "\n".join(lines) + "\n"
 
 
 def strip_documentation(value):
@@ -375,13 +442,34 @@ def cloudtrail_model_text():
     return "\n".join(lines) + "\n"
 
 
-def write_cloudtrail_model():
-    CLOUDTRAIL_OUT.parent.mkdir(parents=True, exist_ok=True)
-    CLOUDTRAIL_OUT.write_text(cloudtrail_model_text())
-    print(f"wrote {CLOUDTRAIL_OUT}", file=sys.stderr)
+OUTPUTS = [
+    (OUT, routing_table_text),
+    (MAP_SHAPES_OUT, map_shapes_text),
+    (SENSITIVE_OUT, sensitive_members_text),
+    (CLOUDTRAIL_OUT, cloudtrail_model_text),
+]
+
+
+def main(argv):
+    """Writes every table; with --check, writes nothing and fails if a committed table is
+    not what these botocore models make."""
+    check = "--check" in argv
+    stale = []
+    for path, make in OUTPUTS:
+        text = make()
+        if check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(path)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}", file=sys.stderr)
+    if stale:
+        print(f"botocore {botocore.__version__} makes other tables than the committed "
+              f"{', '.join(str(path) for path in stale)}: run {sys.argv[0]}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
-    write_map_shapes()
-    write_cloudtrail_model()
+    sys.exit(main(sys.argv[1:]))

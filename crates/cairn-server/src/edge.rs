@@ -11,7 +11,7 @@ use axum::response::Response;
 use cairn_auth::{CredentialError, SessionError};
 use cairn_capture::RoutingTable;
 use cairn_wire::cloudtrail;
-use cairn_wire::sigv4::{self, SignatureError, SignedRequest};
+use cairn_wire::sigv4::{self, SignatureError, SignedRequest, VerifiedSignature};
 use cairn_wire::{AwsError, Protocol};
 use chrono::{TimeZone, Utc};
 use http::HeaderMap;
@@ -171,6 +171,22 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
             tracing::debug!(access_key_id = %principal.access_key_id, "let an unknown key in unchecked");
             call.caller = Caller::Verified(principal);
             unchecked
+        }
+        (Err(SignatureError::Missing), _, None) if claim.is_none() => {
+            // AWS serves a few operations unsigned (Cognito's sign-in, STS's federation):
+            // they are forwarded and recorded with the caller their input names.
+            if let Some((signing_name, caller)) = crate::gateway::unsigned_operation(&parts, &body)
+            {
+                call.caller = Caller::Anonymous(caller);
+                let unsigned =
+                    VerifiedSignature::unsigned(&signing_name, &state.settings.default_region, now);
+                call.event_source = format!("{signing_name}.amazonaws.com");
+                return crate::gateway::proxy(&state, call, &parts, read, &unsigned).await;
+            }
+            tracing::info!("refused an unsigned request");
+            let protocol = None;
+            let error = AwsError::from_signature_error(&SignatureError::Missing);
+            return fail(&state, call, protocol, error).await;
         }
         (outcome, _, None) => {
             if let Some(claim) = &claim {

@@ -25,8 +25,9 @@ use serde_json::Value;
 
 use crate::asking::Asker;
 use crate::body::{check_declared_payload, ReadBody};
+use crate::federation;
 use crate::host::Host;
-use crate::recorder::{service_event, Call, Caller};
+use crate::recorder::{service_event, AnonymousCaller, Call, Caller};
 use crate::respond::{error_response, fail};
 use crate::{AppState, MAX_STREAMED_BODY_BYTES};
 
@@ -124,14 +125,19 @@ pub async fn proxy(
         )
         .await;
     };
-    let Caller::Verified(principal) = &call.caller else {
-        return fail(state, call, protocol, AwsError::internal_failure()).await;
+    let account_id = match &call.caller {
+        Caller::Verified(principal) => principal.account_id.clone(),
+        // Nobody signed: the call acts in the account whose resources it names, which Cairn
+        // cannot know; its record goes to the default account.
+        Caller::Anonymous(_) => state.credentials.default_account_id().to_owned(),
+        _ => return fail(state, call, protocol, AwsError::internal_failure()).await,
     };
+    let signed = matches!(call.caller, Caller::Verified(_));
     let mut captured = CapturedCall {
         service_id: service_id.clone(),
         operation: operation.clone(),
         region: call.region.clone(),
-        account_id: principal.account_id.clone(),
+        account_id,
         request_parameters: call.request_parameters.clone(),
         read_only: call.read_only,
         ..CapturedCall::default()
@@ -141,6 +147,7 @@ pub async fn proxy(
     let mut hooked: Option<(Box<dyn CallHook>, Arc<Asker>)> = state
         .hooks
         .for_service(&service_id)
+        .filter(|_| signed)
         .and_then(|hooks| hooks.begin(&captured, &body))
         .and_then(|hook| {
             let asker = Asker::for_call(state, upstream, parts, &call.region)?;
@@ -296,6 +303,41 @@ impl<'p> RequestView<'p> {
             headers: Some(&parts.headers),
         })
     }
+}
+
+/// An unsigned request for an operation AWS serves without a signature: the signing name of
+/// its service, and who its input says the caller is. `None` for every other request, which
+/// must be signed.
+pub(crate) fn unsigned_operation(parts: &Parts, body: &[u8]) -> Option<(String, AnonymousCaller)> {
+    let view = RequestView::of(parts, body, "");
+    let found = RoutingTable::builtin().recognize(&cairn_capture::Call {
+        signing_name: None,
+        method: parts.method.as_str(),
+        raw_path: &view.routed_path,
+        query: &view.query,
+        target: view.target,
+        form: &view.form,
+        headers: Some(&parts.headers),
+    })?;
+    if !found.service.serves_unsigned(found.operation) {
+        return None;
+    }
+    let param = |name: &str| {
+        view.form
+            .iter()
+            .chain(&view.query)
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let caller = match found.operation {
+        "AssumeRoleWithWebIdentity" => federation::web_identity(param("WebIdentityToken")?),
+        "AssumeRoleWithSAML" => federation::saml(
+            param("SAMLAssertion")?,
+            param("PrincipalArn").unwrap_or_default(),
+        ),
+        _ => AnonymousCaller::Anonymous,
+    };
+    Some((found.service.signing_name.clone(), caller))
 }
 
 /// Names a call that was refused before it could be served (its signature failed): its

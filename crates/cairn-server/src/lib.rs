@@ -16,6 +16,7 @@ mod body;
 mod client_address;
 mod cloudtrail_api;
 mod edge;
+mod federation;
 mod gateway;
 mod host;
 mod lookup;

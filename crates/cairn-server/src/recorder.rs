@@ -34,6 +34,30 @@ pub enum Caller {
         invoked_by: String,
         account_id: String,
     },
+    /// Nobody signed: an operation AWS serves without a signature (Cognito's sign-in, STS's
+    /// federation), recorded as AWS records its caller.
+    Anonymous(AnonymousCaller),
+}
+
+/// Who an unsigned call says it is, as far as its own input tells.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AnonymousCaller {
+    /// `{"type": "Unknown", "principalId": "Anonymous"}`, as AWS records Cognito's
+    /// unauthenticated calls.
+    Anonymous,
+    /// STS AssumeRoleWithWebIdentity: the token's issuer, audience and subject (read, not
+    /// verified: the upstream verifies the token).
+    WebIdentity {
+        identity_provider: String,
+        principal_id: String,
+        user_name: String,
+    },
+    /// STS AssumeRoleWithSAML: the identity provider's ARN and the assertion's subject.
+    Saml {
+        identity_provider: String,
+        principal_id: String,
+        user_name: String,
+    },
 }
 
 /// One call, ready to be recorded.
@@ -159,6 +183,7 @@ impl AppState {
                 },
                 account_id.clone(),
             ),
+            Caller::Anonymous(anonymous) => (anonymous_identity(anonymous), default_account),
             Caller::Unverified { access_key_id } => (
                 UserIdentity {
                     identity_type: Field::Present(UserIdentityType::Unknown),
@@ -304,6 +329,43 @@ fn user_identity(principal: &Principal) -> UserIdentity {
         user_name,
         session_context,
         ..UserIdentity::default()
+    }
+}
+
+fn anonymous_identity(caller: &AnonymousCaller) -> UserIdentity {
+    let federated = |identity_type, provider: &str, principal: &str, user: &str| UserIdentity {
+        identity_type: Field::Present(identity_type),
+        principal_id: Field::Present(principal.to_owned()),
+        user_name: Field::Present(user.to_owned()),
+        identity_provider: Field::Present(provider.to_owned()),
+        ..UserIdentity::default()
+    };
+    match caller {
+        AnonymousCaller::Anonymous => UserIdentity {
+            identity_type: Field::Present(UserIdentityType::Unknown),
+            principal_id: Field::Present("Anonymous".to_owned()),
+            ..UserIdentity::default()
+        },
+        AnonymousCaller::WebIdentity {
+            identity_provider,
+            principal_id,
+            user_name,
+        } => federated(
+            UserIdentityType::WebIdentityUser,
+            identity_provider,
+            principal_id,
+            user_name,
+        ),
+        AnonymousCaller::Saml {
+            identity_provider,
+            principal_id,
+            user_name,
+        } => federated(
+            UserIdentityType::SAMLUser,
+            identity_provider,
+            principal_id,
+            user_name,
+        ),
     }
 }
 

@@ -242,6 +242,22 @@ impl VerifiedSignature {
     }
 }
 
+impl VerifiedSignature {
+    /// A request that carries no signature at all, for an operation AWS serves unsigned
+    /// (Cognito's sign-in, STS's web-identity and SAML federation): nothing is verified.
+    pub fn unsigned(service: &str, region: &str, now: DateTime<Utc>) -> Self {
+        Self {
+            access_key_id: String::new(),
+            region: region.to_owned(),
+            service: service.to_owned(),
+            signed_at: now,
+            session_token: None,
+            chunk_signing: None,
+            signature_checked: false,
+        }
+    }
+}
+
 /// What a request claims, taken as if verified, without its signature being checked: for
 /// the development mode that lets unknown keys in. Its date must still parse.
 pub fn accept_unchecked(claim: &SignatureClaim) -> Result<VerifiedSignature, SignatureError> {

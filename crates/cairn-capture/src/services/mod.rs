@@ -17,6 +17,7 @@
 
 pub mod hooks;
 
+mod apigateway;
 mod dynamodb;
 mod ec2;
 mod iam;
@@ -130,6 +131,7 @@ pub trait ServiceRules: Sync {
 
 /// Every service with rules of its own.
 static RULES: &[&dyn ServiceRules] = &[
+    &apigateway::ApiGateway,
     &dynamodb::DynamoDb,
     &ec2::Ec2,
     &iam::Iam,
