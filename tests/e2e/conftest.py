@@ -23,9 +23,11 @@ BINARY = pathlib.Path(os.environ.get("CAIRN_BIN", ROOT / "target" / "debug" / "c
 class Cairn:
     """One running `cairn serve` over its own data directory."""
 
-    def __init__(self, data_dir, extra_args=(), retention_days=0):
+    def __init__(self, data_dir, extra_args=(), retention_days=0, wrapper=()):
         self.data_dir = pathlib.Path(data_dir)
         self.extra_args = list(extra_args)
+        # A command the server runs under (strace, say).
+        self.wrapper = list(wrapper)
         # None leaves the flag out: the data directory's own retention applies.
         self.retention_args = [] if retention_days is None else ["--retention-days", str(retention_days)]
         self.process = None
@@ -35,7 +37,7 @@ class Cairn:
     def start(self, listen="127.0.0.1:0"):
         self.log = open(self.data_dir.parent / f"{self.data_dir.name}-server.log", "ab")
         self.process = subprocess.Popen(
-            [str(BINARY), "serve", "--data-dir", str(self.data_dir), "--listen", listen,
+            [*self.wrapper, str(BINARY), "serve", "--data-dir", str(self.data_dir), "--listen", listen,
              *self.retention_args, *self.extra_args],
             stdout=subprocess.PIPE, stderr=self.log, env=clean_env(), cwd=self.data_dir.parent,
         )
@@ -45,7 +47,7 @@ class Cairn:
             if not line:
                 raise RuntimeError(f"cairn exited early with {self.process.wait()}")
             self.stdout_lines.append(line)
-            match = re.search(r"listening on (http://\S+)", line)
+            match = re.search(r"listening on (https?://\S+)", line)
             if match:
                 self.endpoint = match.group(1)
                 # Keep draining stdout so the server never blocks on a full pipe.
@@ -56,7 +58,13 @@ class Cairn:
 
     def stop(self, sig=signal.SIGTERM):
         if self.process and self.process.poll() is None:
-            self.process.send_signal(sig)
+            if self.wrapper:
+                # The signal is for Cairn, not the command it runs under (which then exits too).
+                pid = self.process.pid
+                for child in pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+                    os.kill(int(child), sig)
+            else:
+                self.process.send_signal(sig)
             self.process.wait(timeout=30)
         self.process = None
 
@@ -109,7 +117,7 @@ class CannedUpstream:
     """A stand-in upstream for what moto cannot play: every request gets the same answer."""
 
     def __init__(self, status, payload, content_type="application/x-amz-json-1.1",
-                 request_id="e2e-canned-request", delay=0.0):
+                 request_id="e2e-canned-request", delay=0.0, tls=None):
         answer = (status, json.dumps(payload).encode(), content_type, request_id)
         self.requests = []
         requests = self.requests
@@ -133,8 +141,15 @@ class CannedUpstream:
                 pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        scheme = "http"
+        if tls is not None:
+            import ssl
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
 
     def close(self):
         self.server.shutdown()

@@ -295,3 +295,71 @@ def test_bodies_are_capped_per_service_and_refused_in_the_callers_protocol(gatew
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 413
     assert response["Error"]["Code"] == "RequestEntityTooLargeException"
     assert response["ResponseMetadata"]["HTTPHeaders"]["content-type"] == "text/xml", "the query protocol's shape"
+
+
+def certificate(tmp_path):
+    """A self-signed certificate for 127.0.0.1 and localhost: (certificate, key) PEM paths."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def test_cairn_serves_https_and_records_the_connections_tls(tmp_path):
+    cert, key = certificate(tmp_path)
+    server = Cairn(tmp_path / "data", extra_args=["--tls-cert", str(cert), "--tls-key", str(key)]).start()
+    try:
+        assert server.endpoint.startswith("https://127.0.0.1:"), server.endpoint
+        # The generated config trusts the certificate: the CLI needs nothing more.
+        server.aws("cloudtrail", "lookup-events", "--max-items", "1")
+        record = [r for r in stored_records(server.data_dir) if r["eventName"] == "LookupEvents"][0]
+        port = server.endpoint.rsplit(":", 1)[1]
+        assert record["tlsDetails"]["tlsVersion"] == "TLSv1.3"
+        assert record["tlsDetails"]["cipherSuite"].startswith("TLS_")
+        assert record["tlsDetails"]["clientProvidedHostHeader"] == f"127.0.0.1:{port}"
+        # Plain HTTP on the TLS port gets no answer and no record; the server goes on.
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(f"http://127.0.0.1:{port}/", timeout=10)
+        server.aws("cloudtrail", "lookup-events", "--max-items", "1")
+        assert len([r for r in stored_records(server.data_dir) if r["eventName"] == "LookupEvents"]) == 2
+    finally:
+        server.stop()
+
+
+def signed_certificate(tmp_path):
+    """A certificate for 127.0.0.1 signed by a made-up authority: (certificate, key, authority)."""
+    ca_key, ca, key, request, cert = (tmp_path / name for name in ("ca.key", "ca.pem", "leaf.key", "leaf.csr", "leaf.pem"))
+    run = lambda *args: subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=e2e-ca")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", request, "-subj", "/CN=127.0.0.1")
+    extensions = tmp_path / "leaf.ext"
+    extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n")
+    run("x509", "-req", "-in", request, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert, "-days", "2",
+        "-extfile", extensions)
+    return cert, key, ca
+
+
+def test_an_https_upstream_is_reached_when_its_authority_is_trusted(tmp_path):
+    cert, key, authority = signed_certificate(tmp_path)
+    upstream = CannedUpstream(200, {"Organization": {"Id": "o-https"}}, tls=(str(cert), str(key)))
+    config = tmp_path / "cairn.toml"
+    config.write_text(f'upstream_ca_file = "{authority}"\n[upstreams]\norganizations = "{upstream.url}"\n')
+    server = Cairn(tmp_path / "data", extra_args=["--config", str(config)]).start()
+    try:
+        answered = server.aws_json("organizations", "describe-organization")
+        assert answered["Organization"]["Id"] == "o-https"
+        assert upstream.requests, "the call went to the https upstream"
+    finally:
+        server.stop()
+    # Without the authority, the upstream's certificate is refused: a clear 502, recorded.
+    config.write_text(f'[upstreams]\norganizations = "{upstream.url}"\n')
+    untrusting = Cairn(tmp_path / "untrusting", extra_args=["--config", str(config)]).start()
+    try:
+        refused = untrusting.aws("organizations", "describe-organization", check=False)
+        assert refused.returncode != 0
+        record = [r for r in stored_records(untrusting.data_dir) if r["eventName"] == "DescribeOrganization"][0]
+        assert record["errorCode"] == "ServiceUnavailable" and "could not be reached" in record["errorMessage"]
+    finally:
+        untrusting.stop()
+        upstream.close()

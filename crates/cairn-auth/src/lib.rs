@@ -395,6 +395,25 @@ impl CredentialStore {
     }
 }
 
+/// What the generated `config` file tells the aws CLI and boto3.
+#[derive(Clone, Debug, Default)]
+pub struct ClientSettings {
+    pub region: String,
+    pub endpoint_url: String,
+    /// The certificate to trust when Cairn serves HTTPS with its own.
+    pub ca_bundle: Option<std::path::PathBuf>,
+}
+
+impl ClientSettings {
+    pub fn new(region: &str, endpoint_url: &str) -> Self {
+        Self {
+            region: region.to_owned(),
+            endpoint_url: endpoint_url.to_owned(),
+            ca_bundle: None,
+        }
+    }
+}
+
 /// What [`load_or_bootstrap`] did, for the start-up message.
 #[derive(Debug)]
 pub struct Bootstrap {
@@ -418,8 +437,7 @@ pub fn load_or_bootstrap(
     data_dir: &Path,
     declared: &[DeclaredUser],
     declared_roles: &[DeclaredRole],
-    region: &str,
-    endpoint_url: &str,
+    client: &ClientSettings,
     account_id: Option<&str>,
 ) -> Result<Bootstrap, AuthError> {
     if let Some(account_id) = account_id {
@@ -466,7 +484,13 @@ pub fn load_or_bootstrap(
         );
         write_private(&credentials_file, credentials.as_bytes())?;
     }
-    let config = format!("[default]\nregion = {region}\nendpoint_url = {endpoint_url}\n");
+    let mut config = format!(
+        "[default]\nregion = {}\nendpoint_url = {}\n",
+        client.region, client.endpoint_url
+    );
+    if let Some(ca_bundle) = &client.ca_bundle {
+        config.push_str(&format!("ca_bundle = {}\n", ca_bundle.display()));
+    }
     write_private(&config_file, config.as_bytes())?;
     Ok(Bootstrap {
         identities,
@@ -726,8 +750,7 @@ mod tests {
             dir.path(),
             &[],
             &[],
-            "us-east-1",
-            "http://127.0.0.1:1",
+            &ClientSettings::new("us-east-1", "http://127.0.0.1:1"),
             None,
         )
         .unwrap();
@@ -752,8 +775,7 @@ mod tests {
             dir.path(),
             &[],
             &[],
-            "us-east-1",
-            "http://127.0.0.1:1",
+            &ClientSettings::new("us-east-1", "http://127.0.0.1:1"),
             None,
         )
         .unwrap();
@@ -770,8 +792,14 @@ mod tests {
             access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
             secret_access_key: SecretAccessKey::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
         }];
-        let boot =
-            load_or_bootstrap(dir.path(), &declared, &[], "eu-west-1", "http://x", None).unwrap();
+        let boot = load_or_bootstrap(
+            dir.path(),
+            &declared,
+            &[],
+            &ClientSettings::new("eu-west-1", "http://x"),
+            None,
+        )
+        .unwrap();
         assert!(
             !boot.created_admin,
             "a declared user means no generated admin"
@@ -805,12 +833,24 @@ mod tests {
         let roles: Vec<DeclaredRole> = vec![toml_role(
             "role_name = 'deployer'\ntrust_policy = '''{\"Statement\": [{\"Effect\": \"Allow\", \"Principal\": {\"AWS\": \"arn:aws:iam::111122223333:user/ci\"}, \"Action\": \"sts:AssumeRole\"}]}'''",
         )];
-        let boot =
-            load_or_bootstrap(dir.path(), &users, &roles, "us-east-1", "http://x", None).unwrap();
+        let boot = load_or_bootstrap(
+            dir.path(),
+            &users,
+            &roles,
+            &ClientSettings::new("us-east-1", "http://x"),
+            None,
+        )
+        .unwrap();
         let role_id = boot.identities.roles[0].role_id.clone();
         assert!(role_id.starts_with("AROA"));
-        let again =
-            load_or_bootstrap(dir.path(), &users, &roles, "us-east-1", "http://x", None).unwrap();
+        let again = load_or_bootstrap(
+            dir.path(),
+            &users,
+            &roles,
+            &ClientSettings::new("us-east-1", "http://x"),
+            None,
+        )
+        .unwrap();
         assert_eq!(
             again.identities.roles[0].role_id, role_id,
             "role IDs are stable"
@@ -888,7 +928,13 @@ mod tests {
             secret_access_key: SecretAccessKey::new("s"),
         }];
         assert!(matches!(
-            load_or_bootstrap(dir.path(), &declared, &[], "us-east-1", "http://x", None),
+            load_or_bootstrap(
+                dir.path(),
+                &declared,
+                &[],
+                &ClientSettings::new("us-east-1", "http://x"),
+                None
+            ),
             Err(AuthError::Invalid(_))
         ));
     }

@@ -57,8 +57,21 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
     )
     .to_string();
     let target = header(&parts.headers, "x-amz-target").map(str::to_owned);
+    let tls = parts
+        .extensions
+        .get::<crate::tls::ConnectionTls>()
+        .cloned()
+        .map(|tls| {
+            (
+                tls,
+                header(&parts.headers, "host")
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        });
     let mut call = Call {
         arrived_millis,
+        tls,
         event_source: cloudtrail::EVENT_SOURCE.to_owned(),
         event_name: cloudtrail::claimed_operation_name(target.as_deref())
             .unwrap_or_else(|| "Unknown".to_owned()),

@@ -25,6 +25,7 @@ mod recorder;
 mod respond;
 mod retention;
 mod sts;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +40,13 @@ use cairn_upstream::Upstreams;
 pub use client_address::TrustedProxy;
 pub use next_token::TokenKey;
 pub use retention::{run_retention_sweeper, Retention};
+
+/// What can go wrong in the server outside a request (a request's failures are AWS errors).
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("TLS: {0}")]
+    Tls(String),
+}
 
 /// Bodies of calls to Cairn's own APIs (CloudTrail, STS) up to this are read whole; larger
 /// ones are refused. A gateway call's limit is its service's (`services::request_body_limit`),

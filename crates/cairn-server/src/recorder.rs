@@ -4,12 +4,13 @@ use cairn_auth::{Principal, PrincipalKind};
 use cairn_capture::services::{RecordResource, ServiceEvent};
 use cairn_model::{
     format_event_time, CloudTrailRecord, Field, IndexedEvent, Resource, SessionAttributes,
-    SessionContext, SessionIssuer, StateChange, UserIdentity, UserIdentityType,
+    SessionContext, SessionIssuer, StateChange, TlsDetails, UserIdentity, UserIdentityType,
     WebIdFederationData,
 };
 use cairn_wire::AwsError;
 use serde_json::{Map, Value};
 
+use crate::tls::ConnectionTls;
 use crate::AppState;
 
 /// CloudTrail truncates these fields at 1 KB.
@@ -66,6 +67,8 @@ pub struct Call {
     /// When the request arrived (epoch ms): the record's `eventTime`, however long the call
     /// then took.
     pub arrived_millis: i64,
+    /// The TLS connection it came over, and the `Host` the client gave: `tlsDetails`.
+    pub tls: Option<(ConnectionTls, String)>,
     pub event_source: String,
     pub event_name: String,
     pub region: String,
@@ -106,6 +109,7 @@ pub fn service_event(event: ServiceEvent, account_id: &str, region: &str, at_mil
     };
     Call {
         arrived_millis: at_millis,
+        tls: None,
         event_source: event_source.to_owned(),
         event_name: event_name.to_owned(),
         region: region.to_owned(),
@@ -212,6 +216,18 @@ impl AppState {
             event_version: Field::Present("1.11".to_owned()),
             user_identity: Field::Present(identity),
             event_time: Field::Present(format_event_time(call.arrived_millis)),
+            tls_details: match &call.tls {
+                Some((tls, host)) => Field::Present(TlsDetails {
+                    tls_version: Field::Present(tls.tls_version.clone()),
+                    cipher_suite: Field::Present(tls.cipher_suite.clone()),
+                    client_provided_host_header: Field::Present(truncate(
+                        host,
+                        MAX_SHORT_FIELD_BYTES,
+                    )),
+                    ..TlsDetails::default()
+                }),
+                None => Field::Absent,
+            },
             event_source: Field::Present(call.event_source),
             event_name: Field::Present(call.event_name),
             aws_region: Field::Present(call.region),

@@ -92,8 +92,7 @@ fn harness(retention_days: u32) -> Harness {
             secret_access_key: SecretAccessKey::new(SECRET),
         }],
         &[],
-        "us-east-1",
-        "http://localhost",
+        &cairn_auth::ClientSettings::new("us-east-1", "http://localhost"),
         None,
     )
     .unwrap();

@@ -11,5 +11,5 @@ pub mod upstream;
 
 pub use streaming::{OutgoingBody, StreamFailure};
 pub use upstream::{
-    GatewayClient, GatewayError, ReplyBody, UpstreamReply, UpstreamRoutes, Upstreams,
+    GatewayClient, GatewayError, ReplyBody, UpstreamReply, UpstreamRoutes, UpstreamTrust, Upstreams,
 };

@@ -8,9 +8,12 @@ use http::{HeaderMap, Method, StatusCode, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 
 use crate::streaming::{BoxError, OutgoingBody, Prefixed, StreamFailure};
 
@@ -64,6 +67,18 @@ impl Upstreams {
             routes,
             client: GatewayClient::new(timeout),
         }
+    }
+
+    /// As [`Upstreams::new`], trusting the authorities of `trust` for `https` upstreams.
+    pub fn trusting(
+        routes: UpstreamRoutes,
+        timeout: Duration,
+        trust: &UpstreamTrust,
+    ) -> Result<Self, GatewayError> {
+        Ok(Self {
+            routes,
+            client: GatewayClient::trusting(timeout, trust)?,
+        })
     }
 
     /// Where calls for a service go: its own upstream, else the default.
@@ -129,19 +144,69 @@ impl ReplyBody {
 }
 
 pub struct GatewayClient {
-    client: Client<HttpConnector, UnsyncBoxBody<Bytes, BoxError>>,
+    client: Client<HttpsConnector<HttpConnector>, UnsyncBoxBody<Bytes, BoxError>>,
     timeout: Duration,
 }
 
+/// The certificate authorities an `https` upstream's certificate may chain to: the system's,
+/// and those of a PEM file (a LocalStack or company CA).
+#[derive(Clone, Debug, Default)]
+pub struct UpstreamTrust {
+    pub extra_ca_file: Option<std::path::PathBuf>,
+}
+
 impl GatewayClient {
+    /// A client for `http` upstreams and `https` ones the system's authorities vouch for.
     pub fn new(timeout: Duration) -> Self {
+        Self::trusting(timeout, &UpstreamTrust::default())
+            .expect("the system's certificate authorities alone always make a client")
+    }
+
+    /// A client that also trusts the authorities in `trust.extra_ca_file`.
+    pub fn trusting(timeout: Duration, trust: &UpstreamTrust) -> Result<Self, GatewayError> {
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for certificate in native.certs {
+            // A system certificate rustls cannot use is skipped, as every client skips it.
+            let _ = roots.add(certificate);
+        }
+        if let Some(path) = &trust.extra_ca_file {
+            let bad = |error: String| {
+                GatewayError::Unreachable(format!("upstream CA file {}: {error}", path.display()))
+            };
+            let certificates = CertificateDer::pem_file_iter(path)
+                .map_err(|error| bad(error.to_string()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| bad(error.to_string()))?;
+            if certificates.is_empty() {
+                return Err(bad("it holds no certificate".into()));
+            }
+            for certificate in certificates {
+                roots
+                    .add(certificate)
+                    .map_err(|error| bad(error.to_string()))?;
+            }
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| GatewayError::Unreachable(error.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(timeout));
         connector.set_nodelay(true);
-        Self {
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        Ok(Self {
             client: Client::builder(TokioExecutor::new()).build(connector),
             timeout,
-        }
+        })
     }
 
     /// The longest Cairn waits for an upstream's answer, or for the next chunk of a body.

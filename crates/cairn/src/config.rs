@@ -40,6 +40,12 @@ pub struct Overrides {
     /// signature (recorded as unverified)
     #[arg(long, env = "CAIRN_ACCEPT_ANY_CREDENTIALS")]
     pub accept_any_credentials: bool,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key)
+    #[arg(long, env = "CAIRN_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(long, env = "CAIRN_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -52,6 +58,9 @@ struct FileSettings {
     upstream: Option<String>,
     account_id: Option<String>,
     accept_any_credentials: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    upstream_ca_file: Option<PathBuf>,
     #[serde(default)]
     upstreams: std::collections::BTreeMap<String, String>,
     upstream_timeout_secs: Option<u64>,
@@ -86,6 +95,10 @@ pub struct Settings {
     pub account_id: Option<String>,
     /// Development mode: unknown access keys are let in without a signature check.
     pub accept_any_credentials: bool,
+    /// HTTPS: the certificate chain and key, both PEM.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Certificate authorities (PEM) an `https` upstream may chain to, besides the system's.
+    pub upstream_ca_file: Option<PathBuf>,
     /// How often a Secrets Manager rotation the upstream runs after answering is looked at,
     /// and how long until one still pending is recorded as failed.
     pub rotation_poll: std::time::Duration,
@@ -117,8 +130,8 @@ impl Settings {
                 .parse()
                 .with_context(|| format!("upstream {text:?} is not a URL"))?;
             anyhow::ensure!(
-                uri.scheme_str() == Some("http") && uri.authority().is_some(),
-                "upstream {text:?} must be an http:// URL with a host"
+                matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some(),
+                "upstream {text:?} must be an http:// or https:// URL with a host"
             );
             Ok(uri)
         };
@@ -134,6 +147,15 @@ impl Settings {
             upstream,
             upstreams,
             account_id: overrides.account_id.clone().or(file.account_id),
+            tls: match (
+                overrides.tls_cert.clone().or(file.tls_cert),
+                overrides.tls_key.clone().or(file.tls_key),
+            ) {
+                (Some(certificate), Some(key)) => Some((certificate, key)),
+                (None, None) => None,
+                _ => anyhow::bail!("tls_cert and tls_key go together: give both or neither"),
+            },
+            upstream_ca_file: file.upstream_ca_file,
             accept_any_credentials: overrides.accept_any_credentials
                 || file.accept_any_credentials.unwrap_or(false),
             upstream_timeout_secs: file

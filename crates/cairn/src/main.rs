@@ -14,7 +14,7 @@ use cairn_capture::services::{standard_hooks, RotationBook, RotationSettings};
 use cairn_model::{Clock, SystemClock, TimeOrderedIds};
 use cairn_server::{AppState, ServerSettings, TokenKey};
 use cairn_store::SqliteEventStore;
-use cairn_upstream::{UpstreamRoutes, Upstreams};
+use cairn_upstream::{UpstreamRoutes, UpstreamTrust, Upstreams};
 use clap::{Parser, Subcommand};
 
 use crate::config::{Overrides, Settings};
@@ -123,13 +123,24 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let address = listener.local_addr()?;
-        let endpoint = format!("http://{}", endpoint_host(address));
+        let tls = match &settings.tls {
+            Some((certificate, key)) => Some(cairn_server::tls::server_config(certificate, key)?),
+            None => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let endpoint = format!("{scheme}://{}", endpoint_host(address));
         let boot = cairn_auth::load_or_bootstrap(
             &settings.data_dir,
             &settings.users,
             &settings.roles,
-            &settings.region,
-            &endpoint,
+            &cairn_auth::ClientSettings {
+                region: settings.region.clone(),
+                endpoint_url: endpoint.clone(),
+                ca_bundle: settings
+                    .tls
+                    .as_ref()
+                    .map(|(certificate, _)| std::fs::canonicalize(certificate).unwrap_or(certificate.clone())),
+            },
             settings.account_id.as_deref(),
         )?;
 
@@ -163,13 +174,19 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                 retention: cairn_server::Retention::new(retention_days),
                 trusted_proxies: settings.trusted_proxies.clone(),
             }),
-            upstreams: Arc::new(Upstreams::new(
-                UpstreamRoutes {
-                    default: settings.upstream.clone(),
-                    by_service: settings.upstreams.clone().into_iter().collect(),
-                },
-                std::time::Duration::from_secs(settings.upstream_timeout_secs),
-            )),
+            upstreams: Arc::new(
+                Upstreams::trusting(
+                    UpstreamRoutes {
+                        default: settings.upstream.clone(),
+                        by_service: settings.upstreams.clone().into_iter().collect(),
+                    },
+                    std::time::Duration::from_secs(settings.upstream_timeout_secs),
+                    &UpstreamTrust {
+                        extra_ca_file: settings.upstream_ca_file.clone(),
+                    },
+                )
+                .context("cannot set up the upstream client")?,
+            ),
             hooks: Arc::new(hooks),
         };
         tokio::spawn(cairn_server::run_retention_sweeper(state.clone()));
@@ -207,7 +224,10 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                 .unwrap_or(boot.config_file)
                 .display()
         );
-        cairn_server::serve(listener, state, shutdown_signal()).await?;
+        match tls {
+            Some(config) => cairn_server::tls::serve(listener, state, config, shutdown_signal()).await?,
+            None => cairn_server::serve(listener, state, shutdown_signal()).await?,
+        }
         Ok(())
     })
 }

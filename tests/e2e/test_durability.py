@@ -1,0 +1,147 @@
+"""No answer leaves before its event's sync. kill -9 leaves the page cache intact, so a crash
+test alone would pass with `synchronous=OFF`; this test watches the system calls instead.
+Cairn runs under strace while the real clients make gateway calls (moto upstream), STS calls,
+CloudTrail lookups and calls that cause service events. For every response Cairn writes to a
+client, an fsync or fdatasync of the event store's write-ahead log must have started after the
+last bytes of that request were read, and ended before the response was written: the group
+commit that made the request's event durable. The checker itself is tested on made-up traces
+that break the rule, so that it is known to be able to fail."""
+
+import re
+
+import boto3
+
+from conftest import Cairn
+
+SYSCALLS = "read,recvfrom,readv,write,writev,sendto,sendmsg,fsync,fdatasync"
+LINE = re.compile(r"^(?P<tid>\d+)\s+(?P<time>\d+\.\d+)\s+(?P<rest>.*)$")
+# strace -yy names a socket `TCP:[local->remote]`: its `->` is not the end of the name.
+CALL = re.compile(r"^(?P<name>\w+)\((?P<fd>\d+)<(?P<path>(?:->|[^>])*)>(?P<args>.*)$")
+RESUMED = re.compile(r"^<\.\.\. (?P<name>\w+) resumed>(?P<args>.*)$")
+# A response's status line; `100 Continue` is an interim answer, sent before the body is read.
+FINAL_RESPONSE = re.compile(r"HTTP/1\.[01] [2-5]\d\d")
+RESULT = re.compile(r"=\s*(?P<ret>-?\d+).*<(?P<took>\d+\.\d+)>\s*$")
+
+
+def parse(lines):
+    """(start, end, name, fd description, return value, text) of every complete call."""
+    calls, open_calls = [], {}
+    for line in lines:
+        match = LINE.match(line)
+        if not match:
+            continue
+        tid, start, rest = match["tid"], float(match["time"]), match["rest"]
+        resumed = RESUMED.match(rest)
+        if resumed:
+            if tid not in open_calls:
+                continue
+            start, name, fd_path, text = open_calls.pop(tid)
+            rest_args = resumed["args"]
+        else:
+            call = CALL.match(rest)
+            if not call:
+                continue
+            name, fd_path, rest_args, text = call["name"], call["path"], call["args"], rest
+            if rest.endswith("<unfinished ...>"):
+                open_calls[tid] = (start, name, fd_path, text)
+                continue
+        result = RESULT.search(rest_args)
+        if not result:
+            continue
+        calls.append((start, start + float(result["took"]), name, fd_path, int(result["ret"]), text))
+    return sorted(calls)
+
+
+def violations(calls, port):
+    """The responses written to a client before a WAL sync that began after their request."""
+    client = f"TCP:[127.0.0.1:{port}->"
+    syncs = [(start, end) for start, end, name, path, ret, _ in calls
+             if name in ("fsync", "fdatasync") and path.endswith("events.db-wal") and ret == 0]
+    last_read, answered, found, checked = {}, set(), [], 0
+    for start, end, name, path, ret, text in calls:
+        if not path.startswith(client) or ret <= 0:
+            continue
+        if name in ("read", "recvfrom", "readv"):
+            last_read[path] = start
+            answered.discard(path)
+        elif FINAL_RESPONSE.search(text) and path in last_read and path not in answered:
+            answered.add(path)
+            checked += 1
+            request_read = last_read[path]
+            if not any(sync_start >= request_read and sync_end <= start for sync_start, sync_end in syncs):
+                found.append((path, request_read, start))
+    return found, checked
+
+
+def made_up(*calls):
+    return [f"100 {start:.6f} {text} <{took:.6f}>" for start, took, text in calls]
+
+
+SOCKET = "7<TCP:[127.0.0.1:4590->127.0.0.1:50000]>"
+WAL = "9</data/events.db-wal>"
+
+
+def test_the_checker_finds_an_answer_sent_before_its_sync():
+    synced_in_time = made_up(
+        (1.0, 0.001, f'recvfrom({SOCKET}, "POST / HTTP/1.1\\r\\n"..., 8192, 0, NULL, NULL) = 400'),
+        (1.1, 0.002, f"fdatasync({WAL}) = 0"),
+        (1.2, 0.001, f'writev({SOCKET}, [{{iov_base="HTTP/1.1 200 OK\\r\\n"...}}], 2) = 300'),
+    )
+    assert violations(parse(synced_in_time), 4590) == ([], 1)
+    answered_first = made_up(
+        (1.0, 0.001, f'recvfrom({SOCKET}, "POST / HTTP/1.1\\r\\n"..., 8192, 0, NULL, NULL) = 400'),
+        (1.1, 0.001, f'writev({SOCKET}, [{{iov_base="HTTP/1.1 200 OK\\r\\n"...}}], 2) = 300'),
+        (1.2, 0.002, f"fdatasync({WAL}) = 0"),
+    )
+    assert len(violations(parse(answered_first), 4590)[0]) == 1
+    an_earlier_groups_sync = made_up(
+        (0.9, 0.2, f"fsync({WAL}) = 0"),
+        (1.0, 0.001, f'recvfrom({SOCKET}, "POST / HTTP/1.1\\r\\n"..., 8192, 0, NULL, NULL) = 400'),
+        (1.2, 0.001, f'writev({SOCKET}, [{{iov_base="HTTP/1.1 200 OK\\r\\n"...}}], 2) = 300'),
+    )
+    assert len(violations(parse(an_earlier_groups_sync), 4590)[0]) == 1, "a sync begun before the request"
+    continued_then_synced = made_up(
+        (1.0, 0.001, f'recvfrom({SOCKET}, "PUT /b/k HTTP/1.1\\r\\n"..., 8192, 0, NULL, NULL) = 400'),
+        (1.05, 0.001, f'writev({SOCKET}, [{{iov_base="HTTP/1.1 100 Continue\\r\\n"...}}], 1) = 25'),
+        (1.08, 0.001, f'recvfrom({SOCKET}, "body"..., 8192, 0, NULL, NULL) = 4'),
+        (1.1, 0.002, f"fdatasync({WAL}) = 0"),
+        (1.2, 0.001, f'writev({SOCKET}, [{{iov_base="HTTP/1.1 200 OK\\r\\n"...}}], 2) = 300'),
+    )
+    assert violations(parse(continued_then_synced), 4590) == ([], 1), "100 Continue is not an answer"
+    never_synced = made_up(
+        (1.0, 0.001, f'recvfrom({SOCKET}, "POST / HTTP/1.1\\r\\n"..., 8192, 0, NULL, NULL) = 400'),
+        (1.2, 0.001, f'write({SOCKET}, "HTTP/1.1 200 OK\\r\\n"..., 300) = 300'),
+    )
+    assert len(violations(parse(never_synced), 4590)[0]) == 1, "synchronous=OFF"
+
+
+def test_no_answer_leaves_before_its_events_sync(tmp_path, moto):
+    trace = tmp_path / "trace.txt"
+    config = tmp_path / "cairn.toml"
+    config.write_text(f'upstream = "{moto}"\n')
+    server = Cairn(tmp_path / "data", extra_args=["--config", str(config)],
+                   wrapper=["strace", "-f", "-qq", "-ttt", "-T", "-yy", "-s", "24", "-e", f"trace={SYSCALLS}",
+                            "-o", str(trace)]).start()
+    try:
+        port = int(server.endpoint.rsplit(":", 1)[1])
+        key, secret = server.credentials()
+
+        def client(service):
+            return boto3.client(service, endpoint_url=server.endpoint, region_name="us-east-1",
+                                aws_access_key_id=key, aws_secret_access_key=secret)
+
+        cloudtrail, kms, sts, sm, s3 = (client(name) for name in ("cloudtrail", "kms", "sts", "secretsmanager", "s3"))
+        for round_number in range(3):
+            cloudtrail.lookup_events(MaxResults=1)
+            kms.create_key(Description=f"durable-{round_number}")
+            sts.get_caller_identity()
+            s3.create_bucket(Bucket=f"durable-{round_number}")
+            s3.put_object(Bucket=f"durable-{round_number}", Key="k", Body=b"v")
+            # A call whose service event is committed with it.
+            sm.create_secret(Name=f"durable-{round_number}", SecretString="x")
+            sm.delete_secret(SecretId=f"durable-{round_number}", RecoveryWindowInDays=7)
+    finally:
+        server.stop()
+    found, checked = violations(parse(trace.read_text(errors="replace").splitlines()), port)
+    assert checked >= 21, f"only {checked} responses seen in the trace"
+    assert not found, f"{len(found)} of {checked} answers left before their event's sync: {found[:3]}"
