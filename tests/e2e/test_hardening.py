@@ -363,3 +363,15 @@ def test_an_https_upstream_is_reached_when_its_authority_is_trusted(tmp_path):
     finally:
         untrusting.stop()
         upstream.close()
+
+
+def test_health_and_metrics_are_served_in_front_of_the_edge_and_never_recorded(cairn):
+    cairn.aws("cloudtrail", "lookup-events", "--max-items", "1")
+    health = requests.get(f"{cairn.endpoint}/_cairn/health", timeout=10)
+    assert health.status_code == 200 and health.text == "ok\n"
+    metrics = requests.get(f"{cairn.endpoint}/_cairn/metrics", timeout=10)
+    assert metrics.status_code == 200
+    assert 'cairn_calls_total{kind="cloudtrail",outcome="ok"}' in metrics.text, metrics.text
+    assert "cairn_commit_seconds" in metrics.text and "cairn_commit_group_events" in metrics.text
+    records = stored_records(cairn.data_dir)
+    assert [r["eventName"] for r in records] == ["LookupEvents"], "only the AWS call is recorded"

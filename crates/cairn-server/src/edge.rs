@@ -50,12 +50,12 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::from([127, 0, 0, 1]), |ConnectInfo(peer)| peer.ip());
-    let source_ip_address = crate::client_address::source_ip_address(
+    let source_ip = crate::client_address::source_ip_address(
         peer,
         &parts.headers,
         &state.settings.trusted_proxies,
-    )
-    .to_string();
+    );
+    let source_ip_address = source_ip.to_string();
     let target = header(&parts.headers, "x-amz-target").map(str::to_owned);
     let tls = parts
         .extensions
@@ -196,6 +196,9 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
                 call.event_source = format!("{signing_name}.amazonaws.com");
                 return crate::gateway::proxy(&state, call, &parts, read, &unsigned).await;
             }
+            if !state.refusals.allow(source_ip) {
+                return throttled(None, &call.request_id);
+            }
             tracing::info!("refused an unsigned request");
             let protocol = None;
             let error = AwsError::from_signature_error(&SignatureError::Missing);
@@ -227,6 +230,9 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
             let protocol = claim
                 .as_ref()
                 .and_then(|claim| protocol_of_signing_name(&claim.service));
+            if !state.refusals.allow(source_ip) {
+                return throttled(protocol, &call.request_id);
+            }
             let error = if is_query_shaped(protocol) {
                 error.for_query_protocol()
             } else {
@@ -251,6 +257,23 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
         return crate::sts::serve(&state, call, &parts, &body).await;
     }
     crate::cloudtrail_api::serve(&state, call, target.as_deref(), &body).await
+}
+
+/// A refusal past the source's rate: answered, and counted, but not recorded.
+fn throttled(protocol: Option<Protocol>, request_id: &str) -> Response {
+    let error = AwsError::new(
+        "ThrottlingException",
+        "Too many unauthenticated requests from this address; slow down.",
+    );
+    let error = if is_query_shaped(protocol) {
+        AwsError {
+            code: "Throttling".to_owned(),
+            ..error
+        }
+    } else {
+        error
+    };
+    crate::respond::error_response(protocol, &error, request_id)
 }
 
 fn note_claim(call: &mut Call, service: &str, region: &str, access_key_id: Option<String>) {

@@ -22,6 +22,7 @@ mod host;
 mod lookup;
 mod next_token;
 mod recorder;
+mod refusals;
 mod respond;
 mod retention;
 mod sts;
@@ -38,7 +39,9 @@ use cairn_store::EventStore;
 use cairn_upstream::Upstreams;
 
 pub use client_address::TrustedProxy;
+pub use metrics_exporter_prometheus::PrometheusHandle;
 pub use next_token::TokenKey;
+pub use refusals::RefusalLimiter;
 pub use retention::{run_retention_sweeper, Retention};
 
 /// What can go wrong in the server outside a request (a request's failures are AWS errors).
@@ -90,6 +93,10 @@ pub struct AppState {
     pub upstreams: Arc<Upstreams>,
     /// The services whose records depend on the upstream's state.
     pub hooks: Arc<ServiceHooksSet>,
+    /// Limits how many refusals per source address are recorded.
+    pub refusals: Arc<RefusalLimiter>,
+    /// Prometheus metrics, when a recorder was installed (`/_cairn/metrics`).
+    pub metrics: Option<PrometheusHandle>,
 }
 
 /// Paths Cairn reserves for itself, in front of the AWS edge. No AWS API uses them (an S3
@@ -100,6 +107,7 @@ pub const RESERVED_PREFIX: &str = "/_cairn/";
 pub fn router(state: AppState) -> axum::Router {
     axum::Router::new()
         .route("/_cairn/health", get(health))
+        .route("/_cairn/metrics", get(metrics))
         .fallback(edge::handle)
         .with_state(state)
 }
@@ -114,6 +122,20 @@ async fn health(
         _ => (
             http::StatusCode::SERVICE_UNAVAILABLE,
             "the event store cannot be read\n",
+        ),
+    }
+}
+
+/// Prometheus's text format: calls by kind and outcome, commit latency and group sizes,
+/// refusals throttled. Not recorded: it is not an AWS call.
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> (http::StatusCode, String) {
+    match &state.metrics {
+        Some(handle) => (http::StatusCode::OK, handle.render()),
+        None => (
+            http::StatusCode::NOT_FOUND,
+            "metrics are not collected by this server\n".to_owned(),
         ),
     }
 }

@@ -92,6 +92,19 @@ pub struct Call {
     pub service_event_details: Option<Value>,
 }
 
+impl Call {
+    /// What kind of call this is, for metrics: a bounded set, whatever the request claimed.
+    pub fn kind(&self) -> &'static str {
+        match (&self.caller, self.event_source.as_str()) {
+            (Caller::Service { .. }, _) => "service_event",
+            (Caller::Unverified { .. }, _) => "refused",
+            (_, "cloudtrail.amazonaws.com") => "cloudtrail",
+            (_, "sts.amazonaws.com") => "sts",
+            _ => "gateway",
+        }
+    }
+}
+
 /// An `AwsServiceEvent` about one resource, in the envelope Secrets Manager's own service
 /// events have: the service as `invokedBy`, source and agent; the resource as
 /// `additionalEventData.SecretId`; no parameters or response.
@@ -152,6 +165,11 @@ impl AppState {
         calls: Vec<Call>,
         changes: Vec<StateChange>,
     ) -> Result<(), AwsError> {
+        for call in &calls {
+            let outcome = if call.error.is_some() { "error" } else { "ok" };
+            metrics::counter!("cairn_calls_total", "kind" => call.kind(), "outcome" => outcome)
+                .increment(1);
+        }
         let events = calls
             .into_iter()
             .map(|call| IndexedEvent::from_record(&self.build_record(call)))

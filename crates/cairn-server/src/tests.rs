@@ -119,6 +119,8 @@ fn harness(retention_days: u32) -> Harness {
             std::time::Duration::from_secs(5),
         )),
         hooks: Arc::default(),
+        refusals: Arc::default(),
+        metrics: None,
     };
     Harness {
         _dir: dir,
@@ -461,4 +463,24 @@ async fn health_is_answered_in_front_of_the_edge_and_never_recorded() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(harness.store.count().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn refusals_past_a_sources_rate_are_answered_but_not_recorded() {
+    let harness = harness(0);
+    let mut throttled = 0;
+    for _ in 0..250 {
+        let request = Request::post("/")
+            .header("x-amz-target", TARGET)
+            .body(Body::from("{}"))
+            .unwrap();
+        let (status, body) = call(&harness.state, request).await;
+        if body["__type"] == "ThrottlingException" {
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            throttled += 1;
+        }
+    }
+    // A burst of 200 is recorded, and a few more as the rate refills while the loop runs.
+    assert!((30..=50).contains(&throttled), "{throttled} throttled");
+    assert_eq!(harness.store.count().unwrap(), 250 - throttled);
 }

@@ -356,13 +356,19 @@ fn run_writer(mut connection: Connection, messages: Receiver<WriterMessage>) {
         if group.is_empty() {
             continue;
         }
-        match write_group(&mut connection, &group, &mut value_ids) {
+        let started = std::time::Instant::now();
+        let events: usize = group.iter().map(|request| request.events.len()).sum();
+        let written = write_group(&mut connection, &group, &mut value_ids);
+        metrics::histogram!("cairn_commit_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("cairn_commit_group_events").record(events as f64);
+        match written {
             Ok(outcomes) => {
                 for (request, outcome) in group.into_iter().zip(outcomes) {
                     request.reply.send(Ok(outcome));
                 }
             }
             Err(error) => {
+                metrics::counter!("cairn_commit_failures_total").increment(1);
                 tracing::error!(%error, requests = group.len(), "event store write failed");
                 let message = error.to_string();
                 for request in group {

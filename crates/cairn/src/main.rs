@@ -147,6 +147,9 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         let next_tokens =
             TokenKey::load_or_create(&settings.data_dir).context("cannot load the token key")?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .context("cannot install the metrics recorder")?;
         let hooks = standard_hooks(
             Arc::clone(&clock),
             RotationSettings {
@@ -188,6 +191,8 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                 .context("cannot set up the upstream client")?,
             ),
             hooks: Arc::new(hooks),
+            refusals: Arc::default(),
+            metrics: Some(metrics),
         };
         tokio::spawn(cairn_server::run_retention_sweeper(state.clone()));
         cairn_server::start_background_work(&state);
