@@ -318,6 +318,23 @@ fn import_one_file(
     Ok(())
 }
 
+/// What the importer makes of a log file's bytes, gzip or not, with no file and no store:
+/// for each record, the event it would be stored as or why it would be skipped; or why the
+/// whole file would be rejected. Every byte is untrusted (the fuzzer's entry point), and
+/// decompressed content past `max_decompressed` bytes rejects the file.
+pub fn read_log_bytes(
+    bytes: &[u8],
+    max_decompressed: u64,
+) -> Result<Vec<Result<IndexedEvent, String>>, String> {
+    let mut reader = reader::decompressed(std::io::Cursor::new(bytes), max_decompressed)?;
+    let mut content = Vec::new();
+    std::io::Read::read_to_end(&mut reader, &mut content)
+        .map_err(|error| format!("the file is corrupt: {error}"))?;
+    let mut events = Vec::new();
+    reader::for_each_record_in(&content, |json| events.push(to_indexed_event(json, None)))?;
+    Ok(events)
+}
+
 /// The record is kept as the exact text the file holds (every field, in its order); only the
 /// indexed fields are read out of it.
 fn to_indexed_event(json: &[u8], retention_cutoff: Option<i64>) -> Result<IndexedEvent, String> {

@@ -61,18 +61,27 @@ pub fn open_decompressed<'p>(
     progress: &'p dyn Progress,
 ) -> Result<Box<dyn BufRead + 'p>, String> {
     let file = File::open(path).map_err(|error| format!("cannot open the file: {error}"))?;
-    let mut raw = BufReader::with_capacity(
+    let raw = BufReader::with_capacity(
         256 << 10,
         CountingReader {
             inner: file,
             progress,
         },
     );
+    decompressed(raw, max_decompressed)
+}
+
+/// `raw`'s content, gunzipped when it is gzip (by its magic bytes), failing once more than
+/// `max_decompressed` bytes come out.
+pub fn decompressed<'r>(
+    mut raw: impl BufRead + 'r,
+    max_decompressed: u64,
+) -> Result<Box<dyn BufRead + 'r>, String> {
     let is_gzip = raw
         .fill_buf()
         .map_err(read_error)?
         .starts_with(&[0x1f, 0x8b]);
-    let content: Box<dyn Read + 'p> = if is_gzip {
+    let content: Box<dyn Read + 'r> = if is_gzip {
         Box::new(GzipErrors(MultiGzDecoder::new(raw)))
     } else {
         Box::new(raw)
