@@ -83,6 +83,53 @@ def test_presigned_urls_from_botocore_and_the_cli_work_through_the_gateway(gatew
     assert all(r["eventCategory"] == "Data" for r in objects)
 
 
+def test_a_sigv2_url_cannot_be_turned_into_another_operation_or_bucket_and_its_signature_is_not_recorded(gateway):
+    s3 = s3_client(gateway)
+    s3.create_bucket(Bucket="e2e-sigv2-victim")
+    s3.put_object(Bucket="e2e-sigv2-victim", Key="e2e-sigv2-list", Body=b"victim object")
+    s3.create_bucket(Bucket="e2e-sigv2-list")
+    put_url = s3.generate_presigned_url("put_object", Params={"Bucket": "e2e-sigv2-victim", "Key": "up.txt"},
+                                        ExpiresIn=300)
+    assert "Signature=" in put_url and "X-Amz-Signature" not in put_url
+    # A sub-resource the signature does not cover would make it PutObjectRetention.
+    for extra in ["retention", "legal-hold", "encryption"]:
+        turned = requests.put(put_url + "&" + extra, data=b"<x/>", timeout=30)
+        assert turned.status_code == 403 and "AccessDenied" in turned.text, (extra, turned.text)
+    # A URL that lists bucket L, sent with a Host naming another bucket, would be GetObject
+    # of that bucket's object L: refused.
+    list_url = s3.generate_presigned_url("list_objects", Params={"Bucket": "e2e-sigv2-list"}, ExpiresIn=300)
+    port = gateway.endpoint.rsplit(":", 1)[1]
+    rehosted = requests.get(list_url, timeout=30, headers={"Host": f"e2e-sigv2-victim.s3.localhost:{port}"})
+    assert rehosted.status_code == 403, rehosted.text
+    assert b"victim object" not in rehosted.content
+    assert requests.get(list_url, timeout=30).status_code == 200
+    # What made the URL valid is never written into a record.
+    assert requests.put(put_url, data=b"presigned", timeout=30).status_code == 200
+    raw = json.dumps([r for r in stored_records(gateway.data_dir) if r["eventSource"] == "s3.amazonaws.com"])
+    signature = requests.utils.unquote(put_url.split("Signature=")[1].split("&")[0])
+    assert signature not in raw and '"AWSAccessKeyId"' not in raw and '"signature"' not in raw.lower()
+
+
+def test_an_unsigned_request_is_forwarded_only_in_the_shape_aws_serves_unsigned(gateway):
+    s3 = s3_client(gateway)
+    s3.create_bucket(Bucket="e2e-unsigned-victim")
+    s3.put_object(Bucket="e2e-unsigned-victim", Key="secret.txt", Body=b"top secret")
+    # Dressed as STS's unsigned federation call, a GET of an S3 object is refused.
+    disguised = requests.get(f"{gateway.endpoint}/e2e-unsigned-victim/secret.txt",
+                             params={"Action": "AssumeRoleWithWebIdentity", "WebIdentityToken": "x",
+                                     "Version": "2011-06-15"}, timeout=30)
+    assert disguised.status_code in (400, 403) and b"top secret" not in disguised.content, disguised.text
+    assert "MissingAuthenticationToken" in disguised.text, disguised.text
+    deleted = requests.delete(f"{gateway.endpoint}/e2e-unsigned-victim/secret.txt",
+                              params={"Action": "AssumeRoleWithWebIdentity", "WebIdentityToken": "x"}, timeout=30)
+    assert deleted.status_code in (400, 403), deleted.text
+    assert s3.get_object(Bucket="e2e-unsigned-victim", Key="secret.txt")["Body"].read() == b"top secret"
+    # Nor is either recorded as the federation call it pretended to be. (The shape botocore
+    # sends, POST / with the action in a form body, is forwarded: test_secrets_everywhere.)
+    claimed = [r for r in stored_records(gateway.data_dir) if r["eventName"] == "AssumeRoleWithWebIdentity"]
+    assert claimed == [], claimed
+
+
 def test_access_keys_that_emulator_users_already_have_are_accepted(tmp_path):
     config = tmp_path / "cairn.toml"
     config.write_text("""
@@ -147,6 +194,25 @@ def test_accept_any_credentials_lets_unknown_keys_in_and_records_them_as_unverif
         with pytest.raises(botocore.exceptions.ClientError) as refused:
             wrong.lookup_events(MaxResults=1)
         assert refused.value.response["Error"]["Code"] == "InvalidSignatureException"
+        # ...and so is the administrator's key with a made-up session token: only keys Cairn
+        # has never heard of, sent without a token, are let in unchecked.
+        forged = boto3.client("cloudtrail", endpoint_url=server.endpoint, region_name="us-east-1",
+                              aws_access_key_id=admin, aws_secret_access_key="wrong",
+                              aws_session_token="made-up",
+                              config=botocore.config.Config(retries={"max_attempts": 1}))
+        with pytest.raises(botocore.exceptions.ClientError) as refused:
+            forged.lookup_events(MaxResults=1)
+        assert refused.value.response["Error"]["Code"] in ("UnrecognizedClientException",
+                                                           "InvalidSignatureException"), refused.value.response
+        tokened = boto3.client("cloudtrail", endpoint_url=server.endpoint, region_name="us-east-1",
+                               aws_access_key_id="ASIAUNKNOWNKEY000001", aws_secret_access_key="x",
+                               aws_session_token="made-up",
+                               config=botocore.config.Config(retries={"max_attempts": 1}))
+        with pytest.raises(botocore.exceptions.ClientError):
+            tokened.lookup_events(MaxResults=1)
+        assert not [r for r in stored_records(server.data_dir)
+                    if r["userIdentity"].get("accessKeyId") in (admin, "ASIAUNKNOWNKEY000001")
+                    and not r.get("errorCode")]
     finally:
         server.stop()
     # Off by default: an unknown key is refused.

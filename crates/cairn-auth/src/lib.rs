@@ -273,7 +273,10 @@ impl CredentialStore {
     /// key is that account (as LocalStack maps keys), any other key the default account.
     /// `None` when the mode is off or the key could not be presented by an SDK.
     pub fn unverified(&self, access_key_id: &str) -> Option<Principal> {
-        if !self.accept_any_credentials || !is_presentable_access_key_id(access_key_id) {
+        if !self.accept_any_credentials
+            || !is_presentable_access_key_id(access_key_id)
+            || self.by_access_key.contains_key(access_key_id)
+        {
             return None;
         }
         let account_id = if access_key_id.len() == 12

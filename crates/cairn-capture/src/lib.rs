@@ -24,7 +24,5 @@ pub mod sensitive;
 pub mod services;
 pub mod xml_answers;
 
-pub use routing::{
-    s3_path_style_path, s3_virtual_host_bucket, Call, Protocol, Recognized, RoutingTable,
-    ServiceModel,
-};
+pub use cairn_wire::s3_addressing::{s3_path_style_path, s3_virtual_host_bucket};
+pub use routing::{Call, Protocol, Recognized, RoutingTable, ServiceModel};

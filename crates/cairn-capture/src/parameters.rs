@@ -66,14 +66,14 @@ pub fn request_parameters(input: &CallInput<'_>, observed: Option<&Observed>) ->
         }
         Some(Protocol::Query | Protocol::Ec2) => unflatten_query(
             form.iter()
-                .chain(query)
+                .chain(query.iter().filter(|(key, _)| !is_authentication(key)))
                 .filter(|(key, _)| key != "Action" && key != "Version"),
             MapShapes::builtin().of(service_id, operation, End::Input),
         ),
         _ => Value::Object(
             query
                 .iter()
-                .filter(|(key, _)| !key.starts_with("X-Amz-"))
+                .filter(|(key, _)| !is_authentication(key) && !key.eq_ignore_ascii_case("Expires"))
                 .map(|(key, value)| (lower_camel_name(key), Value::String(value.clone())))
                 .collect(),
         ),
@@ -86,6 +86,22 @@ pub fn request_parameters(input: &CallInput<'_>, observed: Option<&Observed>) ->
         }
     }
     logged_parameters(service_id, operation, parameters, observed)
+}
+
+/// Whether a query parameter is part of a presigned URL's authentication (SigV4's
+/// `X-Amz-Signature`, SigV2's `Signature` and `AWSAccessKeyId`, a session token in any
+/// case): recorded, it would let anyone who can read the history replay the URL.
+fn is_authentication(key: &str) -> bool {
+    key.get(..6)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("x-amz-"))
+        || [
+            "Signature",
+            "AWSAccessKeyId",
+            "SignatureMethod",
+            "SignatureVersion",
+        ]
+        .iter()
+        .any(|name| key.eq_ignore_ascii_case(name))
 }
 
 /// The input as it is logged: secrets redacted, and what the service never logs taken out
@@ -383,6 +399,65 @@ mod tests {
             },
             None,
         )
+    }
+
+    #[test]
+    fn presigned_url_authentication_is_never_recorded() {
+        let owned = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect()
+        };
+        let sigv2 = owned(&[
+            ("AWSAccessKeyId", "AKIAIOSFODNN7EXAMPLE"),
+            ("Signature", "UL5vXs9VhbdOpO5dwje5Pn4o6VQ="),
+            ("Expires", "1796003600"),
+            ("x-amz-security-token", "token"),
+            ("versionId", "3"),
+        ]);
+        let sigv4 = owned(&[
+            ("Action", "GetSessionToken"),
+            ("DurationSeconds", "900"),
+            ("Version", "2011-06-15"),
+            (
+                "X-Amz-Credential",
+                "AKIAIOSFODNN7EXAMPLE/20261201/us-east-1/sts/aws4_request",
+            ),
+            ("X-Amz-Signature", "abc"),
+            ("x-amz-security-token", "token"),
+        ]);
+        let cases = [
+            (
+                Protocol::RestXml,
+                "s3",
+                "GetObject",
+                &sigv2,
+                json!({"versionId": "3"}),
+            ),
+            (
+                Protocol::Query,
+                "sts",
+                "GetSessionToken",
+                &sigv4,
+                json!({"durationSeconds": 900}),
+            ),
+        ];
+        for (protocol, service_id, operation, query, expected) in cases {
+            let parameters = request_parameters(
+                &CallInput {
+                    protocol: Some(protocol),
+                    service_id,
+                    operation,
+                    body: b"",
+                    form: &[],
+                    query,
+                    path_labels: &[],
+                },
+                None,
+            );
+            assert_eq!(parameters, Some(expected), "{service_id}");
+        }
     }
 
     #[test]

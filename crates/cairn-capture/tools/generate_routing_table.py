@@ -357,6 +357,28 @@ def is_unauthenticated(operation):
     return operation.get("authtype") == "none" or "smithy.api#noAuth" in (operation.get("auth") or [])
 
 
+def wholly_sensitive(shapes, shape_name, seen=None):
+    """Whether every value of `shape_name` is secret: the shape is marked sensitive, or it is
+    a list of sensitive members or a map whose keys or values are sensitive (at any depth of
+    nesting). A member of such a shape is hidden as a whole, as a marked member is."""
+    seen = set() if seen is None else seen
+    if shape_name is None or shape_name in seen:
+        return False
+    seen.add(shape_name)
+    shape = shapes.get(shape_name, {})
+    if shape.get("sensitive"):
+        return True
+    kind = shape.get("type")
+    if kind == "list":
+        parts = [shape.get("member", {})]
+    elif kind == "map":
+        parts = [shape.get("key", {}), shape.get("value", {})]
+    else:
+        return False
+    return any(part.get("sensitive") or wholly_sensitive(shapes, part.get("shape"), seen)
+               for part in parts)
+
+
 def sensitive_names(shapes, shape_name, seen=None):
     """The names (as the wire spells them: member name and locationName) of the members that
     the model marks sensitive, on the member or its shape, anywhere below `shape_name`. A
@@ -371,7 +393,7 @@ def sensitive_names(shapes, shape_name, seen=None):
     if kind == "structure":
         for member_name, member in shape.get("members", {}).items():
             target = member.get("shape")
-            if member.get("sensitive") or shapes.get(target, {}).get("sensitive"):
+            if member.get("sensitive") or wholly_sensitive(shapes, target):
                 names.add(member_name)
                 if member.get("locationName"):
                     names.add(member["locationName"])

@@ -13,6 +13,7 @@ mod lookup;
 mod record;
 mod state;
 mod time;
+pub mod trail;
 mod view;
 
 pub use clock::{Clock, FixedClock, IdGen, SystemClock, TimeOrderedIds};

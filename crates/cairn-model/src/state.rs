@@ -9,6 +9,9 @@ pub struct StateChange {
     pub namespace: String,
     pub key: String,
     pub value: Option<String>,
+    /// When set, the change is made only if the entry still holds this value, and is
+    /// otherwise skipped: a scheduler that read an entry must not undo a newer one.
+    pub only_if: Option<String>,
 }
 
 impl StateChange {
@@ -17,6 +20,7 @@ impl StateChange {
             namespace: namespace.to_owned(),
             key: key.into(),
             value: Some(value.into()),
+            only_if: None,
         }
     }
 
@@ -25,6 +29,19 @@ impl StateChange {
             namespace: namespace.to_owned(),
             key: key.into(),
             value: None,
+            only_if: None,
+        }
+    }
+
+    /// Removes the entry only if it still holds `read`, the value it was read with.
+    pub fn remove_if_unchanged(
+        namespace: &str,
+        key: impl Into<String>,
+        read: impl Into<String>,
+    ) -> Self {
+        Self {
+            only_if: Some(read.into()),
+            ..Self::remove(namespace, key)
         }
     }
 }

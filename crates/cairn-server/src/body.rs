@@ -1,6 +1,7 @@
 //! A request body as the edge reads it: whole up to a bound, or the start of a body that
 //! streams because its signature covers a declared payload; and the check of a body read
-//! whole against what its signed `x-amz-content-sha256` declares.
+//! whole against what its signed `x-amz-content-sha256` declares; and the budget of bytes
+//! all requests together may hold in memory past the first MiB each.
 
 use axum::body::{Body, Bytes};
 use bytes::BytesMut;
@@ -8,6 +9,34 @@ use cairn_wire::sigv4::{DeclaredPayload, InvalidDeclaredPayload, VerifiedSignatu
 use cairn_wire::AwsError;
 use http::{HeaderMap, StatusCode};
 use http_body_util::BodyExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// How many bytes of request bodies beyond [`crate::MAX_REQUEST_BODY_BYTES`] each may be held
+/// at once across all requests. A body must be read whole before its signature can be
+/// checked, so without this a few hundred connections could make Cairn hold gigabytes.
+pub const BUFFERED_BODY_BUDGET_BYTES: usize = 512 << 20;
+
+/// The shared budget of [`BUFFERED_BODY_BUDGET_BYTES`], counted in KiB.
+pub struct BodyBudget {
+    kib: std::sync::Arc<Semaphore>,
+}
+
+impl Default for BodyBudget {
+    fn default() -> Self {
+        Self {
+            kib: std::sync::Arc::new(Semaphore::new(BUFFERED_BODY_BUDGET_BYTES >> 10)),
+        }
+    }
+}
+
+impl BodyBudget {
+    /// Room for a body of up to `bytes`, held until the permit is dropped; `None` when the
+    /// budget is spent (the caller answers 503 and the client retries).
+    pub(crate) fn reserve(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        self.kib.clone().try_acquire_many_owned(kib).ok()
+    }
+}
 
 /// A request body as far as the edge reads it before verifying the signature, with what its
 /// signed `x-amz-content-sha256` declares about it.

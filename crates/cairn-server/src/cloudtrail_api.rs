@@ -46,7 +46,7 @@ async fn answer(
             call.request_parameters = parameters;
             outcome
         }
-        Operation::NotYetServed(name) => Err(AwsError::new(
+        Operation::Trail(name) | Operation::NotYetServed(name) => Err(AwsError::new(
             "UnsupportedOperationException",
             format!("Cairn does not serve {name} yet."),
         )),

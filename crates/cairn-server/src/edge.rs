@@ -14,7 +14,7 @@ use cairn_wire::cloudtrail;
 use cairn_wire::sigv4::{self, SignatureError, SignedRequest, VerifiedSignature};
 use cairn_wire::{AwsError, Protocol};
 use chrono::{TimeZone, Utc};
-use http::HeaderMap;
+use http::{HeaderMap, StatusCode};
 
 use crate::body::{check_declared_payload, read_bounded, ReadBody};
 use crate::recorder::{Call, Caller};
@@ -117,6 +117,58 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
         Some(claim) if may_stream => cairn_capture::services::request_body_limit(&claim.service),
         _ => MAX_REQUEST_BODY_BYTES,
     };
+    // More than a MiB is read only for a key that could verify, and only within the budget
+    // all requests share: reading comes before verifying, so it must not be free.
+    let limit = match &claim {
+        Some(claim) if limit > MAX_REQUEST_BODY_BYTES => {
+            let may_verify = state
+                .credentials
+                .authenticate(
+                    &claim.access_key_id,
+                    claim.session_token.as_deref(),
+                    arrived_millis,
+                )
+                .is_ok()
+                || (claim.session_token.is_none()
+                    && state.credentials.unverified(&claim.access_key_id).is_some());
+            if may_verify {
+                limit
+            } else {
+                MAX_REQUEST_BODY_BYTES
+            }
+        }
+        _ => limit,
+    };
+    let declared_length = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|length| length.to_str().ok()?.parse::<usize>().ok());
+    let _held_body = if limit > MAX_REQUEST_BODY_BYTES {
+        let wanted = declared_length.unwrap_or(limit).min(limit);
+        match state
+            .body_budget
+            .reserve(wanted.saturating_sub(MAX_REQUEST_BODY_BYTES))
+        {
+            Some(permit) => Some(permit),
+            None => {
+                tracing::warn!(
+                    wanted,
+                    "the buffered body budget is spent; asked the client to retry"
+                );
+                let protocol = claim
+                    .as_ref()
+                    .and_then(|claim| protocol_of_signing_name(&claim.service));
+                let error = AwsError::new(
+                    "ServiceUnavailable",
+                    "Too many large requests are being read at once; retry.",
+                )
+                .with_status(StatusCode::SERVICE_UNAVAILABLE);
+                return crate::respond::error_response(protocol, &error, &request_id);
+            }
+        }
+    } else {
+        None
+    };
     let read = read_bounded(&parts.headers, body, declared, may_stream, limit).await;
     let read = match read {
         Ok(read) => read,
@@ -168,8 +220,14 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
         }
     });
     // Development mode: a key Cairn does not know is let in unchecked, and its records say so.
-    let unchecked = match (&verified, &claim) {
-        (Err(SignatureError::UnknownAccessKey { access_key_id }), Some(claim)) => state
+    // Only a key Cairn has never heard of, sent without a session token: a known key or a
+    // Cairn-issued session that fails to open must never be let in by this path.
+    let unchecked = match (&verified, &claim, &credential_error) {
+        (
+            Err(SignatureError::UnknownAccessKey { access_key_id }),
+            Some(claim),
+            Some(CredentialError::UnknownAccessKey),
+        ) if session_token.is_none() => state
             .credentials
             .unverified(access_key_id)
             .and_then(|principal| Some((principal, sigv4::accept_unchecked(claim).ok()?))),
@@ -188,7 +246,8 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
         (Err(SignatureError::Missing), _, None) if claim.is_none() => {
             // AWS serves a few operations unsigned (Cognito's sign-in, STS's federation):
             // they are forwarded and recorded with the caller their input names.
-            if let Some((signing_name, caller)) = crate::gateway::unsigned_operation(&parts, &body)
+            if let Some((signing_name, caller)) =
+                crate::gateway::unsigned_operation(&state.upstreams, &parts, &body)
             {
                 call.caller = Caller::Anonymous(caller);
                 let unsigned =
@@ -243,6 +302,16 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
     };
     call.region = verified.region.clone();
     call.event_source = format!("{}.amazonaws.com", verified.service);
+    // Every service but S3 signs the normalised path; the path served, recorded and
+    // forwarded must be the one that was signed, so `/a/../b` and `//` are refused.
+    if !sigv4::is_path_as_signed(parts.uri.path(), &verified.service) {
+        let protocol = protocol_of_signing_name(&verified.service);
+        let error = AwsError::new(
+            "InvalidRequest",
+            "The request path must not contain empty, '.' or '..' segments.",
+        );
+        return fail(&state, call, protocol, error).await;
+    }
     if verified.service != STS_SERVICE && verified.service != CLOUDTRAIL_SERVICE {
         return crate::gateway::proxy(&state, call, &parts, read, &verified).await;
     }

@@ -308,8 +308,18 @@ impl<'p> RequestView<'p> {
 /// An unsigned request for an operation AWS serves without a signature: the signing name of
 /// its service, and who its input says the caller is. `None` for every other request, which
 /// must be signed.
-pub(crate) fn unsigned_operation(parts: &Parts, body: &[u8]) -> Option<(String, AnonymousCaller)> {
+///
+/// Only the exact wire shape AWS's clients send is accepted — `POST /` with the action in a
+/// form body, or a JSON `X-Amz-Target` — because an upstream that multiplexes services (moto)
+/// would serve any other unsigned request as S3. Rest operations (SSO's) need an upstream
+/// configured for their service, for the same reason.
+pub(crate) fn unsigned_operation(
+    upstreams: &cairn_upstream::Upstreams,
+    parts: &Parts,
+    body: &[u8],
+) -> Option<(String, AnonymousCaller)> {
     let view = RequestView::of(parts, body, "");
+    let posted_to_root = parts.method == http::Method::POST && parts.uri.path() == "/";
     let found = RoutingTable::builtin().recognize(&cairn_capture::Call {
         signing_name: None,
         method: parts.method.as_str(),
@@ -322,10 +332,23 @@ pub(crate) fn unsigned_operation(parts: &Parts, body: &[u8]) -> Option<(String, 
     if !found.service.serves_unsigned(found.operation) {
         return None;
     }
+    let wire_shape_fits = match found.service.protocol {
+        Protocol::Query | Protocol::Ec2 => {
+            posted_to_root
+                && view.form.iter().any(|(key, _)| key == "Action")
+                && !view.query.iter().any(|(key, _)| key == "Action")
+        }
+        Protocol::Json => posted_to_root && view.target.is_some(),
+        Protocol::RestJson | Protocol::RestXml | Protocol::SmithyRpcV2Cbor => {
+            upstreams.has_own(&found.service.id, &found.service.signing_name)
+        }
+    };
+    if !wire_shape_fits {
+        return None;
+    }
     let param = |name: &str| {
         view.form
             .iter()
-            .chain(&view.query)
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.as_str())
     };

@@ -38,6 +38,7 @@ use cairn_model::{Clock, IdGen};
 use cairn_store::EventStore;
 use cairn_upstream::Upstreams;
 
+pub use body::BodyBudget;
 pub use client_address::TrustedProxy;
 pub use metrics_exporter_prometheus::PrometheusHandle;
 pub use next_token::TokenKey;
@@ -95,6 +96,8 @@ pub struct AppState {
     pub hooks: Arc<ServiceHooksSet>,
     /// Limits how many refusals per source address are recorded.
     pub refusals: Arc<RefusalLimiter>,
+    /// The memory all requests together may hold for bodies read before verifying.
+    pub body_budget: Arc<BodyBudget>,
     /// Prometheus metrics, when a recorder was installed (`/_cairn/metrics`).
     pub metrics: Option<PrometheusHandle>,
 }

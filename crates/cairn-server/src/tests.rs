@@ -120,6 +120,7 @@ fn harness(retention_days: u32) -> Harness {
         )),
         hooks: Arc::default(),
         refusals: Arc::default(),
+        body_budget: Arc::default(),
         metrics: None,
     };
     Harness {

@@ -380,6 +380,20 @@ pub fn state_is_committed_with_events_and_survives_reopening<S: EventStore>(
                     StateChange::put("schedules", "a", "due at 400"),
                     StateChange::remove("schedules", "b"),
                     StateChange::remove("schedules", "never there"),
+                    StateChange::put("settings", "retention_days", "8"),
+                ],
+            )
+            .unwrap()
+            .wait()
+            .unwrap();
+        // Made from a read that is now stale: skipped, the newer value stays.
+        store
+            .submit_with_state(
+                Vec::new(),
+                vec![
+                    StateChange::remove_if_unchanged("schedules", "a", "due at 300"),
+                    StateChange::remove_if_unchanged("settings", "retention_days", "8"),
+                    StateChange::put("settings", "retention_days", "7"),
                 ],
             )
             .unwrap()

@@ -1,7 +1,7 @@
 //! The retention in force belongs to the data directory: it is kept in the store's state
 //! (`settings/retention_days`) and read by every `serve` and `import` of that directory. A
-//! flag, variable or TOML value may lengthen it (nothing is removed), but never shorten it
-//! so that events would be removed: that takes `cairn retention --days N --apply`, which
+//! flag, variable or TOML value may lengthen it (nothing is removed), but never shorten it,
+//! even when nothing would be removed today: that takes `cairn retention --days N --apply`, which
 //! says first how many events it removes. A data directory that already holds events but
 //! no recorded retention (made before it was kept) keeps everything until told otherwise.
 
@@ -73,24 +73,24 @@ pub fn settle(
             0
         }
         (None, None) => DEFAULT_RETENTION_DAYS,
+        (None, Some(requested)) if store.count()? == 0 => requested,
+        // Shortening is refused even when nothing would go today: the sweeper would remove
+        // events later, as they age past the shorter retention nobody agreed to.
         (current, Some(requested)) => {
             let removed = cutoff_millis(requested, now_millis)
                 .map(|cutoff| store.count_older_than(cutoff))
                 .transpose()?
                 .unwrap_or(0);
-            if removed > 0 {
-                let current = match current {
-                    Some(0) | None => "every event".to_owned(),
-                    Some(days) => format!("{days} days of events"),
-                };
-                return Err(StoreError::Refused(format!(
-                    "this data directory keeps {current}; a retention of {requested} days would remove \
-                     {removed} events. Nothing was changed. To remove them, run \
-                     `cairn retention --data-dir DIR --days {requested} --apply`; to keep them, \
-                     leave --retention-days out."
-                )));
-            }
-            requested
+            let current = match current {
+                Some(0) | None => "every event".to_owned(),
+                Some(days) => format!("{days} days of events"),
+            };
+            return Err(StoreError::Refused(format!(
+                "this data directory keeps {current}; a retention of {requested} days would remove \
+                 {removed} events now and more as they age. Nothing was changed. To shorten it, run \
+                 `cairn retention --data-dir DIR --days {requested} --apply`; to keep them, \
+                 leave --retention-days out."
+            )));
         }
     };
     if current != Some(settled) {
@@ -191,16 +191,21 @@ mod tests {
             "events but no recorded retention: keep everything"
         );
         let refused = settle(&store, Some(7), NOW).unwrap_err().to_string();
-        assert!(refused.contains("would remove 1 events"), "{refused}");
+        assert!(refused.contains("would remove 1 events now"), "{refused}");
         assert!(refused.contains("cairn retention"), "{refused}");
         assert_eq!(recorded(&store).unwrap(), Some(0), "nothing was changed");
         assert_eq!(store.count().unwrap(), 1);
-        assert_eq!(
-            settle(&store, Some(30), NOW).unwrap(),
-            30,
-            "a retention that removes nothing is taken"
+        let refused = settle(&store, Some(30), NOW).unwrap_err().to_string();
+        assert!(
+            refused.contains("would remove 0 events now and more as they age"),
+            "a retention that removes nothing today still shortens: {refused}"
         );
+        assert_eq!(recorded(&store).unwrap(), Some(0), "nothing was changed");
+        assert_eq!(settle(&store, Some(0), NOW).unwrap(), 0, "kept");
+        change(&store, Some(30), true, NOW).unwrap();
         assert_eq!(settle(&store, Some(365), NOW).unwrap(), 365, "lengthened");
+        assert!(settle(&store, Some(90), NOW).is_err(), "shortened again");
+        assert_eq!(settle(&store, None, NOW).unwrap(), 365);
     }
 
     #[test]

@@ -414,6 +414,21 @@ fn write_group(
     group: &[AppendRequest],
     value_ids: &mut LookupValueIds,
 ) -> Result<Vec<AppendOutcome>, StoreError> {
+    // Value IDs resolved in a group that fails anywhere, not only at commit, were never
+    // stored: they must be forgotten, or a later lookup would be filed under them.
+    let written = write_group_uncommitted(connection, group, value_ids);
+    match written {
+        Ok(_) => value_ids.committed(),
+        Err(_) => value_ids.rolled_back(),
+    }
+    written
+}
+
+fn write_group_uncommitted(
+    connection: &mut Connection,
+    group: &[AppendRequest],
+    value_ids: &mut LookupValueIds,
+) -> Result<Vec<AppendOutcome>, StoreError> {
     let transaction =
         connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(group.len());
@@ -471,22 +486,26 @@ fn write_group(
             "INSERT INTO state (namespace, key, value) VALUES (?1, ?2, ?3) \
              ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value",
         )?;
+        let mut put_state_if = transaction.prepare_cached(
+            "UPDATE state SET value = ?3 WHERE namespace = ?1 AND key = ?2 AND value = ?4",
+        )?;
         let mut remove_state =
             transaction.prepare_cached("DELETE FROM state WHERE namespace = ?1 AND key = ?2")?;
+        let mut remove_state_if = transaction
+            .prepare_cached("DELETE FROM state WHERE namespace = ?1 AND key = ?2 AND value = ?3")?;
         for change in group.iter().flat_map(|request| &request.state) {
-            match &change.value {
-                Some(value) => put_state.execute(params![change.namespace, change.key, value])?,
-                None => remove_state.execute(params![change.namespace, change.key])?,
+            let (namespace, key) = (&change.namespace, &change.key);
+            match (&change.value, &change.only_if) {
+                (Some(value), None) => put_state.execute(params![namespace, key, value])?,
+                (Some(value), Some(read)) => {
+                    put_state_if.execute(params![namespace, key, value, read])?
+                }
+                (None, None) => remove_state.execute(params![namespace, key])?,
+                (None, Some(read)) => remove_state_if.execute(params![namespace, key, read])?,
             };
         }
     }
-    match transaction.commit() {
-        Ok(()) => value_ids.committed(),
-        Err(error) => {
-            value_ids.rolled_back();
-            return Err(error.into());
-        }
-    }
+    transaction.commit()?;
     Ok(outcomes)
 }
 

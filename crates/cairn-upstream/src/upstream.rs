@@ -90,6 +90,12 @@ impl Upstreams {
             .or(self.routes.default.as_ref())
     }
 
+    /// Whether a service has an upstream of its own, not only the default one.
+    pub fn has_own(&self, service_id: &str, signing_name: &str) -> bool {
+        self.routes.by_service.contains_key(service_id)
+            || self.routes.by_service.contains_key(signing_name)
+    }
+
     pub fn client(&self) -> &GatewayClient {
         &self.client
     }

@@ -16,6 +16,8 @@ pub const API_VERSION: &str = "2013-11-01";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
     LookupEvents,
+    /// One of the trail operations ([`TRAIL_OPERATIONS`]).
+    Trail(&'static str),
     /// In the CloudTrail model but not served by Cairn yet.
     NotYetServed(&'static str),
 }
@@ -24,6 +26,7 @@ impl Operation {
     pub fn name(self) -> &'static str {
         match self {
             Self::LookupEvents => "LookupEvents",
+            Self::Trail(name) => name,
             Self::NotYetServed(name) => name,
         }
     }
@@ -37,6 +40,27 @@ impl Operation {
     }
 }
 
+/// The trail operations Cairn serves; the model's others (Lake, channels, dashboards,
+/// federation) answer `UnsupportedOperationException`.
+pub const TRAIL_OPERATIONS: &[&str] = &[
+    "AddTags",
+    "CreateTrail",
+    "DeleteTrail",
+    "DescribeTrails",
+    "GetEventSelectors",
+    "GetInsightSelectors",
+    "GetTrail",
+    "GetTrailStatus",
+    "ListTags",
+    "ListTrails",
+    "PutEventSelectors",
+    "PutInsightSelectors",
+    "RemoveTags",
+    "StartLogging",
+    "StopLogging",
+    "UpdateTrail",
+];
+
 /// The operation a CloudTrail `X-Amz-Target` names.
 pub fn parse_target(target: Option<&str>) -> Result<Operation, AwsError> {
     let unknown = || AwsError::new("UnknownOperationException", "");
@@ -48,7 +72,10 @@ pub fn parse_target(target: Option<&str>) -> Result<Operation, AwsError> {
         .ok_or_else(unknown)?;
     Ok(match name {
         "LookupEvents" => Operation::LookupEvents,
-        other => Operation::NotYetServed(other),
+        other => match TRAIL_OPERATIONS.iter().find(|served| **served == other) {
+            Some(served) => Operation::Trail(served),
+            None => Operation::NotYetServed(other),
+        },
     })
 }
 
@@ -371,7 +398,13 @@ mod tests {
             parse_target(Some(
                 "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.CreateTrail"
             )),
-            Ok(Operation::NotYetServed("CreateTrail"))
+            Ok(Operation::Trail("CreateTrail"))
+        );
+        assert_eq!(
+            parse_target(Some(
+                "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.CreateEventDataStore"
+            )),
+            Ok(Operation::NotYetServed("CreateEventDataStore"))
         );
         for target in [
             None,

@@ -76,9 +76,264 @@ impl CloudTrailModel {
     }
 }
 
+/// Why a request does not fit its operation's input shape.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ShapeError {
+    #[error("Value null at '{0}' failed to satisfy constraint: Member must not be null")]
+    Missing(String),
+    #[error("Value at '{path}' failed to satisfy constraint: Member must be of type {expected}")]
+    WrongType {
+        path: String,
+        expected: &'static str,
+    },
+    #[error(
+        "Value at '{path}' failed to satisfy constraint: Member must have length {bound} {limit}"
+    )]
+    Length {
+        path: String,
+        bound: &'static str,
+        limit: u64,
+    },
+    #[error("Value '{value}' at '{path}' failed to satisfy constraint: Member must satisfy enum value set: [{allowed}]")]
+    NotInEnum {
+        path: String,
+        value: String,
+        allowed: String,
+    },
+    #[error("'{0}' is not a member of the request")]
+    Unknown(String),
+}
+
+impl CloudTrailModel {
+    /// Checks `members`, the JSON body of a call to `operation`, against the model's input
+    /// shape: required members, types, lengths and enum values, at any depth. Unknown
+    /// members are refused (a client that sends them is not speaking this API version).
+    pub fn check_input(
+        &self,
+        operation: &str,
+        members: &serde_json::Map<String, Value>,
+    ) -> Result<(), ShapeError> {
+        let Some(shape) = self
+            .operations
+            .get(operation)
+            .and_then(|operation| operation.input.as_ref())
+        else {
+            return Ok(());
+        };
+        self.check(&shape.shape, &Value::Object(members.clone()), "")
+    }
+
+    fn check(&self, shape_name: &str, value: &Value, path: &str) -> Result<(), ShapeError> {
+        let Some(shape) = self.shapes.get(shape_name) else {
+            return Ok(());
+        };
+        let kind = shape.get("type").and_then(Value::as_str).unwrap_or("");
+        let wrong = |expected| ShapeError::WrongType {
+            path: path.to_owned(),
+            expected,
+        };
+        let bound = |length: u64| {
+            let over = |name: &str| shape.get(name).and_then(Value::as_u64);
+            if let Some(min) = over("min").filter(|min| length < *min) {
+                return Err(ShapeError::Length {
+                    path: path.to_owned(),
+                    bound: "greater than or equal to",
+                    limit: min,
+                });
+            }
+            if let Some(max) = over("max").filter(|max| length > *max) {
+                return Err(ShapeError::Length {
+                    path: path.to_owned(),
+                    bound: "less than or equal to",
+                    limit: max,
+                });
+            }
+            Ok(())
+        };
+        match kind {
+            "structure" => {
+                let Value::Object(members) = value else {
+                    return Err(wrong("structure"));
+                };
+                let declared = shape.get("members").and_then(Value::as_object);
+                for required in shape
+                    .get("required")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                {
+                    if members.get(required).is_none_or(Value::is_null) {
+                        return Err(ShapeError::Missing(member_path(path, required)));
+                    }
+                }
+                for (name, member) in members {
+                    let Some(target) = declared
+                        .and_then(|declared| declared.get(name))
+                        .and_then(|member| member.get("shape"))
+                        .and_then(Value::as_str)
+                    else {
+                        return Err(ShapeError::Unknown(member_path(path, name)));
+                    };
+                    if !member.is_null() {
+                        self.check(target, member, &member_path(path, name))?;
+                    }
+                }
+                Ok(())
+            }
+            "list" => {
+                let Value::Array(items) = value else {
+                    return Err(wrong("list"));
+                };
+                bound(items.len() as u64)?;
+                let item = shape
+                    .pointer("/member/shape")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                for (index, element) in items.iter().enumerate() {
+                    self.check(item, element, &format!("{path}.{}", index + 1))?;
+                }
+                Ok(())
+            }
+            "map" => {
+                let Value::Object(entries) = value else {
+                    return Err(wrong("map"));
+                };
+                bound(entries.len() as u64)?;
+                Ok(())
+            }
+            "string" => {
+                let Value::String(text) = value else {
+                    return Err(wrong("string"));
+                };
+                bound(text.chars().count() as u64)?;
+                if let Some(allowed) = shape.get("enum").and_then(Value::as_array) {
+                    if !allowed.iter().any(|choice| choice == value) {
+                        let allowed: Vec<&str> = allowed.iter().filter_map(Value::as_str).collect();
+                        return Err(ShapeError::NotInEnum {
+                            path: path.to_owned(),
+                            value: text.chars().take(64).collect(),
+                            allowed: allowed.join(", "),
+                        });
+                    }
+                }
+                Ok(())
+            }
+            "boolean" if !value.is_boolean() => Err(wrong("boolean")),
+            "integer" | "long" if !(value.is_i64() || value.is_u64()) => Err(wrong("integer")),
+            "timestamp" if !(value.is_number() || value.is_string()) => Err(wrong("timestamp")),
+            "blob" if !value.is_string() => Err(wrong("blob")),
+            _ => Ok(()),
+        }
+    }
+
+    /// `value` with only the members `operation`'s output shape has, at any depth: what
+    /// Cairn answers never carries a member the model does not.
+    pub fn shape_output(&self, operation: &str, value: Value) -> Value {
+        match self
+            .operations
+            .get(operation)
+            .and_then(|operation| operation.output.as_ref())
+        {
+            Some(shape) => self.keep_modelled(&shape.shape, value),
+            None => Value::Object(serde_json::Map::new()),
+        }
+    }
+
+    fn keep_modelled(&self, shape_name: &str, value: Value) -> Value {
+        let Some(shape) = self.shapes.get(shape_name) else {
+            return value;
+        };
+        match (shape.get("type").and_then(Value::as_str), value) {
+            (Some("structure"), Value::Object(members)) => {
+                let declared = shape.get("members").and_then(Value::as_object);
+                Value::Object(
+                    members
+                        .into_iter()
+                        .filter(|(_, member)| !member.is_null())
+                        .filter_map(|(name, member)| {
+                            let target = declared?.get(&name)?.get("shape")?.as_str()?;
+                            Some((name, self.keep_modelled(target, member)))
+                        })
+                        .collect(),
+                )
+            }
+            (Some("list"), Value::Array(items)) => {
+                let item = shape
+                    .pointer("/member/shape")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                Value::Array(
+                    items
+                        .into_iter()
+                        .map(|element| self.keep_modelled(item, element))
+                        .collect(),
+                )
+            }
+            (_, value) => value,
+        }
+    }
+}
+
+/// `trailName`, `eventSelectors.1.dataResources` as AWS's validation messages name members:
+/// lower camel case, list positions from 1.
+fn member_path(path: &str, member: &str) -> String {
+    let mut chars = member.chars();
+    let lowered: String = chars
+        .next()
+        .map(|first| first.to_ascii_lowercase().to_string() + chars.as_str())
+        .unwrap_or_default();
+    if path.is_empty() {
+        lowered
+    } else {
+        format!("{path}.{lowered}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inputs_are_checked_against_the_model_at_any_depth() {
+        let model = CloudTrailModel::builtin();
+        let members = |value: Value| value.as_object().unwrap().clone();
+        let check = |operation, value| model.check_input(operation, &members(value));
+        assert_eq!(
+            check(
+                "CreateTrail",
+                serde_json::json!({"Name": "t", "S3BucketName": "b"})
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check("CreateTrail", serde_json::json!({"Name": "t"})),
+            Err(ShapeError::Missing("s3BucketName".into()))
+        );
+        assert!(matches!(
+            check(
+                "CreateTrail",
+                serde_json::json!({"Name": 3, "S3BucketName": "b"})
+            ),
+            Err(ShapeError::WrongType { .. })
+        ));
+        assert!(matches!(
+            check(
+                "PutEventSelectors",
+                serde_json::json!({"TrailName": "t", "EventSelectors": [{"ReadWriteType": "Sometimes"}]})
+            ),
+            Err(ShapeError::NotInEnum { path, .. }) if path == "eventSelectors.1.readWriteType"
+        ));
+        assert!(matches!(
+            check("GetTrail", serde_json::json!({"Name": "t", "Extra": 1})),
+            Err(ShapeError::Unknown(_))
+        ));
+        let shaped = model.shape_output(
+            "GetTrail",
+            serde_json::json!({"Trail": {"Name": "t", "Secret": "x", "KmsKeyId": null}}),
+        );
+        assert_eq!(shaped, serde_json::json!({"Trail": {"Name": "t"}}));
+    }
 
     #[test]
     fn the_committed_model_has_every_operation_and_its_shapes() {

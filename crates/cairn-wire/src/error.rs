@@ -227,6 +227,14 @@ impl AwsError {
                 format!("There were headers present in the request which were not signed: {}", names.join(", ")),
             )
             .with_status(StatusCode::FORBIDDEN),
+            SignatureError::QueryNotSigned { names, .. } => Self::new(
+                "AccessDenied",
+                format!(
+                    "Query-string authentication version 2 does not cover these parameters; sign the request with Signature Version 4: {}",
+                    names.join(", ")
+                ),
+            )
+            .with_status(StatusCode::FORBIDDEN),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod cloudtrail_model;
 pub mod error;
 pub mod form;
 pub mod protocol;
+pub mod s3_addressing;
 mod signing;
 mod sigv2;
 pub mod sigv4;

@@ -12,20 +12,29 @@ use http::HeaderMap;
 use percent_encoding::percent_decode_str;
 use sha1::Sha1;
 
+use crate::s3_addressing::s3_virtual_host_bucket;
 use crate::signing::constant_time_eq;
 use crate::sigv4::{SignatureClaim, SignatureError, SignedRequest};
 
-/// The query parameters that are S3 sub-resources: the canonical resource names them.
+/// The query parameters that are S3 sub-resources: the canonical resource names them. The
+/// list is the one botocore's `HmacV1Auth` signs, so that its presigned URLs verify.
 const SUB_RESOURCES: &[&str] = &[
+    "accelerate",
     "acl",
+    "analytics",
     "cors",
+    "defaultObjectAcl",
     "delete",
+    "inventory",
     "lifecycle",
     "location",
     "logging",
+    "metrics",
     "notification",
+    "object-lock",
     "partNumber",
     "policy",
+    "replication",
     "requestPayment",
     "response-cache-control",
     "response-content-disposition",
@@ -34,6 +43,9 @@ const SUB_RESOURCES: &[&str] = &[
     "response-content-type",
     "response-expires",
     "restore",
+    "select",
+    "select-type",
+    "storageClass",
     "tagging",
     "torrent",
     "uploadId",
@@ -42,6 +54,36 @@ const SUB_RESOURCES: &[&str] = &[
     "versioning",
     "versions",
     "website",
+];
+
+/// Query parameters a SigV2 signature does not cover that may still travel with it: its own
+/// authentication, and listing filters that change which entries are shown but not what the
+/// request does. Any other parameter (`?retention`, `?encryption`, `?id=`) could turn a
+/// presigned URL into another operation or resource, so a request carrying one is refused.
+const UNSIGNED_BUT_HARMLESS: &[&str] = &[
+    "AWSAccessKeyId",
+    "Expires",
+    "Signature",
+    "x-amz-security-token",
+    "x-id",
+    "bucket-region",
+    "continuation-token",
+    "delimiter",
+    "encoding-type",
+    "fetch-owner",
+    "key-marker",
+    "list-type",
+    "marker",
+    "max-buckets",
+    "max-directory-buckets",
+    "max-keys",
+    "max-parts",
+    "max-uploads",
+    "part-number-marker",
+    "prefix",
+    "start-after",
+    "upload-id-marker",
+    "version-id-marker",
 ];
 
 /// The claim of a SigV2 presigned URL, if the query is one.
@@ -69,6 +111,20 @@ pub(crate) fn parse_query(
         if access_key_id.is_empty() || signature.is_empty() {
             return Err(incomplete("AWSAccessKeyId and Signature"));
         }
+        let mut unsigned: Vec<String> = query
+            .iter()
+            .map(|(key, _)| key.as_str())
+            .filter(|key| !SUB_RESOURCES.contains(key) && !UNSIGNED_BUT_HARMLESS.contains(key))
+            .map(str::to_owned)
+            .collect();
+        if !unsigned.is_empty() {
+            unsigned.sort();
+            unsigned.dedup();
+            return Err(SignatureError::QueryNotSigned {
+                access_key_id: access_key_id.to_owned(),
+                names: unsigned,
+            });
+        }
         Ok(SignatureClaim {
             access_key_id: access_key_id.to_owned(),
             date: String::new(),
@@ -88,8 +144,8 @@ pub(crate) fn parse_query(
 }
 
 /// Whether `claim`'s signature is `request`'s under `secret`. A virtual-hosted request's
-/// resource starts with its bucket, the first label of its `Host`: both readings are tried,
-/// as the signer may have meant either.
+/// resource starts with the bucket its `Host` names — read exactly as routing reads it, so
+/// the signature covers the bucket that is served.
 pub(crate) fn signature_matches(
     request: &SignedRequest<'_>,
     claim: &SignatureClaim,
@@ -104,10 +160,19 @@ pub(crate) fn signature_matches(
     } else {
         request.raw_path
     };
-    let mut resources = vec![path.to_owned()];
-    let host = header(request.headers, "host").unwrap_or_default();
-    if let Some((bucket, _)) = host.split_once('.') {
-        resources.push(format!("/{bucket}{path}"));
+    // botocore's auth path: `/bucket/` for the bucket itself, `/bucket/key` for an object.
+    // A path-style request of the bucket itself is sent as `/bucket` but signed as
+    // `/bucket/`; both readings name the same bucket.
+    let mut resources = Vec::with_capacity(2);
+    match header(request.headers, "host").and_then(s3_virtual_host_bucket) {
+        Some(bucket) => resources.push(format!("/{bucket}{path}")),
+        None => {
+            resources.push(path.to_owned());
+            let bucket_only = path.len() > 1 && !path[1..].contains('/');
+            if bucket_only {
+                resources.push(format!("{path}/"));
+            }
+        }
     }
     resources.iter().any(|resource| {
         let expected = sign(&string_to_sign(request, expires, resource, claim), secret);
@@ -286,5 +351,66 @@ mod tests {
             Some(Err(SignatureError::Incomplete(_)))
         ));
         assert!(parse_query(&crate::form::decode_pairs("prefix=x")).is_none());
+    }
+
+    #[test]
+    fn parameters_the_signature_does_not_cover_are_refused_unless_harmless() {
+        let auth = "AWSAccessKeyId=AKIA&Expires=1&Signature=x";
+        for extra in [
+            "retention",
+            "legal-hold",
+            "encryption",
+            "id=other",
+            "Retention",
+        ] {
+            let pairs = crate::form::decode_pairs(&format!("{auth}&{extra}"));
+            match parse_query(&pairs) {
+                Some(Err(SignatureError::QueryNotSigned { names, .. })) => {
+                    assert_eq!(names.len(), 1, "{extra}")
+                }
+                other => panic!("{extra}: {other:?}"),
+            }
+        }
+        for extra in ["prefix=a", "versionId=3", "tagging", "x-id=GetObject"] {
+            let pairs = crate::form::decode_pairs(&format!("{auth}&{extra}"));
+            assert!(matches!(parse_query(&pairs), Some(Ok(_))), "{extra}");
+        }
+    }
+
+    #[test]
+    fn a_signature_covers_the_bucket_routing_serves() {
+        // Signed as path-style `GET /K` (list bucket K), then sent with a virtual-hosted Host:
+        // served, that would be GetObject `victim/K`, so it must not verify.
+        let query = "AWSAccessKeyId=AKIA&Expires=1796003600&Signature=placeholder";
+        let pairs = crate::form::decode_pairs(query);
+        let mut claim = parse_query(&pairs).unwrap().unwrap();
+        let mut headers = HeaderMap::new();
+        let path_style = request(&Method::GET, "127.0.0.1:4590", "/K", query, &mut headers);
+        claim.signature = STANDARD.encode(sign(
+            &string_to_sign(&path_style, 1_796_003_600, "/K", &claim),
+            SECRET,
+        ));
+        assert!(signature_matches(&path_style, &claim, SECRET));
+        let mut headers = HeaderMap::new();
+        let rehosted = request(
+            &Method::GET,
+            "victim.s3.localhost",
+            "/K",
+            query,
+            &mut headers,
+        );
+        assert!(!signature_matches(&rehosted, &claim, SECRET));
+        let mut headers = HeaderMap::new();
+        let one_label = request(
+            &Method::GET,
+            "victim.example.test",
+            "/K",
+            query,
+            &mut headers,
+        );
+        assert!(
+            signature_matches(&one_label, &claim, SECRET),
+            "not an S3 host: path-style"
+        );
     }
 }

@@ -58,6 +58,14 @@ pub enum SignatureError {
         access_key_id: String,
         names: Vec<String>,
     },
+    /// A SigV2 presigned URL carries a query parameter its signature does not cover and
+    /// that could change what the request does (`?retention` turns PutObject into
+    /// PutObjectRetention).
+    #[error("query parameters not signed: {names:?}")]
+    QueryNotSigned {
+        access_key_id: String,
+        names: Vec<String>,
+    },
     #[error("signature not yet current: {signed} is still later than {latest}")]
     NotYetCurrent {
         access_key_id: String,
@@ -75,6 +83,7 @@ impl SignatureError {
             Self::UnknownAccessKey { access_key_id }
             | Self::Mismatch { access_key_id }
             | Self::HeadersNotSigned { access_key_id, .. }
+            | Self::QueryNotSigned { access_key_id, .. }
             | Self::Expired { access_key_id, .. }
             | Self::NotYetCurrent { access_key_id, .. } => Some(access_key_id),
         }
@@ -832,6 +841,12 @@ fn canonical_uri(raw_path: &str, service: &str) -> String {
     utf8_percent_encode(&normalized_path(path), URI_ENCODE_PATH).to_string()
 }
 
+/// Whether `raw_path` is the path its signature covers: always for S3, which signs the path
+/// as sent; for every other service only when normalising leaves it as it is.
+pub fn is_path_as_signed(raw_path: &str, service: &str) -> bool {
+    service == "s3" || raw_path.is_empty() || normalized_path(raw_path) == raw_path
+}
+
 /// `/a/./b/../c//` → `/a/c/`: what AWS's signers sign for every service but S3.
 fn normalized_path(path: &str) -> String {
     let mut segments: Vec<&str> = Vec::new();
@@ -868,6 +883,17 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn only_normalised_paths_are_served_as_signed_outside_s3() {
+        for path in ["/", "", "/2015-03-31/functions/f/invocations", "/a/"] {
+            assert!(is_path_as_signed(path, "lambda"), "{path}");
+        }
+        for path in ["/a/../b", "//a", "/a/./b", "/a//b", "/a/.."] {
+            assert!(!is_path_as_signed(path, "lambda"), "{path}");
+            assert!(is_path_as_signed(path, "s3"), "{path}");
+        }
+    }
 
     const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 

@@ -192,6 +192,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             ),
             hooks: Arc::new(hooks),
             refusals: Arc::default(),
+            body_budget: Arc::default(),
             metrics: Some(metrics),
         };
         tokio::spawn(cairn_server::run_retention_sweeper(state.clone()));

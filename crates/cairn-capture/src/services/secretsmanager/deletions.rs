@@ -72,7 +72,8 @@ pub async fn end_due_deletions(host: &dyn ServiceHost) -> Result<usize, HostErro
             account_id: window.account_id,
             region: window.region,
         };
-        let done = StateChange::remove(RECOVERY_WINDOWS, secret_arn);
+        // A window rescheduled since it was read (restored, deleted again) is left alone.
+        let done = StateChange::remove_if_unchanged(RECOVERY_WINDOWS, secret_arn, value);
         host.record(vec![end], vec![done]).await?;
         ended += 1;
     }
