@@ -103,11 +103,11 @@ def test_no_upstream_and_dead_upstream_are_clear_errors_and_recorded(tmp_path):
     try:
         # Not an error worth retrying: the CLI gives up at once, and one call is one event.
         started = time.monotonic()
-        result = alone.aws("s3", "ls", check=False)
+        result = alone.aws("sqs", "list-queues", check=False)
         assert time.monotonic() - started < 5, "the CLI did not retry"
         assert result.returncode != 0 and "NotImplemented" in result.stderr, result.stderr
         assert "no upstream" in result.stderr
-        listed = [r for r in stored_records(alone.data_dir) if r["eventName"] == "ListBuckets"]
+        listed = [r for r in stored_records(alone.data_dir) if r["eventName"] == "ListQueues"]
         assert len(listed) == 1 and listed[0]["errorCode"] == "NotImplemented", listed
         result = alone.aws("kms", "list-keys", check=False)
         assert result.returncode != 0 and "NotImplemented" in result.stderr

@@ -25,6 +25,7 @@ use serde_json::Value;
 
 use crate::asking::Asker;
 use crate::body::{check_declared_payload, ReadBody};
+use crate::embedded_s3::{self, EmbeddedCall};
 use crate::federation;
 use crate::host::Host;
 use crate::recorder::{service_event, AnonymousCaller, Call, Caller};
@@ -110,20 +111,28 @@ pub async fn proxy(
         }
     };
 
-    let Some(upstream) = state.upstreams.for_service(
-        recognized.map(|found| found.service.id.as_str()),
-        signing_name,
-    ) else {
-        // Not a passing fault: an error the SDKs do not retry (501), so one call is one event.
-        let error = GatewayError::NoUpstream(service_id.clone());
-        return fail(
-            state,
-            call,
-            protocol,
-            AwsError::new("NotImplemented", error.to_string())
-                .with_status(StatusCode::NOT_IMPLEMENTED),
-        )
-        .await;
+    // S3 goes to the embedded S3 when Cairn serves it; every other call to its upstream.
+    let destination = match (&state.embedded_s3, service_id.as_str()) {
+        (Some(buckets), "s3") => Destination::Embedded(buckets.clone()),
+        _ => match state.upstreams.for_service(
+            recognized.map(|found| found.service.id.as_str()),
+            signing_name,
+        ) {
+            Some(upstream) => Destination::Upstream(upstream),
+            None => {
+                // Not a passing fault: an error the SDKs do not retry (501), so one call is
+                // one event.
+                let error = GatewayError::NoUpstream(service_id.clone());
+                return fail(
+                    state,
+                    call,
+                    protocol,
+                    AwsError::new("NotImplemented", error.to_string())
+                        .with_status(StatusCode::NOT_IMPLEMENTED),
+                )
+                .await;
+            }
+        },
     };
     let account_id = match &call.caller {
         Caller::Verified(principal) => principal.account_id.clone(),
@@ -150,6 +159,9 @@ pub async fn proxy(
         .filter(|_| signed)
         .and_then(|hooks| hooks.begin(&captured, &body))
         .and_then(|hook| {
+            let Destination::Upstream(upstream) = &destination else {
+                return None;
+            };
             let asker = Asker::for_call(state, upstream, parts, &call.region)?;
             Some((hook, Arc::new(asker)))
         });
@@ -171,12 +183,29 @@ pub async fn proxy(
     if let Ok(account) = http::HeaderValue::from_str(&captured.account_id) {
         headers.insert(UPSTREAM_ACCOUNT_HEADER, account);
     }
-    let reply = match state
-        .upstreams
-        .client()
-        .forward(upstream, &parts.method, path_and_query, &headers, outgoing)
-        .await
-    {
+    let answered = match destination {
+        Destination::Embedded(buckets) => {
+            let call = EmbeddedCall {
+                operation: &operation,
+                path_labels: &path_labels,
+                query,
+                headers: &parts.headers,
+                account_id: &captured.account_id,
+                region: &call.region,
+                now_millis: state.clock.now_millis(),
+                request_id: &call.request_id,
+            };
+            embedded_s3::answer(buckets, call, outgoing).await
+        }
+        Destination::Upstream(upstream) => {
+            state
+                .upstreams
+                .client()
+                .forward(upstream, &parts.method, path_and_query, &headers, outgoing)
+                .await
+        }
+    };
+    let reply = match answered {
         Ok(reply) => reply,
         Err(error) => {
             tracing::warn!(%error, service = %service_id, "upstream call failed");
@@ -253,6 +282,12 @@ pub async fn proxy(
             .await;
     }
     reply.into_response().map(Body::new)
+}
+
+/// Who answers a forwarded call.
+enum Destination<'u> {
+    Embedded(Arc<cairn_s3::BucketStore>),
+    Upstream(&'u http::Uri),
 }
 
 /// A request as recognition reads it: its query and form pairs, its path as the path-style

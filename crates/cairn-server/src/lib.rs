@@ -16,6 +16,7 @@ mod body;
 mod client_address;
 mod cloudtrail_api;
 mod edge;
+mod embedded_s3;
 mod federation;
 mod gateway;
 mod host;
@@ -98,6 +99,8 @@ pub struct AppState {
     pub refusals: Arc<RefusalLimiter>,
     /// The memory all requests together may hold for bodies read before verifying.
     pub body_budget: Arc<BodyBudget>,
+    /// The embedded S3, when Cairn serves S3 itself (no S3 upstream, or `s3 = "embedded"`).
+    pub embedded_s3: Option<Arc<cairn_s3::BucketStore>>,
     /// Prometheus metrics, when a recorder was installed (`/_cairn/metrics`).
     pub metrics: Option<PrometheusHandle>,
 }

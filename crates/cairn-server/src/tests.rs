@@ -121,6 +121,7 @@ fn harness(retention_days: u32) -> Harness {
         hooks: Arc::default(),
         refusals: Arc::default(),
         body_budget: Arc::default(),
+        embedded_s3: None,
         metrics: None,
     };
     Harness {

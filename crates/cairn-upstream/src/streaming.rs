@@ -271,6 +271,28 @@ impl OutgoingBody {
         }
     }
 
+    /// The whole body, read and checked here instead of being forwarded: for a call Cairn
+    /// answers itself (its embedded S3). More than `limit` bytes is refused.
+    pub async fn collect(self, limit: usize) -> Result<Bytes, crate::GatewayError> {
+        let Self { mut body, report } = self;
+        let mut collected = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|error| match report.failure() {
+                Some(failure) => crate::GatewayError::RequestBody(failure),
+                None => crate::GatewayError::RequestBody(StreamFailure::Client(error.to_string())),
+            })?;
+            if let Ok(data) = frame.into_data() {
+                if collected.len() + data.len() > limit {
+                    return Err(crate::GatewayError::RequestBody(StreamFailure::TooLarge {
+                        limit: limit as u64,
+                    }));
+                }
+                collected.extend_from_slice(&data);
+            }
+        }
+        Ok(collected.freeze())
+    }
+
     /// A body too large to hold: `prefix` was read already, `rest` follows as it arrives.
     pub fn streamed<B>(
         prefix: Bytes,

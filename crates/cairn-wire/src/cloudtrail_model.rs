@@ -100,14 +100,11 @@ pub enum ShapeError {
         value: String,
         allowed: String,
     },
-    #[error("'{0}' is not a member of the request")]
-    Unknown(String),
 }
 
 impl CloudTrailModel {
     /// Checks `members`, the JSON body of a call to `operation`, against the model's input
-    /// shape: required members, types, lengths and enum values, at any depth. Unknown
-    /// members are refused (a client that sends them is not speaking this API version).
+    /// shape: required members, types, lengths and enum values, at any depth.
     pub fn check_input(
         &self,
         operation: &str,
@@ -173,7 +170,9 @@ impl CloudTrailModel {
                         .and_then(|member| member.get("shape"))
                         .and_then(Value::as_str)
                     else {
-                        return Err(ShapeError::Unknown(member_path(path, name)));
+                        // As AWS's JSON services do, a member the model does not know is
+                        // ignored: a newer client may send it.
+                        continue;
                     };
                     if !member.is_null() {
                         self.check(target, member, &member_path(path, name))?;
@@ -324,10 +323,11 @@ mod tests {
             ),
             Err(ShapeError::NotInEnum { path, .. }) if path == "eventSelectors.1.readWriteType"
         ));
-        assert!(matches!(
+        assert_eq!(
             check("GetTrail", serde_json::json!({"Name": "t", "Extra": 1})),
-            Err(ShapeError::Unknown(_))
-        ));
+            Ok(()),
+            "unknown members are ignored"
+        );
         let shaped = model.shape_output(
             "GetTrail",
             serde_json::json!({"Trail": {"Name": "t", "Secret": "x", "KmsKeyId": null}}),

@@ -46,6 +46,13 @@ pub struct Overrides {
     /// The PEM private key of --tls-cert
     #[arg(long, env = "CAIRN_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Serve S3 from the embedded S3 in the data directory even when an upstream is given
+    /// (the default when no upstream serves S3)
+    #[arg(long, env = "CAIRN_EMBEDDED_S3")]
+    pub embedded_s3: bool,
+    /// Seconds between trail log file deliveries, 1 or more [default: 300, as AWS]
+    #[arg(long, env = "CAIRN_DELIVERY_INTERVAL_SECS")]
+    pub delivery_interval_secs: Option<u64>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -64,6 +71,8 @@ struct FileSettings {
     #[serde(default)]
     upstreams: std::collections::BTreeMap<String, String>,
     upstream_timeout_secs: Option<u64>,
+    embedded_s3: Option<bool>,
+    delivery_interval_secs: Option<u64>,
     rotation_poll_millis: Option<u64>,
     rotation_give_up_secs: Option<u64>,
     #[serde(default)]
@@ -103,9 +112,14 @@ pub struct Settings {
     /// and how long until one still pending is recorded as failed.
     pub rotation_poll: std::time::Duration,
     pub rotation_give_up: std::time::Duration,
+    /// Whether S3 is served by the embedded S3 (no upstream serves S3, or it was asked for).
+    pub embedded_s3: bool,
+    /// How often logging trails deliver their log files.
+    pub delivery_interval: std::time::Duration,
 }
 
 pub const DEFAULT_UPSTREAM_TIMEOUT_SECS: u64 = 30;
+pub const DEFAULT_DELIVERY_INTERVAL_SECS: u64 = 300;
 pub const DEFAULT_ROTATION_POLL_MILLIS: u64 = 15_000;
 /// A rotation function runs four steps of at most 15 minutes each.
 pub const DEFAULT_ROTATION_GIVE_UP_SECS: u64 = 3600;
@@ -140,10 +154,29 @@ impl Settings {
             None => None,
         };
         let mut upstreams = std::collections::BTreeMap::new();
+        let mut s3_embedded_by_file = false;
         for (service, text) in &file.upstreams {
+            if service == "s3" && text == "embedded" {
+                s3_embedded_by_file = true;
+                continue;
+            }
             upstreams.insert(service.clone(), parse_uri(text)?);
         }
+        let embedded_s3 = overrides.embedded_s3
+            || file.embedded_s3.unwrap_or(false)
+            || s3_embedded_by_file
+            || (upstream.is_none() && !upstreams.contains_key("s3"));
+        let delivery_interval_secs = overrides
+            .delivery_interval_secs
+            .or(file.delivery_interval_secs)
+            .unwrap_or(DEFAULT_DELIVERY_INTERVAL_SECS);
+        anyhow::ensure!(
+            delivery_interval_secs >= 1,
+            "delivery_interval_secs must be 1 or more"
+        );
         Ok(Self {
+            embedded_s3,
+            delivery_interval: std::time::Duration::from_secs(delivery_interval_secs),
             upstream,
             upstreams,
             account_id: overrides.account_id.clone().or(file.account_id),
@@ -241,6 +274,36 @@ mod tests {
         assert_eq!(settings.listen.to_string(), "127.0.0.1:2");
         assert_eq!(settings.data_dir, PathBuf::from("/from/file"));
         assert_eq!(settings.region, "eu-west-1");
+    }
+
+    #[test]
+    fn s3_is_embedded_unless_an_upstream_serves_it() {
+        let alone = Settings::merge(&Overrides::default(), None, FileSettings::default()).unwrap();
+        assert!(alone.embedded_s3);
+        assert_eq!(alone.delivery_interval.as_secs(), 300);
+        let proxied = file("upstream = 'http://127.0.0.1:5000'");
+        assert!(
+            !Settings::merge(&Overrides::default(), None, proxied)
+                .unwrap()
+                .embedded_s3
+        );
+        let chosen = file("upstream = 'http://127.0.0.1:5000'\n[upstreams]\ns3 = 'embedded'");
+        let settings = Settings::merge(&Overrides::default(), None, chosen).unwrap();
+        assert!(settings.embedded_s3 && !settings.upstreams.contains_key("s3"));
+        let flagged = Overrides {
+            upstream: Some("http://127.0.0.1:5000".into()),
+            embedded_s3: true,
+            delivery_interval_secs: Some(1),
+            ..Overrides::default()
+        };
+        let settings = Settings::merge(&flagged, None, FileSettings::default()).unwrap();
+        assert!(settings.embedded_s3);
+        assert_eq!(settings.delivery_interval.as_secs(), 1);
+        let zero = Overrides {
+            delivery_interval_secs: Some(0),
+            ..Overrides::default()
+        };
+        assert!(Settings::merge(&zero, None, FileSettings::default()).is_err());
     }
 
     #[test]

@@ -193,8 +193,20 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             hooks: Arc::new(hooks),
             refusals: Arc::default(),
             body_budget: Arc::default(),
+            embedded_s3: match settings.embedded_s3 {
+                true => Some(Arc::new(
+                    cairn_s3::BucketStore::open(&settings.data_dir)
+                        .context("cannot open the embedded S3")?,
+                )),
+                false => None,
+            },
             metrics: Some(metrics),
         };
+        tracing::info!(
+            embedded_s3 = settings.embedded_s3,
+            delivery_interval_secs = settings.delivery_interval.as_secs(),
+            "serving"
+        );
         tokio::spawn(cairn_server::run_retention_sweeper(state.clone()));
         cairn_server::start_background_work(&state);
         let data_dir =
