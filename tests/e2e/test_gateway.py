@@ -103,15 +103,15 @@ def test_no_upstream_and_dead_upstream_are_clear_errors_and_recorded(tmp_path):
     try:
         # Not an error worth retrying: the CLI gives up at once, and one call is one event.
         started = time.monotonic()
-        result = alone.aws("sqs", "list-queues", check=False)
+        # (KMS, not SQS: aws CLI 1.45 sends SQS calls to queue.amazonaws.com whatever the
+        # configured endpoint_url says.)
+        result = alone.aws("kms", "list-keys", check=False)
         assert time.monotonic() - started < 5, "the CLI did not retry"
         assert result.returncode != 0 and "NotImplemented" in result.stderr, result.stderr
         assert "no upstream" in result.stderr
-        listed = [r for r in stored_records(alone.data_dir) if r["eventName"] == "ListQueues"]
+        listed = [r for r in stored_records(alone.data_dir) if r["eventName"] == "ListKeys"]
         assert len(listed) == 1 and listed[0]["errorCode"] == "NotImplemented", listed
-        result = alone.aws("kms", "list-keys", check=False)
-        assert result.returncode != 0 and "NotImplemented" in result.stderr
-        assert by_name(alone, "kms.amazonaws.com", "ListKeys")["errorCode"] == "NotImplemented"
+        assert listed[0]["eventSource"] == "kms.amazonaws.com"
         result = alone.aws("iam", "list-users", check=False)
         assert result.returncode != 0 and "NotImplemented" in result.stderr
     finally:
