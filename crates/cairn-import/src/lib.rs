@@ -246,7 +246,7 @@ fn append_batches(
             .map(|(file, batch)| (*file, batch.len()))
             .collect();
         let events: Vec<IndexedEvent> = group.into_iter().flat_map(|(_, batch)| batch).collect();
-        in_flight.push_back((sizes, store.submit(events)?));
+        in_flight.push_back((sizes, store.submit_imported(events)?));
         if in_flight.len() >= IN_FLIGHT {
             if let Some((sizes, pending)) = in_flight.pop_front() {
                 settle(sizes, pending, &mut counts)?;

@@ -40,7 +40,8 @@ pub struct Trail {
     pub logging: Logging,
 }
 
-/// Whether a trail is logging, and since or until when (epoch milliseconds).
+/// Whether a trail is logging, since or until when (epoch milliseconds), and which stretches
+/// of the store's feed it logged: a stopped trail delivers nothing for its stopped time.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Logging {
     pub is_logging: bool,
@@ -48,6 +49,50 @@ pub struct Logging {
     pub started_millis: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_millis: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub periods: Vec<LoggingPeriod>,
+}
+
+/// One stretch of logging: every event after feed position `after_seq`, up to and including
+/// the StopLogging call that ended it (`until_event_id`), if it has ended. The stop is
+/// named by its event, whose number is given only when it commits.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggingPeriod {
+    pub after_seq: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_event_id: Option<String>,
+}
+
+impl Logging {
+    /// StartLogging at feed position `last_seq`; a trail already logging is left as it is.
+    pub fn start(&mut self, last_seq: i64, now_millis: i64) {
+        if self.is_logging {
+            return;
+        }
+        self.is_logging = true;
+        self.started_millis = Some(now_millis);
+        self.periods.push(LoggingPeriod {
+            after_seq: last_seq,
+            until_event_id: None,
+        });
+    }
+
+    /// StopLogging by the call whose event is `event_id`.
+    pub fn stop(&mut self, event_id: &str, now_millis: i64) {
+        if !self.is_logging {
+            return;
+        }
+        self.is_logging = false;
+        self.stopped_millis = Some(now_millis);
+        if let Some(open) = self
+            .periods
+            .iter_mut()
+            .rev()
+            .find(|period| period.until_event_id.is_none())
+        {
+            open.until_event_id = Some(event_id.to_owned());
+        }
+    }
 }
 
 impl Trail {

@@ -55,6 +55,19 @@ impl EventStore for FlakyStore {
         }
         self.inner.submit_with_state(events, changes)
     }
+    fn submit_imported(&self, events: Vec<IndexedEvent>) -> Result<PendingAppend, StoreError> {
+        self.inner.submit_imported(events)
+    }
+    fn feed(
+        &self,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<cairn_store::StoredEvent>, StoreError> {
+        self.inner.feed(after_seq, limit)
+    }
+    fn last_seq(&self) -> Result<i64, StoreError> {
+        self.inner.last_seq()
+    }
     fn state(&self, namespace: &str) -> Result<Vec<(String, String)>, StoreError> {
         self.inner.state(namespace)
     }

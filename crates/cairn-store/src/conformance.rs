@@ -414,6 +414,57 @@ pub fn state_is_committed_with_events_and_survives_reopening<S: EventStore>(
     );
 }
 
+/// The feed gives captured events in order after a position, never imported ones, and no
+/// sequence number twice, even after a sweep removed the newest events.
+pub fn the_feed_follows_commits_and_never_reuses_a_number<S: EventStore>(
+    open: impl Fn(&Path) -> S,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    assert_eq!(store.last_seq().unwrap(), 0);
+    assert!(store.feed(0, 10).unwrap().is_empty());
+    store
+        .append(vec![
+            sample_event("a", 100, "One", "alice", "AKIA1"),
+            sample_event("b", 200, "Two", "alice", "AKIA1"),
+        ])
+        .unwrap();
+    store
+        .submit_imported(vec![sample_event("imported", 150, "Old", "bob", "AKIA2")])
+        .unwrap()
+        .wait()
+        .unwrap();
+    store
+        .append(vec![sample_event("c", 300, "Three", "alice", "AKIA1")])
+        .unwrap();
+    let fed: Vec<String> = store
+        .feed(0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|stored| stored.event.event_id)
+        .collect();
+    assert_eq!(fed, ["a", "b", "c"], "imported events are not fed");
+    let all = store.feed(0, 10).unwrap();
+    let after_first = store.feed(all[0].seq, 1).unwrap();
+    assert_eq!(after_first.len(), 1);
+    assert_eq!(after_first[0].event.event_id, "b");
+    assert!(all.windows(2).all(|pair| pair[0].seq < pair[1].seq));
+    let highest = store.last_seq().unwrap();
+    assert!(highest >= all[2].seq);
+    // Everything swept, the newest included: the next number is still a new one.
+    assert_eq!(store.sweep_older_than(i64::MAX).unwrap(), 4);
+    assert_eq!(store.last_seq().unwrap(), highest);
+    store
+        .append(vec![sample_event("d", 400, "Four", "alice", "AKIA1")])
+        .unwrap();
+    let after = store.feed(highest, 10).unwrap();
+    assert_eq!(after.len(), 1);
+    assert!(after[0].seq > highest, "a swept number was given again");
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.last_seq().unwrap(), after[0].seq);
+}
+
 /// Generates one `#[test]` per conformance check for a backend. `$open` is any expression
 /// callable as `Fn(&Path) -> impl EventStore`.
 #[macro_export]
@@ -471,6 +522,10 @@ macro_rules! event_store_conformance {
             #[test]
             fn events_survive_reopening() {
                 checks::events_survive_reopening($open);
+            }
+            #[test]
+            fn the_feed_follows_commits_and_never_reuses_a_number() {
+                checks::the_feed_follows_commits_and_never_reuses_a_number($open);
             }
             #[test]
             fn state_is_committed_with_events_and_survives_reopening() {

@@ -196,6 +196,19 @@ pub trait EventStore: Send + Sync + 'static {
         changes: Vec<StateChange>,
     ) -> Result<PendingAppend, StoreError>;
 
+    /// As [`EventStore::submit`] for events that were delivered elsewhere before (imported
+    /// logs): kept in the history, never in the feed.
+    fn submit_imported(&self, events: Vec<IndexedEvent>) -> Result<PendingAppend, StoreError>;
+
+    /// The feed trails deliver from: events recorded after sequence number `after_seq`
+    /// (imported ones excepted), in order, at most `limit`. Numbers are given in commit
+    /// order and never twice, so once an event is seen, none will appear before it.
+    fn feed(&self, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The highest sequence number given so far: where a trail that starts logging now
+    /// starts reading the feed.
+    fn last_seq(&self) -> Result<i64, StoreError>;
+
     /// Every entry of a state namespace, by key.
     fn state(&self, namespace: &str) -> Result<Vec<(String, String)>, StoreError>;
 

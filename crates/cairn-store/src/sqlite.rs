@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS events (
     event_id      TEXT    NOT NULL,
     event_time    INTEGER NOT NULL,
     category      INTEGER NOT NULL,
-    record        BLOB    NOT NULL
+    record        BLOB    NOT NULL,
+    fed           INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS events_by_key ON events(event_key);
 CREATE INDEX IF NOT EXISTS events_by_time ON events(category, event_time, seq);
@@ -83,6 +84,8 @@ struct PreparedEvent {
 
 struct AppendRequest {
     events: Vec<PreparedEvent>,
+    /// Whether the events join the feed trails deliver from (imported ones do not).
+    fed: bool,
     /// Applied in the same transaction, after the events.
     state: Vec<StateChange>,
     reply: AppendReply,
@@ -144,6 +147,7 @@ impl SqliteEventStore {
         connection.execute_batch(SCHEMA)?;
         migrate_text_lookup_index(&connection)?;
         rekey_events(&connection)?;
+        add_fed_column(&connection)?;
         if sync_mode == SyncMode::OnFlush {
             // WAL with NORMAL stays consistent through a crash; it only defers the fsync.
             connection.execute_batch("PRAGMA synchronous=NORMAL;")?;
@@ -171,6 +175,41 @@ impl SqliteEventStore {
             readers: Mutex::new(Vec::new()),
             codec,
         })
+    }
+
+    fn submit_request(
+        &self,
+        events: Vec<IndexedEvent>,
+        state: Vec<StateChange>,
+        fed: bool,
+    ) -> Result<PendingAppend, StoreError> {
+        if events.is_empty() && state.is_empty() {
+            return Ok(PendingAppend::settled(Ok(AppendOutcome::default())));
+        }
+        let events = events
+            .into_iter()
+            .map(|event| {
+                let compressed_record = self.compress_record(&event.record_json)?;
+                Ok(PreparedEvent {
+                    event,
+                    compressed_record,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let (reply, pending) = PendingAppend::channel();
+        {
+            let writer = self.writer.lock().map_err(|_| poisoned())?;
+            let writer = writer.as_ref().ok_or(StoreError::WriterStopped)?;
+            writer
+                .send(WriterMessage::Append(AppendRequest {
+                    events,
+                    fed,
+                    state,
+                    reply,
+                }))
+                .map_err(|_| StoreError::WriterStopped)?;
+        }
+        Ok(pending)
     }
 
     /// The dictionary new records are compressed with, if one has been trained.
@@ -436,9 +475,12 @@ fn write_group_uncommitted(
         let mut already_stored = transaction
             .prepare_cached("SELECT 1 FROM events WHERE event_key = ?1 AND event_id = ?2")?;
         let mut insert_event = transaction.prepare_cached(
-            "INSERT INTO events (event_key, event_id, event_time, category, record) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO events (seq, event_key, event_id, event_time, category, record, fed) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
+        // Numbers are given here, inside the write lock, in commit order and never twice:
+        // the feed trails deliver from may then read "everything after N" as final.
+        let mut next_seq = highest_seq(&transaction)? + 1;
         let mut insert_lookup = transaction.prepare_cached(
             "INSERT OR IGNORE INTO lookup_entries (value_id, category, event_time, seq) \
              VALUES (?1, ?2, ?3, ?4)",
@@ -456,15 +498,18 @@ fn write_group_uncommitted(
                     inserted.push(false);
                     continue;
                 }
+                let seq = next_seq;
                 let changed = insert_event.execute(params![
+                    seq,
                     key,
                     event.event_id,
                     event.event_time_millis,
                     event.category.code(),
                     prepared.compressed_record,
+                    request.fed,
                 ])?;
                 if changed == 1 {
-                    let seq = transaction.last_insert_rowid();
+                    next_seq += 1;
                     for (key, value) in lookup_entries(event) {
                         lookup_rows.push((
                             value_ids.resolve(&transaction, key, value)?,
@@ -601,6 +646,33 @@ fn migrate_text_lookup_index(connection: &Connection) -> Result<(), StoreError> 
          COMMIT;",
     )?;
     Ok(())
+}
+
+/// Stores made before the feed existed get its `fed` column (every event then fed; a
+/// trail's position starts at the newest event, so none of them is delivered twice).
+fn add_fed_column(connection: &Connection) -> Result<(), StoreError> {
+    let has_it: bool = connection.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('events') WHERE name = 'fed'",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_it {
+        connection.execute_batch("ALTER TABLE events ADD COLUMN fed INTEGER NOT NULL DEFAULT 1")?;
+    }
+    Ok(())
+}
+
+/// The state entry that remembers the highest sequence number ever given, so that a sweep
+/// which removes the newest events cannot let a number be given again.
+const SEQ_FLOOR: (&str, &str) = ("store", "seq_floor");
+
+/// The highest sequence number given so far, removed events included.
+fn highest_seq(connection: &Connection) -> Result<i64, StoreError> {
+    Ok(connection.query_row(
+        "SELECT max(coalesce((SELECT max(seq) FROM events), 0),          coalesce((SELECT CAST(value AS INTEGER) FROM state WHERE namespace = ?1 AND key = ?2), 0))",
+        params![SEQ_FLOOR.0, SEQ_FLOOR.1],
+        |row| row.get(0),
+    )?)
 }
 
 /// The store's layout version (`PRAGMA user_version`): 1 since event keys of time-ordered
@@ -765,32 +837,31 @@ impl EventStore for SqliteEventStore {
         events: Vec<IndexedEvent>,
         state: Vec<StateChange>,
     ) -> Result<PendingAppend, StoreError> {
-        if events.is_empty() && state.is_empty() {
-            return Ok(PendingAppend::settled(Ok(AppendOutcome::default())));
-        }
-        let events = events
-            .into_iter()
-            .map(|event| {
-                let compressed_record = self.compress_record(&event.record_json)?;
-                Ok(PreparedEvent {
-                    event,
-                    compressed_record,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let (reply, pending) = PendingAppend::channel();
-        {
-            let writer = self.writer.lock().map_err(|_| poisoned())?;
-            let writer = writer.as_ref().ok_or(StoreError::WriterStopped)?;
-            writer
-                .send(WriterMessage::Append(AppendRequest {
-                    events,
-                    state,
-                    reply,
-                }))
-                .map_err(|_| StoreError::WriterStopped)?;
-        }
-        Ok(pending)
+        self.submit_request(events, state, true)
+    }
+
+    fn submit_imported(&self, events: Vec<IndexedEvent>) -> Result<PendingAppend, StoreError> {
+        self.submit_request(events, Vec::new(), false)
+    }
+
+    fn feed(&self, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.with_reader(|connection| {
+            let rows = {
+                let mut statement = connection.prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events e WHERE e.seq > ?1 AND e.fed = 1 \
+                     ORDER BY e.seq LIMIT ?2"
+                ))?;
+                let rows = statement
+                    .query_map(params![after_seq, limit as i64], stored_row)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                rows
+            };
+            self.events_from_rows(connection, rows)
+        })
+    }
+
+    fn last_seq(&self) -> Result<i64, StoreError> {
+        self.with_reader(highest_seq)
     }
 
     fn lookup(&self, query: &LookupQuery) -> Result<LookupPage, StoreError> {
@@ -916,6 +987,12 @@ impl EventStore for SqliteEventStore {
                 transaction.commit()?;
                 return Ok(removed);
             }
+            let floor = highest_seq(&transaction)?;
+            transaction.execute(
+                "INSERT INTO state (namespace, key, value) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value",
+                params![SEQ_FLOOR.0, SEQ_FLOOR.1, floor.to_string()],
+            )?;
             {
                 let mut delete_lookup = transaction.prepare_cached(
                     "DELETE FROM lookup_entries WHERE value_id = \
