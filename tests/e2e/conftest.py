@@ -23,9 +23,10 @@ BINARY = pathlib.Path(os.environ.get("CAIRN_BIN", ROOT / "target" / "debug" / "c
 class Cairn:
     """One running `cairn serve` over its own data directory."""
 
-    def __init__(self, data_dir, extra_args=(), retention_days=0, wrapper=()):
+    def __init__(self, data_dir, extra_args=(), retention_days=0, wrapper=(), extra_env=None):
         self.data_dir = pathlib.Path(data_dir)
         self.extra_args = list(extra_args)
+        self.extra_env = dict(extra_env or {})
         # A command the server runs under (strace, say).
         self.wrapper = list(wrapper)
         # None leaves the flag out: the data directory's own retention applies.
@@ -39,7 +40,7 @@ class Cairn:
         self.process = subprocess.Popen(
             [*self.wrapper, str(BINARY), "serve", "--data-dir", str(self.data_dir), "--listen", listen,
              *self.retention_args, *self.extra_args],
-            stdout=subprocess.PIPE, stderr=self.log, env=clean_env(), cwd=self.data_dir.parent,
+            stdout=subprocess.PIPE, stderr=self.log, env={**clean_env(), **self.extra_env}, cwd=self.data_dir.parent,
         )
         deadline = time.time() + 30
         while time.time() < deadline:

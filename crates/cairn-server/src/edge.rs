@@ -92,6 +92,7 @@ pub async fn handle(State(state): State<AppState>, request: Request) -> Response
         event_type: "AwsApiCall",
         additional_event_data: None,
         service_event_details: None,
+        event_id: None,
     };
 
     let raw_query = parts.uri.query().unwrap_or("").to_owned();

@@ -28,6 +28,7 @@ mod respond;
 mod retention;
 mod sts;
 pub mod tls;
+mod trails;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -101,6 +102,12 @@ pub struct AppState {
     pub body_budget: Arc<BodyBudget>,
     /// The embedded S3, when Cairn serves S3 itself (no S3 upstream, or `s3 = "embedded"`).
     pub embedded_s3: Option<Arc<cairn_s3::BucketStore>>,
+    /// Where trail buckets live (the embedded S3, or the S3 upstream): CreateTrail checks
+    /// its bucket there, and delivery writes there.
+    pub trail_objects: Arc<dyn cairn_delivery::ObjectStore>,
+    /// Trail calls change trails one at a time, each held until its event is committed, so
+    /// two calls never decide on the same old state.
+    pub trail_writes: Arc<tokio::sync::Mutex<()>>,
     /// Prometheus metrics, when a recorder was installed (`/_cairn/metrics`).
     pub metrics: Option<PrometheusHandle>,
 }

@@ -60,6 +60,32 @@ impl TokenKey {
     }
 }
 
+impl TokenKey {
+    /// A NextToken for listings by position (ListTrails): the offset of the next page,
+    /// sealed for one operation so a token of another cannot be replayed here.
+    pub fn seal_offset(&self, operation: &str, offset: usize) -> String {
+        let mut bytes = vec![VERSION];
+        bytes.extend_from_slice(&(offset as u64).to_be_bytes());
+        let tag = self.0.tag(operation.as_bytes(), &bytes);
+        bytes.extend_from_slice(&tag[..MAC_LEN]);
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// The offset a [`TokenKey::seal_offset`] token carries, if this server sealed it for
+    /// `operation`.
+    pub fn open_offset(&self, operation: &str, token: &str) -> Option<usize> {
+        let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
+        if bytes.len() != 9 + MAC_LEN || bytes[0] != VERSION {
+            return None;
+        }
+        let (payload, mac) = bytes.split_at(9);
+        if !self.0.verify(operation.as_bytes(), payload, mac) {
+            return None;
+        }
+        usize::try_from(u64::from_be_bytes(payload[1..9].try_into().ok()?)).ok()
+    }
+}
+
 /// What makes two LookupEvents calls "the same query": everything but the page size and the
 /// token itself.
 fn fingerprint(request: &LookupEventsRequest) -> [u8; FINGERPRINT_LEN] {

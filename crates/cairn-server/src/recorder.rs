@@ -90,6 +90,9 @@ pub struct Call {
     pub event_type: &'static str,
     pub additional_event_data: Option<Value>,
     pub service_event_details: Option<Value>,
+    /// The eventID, when the call had to know it before it was recorded (StopLogging);
+    /// otherwise a new one is given.
+    pub event_id: Option<String>,
 }
 
 impl Call {
@@ -143,6 +146,7 @@ pub fn service_event(event: ServiceEvent, account_id: &str, region: &str, at_mil
         event_type: "AwsServiceEvent",
         additional_event_data: Some(serde_json::json!({ "SecretId": resource_arn })),
         service_event_details,
+        event_id: None,
     }
 }
 
@@ -259,7 +263,7 @@ impl AppState {
             request_parameters: present_or_null(call.request_parameters),
             response_elements: present_or_null(call.response_elements),
             request_id: Field::Present(call.request_id),
-            event_id: Field::Present(self.ids.new_id()),
+            event_id: Field::Present(call.event_id.unwrap_or_else(|| self.ids.new_id())),
             read_only: Field::Present(call.read_only),
             event_type: Field::Present(call.event_type.to_owned()),
             additional_event_data: additional_event_data(&call.caller, call.additional_event_data)

@@ -5,6 +5,7 @@
 
 use axum::body::Body;
 use axum::response::Response;
+use cairn_model::StateChange;
 use cairn_wire::{AwsError, Protocol};
 use http::StatusCode;
 
@@ -26,22 +27,23 @@ pub(crate) async fn fail(
     error_response(protocol, &error, &request_id)
 }
 
-/// Records `call`, then answers `outcome`: a success as `content_type`, an error in
-/// `protocol`'s shape.
+/// Records `call`, then answers `outcome`: a success as `content_type`, with its state
+/// changes committed in the same commit as its event (a failed call changes nothing); an
+/// error in `protocol`'s shape.
 pub(crate) async fn finish(
     state: &AppState,
     mut call: Call,
     protocol: Protocol,
     content_type: &'static str,
-    outcome: Result<Vec<u8>, AwsError>,
+    outcome: Result<(Vec<u8>, Vec<StateChange>), AwsError>,
 ) -> Response {
-    let body = match outcome {
-        Ok(body) => body,
+    let (body, changes) = match outcome {
+        Ok(answer) => answer,
         Err(error) => return fail(state, call, Some(protocol), error).await,
     };
     call.error = None;
     let request_id = call.request_id.clone();
-    if let Err(error) = state.record(call).await {
+    if let Err(error) = state.record_with_state(vec![call], changes).await {
         return error_response(Some(protocol), &error, &request_id);
     }
     Response::builder()

@@ -53,6 +53,12 @@ pub struct Overrides {
     /// Seconds between trail log file deliveries, 1 or more [default: 300, as AWS]
     #[arg(long, env = "CAIRN_DELIVERY_INTERVAL_SECS")]
     pub delivery_interval_secs: Option<u64>,
+    /// The access key trails sign with when they deliver to an S3 upstream [default: test]
+    #[arg(long, env = "CAIRN_DELIVERY_ACCESS_KEY_ID")]
+    pub delivery_access_key_id: Option<String>,
+    /// Its secret [default: test, which moto and LocalStack accept]
+    #[arg(long, env = "CAIRN_DELIVERY_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub delivery_secret_access_key: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -73,6 +79,8 @@ struct FileSettings {
     upstream_timeout_secs: Option<u64>,
     embedded_s3: Option<bool>,
     delivery_interval_secs: Option<u64>,
+    delivery_access_key_id: Option<String>,
+    delivery_secret_access_key: Option<String>,
     rotation_poll_millis: Option<u64>,
     rotation_give_up_secs: Option<u64>,
     #[serde(default)]
@@ -116,6 +124,8 @@ pub struct Settings {
     pub embedded_s3: bool,
     /// How often logging trails deliver their log files.
     pub delivery_interval: std::time::Duration,
+    /// What trails sign with at an S3 upstream: (access key ID, secret).
+    pub delivery_credentials: (String, cairn_auth::SecretAccessKey),
 }
 
 pub const DEFAULT_UPSTREAM_TIMEOUT_SECS: u64 = 30;
@@ -177,6 +187,20 @@ impl Settings {
         Ok(Self {
             embedded_s3,
             delivery_interval: std::time::Duration::from_secs(delivery_interval_secs),
+            delivery_credentials: (
+                overrides
+                    .delivery_access_key_id
+                    .clone()
+                    .or(file.delivery_access_key_id)
+                    .unwrap_or_else(|| "test".to_owned()),
+                cairn_auth::SecretAccessKey::new(
+                    overrides
+                        .delivery_secret_access_key
+                        .clone()
+                        .or(file.delivery_secret_access_key)
+                        .unwrap_or_else(|| "test".to_owned()),
+                ),
+            ),
             upstream,
             upstreams,
             account_id: overrides.account_id.clone().or(file.account_id),

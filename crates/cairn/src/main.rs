@@ -166,6 +166,44 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         if let Some(account_id) = &settings.account_id {
             credentials = credentials.with_default_account(account_id.clone());
         }
+        let upstreams = Arc::new(
+            Upstreams::trusting(
+                UpstreamRoutes {
+                    default: settings.upstream.clone(),
+                    by_service: settings.upstreams.clone().into_iter().collect(),
+                },
+                std::time::Duration::from_secs(settings.upstream_timeout_secs),
+                &UpstreamTrust {
+                    extra_ca_file: settings.upstream_ca_file.clone(),
+                },
+            )
+            .context("cannot set up the upstream client")?,
+        );
+        let embedded_s3 = match settings.embedded_s3 {
+            true => Some(Arc::new(
+                cairn_s3::BucketStore::open(&settings.data_dir)
+                    .context("cannot open the embedded S3")?,
+            )),
+            false => None,
+        };
+        let trail_objects: Arc<dyn cairn_delivery::ObjectStore> =
+            match (&embedded_s3, upstreams.for_service(Some("s3"), "s3")) {
+                (Some(buckets), _) => Arc::new(cairn_delivery::EmbeddedObjects {
+                    buckets: buckets.clone(),
+                    clock: clock.clone(),
+                }),
+                (None, Some(endpoint)) => Arc::new(cairn_delivery::S3Endpoint {
+                    endpoint: endpoint.clone(),
+                    credentials: cairn_delivery::S3Credentials {
+                        access_key_id: settings.delivery_credentials.0.clone(),
+                        secret_access_key: settings.delivery_credentials.1.expose().to_owned(),
+                        region: settings.region.clone(),
+                    },
+                    upstreams: upstreams.clone(),
+                    clock: clock.clone(),
+                }),
+                (None, None) => anyhow::bail!("S3 is neither embedded nor served by an upstream"),
+            };
         let state = AppState {
             store: Arc::new(store),
             credentials: Arc::new(credentials),
@@ -177,29 +215,13 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                 retention: cairn_server::Retention::new(retention_days),
                 trusted_proxies: settings.trusted_proxies.clone(),
             }),
-            upstreams: Arc::new(
-                Upstreams::trusting(
-                    UpstreamRoutes {
-                        default: settings.upstream.clone(),
-                        by_service: settings.upstreams.clone().into_iter().collect(),
-                    },
-                    std::time::Duration::from_secs(settings.upstream_timeout_secs),
-                    &UpstreamTrust {
-                        extra_ca_file: settings.upstream_ca_file.clone(),
-                    },
-                )
-                .context("cannot set up the upstream client")?,
-            ),
+            upstreams,
             hooks: Arc::new(hooks),
             refusals: Arc::default(),
             body_budget: Arc::default(),
-            embedded_s3: match settings.embedded_s3 {
-                true => Some(Arc::new(
-                    cairn_s3::BucketStore::open(&settings.data_dir)
-                        .context("cannot open the embedded S3")?,
-                )),
-                false => None,
-            },
+            embedded_s3,
+            trail_objects: trail_objects.clone(),
+            trail_writes: Arc::default(),
             metrics: Some(metrics),
         };
         tracing::info!(
@@ -208,6 +230,18 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             "serving"
         );
         tokio::spawn(cairn_server::run_retention_sweeper(state.clone()));
+        let deliverer = Arc::new(cairn_delivery::Deliverer::new(
+            state.store.clone(),
+            trail_objects,
+            state.clock.clone(),
+            cairn_delivery::DeliverySettings {
+                interval: settings.delivery_interval,
+                abort_after_first_upload: std::env::var_os("CAIRN_TEST_ABORT_AFTER_FIRST_UPLOAD")
+                    .is_some(),
+                ..cairn_delivery::DeliverySettings::default()
+            },
+        ));
+        tokio::spawn(deliverer.run());
         cairn_server::start_background_work(&state);
         let data_dir =
             std::fs::canonicalize(&settings.data_dir).unwrap_or(settings.data_dir.clone());

@@ -1,0 +1,490 @@
+//! The delivery loop: every interval, each trail reads the store's feed from its position,
+//! keeps the events it takes, and writes them as log files. Exactly once, across crashes:
+//!
+//! 1. the stretch of the feed about to be delivered, the time that names its files and the
+//!    trail as it then was are committed as the trail's *pending* delivery;
+//! 2. the files are written (their keys follow from the pending stretch, not from chance);
+//! 3. the position moves past the stretch, with the trail's status, in one commit.
+//!
+//! A crash between 1 and 3 leaves the pending stretch, which the next run writes again to
+//! the same keys with the same contents: a file may be written twice, never be there twice,
+//! and no event is skipped. The trail is read after the feed, so an event the feed gave is
+//! judged by a trail state at least as new as the event.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cairn_model::trail::Trail;
+use cairn_model::{format_event_time, Clock, LookupAttribute, LookupAttributeKey, StateChange};
+use cairn_store::{EventStore, HistoryView, LookupQuery, StoredEvent};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::log_file::{assemble, LogFileName};
+use crate::objects::{ObjectPut, ObjectStore};
+use crate::selection::{in_logging_period, trail_takes, RecordFacts};
+use crate::{DeliveryError, TRAILS, TRAIL_DELIVERY, TRAIL_STATUS};
+
+#[derive(Clone, Debug)]
+pub struct DeliverySettings {
+    /// How often log files are written: AWS's is about 5 minutes.
+    pub interval: Duration,
+    /// A file holds at most this many records, or this many bytes of JSON, before the next
+    /// one is started.
+    pub max_records_per_file: usize,
+    pub max_file_json_bytes: usize,
+    /// How many events are read from the feed at a time.
+    pub feed_batch: usize,
+    /// For the exactly-once test only: abort the process after the first file is written
+    /// and before the position moves, as a crash would.
+    pub abort_after_first_upload: bool,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(300),
+            max_records_per_file: 10_000,
+            max_file_json_bytes: 32 << 20,
+            feed_batch: 20_000,
+            abort_after_first_upload: false,
+        }
+    }
+}
+
+/// Where a trail's delivery stands, kept in `trail-delivery` under its ARN.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryPosition {
+    /// Every event up to this feed position has been delivered (or was not the trail's).
+    pub position: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingDelivery>,
+}
+
+/// A stretch of the feed whose files may have been written, partly or wholly.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingDelivery {
+    pub after_seq: i64,
+    pub through_seq: i64,
+    pub delivered_millis: i64,
+    pub trail: Trail,
+}
+
+/// What one round delivered, for logs and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoundReport {
+    pub files: Vec<String>,
+    pub events: usize,
+    pub failures: usize,
+}
+
+pub struct Deliverer {
+    store: Arc<dyn EventStore>,
+    objects: Arc<dyn ObjectStore>,
+    clock: Arc<dyn Clock>,
+    settings: DeliverySettings,
+    /// Where each StopLogging event sits in the feed, once looked up.
+    stop_seqs: Mutex<HashMap<String, i64>>,
+    uploads: std::sync::atomic::AtomicUsize,
+}
+
+impl Deliverer {
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        objects: Arc<dyn ObjectStore>,
+        clock: Arc<dyn Clock>,
+        settings: DeliverySettings,
+    ) -> Self {
+        Self {
+            store,
+            objects,
+            clock,
+            settings,
+            stop_seqs: Mutex::default(),
+            uploads: Default::default(),
+        }
+    }
+
+    pub fn objects(&self) -> &Arc<dyn ObjectStore> {
+        &self.objects
+    }
+
+    /// Delivers every interval, for ever.
+    pub async fn run(self: Arc<Self>) {
+        let mut ticks = tokio::time::interval(self.settings.interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            match self.deliver_round().await {
+                Ok(report) if !report.files.is_empty() => tracing::info!(
+                    files = report.files.len(),
+                    events = report.events,
+                    "delivered log files"
+                ),
+                Ok(_) => {}
+                Err(error) => tracing::error!(%error, "delivery round failed; retried next round"),
+            }
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&dyn EventStore) -> Result<T, cairn_store::StoreError> + Send + 'static,
+    ) -> Result<T, DeliveryError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || work(store.as_ref()))
+            .await
+            .map_err(|error| DeliveryError::Objects(error.to_string()))?
+            .map_err(DeliveryError::from)
+    }
+
+    async fn commit(&self, changes: Vec<StateChange>) -> Result<(), DeliveryError> {
+        let pending = self.store.submit_with_state(Vec::new(), changes)?;
+        pending.completion().await?;
+        Ok(())
+    }
+
+    async fn trails(&self) -> Result<HashMap<String, Trail>, DeliveryError> {
+        let entries = self.blocking(|store| store.state(TRAILS)).await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(arn, text)| Some((arn, serde_json::from_str(&text).ok()?)))
+            .collect())
+    }
+
+    async fn positions(&self) -> Result<HashMap<String, DeliveryPosition>, DeliveryError> {
+        let entries = self.blocking(|store| store.state(TRAIL_DELIVERY)).await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(arn, text)| Some((arn, serde_json::from_str(&text).ok()?)))
+            .collect())
+    }
+
+    /// One round: every trail with something to deliver delivers it.
+    pub async fn deliver_round(&self) -> Result<RoundReport, DeliveryError> {
+        let trails = self.trails().await?;
+        let positions = self.positions().await?;
+        let mut report = RoundReport::default();
+        for (arn, trail) in trails {
+            let position = positions.get(&arn).cloned();
+            if let Err(error) = self.deliver_trail(&arn, trail, position, &mut report).await {
+                report.failures += 1;
+                tracing::warn!(%error, trail = %arn, "delivery failed; retried next round");
+                let message = error.to_string();
+                let _ = self
+                    .update_status(&arn, |status, now| {
+                        status.insert(
+                            "LatestDeliveryAttemptTime".into(),
+                            json!(format_event_time(now)),
+                        );
+                        status.insert("LatestDeliveryError".into(), json!(message));
+                    })
+                    .await;
+            }
+        }
+        Ok(report)
+    }
+
+    async fn stop_seq(&self, event_id: &str) -> Result<Option<i64>, DeliveryError> {
+        if let Some(seq) = self
+            .stop_seqs
+            .lock()
+            .ok()
+            .and_then(|known| known.get(event_id).copied())
+        {
+            return Ok(Some(seq));
+        }
+        let query = LookupQuery {
+            attribute: Some(LookupAttribute {
+                key: LookupAttributeKey::EventId,
+                value: event_id.to_owned(),
+            }),
+            ..LookupQuery::all(HistoryView::Management, 1)
+        };
+        let page = self.blocking(move |store| store.lookup(&query)).await?;
+        let seq = page.events.first().map(|event| event.seq);
+        if let (Some(seq), Ok(mut known)) = (seq, self.stop_seqs.lock()) {
+            known.insert(event_id.to_owned(), seq);
+        }
+        Ok(seq)
+    }
+
+    /// Where each of the trail's ended periods ends in the feed, as far as is known.
+    async fn stops_of(&self, trail: &Trail) -> Result<HashMap<String, i64>, DeliveryError> {
+        let mut stops = HashMap::new();
+        for period in &trail.logging.periods {
+            if let Some(stop) = &period.until_event_id {
+                if let Some(seq) = self.stop_seq(stop).await? {
+                    stops.insert(stop.clone(), seq);
+                }
+            }
+        }
+        Ok(stops)
+    }
+
+    async fn deliver_trail(
+        &self,
+        arn: &str,
+        trail: Trail,
+        position: Option<DeliveryPosition>,
+        report: &mut RoundReport,
+    ) -> Result<(), DeliveryError> {
+        let Some(first) = trail.logging.periods.first() else {
+            return Ok(());
+        };
+        let mut position = position.unwrap_or(DeliveryPosition {
+            position: first.after_seq,
+            pending: None,
+        });
+        if let Some(pending) = position.pending.take() {
+            let events = self.stretch(&pending).await?;
+            self.write_files(arn, &pending, &events, report).await?;
+            self.finish(arn, &pending).await?;
+            position.position = pending.through_seq;
+        }
+        loop {
+            let stops = self.stops_of(&trail).await?;
+            // Skip to the first period the position has not passed; nothing else is wanted.
+            let Some(next) = trail.logging.periods.iter().find(|period| {
+                match period
+                    .until_event_id
+                    .as_ref()
+                    .and_then(|stop| stops.get(stop))
+                {
+                    Some(stop) => *stop > position.position,
+                    None => true,
+                }
+            }) else {
+                return Ok(());
+            };
+            position.position = position.position.max(next.after_seq);
+            let after = position.position;
+            let batch = self.settings.feed_batch;
+            let events = self.blocking(move |store| store.feed(after, batch)).await?;
+            let Some(last) = events.last() else {
+                return Ok(());
+            };
+            let through_seq = last.seq;
+            let read = events.len();
+            // Read after the feed: a trail change committed after these events cannot be
+            // missed, one committed before them is seen.
+            let Some(trail) = self.trails().await?.remove(arn) else {
+                return Ok(());
+            };
+            let pending = PendingDelivery {
+                after_seq: after,
+                through_seq,
+                delivered_millis: self.clock.now_millis(),
+                trail,
+            };
+            let taken = self.taken(&pending, events).await?;
+            if taken.is_empty() {
+                self.commit(vec![position_change(arn, through_seq, None)])
+                    .await?;
+            } else {
+                self.commit(vec![position_change(arn, after, Some(&pending))])
+                    .await?;
+                self.write_files(arn, &pending, &taken, report).await?;
+                self.finish(arn, &pending).await?;
+            }
+            position.position = through_seq;
+            if read < batch {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The pending stretch's events again, as the trail then was would take them.
+    async fn stretch(&self, pending: &PendingDelivery) -> Result<Vec<StoredEvent>, DeliveryError> {
+        let (after, through) = (pending.after_seq, pending.through_seq);
+        let limit = usize::try_from(through - after).unwrap_or(usize::MAX);
+        let events = self.blocking(move |store| store.feed(after, limit)).await?;
+        let events = events
+            .into_iter()
+            .filter(|event| event.seq <= through)
+            .collect();
+        self.taken(pending, events).await
+    }
+
+    async fn taken(
+        &self,
+        pending: &PendingDelivery,
+        events: Vec<StoredEvent>,
+    ) -> Result<Vec<StoredEvent>, DeliveryError> {
+        let stops = self.stops_of(&pending.trail).await?;
+        Ok(events
+            .into_iter()
+            .filter(|event| {
+                in_logging_period(&pending.trail, event.seq, |stop| stops.get(stop).copied())
+                    && serde_json::from_str::<Value>(&event.event.record_json)
+                        .map(|record| trail_takes(&pending.trail, &RecordFacts::of(&record)))
+                        .unwrap_or(false)
+            })
+            .collect())
+    }
+
+    async fn write_files(
+        &self,
+        arn: &str,
+        pending: &PendingDelivery,
+        events: &[StoredEvent],
+        report: &mut RoundReport,
+    ) -> Result<(), DeliveryError> {
+        for file in files(arn, pending, events, &self.settings) {
+            let body = assemble(file.records.iter().map(String::as_str));
+            self.objects
+                .put_object(ObjectPut {
+                    bucket: pending.trail.s3_bucket_name.clone(),
+                    key: file.key.clone(),
+                    body: Bytes::from(body),
+                    content_type: "application/json",
+                    content_encoding: Some("gzip"),
+                    metadata: Vec::new(),
+                })
+                .await?;
+            if self.settings.abort_after_first_upload
+                && self
+                    .uploads
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                    == 0
+            {
+                eprintln!(
+                    "cairn: aborting after the first upload (CAIRN_TEST_ABORT_AFTER_FIRST_UPLOAD)"
+                );
+                std::process::abort();
+            }
+            report.events += file.records.len();
+            report.files.push(file.key);
+        }
+        Ok(())
+    }
+
+    async fn finish(&self, arn: &str, pending: &PendingDelivery) -> Result<(), DeliveryError> {
+        let now = self.clock.now_millis();
+        let mut status = self.status(arn).await?;
+        status.insert("LatestDeliveryTime".into(), json!(now));
+        status.insert(
+            "LatestDeliveryAttemptTime".into(),
+            json!(format_event_time(now)),
+        );
+        status.insert(
+            "LatestDeliveryAttemptSucceeded".into(),
+            json!(format_event_time(now)),
+        );
+        status.remove("LatestDeliveryError");
+        self.commit(vec![
+            position_change(arn, pending.through_seq, None),
+            StateChange::put(TRAIL_STATUS, arn, Value::Object(status).to_string()),
+        ])
+        .await
+    }
+
+    async fn status(&self, arn: &str) -> Result<Map<String, Value>, DeliveryError> {
+        let arn = arn.to_owned();
+        let entries = self.blocking(|store| store.state(TRAIL_STATUS)).await?;
+        Ok(entries
+            .into_iter()
+            .find(|(key, _)| *key == arn)
+            .and_then(|(_, text)| serde_json::from_str(&text).ok())
+            .unwrap_or_default())
+    }
+
+    async fn update_status(
+        &self,
+        arn: &str,
+        change: impl FnOnce(&mut Map<String, Value>, i64),
+    ) -> Result<(), DeliveryError> {
+        let mut status = self.status(arn).await?;
+        change(&mut status, self.clock.now_millis());
+        self.commit(vec![StateChange::put(
+            TRAIL_STATUS,
+            arn,
+            Value::Object(status).to_string(),
+        )])
+        .await
+    }
+}
+
+fn position_change(arn: &str, position: i64, pending: Option<&PendingDelivery>) -> StateChange {
+    let value = DeliveryPosition {
+        position,
+        pending: pending.cloned(),
+    };
+    StateChange::put(
+        TRAIL_DELIVERY,
+        arn,
+        serde_json::to_string(&value).unwrap_or_default(),
+    )
+}
+
+/// One log file to write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedFile {
+    pub key: String,
+    pub records: Vec<String>,
+}
+
+/// The files a pending stretch's taken events make: one per account and region (in order
+/// of first appearance), split where a file would grow past its limits.
+pub fn files(
+    arn: &str,
+    pending: &PendingDelivery,
+    events: &[StoredEvent],
+    settings: &DeliverySettings,
+) -> Vec<PlannedFile> {
+    let mut groups: Vec<((String, String), Vec<&StoredEvent>)> = Vec::new();
+    for event in events {
+        let record: Value = serde_json::from_str(&event.event.record_json).unwrap_or_default();
+        let facts = RecordFacts::of(&record);
+        let place = (facts.account_id, facts.region);
+        match groups.iter_mut().find(|(known, _)| *known == place) {
+            Some((_, members)) => members.push(event),
+            None => groups.push((place, vec![event])),
+        }
+    }
+    let mut planned = Vec::new();
+    for ((account, region), members) in groups {
+        let mut part = 0usize;
+        let mut records: Vec<String> = Vec::new();
+        let mut bytes = 0usize;
+        let mut flush = |records: &mut Vec<String>, part: &mut usize| {
+            if records.is_empty() {
+                return;
+            }
+            let identity = format!(
+                "{arn}|{}|{}|{account}|{region}|{part}",
+                pending.after_seq, pending.through_seq
+            );
+            let key = LogFileName {
+                prefix: pending.trail.s3_key_prefix.as_deref(),
+                account_id: &account,
+                region: &region,
+                delivered_millis: pending.delivered_millis,
+                identity: &identity,
+            }
+            .key();
+            planned.push(PlannedFile {
+                key,
+                records: std::mem::take(records),
+            });
+            *part += 1;
+        };
+        for event in members {
+            let text = &event.event.record_json;
+            if !records.is_empty()
+                && (records.len() >= settings.max_records_per_file
+                    || bytes + text.len() > settings.max_file_json_bytes)
+            {
+                flush(&mut records, &mut part);
+                bytes = 0;
+            }
+            bytes += text.len() + 1;
+            records.push(text.clone());
+        }
+        flush(&mut records, &mut part);
+    }
+    planned
+}

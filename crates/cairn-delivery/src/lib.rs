@@ -1,0 +1,28 @@
+//! cairn-delivery owns what trails write: the selection of each trail's events from the
+//! store's feed (`selection`), log files in AWS's exact layout (`log_file`), the places they
+//! go (`objects`: the embedded S3 or any S3-compatible endpoint), and the exactly-once loop
+//! that ties them (`deliverer`). It depends on the store trait and the model, never on the
+//! server: the trail API writes trails as state, delivery reads them.
+
+pub mod deliverer;
+pub mod log_file;
+pub mod objects;
+pub mod selection;
+
+pub use deliverer::{Deliverer, DeliverySettings, RoundReport};
+pub use objects::{EmbeddedObjects, ObjectPut, ObjectStore, S3Credentials, S3Endpoint};
+
+/// The state namespace of trails, keyed by ARN (written by the trail API).
+pub const TRAILS: &str = "trails";
+/// Delivery's status of each trail, keyed by ARN: what GetTrailStatus reports.
+pub const TRAIL_STATUS: &str = "trail-status";
+/// Each trail's delivery position and pending stretch, keyed by ARN.
+pub const TRAIL_DELIVERY: &str = "trail-delivery";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("store: {0}")]
+    Store(#[from] cairn_store::StoreError),
+    #[error("{0}")]
+    Objects(String),
+}

@@ -1,0 +1,244 @@
+//! Which trail takes which event: the trail's account (every account for an organization
+//! trail), its regions (the home region, or every region for a multi-region trail; events
+//! of global services go to every trail that includes them), its logging periods, and its
+//! event selectors. Pure: a stored record's JSON in, a decision out.
+
+use cairn_model::trail::{EventFacts, Trail};
+use serde_json::Value;
+
+/// Services whose events CloudTrail records as global (in us-east-1) and delivers to every
+/// trail that includes global service events, whatever its region.
+const GLOBAL_SOURCES: &[&str] = &[
+    "iam.amazonaws.com",
+    "cloudfront.amazonaws.com",
+    "route53.amazonaws.com",
+    "waf.amazonaws.com",
+    "organizations.amazonaws.com",
+    "globalaccelerator.amazonaws.com",
+    "signin.amazonaws.com",
+];
+
+/// What delivery reads from one stored record.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecordFacts {
+    pub event_id: String,
+    pub account_id: String,
+    pub region: String,
+    pub selectable: EventFacts,
+}
+
+impl RecordFacts {
+    pub fn of(record: &Value) -> Self {
+        let text = |pointer: &str| {
+            record
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let event_category = text("/eventCategory").unwrap_or_else(|| {
+            match record.get("managementEvent").and_then(Value::as_bool) {
+                Some(false) => "Data".to_owned(),
+                _ => "Management".to_owned(),
+            }
+        });
+        let resources = record
+            .get("resources")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|resource| {
+                let field = |name| {
+                    resource
+                        .get(name)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                let arn = match field("ARN") {
+                    arn if arn.is_empty() => field("ARNPrefix"),
+                    arn => arn,
+                };
+                (field("type"), arn)
+            })
+            .collect();
+        Self {
+            event_id: text("/eventID").unwrap_or_default(),
+            account_id: text("/recipientAccountId")
+                .or_else(|| text("/userIdentity/accountId"))
+                .unwrap_or_default(),
+            region: text("/awsRegion").unwrap_or_default(),
+            selectable: EventFacts {
+                event_category,
+                read_only: record
+                    .get("readOnly")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+                event_source: text("/eventSource").unwrap_or_default(),
+                event_name: text("/eventName").unwrap_or_default(),
+                event_type: text("/eventType").unwrap_or_default(),
+                resources,
+                user_identity_arn: text("/userIdentity/arn"),
+                session_credential_from_console: text("/sessionCredentialFromConsole")
+                    .is_some_and(|value| value == "true"),
+                error_code: text("/errorCode"),
+                vpc_endpoint_id: text("/vpcEndpointId"),
+            },
+        }
+    }
+
+    /// Whether CloudTrail counts this as a global service's event.
+    pub fn is_global(&self) -> bool {
+        // STS is left regional: its calls are recorded in the region they were signed for.
+        GLOBAL_SOURCES.contains(&self.selectable.event_source.as_str())
+    }
+}
+
+/// Whether `trail` delivers the event (logging periods aside: see [`in_logging_period`]).
+pub fn trail_takes(trail: &Trail, facts: &RecordFacts) -> bool {
+    if !trail.is_organization_trail && facts.account_id != trail.account_id {
+        return false;
+    }
+    let in_region = if facts.is_global() {
+        trail.include_global_service_events
+    } else {
+        trail.is_multi_region_trail || facts.region == trail.home_region
+    };
+    in_region && trail.selectors.matches(&facts.selectable)
+}
+
+/// Whether feed position `seq` falls in one of the trail's logging periods, given where each
+/// ended period's StopLogging event sits in the feed (`stop_seq`; `None` while unknown, which
+/// is read as not ended yet).
+pub fn in_logging_period(trail: &Trail, seq: i64, stop_seq: impl Fn(&str) -> Option<i64>) -> bool {
+    trail.logging.periods.iter().any(|period| {
+        seq > period.after_seq
+            && match &period.until_event_id {
+                None => true,
+                Some(stop) => stop_seq(stop).is_none_or(|stop| seq <= stop),
+            }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_model::trail::{EventSelector, LoggingPeriod, Selectors};
+    use serde_json::json;
+
+    use super::*;
+
+    fn trail() -> Trail {
+        Trail {
+            name: "t".into(),
+            account_id: "111111111111".into(),
+            home_region: "eu-west-1".into(),
+            include_global_service_events: true,
+            ..Trail::default()
+        }
+    }
+
+    fn record(source: &str, region: &str, account: &str) -> RecordFacts {
+        RecordFacts::of(&json!({
+            "eventID": "e", "eventSource": source, "eventName": "X", "awsRegion": region,
+            "recipientAccountId": account, "eventCategory": "Management", "readOnly": true,
+        }))
+    }
+
+    #[test]
+    fn regions_accounts_and_global_services() {
+        let single = trail();
+        assert!(trail_takes(
+            &single,
+            &record("kms.amazonaws.com", "eu-west-1", "111111111111")
+        ));
+        assert!(!trail_takes(
+            &single,
+            &record("kms.amazonaws.com", "us-east-1", "111111111111")
+        ));
+        assert!(!trail_takes(
+            &single,
+            &record("kms.amazonaws.com", "eu-west-1", "222222222222")
+        ));
+        assert!(trail_takes(
+            &single,
+            &record("iam.amazonaws.com", "us-east-1", "111111111111")
+        ));
+        let no_global = Trail {
+            include_global_service_events: false,
+            ..trail()
+        };
+        assert!(!trail_takes(
+            &no_global,
+            &record("iam.amazonaws.com", "us-east-1", "111111111111")
+        ));
+        let multi = Trail {
+            is_multi_region_trail: true,
+            ..trail()
+        };
+        assert!(trail_takes(
+            &multi,
+            &record("kms.amazonaws.com", "ap-south-1", "111111111111")
+        ));
+        let organization = Trail {
+            is_organization_trail: true,
+            ..trail()
+        };
+        assert!(trail_takes(
+            &organization,
+            &record("kms.amazonaws.com", "eu-west-1", "222222222222")
+        ));
+    }
+
+    #[test]
+    fn selectors_decide_on_the_record() {
+        let write_only = Trail {
+            selectors: Selectors::Basic(vec![EventSelector {
+                read_write_type: cairn_model::trail::ReadWriteType::WriteOnly,
+                ..EventSelector::default()
+            }]),
+            ..trail()
+        };
+        assert!(!trail_takes(
+            &write_only,
+            &record("kms.amazonaws.com", "eu-west-1", "111111111111")
+        ));
+        let data = RecordFacts::of(&json!({
+            "eventSource": "s3.amazonaws.com", "awsRegion": "eu-west-1", "managementEvent": false,
+            "recipientAccountId": "111111111111", "resources": [{"type": "AWS::S3::Object", "ARNPrefix": "arn:aws:s3:::b/k"}],
+        }));
+        assert_eq!(data.selectable.event_category, "Data");
+        assert_eq!(data.selectable.resources[0].1, "arn:aws:s3:::b/k");
+        assert!(
+            !trail_takes(&trail(), &data),
+            "the default selector takes no data events"
+        );
+    }
+
+    #[test]
+    fn logging_periods_bound_the_feed() {
+        let mut logged = trail();
+        logged.logging.periods = vec![
+            LoggingPeriod {
+                after_seq: 10,
+                until_event_id: Some("stop".into()),
+            },
+            LoggingPeriod {
+                after_seq: 30,
+                until_event_id: None,
+            },
+        ];
+        let stops = |id: &str| (id == "stop").then_some(20);
+        assert!(!in_logging_period(&logged, 10, stops));
+        assert!(in_logging_period(&logged, 11, stops));
+        assert!(
+            in_logging_period(&logged, 20, stops),
+            "the StopLogging call itself is logged"
+        );
+        assert!(!in_logging_period(&logged, 21, stops));
+        assert!(!in_logging_period(&logged, 30, stops));
+        assert!(in_logging_period(&logged, 31, stops));
+        assert!(
+            in_logging_period(&logged, 25, |_| None),
+            "a stop not yet seen has not ended it"
+        );
+    }
+}

@@ -1,0 +1,307 @@
+"""Trails with the real aws CLI and boto3 against the real binary: the trail API with AWS's
+exceptions, trails that survive a kill, and log files delivered to the embedded S3 in AWS's
+layout, exactly once across a crash in the middle of a delivery, holding what the selectors
+choose."""
+
+import json
+import re
+import signal
+import time
+import zlib
+
+import boto3
+import botocore.config
+import pytest
+
+from conftest import Cairn, lookup_all
+
+KEY_PATTERN = re.compile(
+    r"^(?:(?P<prefix>.+)/)?AWSLogs/(?P<account>\d{12})/CloudTrail/(?P<region>[a-z0-9-]+)/"
+    r"(?P<y>\d{4})/(?P<m>\d{2})/(?P<d>\d{2})/(?P=account)_CloudTrail_(?P=region)_"
+    r"(?P=y)(?P=m)(?P=d)T\d{4}Z_[0-9A-Za-z]{16}\.json\.gz$"
+)
+
+
+def client(server, service, region="us-east-1"):
+    key, secret = server.credentials()
+    return boto3.client(
+        service, endpoint_url=server.endpoint, region_name=region,
+        aws_access_key_id=key, aws_secret_access_key=secret,
+        config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
+
+
+def error_of(result):
+    match = re.search(r"\(([A-Za-z0-9]+)\)", result.stderr)
+    return match.group(1) if match else result.stderr
+
+
+def delivered(server, bucket, prefix=""):
+    """Every delivered log file: key -> its records."""
+    s3 = client(server, "s3")
+    files = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+            # One gzip member, nothing after it.
+            decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            text = decompressor.decompress(body) + decompressor.flush()
+            assert decompressor.eof and decompressor.unused_data == b"", item["Key"]
+            files[item["Key"]] = json.loads(text)["Records"]
+    return files
+
+
+def request_ids(files):
+    return [record["requestID"] for records in files.values() for record in records]
+
+
+def wait_for(condition, timeout=30, what="delivery"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+def test_the_trail_api_with_the_cli(tmp_path):
+    server = Cairn(tmp_path / "data").start()
+    try:
+        server.aws("s3", "mb", "s3://e2e-trails")
+        missing = server.aws("cloudtrail", "create-trail", "--name", "main", "--s3-bucket-name", "e2e-absent", check=False)
+        assert error_of(missing) == "S3BucketDoesNotExistException", missing.stderr
+        bad_name = server.aws("cloudtrail", "create-trail", "--name=-main", "--s3-bucket-name", "e2e-trails", check=False)
+        assert error_of(bad_name) == "InvalidTrailNameException", bad_name.stderr
+        no_global = server.aws(
+            "cloudtrail", "create-trail", "--name", "main", "--s3-bucket-name", "e2e-trails",
+            "--is-multi-region-trail", "--no-include-global-service-events", check=False,
+        )
+        assert error_of(no_global) == "InvalidParameterCombinationException", no_global.stderr
+
+        created = json.loads(server.aws(
+            "cloudtrail", "create-trail", "--name", "main", "--s3-bucket-name", "e2e-trails",
+            "--s3-key-prefix", "team", "--is-multi-region-trail", "--enable-log-file-validation",
+            "--tags-list", "Key=owner,Value=audit",
+        ).stdout)
+        arn = created["TrailARN"]
+        assert re.fullmatch(r"arn:aws:cloudtrail:us-east-1:\d{12}:trail/main", arn)
+        assert created["S3KeyPrefix"] == "team" and created["IsMultiRegionTrail"] is True
+        assert created["LogFileValidationEnabled"] is True and created["IncludeGlobalServiceEvents"] is True
+        again = server.aws("cloudtrail", "create-trail", "--name", "main", "--s3-bucket-name", "e2e-trails", check=False)
+        assert error_of(again) == "TrailAlreadyExistsException"
+
+        trail = json.loads(server.aws("cloudtrail", "get-trail", "--name", arn).stdout)["Trail"]
+        assert trail["HomeRegion"] == "us-east-1" and trail["HasCustomEventSelectors"] is False
+        # A multi-region trail shows in every region as a shadow, unless shadows are left out.
+        shadow = json.loads(server.aws("cloudtrail", "describe-trails", "--region", "eu-west-1").stdout)["trailList"]
+        assert [t["TrailARN"] for t in shadow] == [arn] and shadow[0]["HomeRegion"] == "us-east-1"
+        own = json.loads(server.aws(
+            "cloudtrail", "describe-trails", "--region", "eu-west-1", "--no-include-shadow-trails").stdout)
+        assert own["trailList"] == []
+        elsewhere = server.aws("cloudtrail", "update-trail", "--region", "eu-west-1", "--name", arn,
+                               "--s3-key-prefix", "x", check=False)
+        assert error_of(elsewhere) == "InvalidHomeRegionException", elsewhere.stderr
+        updated = json.loads(server.aws("cloudtrail", "update-trail", "--name", "main", "--s3-key-prefix", "other").stdout)
+        assert updated["S3KeyPrefix"] == "other"
+
+        tags = json.loads(server.aws("cloudtrail", "list-tags", "--resource-id-list", arn).stdout)
+        assert tags["ResourceTagList"] == [{"ResourceId": arn, "TagsList": [{"Key": "owner", "Value": "audit"}]}]
+        server.aws("cloudtrail", "remove-tags", "--resource-id", arn, "--tags-list", "Key=owner")
+        tags = json.loads(server.aws("cloudtrail", "list-tags", "--resource-id-list", arn).stdout)
+        assert tags["ResourceTagList"][0]["TagsList"] == []
+
+        basic = [{"ReadWriteType": "WriteOnly", "IncludeManagementEvents": True,
+                  "ExcludeManagementEventSources": ["kms.amazonaws.com"],
+                  "DataResources": [{"Type": "AWS::S3::Object", "Values": ["arn:aws:s3:::e2e-trails/"]}]}]
+        server.aws("cloudtrail", "put-event-selectors", "--trail-name", "main", "--event-selectors", json.dumps(basic))
+        selectors = json.loads(server.aws("cloudtrail", "get-event-selectors", "--trail-name", "main").stdout)
+        assert selectors["EventSelectors"] == basic and "AdvancedEventSelectors" not in selectors
+        bad = server.aws("cloudtrail", "put-event-selectors", "--trail-name", "main", "--event-selectors",
+                         json.dumps([{"ExcludeManagementEventSources": ["s3.amazonaws.com"]}]), check=False)
+        assert error_of(bad) == "InvalidEventSelectorsException", bad.stderr
+
+        insights = server.aws("cloudtrail", "get-insight-selectors", "--trail-name", "main", check=False)
+        assert error_of(insights) == "InsightNotEnabledException", insights.stderr
+        server.aws("cloudtrail", "put-insight-selectors", "--trail-name", "main",
+                   "--insight-selectors", "InsightType=ApiCallRateInsight")
+        insights = json.loads(server.aws("cloudtrail", "get-insight-selectors", "--trail-name", "main").stdout)
+        assert insights["InsightSelectors"][0]["InsightType"] == "ApiCallRateInsight"
+
+        status = json.loads(server.aws("cloudtrail", "get-trail-status", "--name", "main").stdout)
+        assert status["IsLogging"] is False
+        server.aws("cloudtrail", "start-logging", "--name", arn)
+        status = json.loads(server.aws("cloudtrail", "get-trail-status", "--name", "main").stdout)
+        assert status["IsLogging"] is True and isinstance(status["StartLoggingTime"], (int, float))
+
+        # Five trails a region; a multi-region trail counts in every region.
+        cloudtrail = client(server, "cloudtrail")
+        for name in ["second", "third", "fourth", "fifth"]:
+            cloudtrail.create_trail(Name=name, S3BucketName="e2e-trails")
+        with pytest.raises(cloudtrail.exceptions.MaximumNumberOfTrailsExceededException):
+            cloudtrail.create_trail(Name="sixth", S3BucketName="e2e-trails")
+        listed = json.loads(server.aws("cloudtrail", "list-trails").stdout)["Trails"]
+        assert sorted(t["Name"] for t in listed) == ["fifth", "fourth", "main", "second", "third"]
+        server.aws("cloudtrail", "delete-trail", "--name", "second")
+        gone = server.aws("cloudtrail", "get-trail", "--name", "second", check=False)
+        assert error_of(gone) == "TrailNotFoundException", gone.stderr
+        unsupported = server.aws("cloudtrail", "list-event-data-stores", check=False)
+        assert error_of(unsupported) == "UnsupportedOperationException", unsupported.stderr
+
+        # Every trail call is itself an event, with what it was asked.
+        events, _ = lookup_all(cloudtrail, LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "PutEventSelectors"}])
+        put = [json.loads(e["CloudTrailEvent"]) for e in events]
+        assert [p.get("errorCode") for p in put] == ["InvalidEventSelectorsException", None]
+        put = put[1]
+        assert put["eventSource"] == "cloudtrail.amazonaws.com" and put["readOnly"] is False
+        assert put["requestParameters"]["EventSelectors"][0]["ExcludeManagementEventSources"] == ["kms.amazonaws.com"]
+        created_events, _ = lookup_all(cloudtrail, LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "CreateTrail"}])
+        assert {json.loads(e["CloudTrailEvent"]).get("errorCode") for e in created_events} >= {
+            None, "S3BucketDoesNotExistException", "TrailAlreadyExistsException"}
+    finally:
+        server.stop(signal.SIGKILL)
+
+    # Trails, selectors, tags and logging state survive a kill.
+    server = Cairn(tmp_path / "data").start()
+    try:
+        trail = json.loads(server.aws("cloudtrail", "get-trail", "--name", "main").stdout)["Trail"]
+        assert trail["S3KeyPrefix"] == "other" and trail["HasCustomEventSelectors"] is True
+        assert trail["HasInsightSelectors"] is True
+        status = json.loads(server.aws("cloudtrail", "get-trail-status", "--name", "main").stdout)
+        assert status["IsLogging"] is True
+        selectors = json.loads(server.aws("cloudtrail", "get-event-selectors", "--trail-name", "main").stdout)
+        assert selectors["EventSelectors"][0]["ExcludeManagementEventSources"] == ["kms.amazonaws.com"]
+        advanced = [{"Name": "writes", "FieldSelectors": [
+            {"Field": "eventCategory", "Equals": ["Management"]}, {"Field": "readOnly", "Equals": ["false"]}]}]
+        server.aws("cloudtrail", "put-event-selectors", "--trail-name", "main",
+                   "--advanced-event-selectors", json.dumps(advanced))
+        selectors = json.loads(server.aws("cloudtrail", "get-event-selectors", "--trail-name", "main").stdout)
+        assert selectors["AdvancedEventSelectors"] == advanced and "EventSelectors" not in selectors
+    finally:
+        server.stop()
+
+
+def test_log_files_are_delivered_in_aws_layout_while_logging(tmp_path):
+    server = Cairn(tmp_path / "data", extra_args=["--delivery-interval-secs", "1"]).start()
+    try:
+        s3, cloudtrail = client(server, "s3"), client(server, "cloudtrail")
+        s3.create_bucket(Bucket="e2e-delivery")
+        before = cloudtrail.describe_trails()["ResponseMetadata"]["RequestId"]
+        arn = cloudtrail.create_trail(Name="all", S3BucketName="e2e-delivery", IsMultiRegionTrail=True)["TrailARN"]
+        started = cloudtrail.start_logging(Name="all")["ResponseMetadata"]["RequestId"]
+        logged = [cloudtrail.describe_trails()["ResponseMetadata"]["RequestId"] for _ in range(10)]
+        abroad = client(server, "cloudtrail", region="eu-west-1")
+        logged += [abroad.list_trails()["ResponseMetadata"]["RequestId"] for _ in range(3)]
+        stopped = cloudtrail.stop_logging(Name=arn)["ResponseMetadata"]["RequestId"]
+        after = [cloudtrail.describe_trails()["ResponseMetadata"]["RequestId"] for _ in range(3)]
+
+        files = wait_for(lambda: (lambda f: f if stopped in request_ids(f) else None)(delivered(server, "e2e-delivery")))
+        time.sleep(2.5)  # rounds after the stop must add nothing of the stopped time
+        files = delivered(server, "e2e-delivery")
+        ids = request_ids(files)
+        assert len(ids) == len(set(ids)), "an event was delivered twice"
+        for expected in [started, *logged, stopped]:
+            assert ids.count(expected) == 1, expected
+        for unexpected in [before, *after]:
+            assert unexpected not in ids
+        account = arn.split(":")[4]
+        regions = set()
+        for key, records in files.items():
+            match = KEY_PATTERN.match(key)
+            assert match and match["account"] == account and match["prefix"] is None, key
+            regions.add(match["region"])
+            assert {record["awsRegion"] for record in records} == {match["region"]}
+            assert all(record["recipientAccountId"] == account for record in records)
+        assert regions == {"us-east-1", "eu-west-1"}
+        head = s3.head_object(Bucket="e2e-delivery", Key=next(iter(files)))
+        assert head["ContentType"] == "application/json" and head["ContentEncoding"] == "gzip"
+        # The records are the event history's own, byte for byte in meaning.
+        stored = {e["EventId"]: json.loads(e["CloudTrailEvent"]) for e in lookup_all(cloudtrail)[0]}
+        for records in files.values():
+            for record in records:
+                assert stored[record["eventID"]] == record
+        status = cloudtrail.get_trail_status(Name="all")
+        assert status["IsLogging"] is False and "LatestDeliveryError" not in status
+        assert status["LatestDeliveryTime"].timestamp() > time.time() - 60
+    finally:
+        server.stop()
+
+
+def test_delivery_is_exactly_once_across_a_crash_mid_delivery(tmp_path):
+    # First: events to deliver, and no delivery yet.
+    server = Cairn(tmp_path / "data", extra_args=["--delivery-interval-secs", "3600"]).start()
+    s3, cloudtrail = client(server, "s3"), client(server, "cloudtrail")
+    s3.create_bucket(Bucket="e2e-crash")
+    cloudtrail.create_trail(Name="crash", S3BucketName="e2e-crash", IsMultiRegionTrail=True)
+    cloudtrail.start_logging(Name="crash")
+    logged = []
+    for region in ["us-east-1", "eu-west-1", "ap-south-1"]:
+        regional = client(server, "cloudtrail", region=region)
+        logged += [regional.describe_trails()["ResponseMetadata"]["RequestId"] for _ in range(5)]
+    server.stop(signal.SIGKILL)
+
+    # Then: the process dies after the first of the three files is written.
+    crashing = Cairn(tmp_path / "data", extra_args=["--delivery-interval-secs", "1"],
+                     extra_env={"CAIRN_TEST_ABORT_AFTER_FIRST_UPLOAD": "1"}).start()
+    crashing.process.wait(timeout=30)
+    assert crashing.process.returncode != 0
+    crashing.stop()
+
+    server = Cairn(tmp_path / "data", extra_args=["--delivery-interval-secs", "1"]).start()
+    try:
+        files = wait_for(lambda: (lambda f: f if set(logged) <= set(request_ids(f)) else None)(
+            delivered(server, "e2e-crash")))
+        time.sleep(2)
+        files = delivered(server, "e2e-crash")
+        ids = request_ids(files)
+        assert len(ids) == len(set(ids)), "an event was delivered twice"
+        assert set(logged) <= set(ids)
+        assert len(files) == 3, sorted(files)
+        assert {KEY_PATTERN.match(key)["region"] for key in files} == {"us-east-1", "eu-west-1", "ap-south-1"}
+    finally:
+        server.stop()
+
+
+def test_selectors_choose_what_each_trail_delivers(tmp_path):
+    server = Cairn(tmp_path / "data", extra_args=["--delivery-interval-secs", "1"]).start()
+    try:
+        s3, cloudtrail = client(server, "s3"), client(server, "cloudtrail")
+        for bucket in ["e2e-logs", "e2e-chosen", "e2e-other"]:
+            s3.create_bucket(Bucket=bucket)
+        cloudtrail.create_trail(Name="writes", S3BucketName="e2e-logs", S3KeyPrefix="writes")
+        cloudtrail.put_event_selectors(TrailName="writes", EventSelectors=[{
+            "ReadWriteType": "WriteOnly", "IncludeManagementEvents": True,
+            "ExcludeManagementEventSources": ["kms.amazonaws.com"],
+            "DataResources": [{"Type": "AWS::S3::Object", "Values": ["arn:aws:s3:::e2e-chosen/"]}],
+        }])
+        cloudtrail.create_trail(Name="everything", S3BucketName="e2e-logs", S3KeyPrefix="everything")
+        cloudtrail.start_logging(Name="writes")
+        cloudtrail.start_logging(Name="everything")
+        read = cloudtrail.describe_trails()["ResponseMetadata"]["RequestId"]
+        chosen = s3.put_object(Bucket="e2e-chosen", Key="a.txt", Body=b"a")["ResponseMetadata"]["RequestId"]
+        other = s3.put_object(Bucket="e2e-other", Key="b.txt", Body=b"b")["ResponseMetadata"]["RequestId"]
+        # No KMS upstream: the call fails, and is recorded as a KMS write all the same.
+        kms = client(server, "kms")
+        with pytest.raises(Exception):
+            kms.create_key()
+        marker = cloudtrail.add_tags(ResourceId=cloudtrail.get_trail(Name="writes")["Trail"]["TrailARN"],
+                                     TagsList=[{"Key": "k", "Value": "v"}])["ResponseMetadata"]["RequestId"]
+
+        def both():
+            writes, everything = delivered(server, "e2e-logs", "writes/"), delivered(server, "e2e-logs", "everything/")
+            if marker in request_ids(writes) and marker in request_ids(everything):
+                return writes, everything
+            return None
+
+        writes, everything = wait_for(both)
+        written = [r for records in writes.values() for r in records]
+        assert chosen in request_ids(writes) and other not in request_ids(writes)
+        assert read not in request_ids(writes)
+        assert not [r for r in written if r["eventSource"] == "kms.amazonaws.com"]
+        assert all(not r["readOnly"] for r in written)
+        all_records = [r for records in everything.values() for r in records]
+        assert read in request_ids(everything)
+        assert [r["eventName"] for r in all_records if r["eventSource"] == "kms.amazonaws.com"] == ["CreateKey"]
+        assert chosen not in request_ids(everything), "the default selector takes no data events"
+    finally:
+        server.stop()
