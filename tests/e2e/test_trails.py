@@ -305,3 +305,66 @@ def test_selectors_choose_what_each_trail_delivers(tmp_path):
         assert chosen not in request_ids(everything), "the default selector takes no data events"
     finally:
         server.stop()
+
+
+def test_a_missing_bucket_loses_nothing_and_delivery_catches_up(tmp_path):
+    server = Cairn(tmp_path / "data", extra_args=["--delivery-interval-secs", "1"]).start()
+    try:
+        s3, cloudtrail = client(server, "s3"), client(server, "cloudtrail")
+        s3.create_bucket(Bucket="e2e-flaky")
+        cloudtrail.create_trail(Name="flaky", S3BucketName="e2e-flaky")
+        cloudtrail.start_logging(Name="flaky")
+        first = cloudtrail.describe_trails()["ResponseMetadata"]["RequestId"]
+        wait_for(lambda: first in request_ids(delivered(server, "e2e-flaky")))
+        for item in s3.list_objects_v2(Bucket="e2e-flaky")["Contents"]:
+            s3.delete_object(Bucket="e2e-flaky", Key=item["Key"])
+        s3.delete_bucket(Bucket="e2e-flaky")
+
+        # Capture and the event history go on; the failure shows in the trail's status.
+        started = time.monotonic()
+        while_gone = cloudtrail.describe_trails()["ResponseMetadata"]["RequestId"]
+        assert time.monotonic() - started < 2
+        status = wait_for(lambda: (lambda s: s if "LatestDeliveryError" in s else None)(
+            cloudtrail.get_trail_status(Name="flaky")), what="a delivery error")
+        assert "NoSuchBucket" in status["LatestDeliveryError"] or "bucket" in status["LatestDeliveryError"].lower()
+        events, _ = lookup_all(cloudtrail, LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "DescribeTrails"}])
+        assert while_gone in {json.loads(e["CloudTrailEvent"])["requestID"] for e in events}
+
+        s3.create_bucket(Bucket="e2e-flaky")
+        files = wait_for(lambda: (lambda f: f if while_gone in request_ids(f) else None)(
+            delivered(server, "e2e-flaky")), timeout=90, what="catching up")
+        ids = request_ids(files)
+        assert ids.count(while_gone) == 1 and first not in ids
+        status = wait_for(lambda: (lambda s: s if "LatestDeliveryError" not in s else None)(
+            cloudtrail.get_trail_status(Name="flaky")), what="the error to clear")
+        assert status["LatestDeliveryTime"]
+    finally:
+        server.stop()
+
+
+def test_cairn_tail_prints_events_as_they_are_recorded(tmp_path):
+    import subprocess
+    from conftest import BINARY, clean_env
+
+    server = Cairn(tmp_path / "data").start()
+    try:
+        cloudtrail = client(server, "cloudtrail")
+        earlier = [cloudtrail.describe_trails()["ResponseMetadata"]["RequestId"] for _ in range(2)]
+        cloudtrail.list_trails()
+        tail = [str(BINARY), "tail", "--data-dir", str(server.data_dir), "--json"]
+        past = subprocess.run([*tail, "--from-start", "--event-name", "DescribeTrails", "--count", "2"],
+                              capture_output=True, text=True, timeout=60, env=clean_env())
+        assert past.returncode == 0, past.stderr
+        assert [json.loads(line)["requestID"] for line in past.stdout.splitlines()] == earlier
+
+        following = subprocess.Popen([*tail[:-1], "--event-name", "GetTrailStatus", "--count", "1"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
+        time.sleep(1.5)
+        with pytest.raises(cloudtrail.exceptions.TrailNotFoundException):
+            cloudtrail.get_trail_status(Name="absent")
+        out, err = following.communicate(timeout=30)
+        assert following.returncode == 0, err
+        line, = out.splitlines()
+        assert "cloudtrail.amazonaws.com  GetTrailStatus" in line and line.endswith("TrailNotFoundException")
+    finally:
+        server.stop()

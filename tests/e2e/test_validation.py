@@ -86,7 +86,9 @@ def test_protocol_errors(cairn):
     assert_aws_error(signed_post(cairn, b"[1, 2]"), "SerializationException")
     assert_aws_error(signed_post(cairn, json.dumps({"StartTime": "yesterday"}).encode()), "SerializationException")
     assert_aws_error(signed_post(cairn, b"{}", target="DropAllEvents"), "UnknownOperationException")
-    assert_aws_error(signed_post(cairn, b"{}", target="CreateTrail"), "UnsupportedOperationException")
+    # Checked against the model before anything else: Name is required.
+    assert_aws_error(signed_post(cairn, b"{}", target="CreateTrail"), "InvalidParameterException")
+    assert_aws_error(signed_post(cairn, b"{}", target="ListEventDataStores"), "UnsupportedOperationException")
     assert_aws_error(signed_post(cairn, b"{" + b" " * (1 << 20) + b"}"), "RequestEntityTooLargeException", 413)
     ok = signed_post(cairn, b"")
     assert ok.status_code == 200 and "Events" in ok.json()
@@ -97,9 +99,11 @@ def test_no_api_deletes_or_edits_events(cairn):
     touches an event, and the event history keeps every refused attempt too."""
     client = cairn.client(validate=False)
     before = client.lookup_events(LookupAttributes=[attribute("EventName", "LookupEvents")])["Events"]
-    for target in ["DeleteEventDataStore", "DeleteTrail", "StopLogging"]:
-        assert_aws_error(signed_post(cairn, b"{}", target=target), "UnsupportedOperationException")
+    assert_aws_error(signed_post(cairn, b'{"EventDataStore": "x"}', target="DeleteEventDataStore"),
+                     "UnsupportedOperationException")
+    for target in ["DeleteTrail", "StopLogging"]:
+        assert_aws_error(signed_post(cairn, b'{"Name": "absent"}', target=target), "TrailNotFoundException")
     after = client.lookup_events(LookupAttributes=[attribute("EventName", "LookupEvents")])["Events"]
     assert {e["EventId"] for e in before} <= {e["EventId"] for e in after}
     refused = client.lookup_events(LookupAttributes=[attribute("EventName", "DeleteTrail")])["Events"]
-    assert json.loads(refused[0]["CloudTrailEvent"])["errorCode"] == "UnsupportedOperationException"
+    assert json.loads(refused[0]["CloudTrailEvent"])["errorCode"] == "TrailNotFoundException"

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::log_file::{assemble, LogFileName};
+use crate::notify::Notifier;
 use crate::objects::{ObjectPut, ObjectStore};
 use crate::selection::{in_logging_period, trail_takes, RecordFacts};
 use crate::{DeliveryError, TRAILS, TRAIL_DELIVERY, TRAIL_STATUS};
@@ -88,7 +89,14 @@ pub struct Deliverer {
     /// Where each StopLogging event sits in the feed, once looked up.
     stop_seqs: Mutex<HashMap<String, i64>>,
     uploads: std::sync::atomic::AtomicUsize,
+    notifier: Option<Notifier>,
+    /// Trails whose last delivery failed: how many times in a row, and when to try again.
+    backoff: Mutex<HashMap<String, (u32, i64)>>,
 }
+
+/// A failing trail is tried again after the interval, doubled for each failure in a row,
+/// up to this (or the interval, if longer).
+const MAX_BACKOFF_MILLIS: i64 = 60_000;
 
 impl Deliverer {
     pub fn new(
@@ -104,7 +112,15 @@ impl Deliverer {
             settings,
             stop_seqs: Mutex::default(),
             uploads: Default::default(),
+            notifier: None,
+            backoff: Mutex::default(),
         }
+    }
+
+    /// Sends SNS notifications and CloudWatch Logs events through `notifier`.
+    pub fn with_notifier(mut self, notifier: Notifier) -> Self {
+        self.notifier = Some(notifier);
+        self
     }
 
     pub fn objects(&self) -> &Arc<dyn ObjectStore> {
@@ -168,9 +184,36 @@ impl Deliverer {
         let trails = self.trails().await?;
         let positions = self.positions().await?;
         let mut report = RoundReport::default();
+        let now = self.clock.now_millis();
         for (arn, trail) in trails {
+            let waiting = self
+                .backoff
+                .lock()
+                .ok()
+                .and_then(|backoff| backoff.get(&arn).copied());
+            if waiting.is_some_and(|(_, retry_at)| now < retry_at) {
+                continue;
+            }
             let position = positions.get(&arn).cloned();
-            if let Err(error) = self.deliver_trail(&arn, trail, position, &mut report).await {
+            let outcome = self.deliver_trail(&arn, trail, position, &mut report).await;
+            if let Ok(mut backoff) = self.backoff.lock() {
+                match &outcome {
+                    Ok(()) => {
+                        backoff.remove(&arn);
+                    }
+                    Err(_) => {
+                        let failures =
+                            waiting.map_or(1, |(failures, _)| failures.saturating_add(1));
+                        let interval =
+                            i64::try_from(self.settings.interval.as_millis()).unwrap_or(i64::MAX);
+                        let delay = interval
+                            .saturating_mul(1i64 << failures.min(20))
+                            .min(MAX_BACKOFF_MILLIS.max(interval));
+                        backoff.insert(arn.clone(), (failures, now.saturating_add(delay)));
+                    }
+                }
+            }
+            if let Err(error) = outcome {
                 report.failures += 1;
                 tracing::warn!(%error, trail = %arn, "delivery failed; retried next round");
                 let message = error.to_string();
@@ -241,8 +284,8 @@ impl Deliverer {
         });
         if let Some(pending) = position.pending.take() {
             let events = self.stretch(&pending).await?;
-            self.write_files(arn, &pending, &events, report).await?;
-            self.finish(arn, &pending).await?;
+            let written = self.write_files(arn, &pending, &events, report).await?;
+            self.finish(arn, &pending, &written).await?;
             position.position = pending.through_seq;
         }
         loop {
@@ -287,8 +330,8 @@ impl Deliverer {
             } else {
                 self.commit(vec![position_change(arn, after, Some(&pending))])
                     .await?;
-                self.write_files(arn, &pending, &taken, report).await?;
-                self.finish(arn, &pending).await?;
+                let written = self.write_files(arn, &pending, &taken, report).await?;
+                self.finish(arn, &pending, &written).await?;
             }
             position.position = through_seq;
             if read < batch {
@@ -332,8 +375,9 @@ impl Deliverer {
         pending: &PendingDelivery,
         events: &[StoredEvent],
         report: &mut RoundReport,
-    ) -> Result<(), DeliveryError> {
-        for file in files(arn, pending, events, &self.settings) {
+    ) -> Result<Vec<PlannedFile>, DeliveryError> {
+        let planned = files(arn, pending, events, &self.settings);
+        for file in &planned {
             let body = assemble(file.records.iter().map(String::as_str));
             self.objects
                 .put_object(ObjectPut {
@@ -357,14 +401,91 @@ impl Deliverer {
                 std::process::abort();
             }
             report.events += file.records.len();
-            report.files.push(file.key);
+            report.files.push(file.key.clone());
         }
-        Ok(())
+        Ok(planned)
     }
 
-    async fn finish(&self, arn: &str, pending: &PendingDelivery) -> Result<(), DeliveryError> {
+    /// SNS and CloudWatch Logs, best effort: what happened goes into `status`.
+    async fn notify(&self, trail: &Trail, files: &[PlannedFile], status: &mut Map<String, Value>) {
         let now = self.clock.now_millis();
+        let stamp = format_event_time(now);
+        if let Some(topic) = &trail.sns_topic_arn {
+            let mut outcome = Ok(());
+            for file in files {
+                outcome = match &self.notifier {
+                    Some(notifier) => {
+                        notifier
+                            .publish_file(topic, &trail.s3_bucket_name, &file.key)
+                            .await
+                    }
+                    None => Err(DeliveryError::Objects("no upstream serves SNS".into())),
+                };
+                if outcome.is_err() {
+                    break;
+                }
+            }
+            status.insert("LatestNotificationAttemptTime".into(), json!(stamp));
+            match outcome {
+                Ok(()) => {
+                    status.insert("LatestNotificationTime".into(), json!(now));
+                    status.insert("LatestNotificationAttemptSucceeded".into(), json!(stamp));
+                    status.remove("LatestNotificationError");
+                }
+                Err(error) => {
+                    tracing::warn!(%error, trail = %trail.arn(), "SNS notification failed");
+                    status.insert("LatestNotificationError".into(), json!(error.to_string()));
+                }
+            }
+        }
+        if let Some(group) = &trail.cloud_watch_logs_log_group_arn {
+            let mut outcome = Ok(());
+            for file in files {
+                let records: Vec<(i64, &str)> = file
+                    .event_times
+                    .iter()
+                    .copied()
+                    .zip(file.records.iter().map(String::as_str))
+                    .collect();
+                outcome = match &self.notifier {
+                    Some(notifier) => {
+                        notifier
+                            .put_log_events(group, &file.account_id, &file.region, &records)
+                            .await
+                    }
+                    None => Err(DeliveryError::Objects(
+                        "no upstream serves CloudWatch Logs".into(),
+                    )),
+                };
+                if outcome.is_err() {
+                    break;
+                }
+            }
+            match outcome {
+                Ok(()) => {
+                    status.insert("LatestCloudWatchLogsDeliveryTime".into(), json!(now));
+                    status.remove("LatestCloudWatchLogsDeliveryError");
+                }
+                Err(error) => {
+                    tracing::warn!(%error, trail = %trail.arn(), "CloudWatch Logs delivery failed");
+                    status.insert(
+                        "LatestCloudWatchLogsDeliveryError".into(),
+                        json!(error.to_string()),
+                    );
+                }
+            }
+        }
+    }
+
+    async fn finish(
+        &self,
+        arn: &str,
+        pending: &PendingDelivery,
+        written: &[PlannedFile],
+    ) -> Result<(), DeliveryError> {
         let mut status = self.status(arn).await?;
+        self.notify(&pending.trail, written, &mut status).await;
+        let now = self.clock.now_millis();
         status.insert("LatestDeliveryTime".into(), json!(now));
         status.insert(
             "LatestDeliveryAttemptTime".into(),
@@ -424,7 +545,11 @@ fn position_change(arn: &str, position: i64, pending: Option<&PendingDelivery>) 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlannedFile {
     pub key: String,
+    pub account_id: String,
+    pub region: String,
     pub records: Vec<String>,
+    /// Each record's eventTime (epoch ms), for CloudWatch Logs.
+    pub event_times: Vec<i64>,
 }
 
 /// The files a pending stretch's taken events make: one per account and region (in order
@@ -449,8 +574,9 @@ pub fn files(
     for ((account, region), members) in groups {
         let mut part = 0usize;
         let mut records: Vec<String> = Vec::new();
+        let mut times: Vec<i64> = Vec::new();
         let mut bytes = 0usize;
-        let mut flush = |records: &mut Vec<String>, part: &mut usize| {
+        let mut flush = |records: &mut Vec<String>, times: &mut Vec<i64>, part: &mut usize| {
             if records.is_empty() {
                 return;
             }
@@ -468,7 +594,10 @@ pub fn files(
             .key();
             planned.push(PlannedFile {
                 key,
+                account_id: account.clone(),
+                region: region.clone(),
                 records: std::mem::take(records),
+                event_times: std::mem::take(times),
             });
             *part += 1;
         };
@@ -478,13 +607,14 @@ pub fn files(
                 && (records.len() >= settings.max_records_per_file
                     || bytes + text.len() > settings.max_file_json_bytes)
             {
-                flush(&mut records, &mut part);
+                flush(&mut records, &mut times, &mut part);
                 bytes = 0;
             }
             bytes += text.len() + 1;
             records.push(text.clone());
+            times.push(event.event.event_time_millis);
         }
-        flush(&mut records, &mut part);
+        flush(&mut records, &mut times, &mut part);
     }
     planned
 }

@@ -6,11 +6,14 @@
 
 pub mod deliverer;
 pub mod log_file;
+pub mod notify;
 pub mod objects;
 pub mod selection;
+pub mod signed;
 
 pub use deliverer::{Deliverer, DeliverySettings, RoundReport};
-pub use objects::{EmbeddedObjects, ObjectPut, ObjectStore, S3Credentials, S3Endpoint};
+pub use objects::{EmbeddedObjects, ObjectPut, ObjectStore, S3Endpoint};
+pub use signed::{S3Credentials, SignedClient};
 
 /// The state namespace of trails, keyed by ARN (written by the trail API).
 pub const TRAILS: &str = "trails";

@@ -10,12 +10,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cairn_s3::{BucketStore, NewObject};
-use cairn_upstream::{OutgoingBody, Upstreams};
-use cairn_wire::sigv4::{self, SignedRequest};
 use http::{HeaderMap, HeaderValue, Method, Uri};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use sha2::{Digest, Sha256};
 
+use crate::signed::{SignedCall, SignedClient};
 use crate::DeliveryError;
 
 pub type ObjectFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, DeliveryError>> + Send + 'a>>;
@@ -87,31 +85,10 @@ impl ObjectStore for EmbeddedObjects {
     }
 }
 
-/// Credentials delivery signs with at an S3 endpoint.
-#[derive(Clone)]
-pub struct S3Credentials {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub region: String,
-}
-
-impl std::fmt::Debug for S3Credentials {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("S3Credentials")
-            .field("access_key_id", &self.access_key_id)
-            .field("region", &self.region)
-            .finish_non_exhaustive()
-    }
-}
-
 /// An S3-compatible endpoint, addressed path-style.
 pub struct S3Endpoint {
     pub endpoint: Uri,
-    pub credentials: S3Credentials,
-    /// The client that reaches it (the gateway's, with its trust and timeout).
-    pub upstreams: Arc<Upstreams>,
-    pub clock: Arc<dyn cairn_model::Clock>,
+    pub client: SignedClient,
 }
 
 /// What S3 leaves unencoded in a key's path: unreserved characters and `/`.
@@ -127,85 +104,31 @@ impl S3Endpoint {
         &self,
         method: Method,
         path: String,
-        mut headers: HeaderMap,
+        headers: HeaderMap,
         body: Bytes,
     ) -> Result<http::StatusCode, DeliveryError> {
-        let now = self.clock.now_millis();
-        let amz_date = chrono::DateTime::from_timestamp_millis(now)
-            .unwrap_or_default()
-            .format("%Y%m%dT%H%M%SZ")
-            .to_string();
-        let host = self
-            .endpoint
-            .authority()
-            .map(|authority| authority.as_str().to_owned())
-            .unwrap_or_default();
-        let header = |value: &str| {
-            HeaderValue::from_str(value).map_err(|error| DeliveryError::Objects(error.to_string()))
-        };
-        headers.insert(http::header::HOST, header(&host)?);
-        headers.insert("x-amz-date", header(&amz_date)?);
-        headers.insert(
-            "x-amz-content-sha256",
-            header(&hex::encode(Sha256::digest(&body)))?,
-        );
-        let mut names: Vec<String> = headers
-            .keys()
-            .map(|name| name.as_str().to_owned())
-            .collect();
-        names.sort();
-        names.dedup();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let authorization = sigv4::authorization_header(
-            &SignedRequest {
-                method: &method,
-                raw_path: &path,
-                raw_query: "",
-                headers: &headers,
-                body: &body,
-            },
-            &self.credentials.access_key_id,
-            &self.credentials.secret_access_key,
-            &self.credentials.region,
-            "s3",
-            &names,
-        )
-        .map_err(|error| DeliveryError::Objects(error.to_string()))?;
-        headers.insert(http::header::AUTHORIZATION, header(&authorization)?);
-        headers.insert(
-            http::header::CONTENT_LENGTH,
-            header(&body.len().to_string())?,
-        );
         let reply = self
-            .upstreams
-            .client()
-            .forward(
-                &self.endpoint,
-                &method,
-                &path,
-                &headers,
-                OutgoingBody::whole(body),
-            )
-            .await
-            .map_err(|error| DeliveryError::Objects(format!("{}: {error}", self.describe())))?;
-        if reply.status.is_server_error() || reply.status.is_client_error() {
-            let text = String::from_utf8_lossy(reply.body.recorded());
-            let code = text
-                .split("<Code>")
-                .nth(1)
-                .and_then(|rest| rest.split("</Code>").next())
-                .unwrap_or("")
-                .to_owned();
-            if method == Method::HEAD || code.is_empty() {
-                return Ok(reply.status);
-            }
-            return Err(DeliveryError::Objects(format!(
-                "{} answered {} {code}",
-                self.describe(),
-                reply.status.as_u16()
-            )));
+            .client
+            .send(SignedCall {
+                endpoint: &self.endpoint,
+                method: method.clone(),
+                path: &path,
+                query: "",
+                headers,
+                body,
+                service: "s3",
+                region: &self.client.credentials.region,
+            })
+            .await?;
+        if reply.status.is_success() || method == Method::HEAD {
+            return Ok(reply.status);
         }
-        Ok(reply.status)
+        Err(DeliveryError::Objects(format!(
+            "{} answered {} {}",
+            self.describe(),
+            reply.status.as_u16(),
+            reply.error_code()
+        )))
     }
 }
 

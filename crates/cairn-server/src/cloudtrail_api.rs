@@ -26,7 +26,7 @@ pub(crate) async fn serve(
     // A trail call decides on the trails as they are and commits its changes with its event;
     // the next one waits until then.
     let _writing = match cloudtrail::parse_target(target) {
-        Ok(Operation::Trail(_)) => Some(state.trail_writes.clone().lock_owned().await),
+        Ok(Operation::Trail(_)) => Some(state.trails.writes.clone().lock_owned().await),
         _ => None,
     };
     let outcome = answer(state, &mut call, target, body).await;

@@ -102,14 +102,35 @@ pub struct AppState {
     pub body_budget: Arc<BodyBudget>,
     /// The embedded S3, when Cairn serves S3 itself (no S3 upstream, or `s3 = "embedded"`).
     pub embedded_s3: Option<Arc<cairn_s3::BucketStore>>,
-    /// Where trail buckets live (the embedded S3, or the S3 upstream): CreateTrail checks
-    /// its bucket there, and delivery writes there.
-    pub trail_objects: Arc<dyn cairn_delivery::ObjectStore>,
-    /// Trail calls change trails one at a time, each held until its event is committed, so
-    /// two calls never decide on the same old state.
-    pub trail_writes: Arc<tokio::sync::Mutex<()>>,
+    /// What the trail API checks a trail's bucket and topic against.
+    pub trails: Arc<TrailSupport>,
     /// Prometheus metrics, when a recorder was installed (`/_cairn/metrics`).
     pub metrics: Option<PrometheusHandle>,
+}
+
+/// Where trails deliver, as the trail API sees it.
+pub struct TrailSupport {
+    /// Where trail buckets live (the embedded S3, or the S3 upstream): CreateTrail checks
+    /// its bucket there, and delivery writes there.
+    pub objects: Arc<dyn cairn_delivery::ObjectStore>,
+    /// SNS (and CloudWatch Logs) upstream calls: CreateTrail checks its topic with it.
+    pub notifier: Option<cairn_delivery::notify::Notifier>,
+    /// Trail calls change trails one at a time, each held until its event is committed, so
+    /// two calls never decide on the same old state.
+    pub writes: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl TrailSupport {
+    pub fn new(
+        objects: Arc<dyn cairn_delivery::ObjectStore>,
+        notifier: Option<cairn_delivery::notify::Notifier>,
+    ) -> Self {
+        Self {
+            objects,
+            notifier,
+            writes: Arc::default(),
+        }
+    }
 }
 
 /// Paths Cairn reserves for itself, in front of the AWS edge. No AWS API uses them (an S3

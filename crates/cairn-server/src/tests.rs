@@ -135,11 +135,13 @@ fn harness(retention_days: u32) -> Harness {
         refusals: Arc::default(),
         body_budget: Arc::default(),
         embedded_s3: None,
-        trail_objects: Arc::new(cairn_delivery::EmbeddedObjects {
-            buckets: Arc::new(cairn_s3::BucketStore::open(dir.path()).unwrap()),
-            clock: Arc::new(FixedClock::new(NOW)),
-        }),
-        trail_writes: Arc::default(),
+        trails: Arc::new(crate::TrailSupport::new(
+            Arc::new(cairn_delivery::EmbeddedObjects {
+                buckets: Arc::new(cairn_s3::BucketStore::open(dir.path()).unwrap()),
+                clock: Arc::new(FixedClock::new(NOW)),
+            }),
+            None,
+        )),
         metrics: None,
     };
     Harness {

@@ -297,7 +297,8 @@ async fn apply_settings(
             ));
         }
         let exists = state
-            .trail_objects
+            .trails
+            .objects
             .bucket_exists(bucket)
             .await
             .map_err(|failure| {
@@ -321,7 +322,21 @@ async fn apply_settings(
             trail.sns_topic_name = None;
             trail.sns_topic_arn = None;
         } else {
-            trail.sns_topic_arn = Some(topic_arn(topic, asking)?);
+            let arn = topic_arn(topic, asking)?;
+            let exists = match &state.trails.notifier {
+                Some(notifier) => notifier.topic_exists(&arn).await.unwrap_or_else(|failure| {
+                    tracing::warn!(%failure, topic = %arn, "cannot tell whether the topic exists");
+                    false
+                }),
+                None => false,
+            };
+            if !exists {
+                return Err(error(
+                    "InsufficientSnsTopicPolicyException",
+                    "SNS Topic does not exist or the topic policy is incorrect!",
+                ));
+            }
+            trail.sns_topic_arn = Some(arn);
             trail.sns_topic_name = Some(topic.rsplit(':').next().unwrap_or(topic).to_owned());
         }
     }

@@ -3,6 +3,7 @@
 
 mod config;
 mod import_command;
+mod tail_command;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -65,6 +66,13 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Follow the event history: print each new event as it is recorded.
+    Tail {
+        #[command(flatten)]
+        overrides: Overrides,
+        #[command(flatten)]
+        filters: tail_command::TailFilters,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,6 +87,10 @@ fn main() -> anyhow::Result<()> {
         Command::Serve { overrides, listen } => {
             let settings = Settings::load(&overrides, listen)?;
             serve(settings)
+        }
+        Command::Tail { overrides, filters } => {
+            let settings = Settings::load(&overrides, None)?;
+            tail_command::run(&settings, &filters)
         }
         Command::Retention {
             overrides,
@@ -186,6 +198,15 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             )),
             false => None,
         };
+        let signed = cairn_delivery::SignedClient {
+            upstreams: upstreams.clone(),
+            credentials: cairn_delivery::S3Credentials {
+                access_key_id: settings.delivery_credentials.0.clone(),
+                secret_access_key: settings.delivery_credentials.1.expose().to_owned(),
+                region: settings.region.clone(),
+            },
+            clock: clock.clone(),
+        };
         let trail_objects: Arc<dyn cairn_delivery::ObjectStore> =
             match (&embedded_s3, upstreams.for_service(Some("s3"), "s3")) {
                 (Some(buckets), _) => Arc::new(cairn_delivery::EmbeddedObjects {
@@ -194,16 +215,11 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                 }),
                 (None, Some(endpoint)) => Arc::new(cairn_delivery::S3Endpoint {
                     endpoint: endpoint.clone(),
-                    credentials: cairn_delivery::S3Credentials {
-                        access_key_id: settings.delivery_credentials.0.clone(),
-                        secret_access_key: settings.delivery_credentials.1.expose().to_owned(),
-                        region: settings.region.clone(),
-                    },
-                    upstreams: upstreams.clone(),
-                    clock: clock.clone(),
+                    client: signed.clone(),
                 }),
                 (None, None) => anyhow::bail!("S3 is neither embedded nor served by an upstream"),
             };
+        let notifier = cairn_delivery::notify::Notifier { client: signed };
         let state = AppState {
             store: Arc::new(store),
             credentials: Arc::new(credentials),
@@ -220,8 +236,10 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             refusals: Arc::default(),
             body_budget: Arc::default(),
             embedded_s3,
-            trail_objects: trail_objects.clone(),
-            trail_writes: Arc::default(),
+            trails: Arc::new(cairn_server::TrailSupport::new(
+                trail_objects.clone(),
+                Some(notifier.clone()),
+            )),
             metrics: Some(metrics),
         };
         tracing::info!(
@@ -240,7 +258,8 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                     .is_some(),
                 ..cairn_delivery::DeliverySettings::default()
             },
-        ));
+        )
+        .with_notifier(notifier));
         tokio::spawn(deliverer.run());
         cairn_server::start_background_work(&state);
         let data_dir =

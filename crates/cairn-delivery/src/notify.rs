@@ -1,0 +1,191 @@
+//! What a trail tells besides its files: an SNS notification per delivered file (AWS's
+//! `{"s3Bucket": ..., "s3ObjectKey": [...]}`), and each event to CloudWatch Logs (stream
+//! `<account>_CloudTrail_<region>`, created on first need). Both go to the upstream that
+//! serves SNS or CloudWatch Logs, signed with delivery's credentials. Best effort, as in
+//! AWS: a failure is reported in the trail's status, never holds files or events back, and
+//! a delivery redone after a crash may notify twice.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Uri};
+use serde_json::{json, Value};
+
+use crate::signed::{SignedCall, SignedClient};
+use crate::DeliveryError;
+
+/// CloudWatch Logs' PutLogEvents limits: 10,000 events and 1,048,576 bytes a batch, each
+/// event counted with 26 bytes of overhead.
+const MAX_LOG_EVENTS_PER_BATCH: usize = 10_000;
+const MAX_LOG_BATCH_BYTES: usize = 1_048_576;
+const LOG_EVENT_OVERHEAD_BYTES: usize = 26;
+
+#[derive(Clone)]
+pub struct Notifier {
+    pub client: SignedClient,
+}
+
+fn region_of(arn: &str) -> &str {
+    arn.split(':').nth(3).unwrap_or_default()
+}
+
+fn failure(what: &str, status: u16, code: String) -> DeliveryError {
+    DeliveryError::Objects(format!("{what} answered {status} {code}"))
+}
+
+impl Notifier {
+    fn endpoint(&self, service: &str) -> Result<Uri, DeliveryError> {
+        self.client
+            .upstreams
+            .for_service(Some(service), service)
+            .cloned()
+            .ok_or_else(|| DeliveryError::Objects(format!("no upstream serves {service}")))
+    }
+
+    async fn sns(&self, form: &[(&str, &str)], topic_arn: &str) -> Result<Bytes, DeliveryError> {
+        let endpoint = self.endpoint("sns")?;
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
+        );
+        let reply = self
+            .client
+            .send(SignedCall {
+                endpoint: &endpoint,
+                method: Method::POST,
+                path: "/",
+                query: "",
+                headers,
+                body: Bytes::from(body),
+                service: "sns",
+                region: region_of(topic_arn),
+            })
+            .await?;
+        if !reply.status.is_success() {
+            return Err(failure("SNS", reply.status.as_u16(), reply.error_code()));
+        }
+        Ok(reply.body)
+    }
+
+    /// Whether the topic exists where SNS is served.
+    pub async fn topic_exists(&self, topic_arn: &str) -> Result<bool, DeliveryError> {
+        let form = [
+            ("Action", "GetTopicAttributes"),
+            ("Version", "2010-03-31"),
+            ("TopicArn", topic_arn),
+        ];
+        match self.sns(&form, topic_arn).await {
+            Ok(_) => Ok(true),
+            Err(DeliveryError::Objects(message)) if message.contains("NotFound") => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// AWS's notification of one delivered file.
+    pub async fn publish_file(
+        &self,
+        topic_arn: &str,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(), DeliveryError> {
+        let message = json!({ "s3Bucket": bucket, "s3ObjectKey": [key] }).to_string();
+        let form = [
+            ("Action", "Publish"),
+            ("Version", "2010-03-31"),
+            ("TopicArn", topic_arn),
+            ("Message", &message),
+        ];
+        self.sns(&form, topic_arn).await.map(|_| ())
+    }
+
+    async fn logs(&self, target: &str, body: Value, region: &str) -> Result<(), DeliveryError> {
+        let endpoint = self.endpoint("logs")?;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-amz-json-1.1"),
+        );
+        headers.insert(
+            "x-amz-target",
+            HeaderValue::from_str(&format!("Logs_20140328.{target}"))
+                .map_err(|error| DeliveryError::Objects(error.to_string()))?,
+        );
+        let reply = self
+            .client
+            .send(SignedCall {
+                endpoint: &endpoint,
+                method: Method::POST,
+                path: "/",
+                query: "",
+                headers,
+                body: Bytes::from(body.to_string()),
+                service: "logs",
+                region,
+            })
+            .await?;
+        let code = reply.error_code();
+        if reply.status.is_success()
+            || (target == "CreateLogStream" && code == "ResourceAlreadyExistsException")
+        {
+            return Ok(());
+        }
+        Err(failure("CloudWatch Logs", reply.status.as_u16(), code))
+    }
+
+    /// Sends `records` (one account and region's, as JSON text with their event times) to
+    /// the log group of `group_arn`, in AWS's stream for them.
+    pub async fn put_log_events(
+        &self,
+        group_arn: &str,
+        account_id: &str,
+        region: &str,
+        records: &[(i64, &str)],
+    ) -> Result<(), DeliveryError> {
+        // arn:aws:logs:REGION:ACCOUNT:log-group:NAME[:*]
+        let group = group_arn
+            .split(':')
+            .nth(6)
+            .filter(|name| !name.is_empty())
+            .ok_or_else(|| DeliveryError::Objects(format!("{group_arn} names no log group")))?;
+        let group_region = region_of(group_arn);
+        let stream = format!("{account_id}_CloudTrail_{region}");
+        self.logs(
+            "CreateLogStream",
+            json!({ "logGroupName": group, "logStreamName": stream }),
+            group_region,
+        )
+        .await?;
+        let mut sorted = records.to_vec();
+        sorted.sort_by_key(|(millis, _)| *millis);
+        let mut batch: Vec<Value> = Vec::new();
+        let mut bytes = 0;
+        for (millis, text) in sorted {
+            let size = text.len() + LOG_EVENT_OVERHEAD_BYTES;
+            if !batch.is_empty()
+                && (batch.len() >= MAX_LOG_EVENTS_PER_BATCH || bytes + size > MAX_LOG_BATCH_BYTES)
+            {
+                let events = std::mem::take(&mut batch);
+                self.logs(
+                    "PutLogEvents",
+                    json!({ "logGroupName": group, "logStreamName": stream, "logEvents": events }),
+                    group_region,
+                )
+                .await?;
+                bytes = 0;
+            }
+            bytes += size;
+            batch.push(json!({ "timestamp": millis, "message": text }));
+        }
+        if !batch.is_empty() {
+            self.logs(
+                "PutLogEvents",
+                json!({ "logGroupName": group, "logStreamName": stream, "logEvents": batch }),
+                group_region,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,196 @@
+//! `cairn tail`: follows the store's feed and prints each new event as it is recorded, one
+//! line each (time, region, source, name, user, error) or, with `--json`, the record itself.
+//! It reads the data directory directly, beside a running server: whoever may read the
+//! data directory may read its events, and no one else.
+
+use std::io::Write;
+use std::time::Duration;
+
+use cairn_store::{EventStore, SqliteEventStore};
+use serde_json::Value;
+
+use crate::config::Settings;
+
+/// What `cairn tail` prints.
+#[derive(clap::Args, Debug, Default)]
+pub struct TailFilters {
+    /// Only events with this eventName
+    #[arg(long)]
+    pub event_name: Option<String>,
+    /// Only events from this eventSource (kms.amazonaws.com, ...)
+    #[arg(long)]
+    pub event_source: Option<String>,
+    /// Only events by this user name (userIdentity.userName or the session's role name)
+    #[arg(long)]
+    pub username: Option<String>,
+    /// Only events with this access key
+    #[arg(long)]
+    pub access_key_id: Option<String>,
+    /// Only read-only (true) or write (false) events
+    #[arg(long)]
+    pub read_only: Option<bool>,
+    /// Only events naming this resource (ARN or name) in `resources`
+    #[arg(long)]
+    pub resource_name: Option<String>,
+    /// Print each record as one line of JSON
+    #[arg(long)]
+    pub json: bool,
+    /// Start from the oldest event still in the feed, not from now
+    #[arg(long)]
+    pub from_start: bool,
+    /// Stop after printing this many events
+    #[arg(long)]
+    pub count: Option<u64>,
+}
+
+const POLL: Duration = Duration::from_millis(200);
+const BATCH: usize = 1000;
+
+impl TailFilters {
+    fn admits(&self, record: &Value) -> bool {
+        let text = |pointer: &str| record.pointer(pointer).and_then(Value::as_str);
+        let equal = |wanted: &Option<String>, found: Option<&str>| {
+            wanted.as_deref().is_none_or(|wanted| found == Some(wanted))
+        };
+        let username = text("/userIdentity/userName")
+            .or_else(|| text("/userIdentity/sessionContext/sessionIssuer/userName"));
+        equal(&self.event_name, text("/eventName"))
+            && equal(&self.event_source, text("/eventSource"))
+            && equal(&self.username, username)
+            && equal(&self.access_key_id, text("/userIdentity/accessKeyId"))
+            && self.read_only.is_none_or(|wanted| {
+                record.get("readOnly").and_then(Value::as_bool) == Some(wanted)
+            })
+            && self.resource_name.as_deref().is_none_or(|wanted| {
+                record
+                    .get("resources")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .any(|resource| {
+                        resource.get("ARN").and_then(Value::as_str) == Some(wanted)
+                            || resource
+                                .get("ARN")
+                                .and_then(Value::as_str)
+                                .is_some_and(|arn| arn.rsplit(['/', ':']).next() == Some(wanted))
+                    })
+            })
+    }
+}
+
+/// One event as a line a person reads.
+pub fn line(record: &Value) -> String {
+    let text = |pointer: &str| {
+        record
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or("-")
+    };
+    let who = record
+        .pointer("/userIdentity/userName")
+        .or_else(|| record.pointer("/userIdentity/sessionContext/sessionIssuer/userName"))
+        .or_else(|| record.pointer("/userIdentity/invokedBy"))
+        .and_then(Value::as_str)
+        .unwrap_or("-");
+    let mut line = format!(
+        "{}  {}  {}  {}  {}",
+        text("/eventTime"),
+        text("/awsRegion"),
+        text("/eventSource"),
+        text("/eventName"),
+        who
+    );
+    if let Some(code) = record.get("errorCode").and_then(Value::as_str) {
+        line.push_str("  ");
+        line.push_str(code);
+    }
+    line
+}
+
+pub fn run(settings: &Settings, filters: &TailFilters) -> anyhow::Result<()> {
+    let store = SqliteEventStore::open(&settings.data_dir)?;
+    let mut position = if filters.from_start {
+        0
+    } else {
+        store.last_seq()?
+    };
+    let mut printed = 0u64;
+    let stdout = std::io::stdout();
+    loop {
+        let events = store.feed(position, BATCH)?;
+        for event in &events {
+            position = event.seq;
+            let record: Value = serde_json::from_str(&event.event.record_json)?;
+            if !filters.admits(&record) {
+                continue;
+            }
+            let mut out = stdout.lock();
+            let shown = if filters.json {
+                event.event.record_json.clone()
+            } else {
+                line(&record)
+            };
+            if writeln!(out, "{shown}").and_then(|()| out.flush()).is_err() {
+                // The reader went away (a closed pipe): nothing left to do.
+                return Ok(());
+            }
+            printed += 1;
+            if filters.count.is_some_and(|count| printed >= count) {
+                return Ok(());
+            }
+        }
+        if events.len() < BATCH {
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn filters_and_lines() {
+        let record = json!({
+            "eventTime": "2026-12-02T01:00:00Z", "awsRegion": "eu-west-1",
+            "eventSource": "kms.amazonaws.com", "eventName": "Decrypt", "readOnly": true,
+            "userIdentity": {"userName": "alice", "accessKeyId": "AKIAEXAMPLE"},
+            "resources": [{"ARN": "arn:aws:kms:eu-west-1:111111111111:key/k1"}],
+            "errorCode": "AccessDenied",
+        });
+        assert_eq!(
+            line(&record),
+            "2026-12-02T01:00:00Z  eu-west-1  kms.amazonaws.com  Decrypt  alice  AccessDenied"
+        );
+        let all = TailFilters::default();
+        assert!(all.admits(&record));
+        let by = |filters: TailFilters| filters.admits(&record);
+        assert!(by(TailFilters {
+            event_name: Some("Decrypt".into()),
+            ..Default::default()
+        }));
+        assert!(!by(TailFilters {
+            event_name: Some("Encrypt".into()),
+            ..Default::default()
+        }));
+        assert!(by(TailFilters {
+            username: Some("alice".into()),
+            read_only: Some(true),
+            ..Default::default()
+        }));
+        assert!(!by(TailFilters {
+            read_only: Some(false),
+            ..Default::default()
+        }));
+        assert!(by(TailFilters {
+            resource_name: Some("k1".into()),
+            ..Default::default()
+        }));
+        assert!(!by(TailFilters {
+            access_key_id: Some("AKIAOTHER".into()),
+            ..Default::default()
+        }));
+    }
+}

@@ -1,0 +1,73 @@
+"""Trails behind an upstream (moto_server): log files delivered to the upstream's S3 with
+delivery's own credentials, an SNS notification per file, every event sent to CloudWatch
+Logs, and calls forwarded through the gateway delivered like Cairn's own."""
+
+import json
+import time
+
+import pytest
+
+from conftest import Cairn
+from test_trails import client, delivered, request_ids, wait_for
+
+ACCOUNT = "123456789012"
+
+
+def test_delivery_to_an_upstream_with_sns_and_cloudwatch_logs(tmp_path, moto):
+    server = Cairn(tmp_path / "data", extra_args=[
+        "--upstream", moto, "--delivery-interval-secs", "1", "--account-id", ACCOUNT]).start()
+    try:
+        s3, sns, sqs, logs = (client(server, name) for name in ["s3", "sns", "sqs", "logs"])
+        cloudtrail, kms = client(server, "cloudtrail"), client(server, "kms")
+        s3.create_bucket(Bucket="e2e-upstream-trail")
+        topic = sns.create_topic(Name="e2e-trail-files")["TopicArn"]
+        queue = sqs.create_queue(QueueName="e2e-trail-files")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+        logs.create_log_group(logGroupName="e2e-trail-events")
+        group_arn = f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:e2e-trail-events:*"
+
+        with pytest.raises(cloudtrail.exceptions.S3BucketDoesNotExistException):
+            cloudtrail.create_trail(Name="upstream", S3BucketName="e2e-not-in-moto")
+        with pytest.raises(cloudtrail.exceptions.InsufficientSnsTopicPolicyException):
+            cloudtrail.create_trail(Name="upstream", S3BucketName="e2e-upstream-trail", SnsTopicName="e2e-absent")
+        cloudtrail.create_trail(
+            Name="upstream", S3BucketName="e2e-upstream-trail", SnsTopicName="e2e-trail-files",
+            CloudWatchLogsLogGroupArn=group_arn, CloudWatchLogsRoleArn=f"arn:aws:iam::{ACCOUNT}:role/trail-logs")
+        assert cloudtrail.get_trail(Name="upstream")["Trail"]["SnsTopicARN"] == topic
+        cloudtrail.start_logging(Name="upstream")
+        created = kms.create_key()
+        key_arn = created["KeyMetadata"]["Arn"]
+        marker = created["ResponseMetadata"]["RequestId"]
+
+        files = wait_for(lambda: (lambda f: f if marker in request_ids(f) else None)(
+            delivered(server, "e2e-upstream-trail")))
+        record = next(r for records in files.values() for r in records if r["requestID"] == marker)
+        assert record["eventSource"] == "kms.amazonaws.com" and record["eventName"] == "CreateKey"
+        assert record["recipientAccountId"] == ACCOUNT
+        assert any(resource["ARN"] == key_arn for resource in record.get("resources", []))
+
+        # One notification per file, in AWS's shape.
+        notified = set()
+        deadline = time.time() + 30
+        while not set(files) <= notified and time.time() < deadline:
+            for message in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+                body = json.loads(json.loads(message["Body"])["Message"])
+                assert body["s3Bucket"] == "e2e-upstream-trail"
+                notified.update(body["s3ObjectKey"])
+        assert set(files) <= notified
+
+        # Every event in CloudWatch Logs, in AWS's stream.
+        stream = f"{ACCOUNT}_CloudTrail_us-east-1"
+        def logged():
+            events = logs.filter_log_events(logGroupName="e2e-trail-events").get("events", [])
+            return events if marker in {json.loads(e["message"])["requestID"] for e in events} else None
+        events = wait_for(logged, what="CloudWatch Logs delivery")
+        assert {e["logStreamName"] for e in events} == {stream}
+
+        status = cloudtrail.get_trail_status(Name="upstream")
+        assert "LatestNotificationTime" in status and "LatestCloudWatchLogsDeliveryTime" in status
+        for error in ["LatestDeliveryError", "LatestNotificationError", "LatestCloudWatchLogsDeliveryError"]:
+            assert error not in status, status
+    finally:
+        server.stop()
