@@ -26,6 +26,9 @@ pub struct GatewayRun {
     pub data_dir: PathBuf,
     pub seconds: u64,
     pub concurrency: Vec<usize>,
+    /// Serve with the embedded S3 and one logging trail delivering every call at a 1 s
+    /// cadence, to weigh delivery's cost against the same run without.
+    pub with_trail: bool,
 }
 
 const TARGET: &str = "TrentService.TagResource";
@@ -60,6 +63,9 @@ pub fn run(settings: &GatewayRun) -> anyhow::Result<()> {
                 "--upstream",
             ])
             .arg(format!("http://{upstream_address}"));
+        if settings.with_trail {
+            cairn_command.args(["--embedded-s3", "--delivery-interval-secs", "1"]);
+        }
         let (mut cairn, gateway_address) = start_listening(cairn_command).await?;
         let mut proxy_command = tokio::process::Command::new(std::env::current_exe()?);
         proxy_command
@@ -67,6 +73,10 @@ pub fn run(settings: &GatewayRun) -> anyhow::Result<()> {
             .arg(format!("http://{upstream_address}"));
         let (mut proxy, proxy_address) = start_listening(proxy_command).await?;
         let (key, secret) = read_credentials(&settings.data_dir)?;
+        if settings.with_trail {
+            start_trail(&gateway_address, &key, &secret).await?;
+            println!("\nwith one logging trail (embedded S3, 1 s delivery cadence)");
+        }
 
         println!(
             "\nKMS TagResource ({} byte body), {} s per run, keep-alive connections",
@@ -297,6 +307,70 @@ async fn load(
         server_cpu_per_call,
     })
 }
+
+/// Creates bucket `bench-trail` in the embedded S3 and a trail delivering to it, logging.
+async fn start_trail(host: &str, key: &str, secret: &str) -> anyhow::Result<()> {
+    let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let mut headers = http::HeaderMap::new();
+    headers.insert("host", host.parse()?);
+    headers.insert("x-amz-date", amz_date.parse()?);
+    headers.insert("x-amz-content-sha256", EMPTY_SHA256.parse()?);
+    let authorization = cairn_wire::sigv4::authorization_header(
+        &cairn_wire::sigv4::SignedRequest {
+            method: &http::Method::PUT,
+            raw_path: "/bench-trail",
+            raw_query: "",
+            headers: &headers,
+            body: b"",
+        },
+        key,
+        secret,
+        "us-east-1",
+        "s3",
+        &["host", "x-amz-content-sha256", "x-amz-date"],
+    )
+    .map_err(|error| anyhow::anyhow!("{error}"))?;
+    let mut create_bucket = b"PUT /bench-trail HTTP/1.1\r\n".to_vec();
+    for (name, value) in &headers {
+        create_bucket.extend_from_slice(format!("{name}: {}\r\n", value.to_str()?).as_bytes());
+    }
+    create_bucket.extend_from_slice(
+        format!("authorization: {authorization}\r\ncontent-length: 0\r\n\r\n").as_bytes(),
+    );
+    let target = |operation: &str| {
+        format!("com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.{operation}")
+    };
+    let create_trail = signed_json_request(
+        host,
+        "cloudtrail",
+        &target("CreateTrail"),
+        br#"{"Name":"bench","S3BucketName":"bench-trail","IsMultiRegionTrail":true}"#,
+        key,
+        secret,
+    )?;
+    let start_logging = signed_json_request(
+        host,
+        "cloudtrail",
+        &target("StartLogging"),
+        br#"{"Name":"bench"}"#,
+        key,
+        secret,
+    )?;
+    let stream = TcpStream::connect(host).await?;
+    let mut stream = BufReader::new(stream);
+    for (what, request) in [
+        ("CreateBucket", create_bucket),
+        ("CreateTrail", create_trail),
+        ("StartLogging", start_logging),
+    ] {
+        if !exchange(&mut stream, &request).await? {
+            bail!("{what} failed");
+        }
+    }
+    Ok(())
+}
+
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// Sends one request and reads its response; true for a 200.
 async fn exchange(stream: &mut BufReader<TcpStream>, request: &[u8]) -> anyhow::Result<bool> {

@@ -5,6 +5,7 @@
 //! same calls sent straight to a fast upstream. `scripts/bench` runs them all in one go.
 
 mod bare_proxy;
+mod delivery;
 mod gateway;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -60,6 +61,23 @@ enum Command {
         seconds: u64,
         #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
         concurrency: Vec<usize>,
+        /// With one logging trail delivering every call (embedded S3, 1 s cadence).
+        #[arg(long)]
+        with_trail: bool,
+    },
+    /// Delivery throughput (one round over `events` stored events) and delivery lag at a 1 s
+    /// cadence under `rate` events/s for `seconds`.
+    Delivery {
+        #[arg(long)]
+        samples: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        #[arg(long, default_value_t = 5000)]
+        rate: usize,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
     },
     /// The gateway benchmark's baseline: forwards every request to `upstream` over the same
     /// HTTP stack as Cairn, doing nothing else. Started by `gateway`.
@@ -90,13 +108,28 @@ fn main() -> anyhow::Result<()> {
             data_dir,
             seconds,
             concurrency,
+            with_trail,
         } => gateway::run(&gateway::GatewayRun {
             cairn_bin,
             data_dir,
             seconds,
             concurrency,
+            with_trail,
         }),
         Command::BareProxy { upstream } => bare_proxy::run(&upstream),
+        Command::Delivery {
+            samples,
+            data_dir,
+            events,
+            rate,
+            seconds,
+        } => delivery::run(&delivery::DeliveryRun {
+            samples,
+            data_dir,
+            events,
+            rate,
+            seconds,
+        }),
     }
 }
 
