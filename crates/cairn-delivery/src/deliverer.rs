@@ -94,6 +94,8 @@ pub struct Deliverer {
     backoff: Mutex<HashMap<String, (u32, i64)>>,
 }
 
+type FeedRead = tokio::task::JoinHandle<Result<Vec<StoredEvent>, cairn_store::StoreError>>;
+
 /// A failing trail is tried again after the interval, doubled for each failure in a row,
 /// up to this (or the interval, if longer).
 const MAX_BACKOFF_MILLIS: i64 = 60_000;
@@ -288,6 +290,9 @@ impl Deliverer {
             self.finish(arn, &pending, &written).await?;
             position.position = pending.through_seq;
         }
+        // The next batch is read while this one is written: reading and writing each take
+        // a core.
+        let mut prefetched: Option<(i64, FeedRead)> = None;
         loop {
             let stops = self.stops_of(&trail).await?;
             // Skip to the first period the position has not passed; nothing else is wanted.
@@ -306,7 +311,13 @@ impl Deliverer {
             position.position = position.position.max(next.after_seq);
             let after = position.position;
             let batch = self.settings.feed_batch;
-            let events = self.blocking(move |store| store.feed(after, batch)).await?;
+            let events = match prefetched.take() {
+                Some((from, reading)) if from == after => reading
+                    .await
+                    .map_err(|error| DeliveryError::Objects(error.to_string()))?
+                    .map_err(DeliveryError::from)?,
+                _ => self.blocking(move |store| store.feed(after, batch)).await?,
+            };
             let Some(last) = events.last() else {
                 return Ok(());
             };
@@ -323,6 +334,13 @@ impl Deliverer {
                 delivered_millis: self.clock.now_millis(),
                 trail,
             };
+            if read == batch {
+                let store = self.store.clone();
+                prefetched = Some((
+                    through_seq,
+                    tokio::task::spawn_blocking(move || store.feed(through_seq, batch)),
+                ));
+            }
             let taken = self.taken(&pending, events).await?;
             if taken.is_empty() {
                 self.commit(vec![position_change(arn, through_seq, None)])
@@ -341,7 +359,7 @@ impl Deliverer {
     }
 
     /// The pending stretch's events again, as the trail then was would take them.
-    async fn stretch(&self, pending: &PendingDelivery) -> Result<Vec<StoredEvent>, DeliveryError> {
+    async fn stretch(&self, pending: &PendingDelivery) -> Result<Vec<Taken>, DeliveryError> {
         let (after, through) = (pending.after_seq, pending.through_seq);
         let limit = usize::try_from(through - after).unwrap_or(usize::MAX);
         let events = self.blocking(move |store| store.feed(after, limit)).await?;
@@ -356,29 +374,46 @@ impl Deliverer {
         &self,
         pending: &PendingDelivery,
         events: Vec<StoredEvent>,
-    ) -> Result<Vec<StoredEvent>, DeliveryError> {
+    ) -> Result<Vec<Taken>, DeliveryError> {
         let stops = self.stops_of(&pending.trail).await?;
-        Ok(events
-            .into_iter()
-            .filter(|event| {
-                in_logging_period(&pending.trail, event.seq, |stop| stops.get(stop).copied())
-                    && serde_json::from_str::<Value>(&event.event.record_json)
-                        .map(|record| trail_takes(&pending.trail, &RecordFacts::of(&record)))
-                        .unwrap_or(false)
-            })
-            .collect())
+        let trail = pending.trail.clone();
+        // Reading every record is the CPU-heavy part: off the async workers.
+        tokio::task::spawn_blocking(move || {
+            events
+                .into_iter()
+                .filter(|event| {
+                    in_logging_period(&trail, event.seq, |stop| stops.get(stop).copied())
+                })
+                .filter_map(|event| {
+                    let facts = RecordFacts::from_json(&event.event.record_json)?;
+                    trail_takes(&trail, &facts).then_some(Taken {
+                        account_id: facts.account_id,
+                        region: facts.region,
+                        event,
+                    })
+                })
+                .collect()
+        })
+        .await
+        .map_err(|error| DeliveryError::Objects(error.to_string()))
     }
 
     async fn write_files(
         &self,
         arn: &str,
         pending: &PendingDelivery,
-        events: &[StoredEvent],
+        events: &[Taken],
         report: &mut RoundReport,
     ) -> Result<Vec<PlannedFile>, DeliveryError> {
         let planned = files(arn, pending, events, &self.settings);
-        for file in &planned {
-            let body = assemble(file.records.iter().map(String::as_str));
+        // Compressing is the other CPU-heavy part: off the async workers, on every core.
+        let (planned, bodies) = tokio::task::spawn_blocking(move || {
+            let bodies = compress_all(&planned);
+            (planned, bodies)
+        })
+        .await
+        .map_err(|error| DeliveryError::Objects(error.to_string()))?;
+        for (file, body) in planned.iter().zip(bodies) {
             self.objects
                 .put_object(ObjectPut {
                     bucket: pending.trail.s3_bucket_name.clone(),
@@ -541,6 +576,45 @@ fn position_change(arn: &str, position: i64, pending: Option<&PendingDelivery>) 
     )
 }
 
+/// Each file's gzipped bytes, compressed on as many threads as there are cores.
+fn compress_all(files: &[PlannedFile]) -> Vec<Vec<u8>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(files.len())
+        .max(1);
+    let mut bodies = vec![Vec::new(); files.len()];
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|worker| {
+                scope.spawn(move || {
+                    files
+                        .iter()
+                        .enumerate()
+                        .filter(|(index, _)| index % workers == worker)
+                        .map(|(index, file)| {
+                            (index, assemble(file.records.iter().map(String::as_str)))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for handle in handles {
+            for (index, body) in handle.join().unwrap_or_default() {
+                bodies[index] = body;
+            }
+        }
+    });
+    bodies
+}
+
+/// An event a trail takes, with where its file goes.
+#[derive(Clone, Debug)]
+pub struct Taken {
+    pub account_id: String,
+    pub region: String,
+    pub event: StoredEvent,
+}
+
 /// One log file to write.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlannedFile {
@@ -557,17 +631,15 @@ pub struct PlannedFile {
 pub fn files(
     arn: &str,
     pending: &PendingDelivery,
-    events: &[StoredEvent],
+    events: &[Taken],
     settings: &DeliverySettings,
 ) -> Vec<PlannedFile> {
-    let mut groups: Vec<((String, String), Vec<&StoredEvent>)> = Vec::new();
-    for event in events {
-        let record: Value = serde_json::from_str(&event.event.record_json).unwrap_or_default();
-        let facts = RecordFacts::of(&record);
-        let place = (facts.account_id, facts.region);
+    let mut groups: Vec<((&str, &str), Vec<&StoredEvent>)> = Vec::new();
+    for taken in events {
+        let place = (taken.account_id.as_str(), taken.region.as_str());
         match groups.iter_mut().find(|(known, _)| *known == place) {
-            Some((_, members)) => members.push(event),
-            None => groups.push((place, vec![event])),
+            Some((_, members)) => members.push(&taken.event),
+            None => groups.push((place, vec![&taken.event])),
         }
     }
     let mut planned = Vec::new();
@@ -586,16 +658,16 @@ pub fn files(
             );
             let key = LogFileName {
                 prefix: pending.trail.s3_key_prefix.as_deref(),
-                account_id: &account,
-                region: &region,
+                account_id: account,
+                region,
                 delivered_millis: pending.delivered_millis,
                 identity: &identity,
             }
             .key();
             planned.push(PlannedFile {
                 key,
-                account_id: account.clone(),
-                region: region.clone(),
+                account_id: account.to_owned(),
+                region: region.to_owned(),
                 records: std::mem::take(records),
                 event_times: std::mem::take(times),
             });
@@ -617,4 +689,83 @@ pub fn files(
         flush(&mut records, &mut times, &mut part);
     }
     planned
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_model::IndexedEvent;
+
+    use super::*;
+
+    fn taken(seq: i64, account: &str, region: &str) -> Taken {
+        let record = serde_json::json!({
+            "eventVersion": "1.11", "eventTime": "2026-12-02T00:00:00Z", "eventID": format!("e{seq}"),
+            "eventSource": "kms.amazonaws.com", "eventName": "ListKeys", "awsRegion": region,
+            "recipientAccountId": account, "userIdentity": {"type": "IAMUser"},
+        });
+        Taken {
+            account_id: account.to_owned(),
+            region: region.to_owned(),
+            event: StoredEvent {
+                seq,
+                event: IndexedEvent::from_json_text(record.to_string()).unwrap(),
+            },
+        }
+    }
+
+    #[test]
+    fn files_are_per_account_and_region_and_roll_at_their_caps() {
+        let pending = PendingDelivery {
+            after_seq: 0,
+            through_seq: 7,
+            delivered_millis: 1_764_633_900_000,
+            trail: Trail::default(),
+        };
+        let events = vec![
+            taken(1, "111111111111", "us-east-1"),
+            taken(2, "111111111111", "eu-west-1"),
+            taken(3, "111111111111", "us-east-1"),
+            taken(4, "222222222222", "us-east-1"),
+            taken(5, "111111111111", "us-east-1"),
+        ];
+        let capped = DeliverySettings {
+            max_records_per_file: 2,
+            ..DeliverySettings::default()
+        };
+        let planned = files("arn", &pending, &events, &capped);
+        let shape: Vec<(&str, &str, usize)> = planned
+            .iter()
+            .map(|file| {
+                (
+                    file.account_id.as_str(),
+                    file.region.as_str(),
+                    file.records.len(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("111111111111", "us-east-1", 2),
+                ("111111111111", "us-east-1", 1),
+                ("111111111111", "eu-west-1", 1),
+                ("222222222222", "us-east-1", 1),
+            ]
+        );
+        let keys: std::collections::BTreeSet<_> = planned.iter().map(|file| &file.key).collect();
+        assert_eq!(keys.len(), planned.len(), "every part has its own key");
+        assert!(planned[2].key.contains("/CloudTrail/eu-west-1/"));
+        // The same stretch always makes the same keys: a redone delivery overwrites.
+        assert_eq!(files("arn", &pending, &events, &capped), planned);
+        let by_bytes = DeliverySettings {
+            max_file_json_bytes: 1,
+            ..DeliverySettings::default()
+        };
+        assert_eq!(
+            files("arn", &pending, &events[..1], &by_bytes).len(),
+            1,
+            "a record larger than the cap still goes"
+        );
+        assert_eq!(files("arn", &pending, &events[..3], &by_bytes).len(), 3);
+    }
 }

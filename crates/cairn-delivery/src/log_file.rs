@@ -19,7 +19,7 @@ pub fn assemble<'r>(records: impl IntoIterator<Item = &'r str>) -> Vec<u8> {
     let json = records_json(records);
     let mut encoder = flate2::GzBuilder::new()
         .mtime(0)
-        .write(Vec::new(), flate2::Compression::default());
+        .write(Vec::new(), flate2::Compression::new(3));
     // Writing into a Vec cannot fail.
     let _ = encoder.write_all(json.as_bytes());
     encoder.finish().unwrap_or_default()

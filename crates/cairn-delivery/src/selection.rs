@@ -3,7 +3,10 @@
 //! of global services go to every trail that includes them), its logging periods, and its
 //! event selectors. Pure: a stored record's JSON in, a decision out.
 
+use std::borrow::Cow;
+
 use cairn_model::trail::{EventFacts, Trail};
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Services whose events CloudTrail records as global (in us-east-1) and delivers to every
@@ -27,63 +30,111 @@ pub struct RecordFacts {
     pub selectable: EventFacts,
 }
 
+#[derive(Deserialize)]
+struct FactsView<'a> {
+    #[serde(rename = "eventID", borrow, default)]
+    event_id: Option<Cow<'a, str>>,
+    #[serde(rename = "recipientAccountId", borrow, default)]
+    recipient_account_id: Option<Cow<'a, str>>,
+    #[serde(rename = "awsRegion", borrow, default)]
+    aws_region: Option<Cow<'a, str>>,
+    #[serde(rename = "eventCategory", borrow, default)]
+    event_category: Option<Cow<'a, str>>,
+    #[serde(rename = "managementEvent", default)]
+    management_event: Option<bool>,
+    #[serde(rename = "readOnly", default)]
+    read_only: Option<bool>,
+    #[serde(rename = "eventSource", borrow, default)]
+    event_source: Option<Cow<'a, str>>,
+    #[serde(rename = "eventName", borrow, default)]
+    event_name: Option<Cow<'a, str>>,
+    #[serde(rename = "eventType", borrow, default)]
+    event_type: Option<Cow<'a, str>>,
+    #[serde(rename = "userIdentity", borrow, default)]
+    user_identity: Option<IdentityView<'a>>,
+    #[serde(borrow, default)]
+    resources: Option<Vec<ResourceView<'a>>>,
+    #[serde(rename = "sessionCredentialFromConsole", default)]
+    session_credential_from_console: Option<Value>,
+    #[serde(rename = "errorCode", borrow, default)]
+    error_code: Option<Cow<'a, str>>,
+    #[serde(rename = "vpcEndpointId", borrow, default)]
+    vpc_endpoint_id: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct IdentityView<'a> {
+    #[serde(rename = "accountId", borrow, default)]
+    account_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    arn: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ResourceView<'a> {
+    #[serde(rename = "ARN", borrow, default)]
+    arn: Option<Cow<'a, str>>,
+    #[serde(rename = "ARNPrefix", borrow, default)]
+    arn_prefix: Option<Cow<'a, str>>,
+    #[serde(rename = "type", borrow, default)]
+    resource_type: Option<Cow<'a, str>>,
+}
+
+fn owned(text: Option<Cow<'_, str>>) -> String {
+    text.map(Cow::into_owned).unwrap_or_default()
+}
+
 impl RecordFacts {
     pub fn of(record: &Value) -> Self {
-        let text = |pointer: &str| {
-            record
-                .pointer(pointer)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
+        Self::from_json(&record.to_string()).unwrap_or_default()
+    }
+
+    /// The facts of a record's JSON text, read without building the whole record: delivery
+    /// reads every event of the feed this way.
+    pub fn from_json(text: &str) -> Option<Self> {
+        let view: FactsView<'_> = serde_json::from_str(text).ok()?;
+        let (identity_account, identity_arn) = match view.user_identity {
+            Some(identity) => (identity.account_id, identity.arn),
+            None => (None, None),
         };
-        let event_category = text("/eventCategory").unwrap_or_else(|| {
-            match record.get("managementEvent").and_then(Value::as_bool) {
-                Some(false) => "Data".to_owned(),
-                _ => "Management".to_owned(),
-            }
-        });
-        let resources = record
-            .get("resources")
-            .and_then(Value::as_array)
+        let event_category = match view.event_category {
+            Some(category) => category.into_owned(),
+            None if view.management_event == Some(false) => "Data".to_owned(),
+            None => "Management".to_owned(),
+        };
+        let resources = view
+            .resources
+            .unwrap_or_default()
             .into_iter()
-            .flatten()
             .map(|resource| {
-                let field = |name| {
-                    resource
-                        .get(name)
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned()
+                let arn = match resource.arn {
+                    Some(arn) if !arn.is_empty() => arn.into_owned(),
+                    _ => owned(resource.arn_prefix),
                 };
-                let arn = match field("ARN") {
-                    arn if arn.is_empty() => field("ARNPrefix"),
-                    arn => arn,
-                };
-                (field("type"), arn)
+                (owned(resource.resource_type), arn)
             })
             .collect();
-        Self {
-            event_id: text("/eventID").unwrap_or_default(),
-            account_id: text("/recipientAccountId")
-                .or_else(|| text("/userIdentity/accountId"))
-                .unwrap_or_default(),
-            region: text("/awsRegion").unwrap_or_default(),
+        Some(Self {
+            event_id: owned(view.event_id),
+            account_id: owned(view.recipient_account_id.or(identity_account)),
+            region: owned(view.aws_region),
             selectable: EventFacts {
                 event_category,
-                read_only: record
-                    .get("readOnly")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-                event_source: text("/eventSource").unwrap_or_default(),
-                event_name: text("/eventName").unwrap_or_default(),
-                event_type: text("/eventType").unwrap_or_default(),
+                read_only: view.read_only.unwrap_or(false),
+                event_source: owned(view.event_source),
+                event_name: owned(view.event_name),
+                event_type: owned(view.event_type),
                 resources,
-                user_identity_arn: text("/userIdentity/arn"),
-                session_credential_from_console: text("/sessionCredentialFromConsole")
-                    .is_some_and(|value| value == "true"),
-                error_code: text("/errorCode"),
-                vpc_endpoint_id: text("/vpcEndpointId"),
+                user_identity_arn: identity_arn.map(Cow::into_owned),
+                session_credential_from_console: match view.session_credential_from_console {
+                    Some(Value::String(text)) => text == "true",
+                    Some(Value::Bool(flag)) => flag,
+                    _ => false,
+                },
+                error_code: view.error_code.map(Cow::into_owned),
+                vpc_endpoint_id: view.vpc_endpoint_id.map(Cow::into_owned),
             },
-        }
+        })
     }
 
     /// Whether CloudTrail counts this as a global service's event.
