@@ -368,3 +368,76 @@ def test_cairn_tail_prints_events_as_they_are_recorded(tmp_path):
         assert "cloudtrail.amazonaws.com  GetTrailStatus" in line and line.endswith("TrailNotFoundException")
     finally:
         server.stop()
+
+
+# The columns of AWS's documented Athena table for CloudTrail logs (CREATE EXTERNAL TABLE
+# cloudtrail_logs ...), as DuckDB types, under the names the records use.
+ATHENA_CLOUDTRAIL_COLUMNS = """STRUCT(
+    eventVersion VARCHAR,
+    userIdentity STRUCT(type VARCHAR, principalId VARCHAR, arn VARCHAR, accountId VARCHAR,
+        invokedBy VARCHAR, accessKeyId VARCHAR, userName VARCHAR,
+        sessionContext STRUCT(attributes STRUCT(mfaAuthenticated VARCHAR, creationDate VARCHAR),
+            sessionIssuer STRUCT(type VARCHAR, principalId VARCHAR, arn VARCHAR, accountId VARCHAR, userName VARCHAR))),
+    eventTime VARCHAR, eventSource VARCHAR, eventName VARCHAR, awsRegion VARCHAR,
+    sourceIPAddress VARCHAR, userAgent VARCHAR, errorCode VARCHAR, errorMessage VARCHAR,
+    requestParameters JSON, responseElements JSON, additionalEventData JSON,
+    requestID VARCHAR, eventID VARCHAR, readOnly VARCHAR,
+    resources STRUCT(ARN VARCHAR, accountId VARCHAR, type VARCHAR)[],
+    eventType VARCHAR, apiVersion VARCHAR, recipientAccountId VARCHAR,
+    serviceEventDetails JSON, sharedEventID VARCHAR, vpcEndpointId VARCHAR,
+    tlsDetails STRUCT(tlsVersion VARCHAR, cipherSuite VARCHAR, clientProvidedHostHeader VARCHAR)
+)[]"""
+
+
+def test_delivered_files_load_in_duckdb_with_athenas_schema(tmp_path):
+    import duckdb
+    server = Cairn(tmp_path / "data", extra_args=["--delivery-interval-secs", "1"]).start()
+    try:
+        s3, cloudtrail = client(server, "s3"), client(server, "cloudtrail")
+        s3.create_bucket(Bucket="e2e-athena")
+        cloudtrail.create_trail(Name="athena", S3BucketName="e2e-athena", IsMultiRegionTrail=True)
+        time.sleep(1.1)  # LookupEvents' bounds are whole seconds: nothing else in the start's second
+        cloudtrail.start_logging(Name="athena")
+        for _ in range(4):
+            cloudtrail.describe_trails()
+        for _ in range(3):
+            client(server, "cloudtrail", region="eu-west-1").list_trails()
+        with pytest.raises(cloudtrail.exceptions.TrailNotFoundException):
+            cloudtrail.get_trail(Name="absent")
+        cloudtrail.stop_logging(Name="athena")
+        time.sleep(1.1)  # and nothing else in the stop's second
+        stop = wait_for(lambda: lookup_all(cloudtrail, LookupAttributes=[
+            {"AttributeKey": "EventName", "AttributeValue": "StopLogging"}])[0])[0]
+        start = lookup_all(cloudtrail, LookupAttributes=[
+            {"AttributeKey": "EventName", "AttributeValue": "StartLogging"}])[0][0]
+        files = wait_for(lambda: (lambda f: f if stop["EventId"] in {r["eventID"] for rs in f.values() for r in rs}
+                                  else None)(delivered(server, "e2e-athena")))
+        folder = tmp_path / "bucket"
+        for key in files:
+            path = folder / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(s3.get_object(Bucket="e2e-athena", Key=key)["Body"].read())
+
+        connection = duckdb.connect()
+        glob = f"{folder}/AWSLogs/**/*.json.gz"
+        counted = dict(connection.execute(f"""
+            SELECT record.eventName, count(*) FROM (
+              SELECT unnest(Records) AS record
+              FROM read_json('{glob}', columns={{'Records': '{ATHENA_CLOUDTRAIL_COLUMNS}'}}, format='auto'))
+            GROUP BY 1""").fetchall())
+        failed = connection.execute(f"""
+            SELECT record.errorCode, record.userIdentity.accountId, record.readOnly FROM (
+              SELECT unnest(Records) AS record FROM read_json('{glob}',
+                columns={{'Records': '{ATHENA_CLOUDTRAIL_COLUMNS}'}}))
+            WHERE record.eventName = 'GetTrail'""").fetchall()
+        assert failed == [("TrailNotFoundException", cloudtrail.get_trail(Name="athena")["Trail"]["TrailARN"].split(":")[4], "true")]
+
+        # The same events, counted by name, as LookupEvents has them for the logging period.
+        history = lookup_all(cloudtrail, StartTime=start["EventTime"], EndTime=stop["EventTime"])[0]
+        expected = {}
+        for event in history:
+            expected[event["EventName"]] = expected.get(event["EventName"], 0) + 1
+        assert counted == expected
+        assert counted["DescribeTrails"] == 4 and counted["ListTrails"] == 3 and counted["StopLogging"] == 1
+    finally:
+        server.stop()
