@@ -441,3 +441,40 @@ def test_delivered_files_load_in_duckdb_with_athenas_schema(tmp_path):
         assert counted["DescribeTrails"] == 4 and counted["ListTrails"] == 3 and counted["StopLogging"] == 1
     finally:
         server.stop()
+
+
+def test_terraforms_read_pattern_and_boto3_paginators(tmp_path):
+    server = Cairn(tmp_path / "data").start()
+    try:
+        s3, cloudtrail = client(server, "s3"), client(server, "cloudtrail")
+        s3.create_bucket(Bucket="e2e-terraform")
+        # Create: the ID is the returned ARN; then StartLogging, selectors, by that ARN.
+        arn = cloudtrail.create_trail(Name="terraform", S3BucketName="e2e-terraform",
+                                      TagsList=[{"Key": "Name", "Value": "tf"}])["TrailARN"]
+        cloudtrail.start_logging(Name=arn)
+        cloudtrail.put_event_selectors(TrailName=arn, AdvancedEventSelectors=[{
+            "Name": "management", "FieldSelectors": [{"Field": "eventCategory", "Equals": ["Management"]}]}])
+        # Read: exactly one trail for the ARN, its status, its selectors, its tags.
+        described = cloudtrail.describe_trails(trailNameList=[arn])["trailList"]
+        assert len(described) == 1 and described[0]["TrailARN"] == arn
+        assert described[0]["HasCustomEventSelectors"] is True and described[0]["HasInsightSelectors"] is False
+        status = cloudtrail.get_trail_status(Name=arn)
+        assert status["IsLogging"] is True and status["TimeLoggingStopped"] == ""
+        assert cloudtrail.get_event_selectors(TrailName=arn)["AdvancedEventSelectors"][0]["Name"] == "management"
+        tags = cloudtrail.list_tags(ResourceIdList=[arn])["ResourceTagList"]
+        assert tags == [{"ResourceId": arn, "TagsList": [{"Key": "Name", "Value": "tf"}]}]
+        # Gone: zero matches, and DeleteTrail of a deleted trail is TrailNotFoundException.
+        cloudtrail.delete_trail(Name=arn)
+        assert cloudtrail.describe_trails(trailNameList=[arn])["trailList"] == []
+        with pytest.raises(cloudtrail.exceptions.TrailNotFoundException):
+            cloudtrail.delete_trail(Name=arn)
+        with pytest.raises(cloudtrail.exceptions.CloudTrailARNInvalidException):
+            cloudtrail.get_trail(Name="arn:aws:cloudtrail:us-east-1:bad")
+        for name in ["one", "two", "three"]:
+            cloudtrail.create_trail(Name=name, S3BucketName="e2e-terraform")
+        pages = list(cloudtrail.get_paginator("list_trails").paginate())
+        assert sorted(t["Name"] for page in pages for t in page["Trails"]) == ["one", "three", "two"]
+        with pytest.raises(cloudtrail.exceptions.InvalidNextTokenException):
+            cloudtrail.list_trails(NextToken="forged")
+    finally:
+        server.stop()

@@ -689,6 +689,42 @@ mod tests {
     }
 
     #[test]
+    fn lambda_and_dynamodb_data_resources() {
+        let data = |kind: &str, arn: &str| EventFacts {
+            event_category: "Data".into(),
+            resources: vec![(kind.into(), arn.into())],
+            ..EventFacts::default()
+        };
+        let selector = |kind: &str, value: &str| {
+            Selectors::Basic(vec![EventSelector {
+                include_management_events: false,
+                data_resources: vec![DataResource {
+                    resource_type: kind.into(),
+                    values: vec![value.into()],
+                }],
+                ..EventSelector::default()
+            }])
+        };
+        let function = "arn:aws:lambda:us-east-1:111111111111:function:resize";
+        let one_function = selector("AWS::Lambda::Function", function);
+        assert!(one_function.matches(&data("AWS::Lambda::Function", function)));
+        assert!(one_function.matches(&data("AWS::Lambda::Function", &format!("{function}:live"))));
+        assert!(!one_function.matches(&data("AWS::Lambda::Function", &format!("{function}-other"))));
+        assert!(selector("AWS::Lambda::Function", "arn:aws:lambda")
+            .matches(&data("AWS::Lambda::Function", function)));
+        let table = "arn:aws:dynamodb:us-east-1:111111111111:table/orders";
+        let one_table = selector("AWS::DynamoDB::Table", table);
+        assert!(one_table.matches(&data("AWS::DynamoDB::Table", table)));
+        assert!(!one_table.matches(&data("AWS::DynamoDB::Table", &format!("{table}-archive"))));
+        assert!(
+            !one_table.matches(&data("AWS::Lambda::Function", table)),
+            "the type must agree"
+        );
+        assert!(selector("AWS::DynamoDB::Table", "arn:aws:dynamodb")
+            .matches(&data("AWS::DynamoDB::Table", table)));
+    }
+
+    #[test]
     fn advanced_selectors_apply_every_operator() {
         let selectors = Selectors::Advanced(vec![
             AdvancedEventSelector {

@@ -158,6 +158,33 @@ mod tests {
     }
 
     #[test]
+    fn offset_tokens_open_only_for_their_operation() {
+        let key = TokenKey::random();
+        let token = key.seal_offset("ListTrails", 50);
+        assert_eq!(key.open_offset("ListTrails", &token), Some(50));
+        assert_eq!(key.open_offset("ListPublicKeys", &token), None);
+        assert_eq!(TokenKey::random().open_offset("ListTrails", &token), None);
+        let mut forged = URL_SAFE_NO_PAD.decode(&token).unwrap();
+        forged[8] ^= 1;
+        assert_eq!(
+            key.open_offset("ListTrails", &URL_SAFE_NO_PAD.encode(forged)),
+            None
+        );
+        let lookup = key.seal(
+            Cursor {
+                event_time_millis: 1,
+                seq: 2,
+            },
+            &request("A"),
+        );
+        assert_eq!(
+            key.open_offset("ListTrails", &lookup),
+            None,
+            "a LookupEvents token is not one"
+        );
+    }
+
+    #[test]
     fn key_persists_in_the_data_directory() {
         let dir = tempfile::tempdir().unwrap();
         let first = TokenKey::load_or_create(dir.path()).unwrap();

@@ -766,7 +766,16 @@ async fn trail_status(state: &AppState, trail: &Trail) -> Result<Value, AwsError
         .and_then(|(_, value)| serde_json::from_str(&value).ok())
         .unwrap_or_default();
     let seconds = |millis: i64| json!(millis as f64 / 1000.0);
-    let mut status = json!({ "IsLogging": trail.logging.is_logging });
+    // AWS answers its string-typed members as "" until they have a value.
+    let mut status = json!({
+        "IsLogging": trail.logging.is_logging,
+        "LatestDeliveryAttemptTime": "",
+        "LatestNotificationAttemptTime": "",
+        "LatestNotificationAttemptSucceeded": "",
+        "LatestDeliveryAttemptSucceeded": "",
+        "TimeLoggingStarted": "",
+        "TimeLoggingStopped": "",
+    });
     if let Some(started) = trail.logging.started_millis {
         status["StartLoggingTime"] = seconds(started);
         status["TimeLoggingStarted"] = json!(cairn_model::format_event_time(started));
