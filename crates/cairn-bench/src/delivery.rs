@@ -80,8 +80,9 @@ fn setup(dir: &Path) -> anyhow::Result<(Arc<SqliteEventStore>, Arc<BucketStore>)
     Ok((store, buckets))
 }
 
-fn start_trail(store: &SqliteEventStore) -> anyhow::Result<()> {
-    let trail = trail(store.last_seq()?);
+/// A trail logging every event after feed position `after_seq`.
+fn start_trail(store: &SqliteEventStore, after_seq: i64) -> anyhow::Result<()> {
+    let trail = trail(after_seq);
     store
         .submit_with_state(
             Vec::new(),
@@ -137,17 +138,7 @@ pub fn run(settings: &DeliveryRun) -> anyhow::Result<()> {
         bulk.flush()?;
     }
     let (store, buckets) = setup(&dir)?;
-    let trail = trail(0);
-    store
-        .submit_with_state(
-            Vec::new(),
-            vec![StateChange::put(
-                TRAILS,
-                trail.arn(),
-                serde_json::to_string(&trail)?,
-            )],
-        )?
-        .wait()?;
+    start_trail(&store, 0)?;
     // Where a round's time goes, part by part, on one thread.
     let started = Instant::now();
     let events = store.feed(0, settings.events)?;
@@ -205,7 +196,7 @@ pub fn run(settings: &DeliveryRun) -> anyhow::Result<()> {
     // Lag at a 1 s cadence under a sustained rate.
     let dir = settings.data_dir.join("lag");
     let (store, buckets) = setup(&dir)?;
-    start_trail(&store)?;
+    start_trail(&store, store.last_seq()?)?;
     let delivering = deliverer(store.clone(), buckets.clone());
     let acknowledged: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let lags = runtime.block_on(async {
