@@ -315,7 +315,7 @@ async fn start_trail(host: &str, key: &str, secret: &str) -> anyhow::Result<()> 
     headers.insert("host", host.parse()?);
     headers.insert("x-amz-date", amz_date.parse()?);
     headers.insert("x-amz-content-sha256", EMPTY_SHA256.parse()?);
-    let authorization = cairn_wire::sigv4::authorization_header(
+    let authorization = cairn_wire::sigv4::sign_request(
         &cairn_wire::sigv4::SignedRequest {
             method: &http::Method::PUT,
             raw_path: "/bench-trail",
@@ -323,13 +323,12 @@ async fn start_trail(host: &str, key: &str, secret: &str) -> anyhow::Result<()> 
             headers: &headers,
             body: b"",
         },
-        key,
-        secret,
+        (key, secret),
         "us-east-1",
         "s3",
-        &["host", "x-amz-content-sha256", "x-amz-date"],
     )
     .map_err(|error| anyhow::anyhow!("{error}"))?;
+    let authorization = authorization.to_str()?;
     let mut create_bucket = b"PUT /bench-trail HTTP/1.1\r\n".to_vec();
     for (name, value) in &headers {
         create_bucket.extend_from_slice(format!("{name}: {}\r\n", value.to_str()?).as_bytes());

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Uri};
 use serde_json::{json, Value};
 
-use crate::signed::{SignedCall, SignedClient};
+use crate::signed::{SignedCall, SignedClient, SignedReply};
 use crate::DeliveryError;
 
 /// CloudWatch Logs' PutLogEvents limits: 10,000 events and 1,048,576 bytes a batch, each
@@ -40,8 +40,30 @@ impl Notifier {
             .ok_or_else(|| DeliveryError::Objects(format!("no upstream serves {service}")))
     }
 
+    /// POSTs `body` to `/` of the upstream serving `service`, signed for `region`.
+    async fn post(
+        &self,
+        service: &str,
+        headers: HeaderMap,
+        body: Bytes,
+        region: &str,
+    ) -> Result<SignedReply, DeliveryError> {
+        let endpoint = self.endpoint(service)?;
+        self.client
+            .send(SignedCall {
+                endpoint: &endpoint,
+                method: Method::POST,
+                path: "/",
+                query: "",
+                headers,
+                body,
+                service,
+                region,
+            })
+            .await
+    }
+
     async fn sns(&self, form: &[(&str, &str)], topic_arn: &str) -> Result<Bytes, DeliveryError> {
-        let endpoint = self.endpoint("sns")?;
         let body: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
@@ -51,17 +73,7 @@ impl Notifier {
             HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
         );
         let reply = self
-            .client
-            .send(SignedCall {
-                endpoint: &endpoint,
-                method: Method::POST,
-                path: "/",
-                query: "",
-                headers,
-                body: Bytes::from(body),
-                service: "sns",
-                region: region_of(topic_arn),
-            })
+            .post("sns", headers, Bytes::from(body), region_of(topic_arn))
             .await?;
         if !reply.status.is_success() {
             return Err(failure("SNS", reply.status.as_u16(), reply.error_code()));
@@ -101,7 +113,6 @@ impl Notifier {
     }
 
     async fn logs(&self, target: &str, body: Value, region: &str) -> Result<(), DeliveryError> {
-        let endpoint = self.endpoint("logs")?;
         let mut headers = HeaderMap::new();
         headers.insert(
             http::header::CONTENT_TYPE,
@@ -113,17 +124,7 @@ impl Notifier {
                 .map_err(|error| DeliveryError::Objects(error.to_string()))?,
         );
         let reply = self
-            .client
-            .send(SignedCall {
-                endpoint: &endpoint,
-                method: Method::POST,
-                path: "/",
-                query: "",
-                headers,
-                body: Bytes::from(body.to_string()),
-                service: "logs",
-                region,
-            })
+            .post("logs", headers, Bytes::from(body.to_string()), region)
             .await?;
         let code = reply.error_code();
         if reply.status.is_success()

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cairn_upstream::{OutgoingBody, Upstreams};
-use cairn_wire::sigv4::{self, SignedRequest};
+use cairn_wire::sigv4;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use sha2::{Digest, Sha256};
 
@@ -106,29 +106,23 @@ impl SignedClient {
             "x-amz-content-sha256",
             header_value(&hex::encode(Sha256::digest(&body)))?,
         );
-        let mut names: Vec<String> = headers
-            .keys()
-            .map(|name| name.as_str().to_owned())
-            .collect();
-        names.sort();
-        names.dedup();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let authorization = sigv4::authorization_header(
-            &SignedRequest {
+        let authorization = sigv4::sign_request(
+            &sigv4::SignedRequest {
                 method: &method,
                 raw_path: path,
                 raw_query: query,
                 headers: &headers,
                 body: &body,
             },
-            &self.credentials.access_key_id,
-            &self.credentials.secret_access_key,
+            (
+                &self.credentials.access_key_id,
+                &self.credentials.secret_access_key,
+            ),
             region,
             service,
-            &names,
         )
         .map_err(|error| DeliveryError::Objects(error.to_string()))?;
-        headers.insert(http::header::AUTHORIZATION, header_value(&authorization)?);
+        headers.insert(http::header::AUTHORIZATION, authorization);
         headers.insert(
             http::header::CONTENT_LENGTH,
             header_value(&body.len().to_string())?,

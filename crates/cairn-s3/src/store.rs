@@ -227,6 +227,38 @@ fn metadata_of(text: &str) -> Vec<(String, String)> {
     }
 }
 
+/// Stores an object's bytes and head, replacing any of the same key.
+fn write_object(
+    connection: &Connection,
+    bucket: &str,
+    key: &str,
+    body: &[u8],
+    etag: &str,
+    new: &NewObject,
+    now_millis: i64,
+) -> Result<(), BucketError> {
+    connection.execute(
+        "INSERT INTO objects (bucket, key, body, size, etag, content_type, content_encoding, metadata, last_modified) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+         ON CONFLICT (bucket, key) DO UPDATE SET body = excluded.body, size = excluded.size, \
+         etag = excluded.etag, content_type = excluded.content_type, \
+         content_encoding = excluded.content_encoding, metadata = excluded.metadata, \
+         last_modified = excluded.last_modified",
+        params![
+            bucket,
+            key,
+            body,
+            body.len() as i64,
+            etag,
+            new.content_type,
+            new.content_encoding,
+            metadata_json(&new.metadata),
+            now_millis
+        ],
+    )?;
+    Ok(())
+}
+
 const HEAD_COLUMNS: &str =
     "key, size, etag, content_type, content_encoding, metadata, last_modified";
 
@@ -375,25 +407,7 @@ impl BucketStore {
         self.existing(bucket)?;
         let etag = quoted_md5(body);
         let connection = self.connection()?;
-        connection.execute(
-            "INSERT INTO objects (bucket, key, body, size, etag, content_type, content_encoding, metadata, last_modified) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-             ON CONFLICT (bucket, key) DO UPDATE SET body = excluded.body, size = excluded.size, \
-             etag = excluded.etag, content_type = excluded.content_type, \
-             content_encoding = excluded.content_encoding, metadata = excluded.metadata, \
-             last_modified = excluded.last_modified",
-            params![
-                bucket,
-                key,
-                body,
-                body.len() as i64,
-                etag,
-                new.content_type,
-                new.content_encoding,
-                metadata_json(&new.metadata),
-                now_millis
-            ],
-        )?;
+        write_object(&connection, bucket, key, body, &etag, new, now_millis)?;
         Ok(etag)
     }
 
@@ -628,25 +642,7 @@ impl BucketStore {
             }
         }
         let etag = format!("\"{}-{}\"", hex::encode(Md5::digest(&digests)), parts.len());
-        transaction.execute(
-            "INSERT INTO objects (bucket, key, body, size, etag, content_type, content_encoding, metadata, last_modified) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-             ON CONFLICT (bucket, key) DO UPDATE SET body = excluded.body, size = excluded.size, \
-             etag = excluded.etag, content_type = excluded.content_type, \
-             content_encoding = excluded.content_encoding, metadata = excluded.metadata, \
-             last_modified = excluded.last_modified",
-            params![
-                bucket,
-                key,
-                body,
-                body.len() as i64,
-                etag,
-                new.content_type,
-                new.content_encoding,
-                metadata_json(&new.metadata),
-                now_millis
-            ],
-        )?;
+        write_object(&transaction, bucket, key, &body, &etag, &new, now_millis)?;
         transaction.execute("DELETE FROM parts WHERE upload_id = ?1", params![upload_id])?;
         transaction.execute(
             "DELETE FROM uploads WHERE upload_id = ?1",

@@ -747,9 +747,36 @@ pub fn authorization_header(
     ))
 }
 
-/// Signs a POST of `body` to `/` over every header `headers` holds (which must include
-/// `host` and `x-amz-date`, and `x-amz-security-token` for temporary credentials), and adds
-/// the `Authorization` header: how Cairn calls an AWS-style JSON endpoint as someone.
+/// The `Authorization` header that signs `request` over every header it holds (which must
+/// include `host` and `x-amz-date`, and `x-amz-security-token` for temporary credentials):
+/// how Cairn calls an AWS-style endpoint as someone.
+pub fn sign_request(
+    request: &SignedRequest<'_>,
+    credentials: (&str, &str),
+    region: &str,
+    service: &str,
+) -> Result<http::HeaderValue, SignatureError> {
+    let mut names: Vec<String> = request
+        .headers
+        .keys()
+        .map(|name| name.as_str().to_owned())
+        .collect();
+    names.sort();
+    names.dedup();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let authorization = authorization_header(
+        request,
+        credentials.0,
+        credentials.1,
+        region,
+        service,
+        &names,
+    )?;
+    http::HeaderValue::from_str(&authorization)
+        .map_err(|_| SignatureError::Incomplete("signature is not a header value".into()))
+}
+
+/// [`sign_request`] for a POST of `body` to `/`: an AWS JSON call.
 pub fn sign_json_post(
     headers: &mut HeaderMap,
     body: &[u8],
@@ -758,14 +785,7 @@ pub fn sign_json_post(
     region: &str,
     service: &str,
 ) -> Result<(), SignatureError> {
-    let mut names: Vec<String> = headers
-        .keys()
-        .map(|name| name.as_str().to_owned())
-        .collect();
-    names.sort();
-    names.dedup();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let authorization = authorization_header(
+    let authorization = sign_request(
         &SignedRequest {
             method: &Method::POST,
             raw_path: "/",
@@ -773,15 +793,11 @@ pub fn sign_json_post(
             headers,
             body,
         },
-        access_key_id,
-        secret,
+        (access_key_id, secret),
         region,
         service,
-        &names,
     )?;
-    let value = http::HeaderValue::from_str(&authorization)
-        .map_err(|_| SignatureError::Incomplete("signature is not a header value".into()))?;
-    headers.insert(http::header::AUTHORIZATION, value);
+    headers.insert(http::header::AUTHORIZATION, authorization);
     Ok(())
 }
 
