@@ -22,7 +22,7 @@ use cairn_store::{EventStore, HistoryView, LookupQuery, StoredEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::log_file::{assemble, LogFileName};
+use crate::log_file::{assemble_hashed, LogFileName};
 use crate::notify::Notifier;
 use crate::objects::{ObjectPut, ObjectStore};
 use crate::selection::{in_logging_period, trail_takes, RecordFacts};
@@ -38,6 +38,8 @@ pub struct DeliverySettings {
     pub max_file_json_bytes: usize,
     /// How many events are read from the feed at a time.
     pub feed_batch: usize,
+    /// How often a trail with log file validation writes its digest files: AWS's is hourly.
+    pub digest_interval: Duration,
     /// For the exactly-once test only: abort the process after the first file is written
     /// and before the position moves, as a crash would.
     pub abort_after_first_upload: bool,
@@ -50,6 +52,7 @@ impl Default for DeliverySettings {
             max_records_per_file: 10_000,
             max_file_json_bytes: 32 << 20,
             feed_batch: 20_000,
+            digest_interval: Duration::from_secs(3600),
             abort_after_first_upload: false,
         }
     }
@@ -92,6 +95,8 @@ pub struct Deliverer {
     notifier: Option<Notifier>,
     /// Trails whose last delivery failed: how many times in a row, and when to try again.
     backoff: Mutex<HashMap<String, (u32, i64)>>,
+    /// Signs digest files; without it no trail writes digests.
+    pub(crate) digest_keys: Option<Arc<cairn_integrity::DigestKeys>>,
 }
 
 type FeedRead = tokio::task::JoinHandle<Result<Vec<StoredEvent>, cairn_store::StoreError>>;
@@ -116,7 +121,22 @@ impl Deliverer {
             uploads: Default::default(),
             notifier: None,
             backoff: Mutex::default(),
+            digest_keys: None,
         }
+    }
+
+    /// Writes digest files for trails with log file validation, signed with `keys`.
+    pub fn with_digest_keys(mut self, keys: Arc<cairn_integrity::DigestKeys>) -> Self {
+        self.digest_keys = Some(keys);
+        self
+    }
+
+    pub(crate) fn settings(&self) -> &DeliverySettings {
+        &self.settings
+    }
+
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// Sends SNS notifications and CloudWatch Logs events through `notifier`.
@@ -148,7 +168,7 @@ impl Deliverer {
         }
     }
 
-    async fn blocking<T: Send + 'static>(
+    pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&dyn EventStore) -> Result<T, cairn_store::StoreError> + Send + 'static,
     ) -> Result<T, DeliveryError> {
@@ -159,7 +179,7 @@ impl Deliverer {
             .map_err(DeliveryError::from)
     }
 
-    async fn commit(&self, changes: Vec<StateChange>) -> Result<(), DeliveryError> {
+    pub(crate) async fn commit(&self, changes: Vec<StateChange>) -> Result<(), DeliveryError> {
         let pending = self.store.submit_with_state(Vec::new(), changes)?;
         pending.completion().await?;
         Ok(())
@@ -185,9 +205,21 @@ impl Deliverer {
     pub async fn deliver_round(&self) -> Result<RoundReport, DeliveryError> {
         let trails = self.trails().await?;
         let positions = self.positions().await?;
+        let mut chains = self.digest_chains().await?;
         let mut report = RoundReport::default();
         let now = self.clock.now_millis();
-        for (arn, trail) in trails {
+        for (arn, trail) in &trails {
+            let chain = chains.remove(arn);
+            // A closed or new chain is settled before delivery, so that the files delivered
+            // next are listed by the digest that follows them.
+            let chain = match self.open_or_close_chain(arn, Some(trail), chain).await {
+                Ok(chain) => chain,
+                Err(error) => {
+                    self.digest_failed(arn, &error).await;
+                    None
+                }
+            };
+            let (arn, trail) = (arn.clone(), trail.clone());
             let waiting = self
                 .backoff
                 .lock()
@@ -197,7 +229,16 @@ impl Deliverer {
                 continue;
             }
             let position = positions.get(&arn).cloned();
-            let outcome = self.deliver_trail(&arn, trail, position, &mut report).await;
+            let outcome = self
+                .deliver_trail(&arn, trail.clone(), position, &mut report)
+                .await;
+            if outcome.is_ok() {
+                if let Some(chain) = chain {
+                    if let Err(error) = self.digest_if_due(&arn, Some(&trail), chain).await {
+                        self.digest_failed(&arn, &error).await;
+                    }
+                }
+            }
             if let Ok(mut backoff) = self.backoff.lock() {
                 match &outcome {
                     Ok(()) => {
@@ -228,6 +269,12 @@ impl Deliverer {
                         status.insert("LatestDeliveryError".into(), json!(message));
                     })
                     .await;
+            }
+        }
+        // Chains whose trail was deleted end with a final digest.
+        for (arn, chain) in chains {
+            if let Err(error) = self.digest_if_due(&arn, None, chain).await {
+                tracing::warn!(%error, trail = %arn, "final digest failed; retried next round");
             }
         }
         Ok(report)
@@ -407,13 +454,14 @@ impl Deliverer {
     ) -> Result<Vec<PlannedFile>, DeliveryError> {
         let planned = files(arn, pending, events, &self.settings);
         // Compressing is the other CPU-heavy part: off the async workers, on every core.
-        let (planned, bodies) = tokio::task::spawn_blocking(move || {
+        let (mut planned, bodies) = tokio::task::spawn_blocking(move || {
             let bodies = compress_all(&planned);
             (planned, bodies)
         })
         .await
         .map_err(|error| DeliveryError::Objects(error.to_string()))?;
-        for (file, body) in planned.iter().zip(bodies) {
+        for (file, (body, hash)) in planned.iter_mut().zip(bodies) {
+            file.hash = hash;
             self.objects
                 .put_object(ObjectPut {
                     bucket: pending.trail.s3_bucket_name.clone(),
@@ -531,11 +579,14 @@ impl Deliverer {
             json!(format_event_time(now)),
         );
         status.remove("LatestDeliveryError");
-        self.commit(vec![
+        let mut changes = vec![
             position_change(arn, pending.through_seq, None),
             StateChange::put(TRAIL_STATUS, arn, Value::Object(status).to_string()),
-        ])
-        .await
+        ];
+        if pending.trail.log_file_validation_enabled {
+            changes.extend(crate::digests::listed_files(arn, pending, written));
+        }
+        self.commit(changes).await
     }
 
     async fn status(&self, arn: &str) -> Result<Map<String, Value>, DeliveryError> {
@@ -548,7 +599,7 @@ impl Deliverer {
             .unwrap_or_default())
     }
 
-    async fn update_status(
+    pub(crate) async fn update_status(
         &self,
         arn: &str,
         change: impl FnOnce(&mut Map<String, Value>, i64),
@@ -576,13 +627,14 @@ fn position_change(arn: &str, position: i64, pending: Option<&PendingDelivery>) 
     )
 }
 
-/// Each file's gzipped bytes, compressed on as many threads as there are cores.
-fn compress_all(files: &[PlannedFile]) -> Vec<Vec<u8>> {
+/// Each file's gzipped bytes and the SHA-256 of its JSON, compressed on as many threads as
+/// there are cores.
+fn compress_all(files: &[PlannedFile]) -> Vec<(Vec<u8>, String)> {
     let workers = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(files.len())
         .max(1);
-    let mut bodies = vec![Vec::new(); files.len()];
+    let mut bodies = vec![(Vec::new(), String::new()); files.len()];
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|worker| {
@@ -592,7 +644,10 @@ fn compress_all(files: &[PlannedFile]) -> Vec<Vec<u8>> {
                         .enumerate()
                         .filter(|(index, _)| index % workers == worker)
                         .map(|(index, file)| {
-                            (index, assemble(file.records.iter().map(String::as_str)))
+                            (
+                                index,
+                                assemble_hashed(file.records.iter().map(String::as_str)),
+                            )
                         })
                         .collect::<Vec<_>>()
                 })
@@ -622,8 +677,10 @@ pub struct PlannedFile {
     pub account_id: String,
     pub region: String,
     pub records: Vec<String>,
-    /// Each record's eventTime (epoch ms), for CloudWatch Logs.
+    /// Each record's eventTime (epoch ms), for CloudWatch Logs and digests.
     pub event_times: Vec<i64>,
+    /// Hex SHA-256 of the decompressed file, once it is assembled.
+    pub hash: String,
 }
 
 /// The files a pending stretch's taken events make: one per account and region (in order
@@ -670,6 +727,7 @@ pub fn files(
                 region: region.to_owned(),
                 records: std::mem::take(records),
                 event_times: std::mem::take(times),
+                hash: String::new(),
             });
             *part += 1;
         };

@@ -1,10 +1,11 @@
 //! cairn-delivery owns what trails write: the selection of each trail's events from the
 //! store's feed (`selection`), log files in AWS's exact layout (`log_file`), the places they
-//! go (`objects`: the embedded S3 or any S3-compatible endpoint), and the exactly-once loop
-//! that ties them (`deliverer`). It depends on the store trait and the model, never on the
+//! go (`objects`: the embedded S3 or any S3-compatible endpoint), the exactly-once loop
+//! that ties them (`deliverer`), and the digest files that follow them (`digests`). It depends on the store trait and the model, never on the
 //! server: the trail API writes trails as state, delivery reads them.
 
 pub mod deliverer;
+pub mod digests;
 pub mod log_file;
 pub mod notify;
 pub mod objects;
@@ -21,6 +22,10 @@ pub const TRAILS: &str = "trails";
 pub const TRAIL_STATUS: &str = "trail-status";
 /// Each trail's delivery position and pending stretch, keyed by ARN.
 pub const TRAIL_DELIVERY: &str = "trail-delivery";
+/// Each trail's digest chains, keyed by ARN.
+pub const TRAIL_DIGESTS: &str = "trail-digest";
+/// Delivered log files waiting for their digest, keyed by ARN, feed position and part.
+pub const DIGEST_FILES: &str = "trail-digest-files";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {

@@ -16,13 +16,19 @@ const SUFFIX_CHARS: usize = 16;
 /// The gzipped file holding `records` (each one record's JSON text), in order. The gzip
 /// header carries no time or name, so the same records always give the same bytes.
 pub fn assemble<'r>(records: impl IntoIterator<Item = &'r str>) -> Vec<u8> {
+    assemble_hashed(records).0
+}
+
+/// The gzipped file, and the hex SHA-256 of what it decompresses to (what a digest lists).
+pub fn assemble_hashed<'r>(records: impl IntoIterator<Item = &'r str>) -> (Vec<u8>, String) {
     let json = records_json(records);
+    let hash = hex::encode(Sha256::digest(json.as_bytes()));
     let mut encoder = flate2::GzBuilder::new()
         .mtime(0)
         .write(Vec::new(), flate2::Compression::new(3));
     // Writing into a Vec cannot fail.
     let _ = encoder.write_all(json.as_bytes());
-    encoder.finish().unwrap_or_default()
+    (encoder.finish().unwrap_or_default(), hash)
 }
 
 /// `{"Records":[r1,r2,...]}` with each record's text as stored.

@@ -118,6 +118,8 @@ pub struct TrailSupport {
     /// Trail calls change trails one at a time, each held until its event is committed, so
     /// two calls never decide on the same old state.
     pub writes: Arc<tokio::sync::Mutex<()>>,
+    /// The keys digests are signed with, which ListPublicKeys publishes.
+    pub digest_keys: Option<Arc<cairn_integrity::DigestKeys>>,
 }
 
 impl TrailSupport {
@@ -129,7 +131,13 @@ impl TrailSupport {
             objects,
             notifier,
             writes: Arc::default(),
+            digest_keys: None,
         }
+    }
+
+    pub fn with_digest_keys(mut self, keys: Arc<cairn_integrity::DigestKeys>) -> Self {
+        self.digest_keys = Some(keys);
+        self
     }
 }
 

@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 
 use crate::AppState;
 
+use base64::Engine;
 use cairn_delivery::{TRAILS, TRAIL_DELIVERY, TRAIL_STATUS};
 
 const MAX_TRAILS_PER_REGION: usize = 5;
@@ -478,6 +479,7 @@ pub(crate) async fn serve(
             let trail = resolve(&trails, name("Name")?, asking)?;
             Ok(TrailAnswer::read(trail_status(state, trail).await?))
         }
+        "ListPublicKeys" => list_public_keys(state, members, asking).await,
         "PutEventSelectors" => put_event_selectors(&trails, members, asking),
         "GetEventSelectors" => {
             let trail = resolve(&trails, name("TrailName")?, asking)?;
@@ -594,6 +596,62 @@ pub(crate) async fn serve(
             format!("Cairn does not serve {other} yet."),
         )),
     }
+}
+
+/// The digest signing keys of the caller's region valid in the asked range (default: now).
+async fn list_public_keys(
+    state: &AppState,
+    members: &Map<String, Value>,
+    asking: &Asking<'_>,
+) -> Result<TrailAnswer, AwsError> {
+    let millis = |name: &str| {
+        members
+            .get(name)
+            .and_then(Value::as_f64)
+            .map(|seconds| (seconds * 1000.0) as i64)
+    };
+    let now = asking.now_millis;
+    let end = millis("EndTime").unwrap_or(now);
+    let start = millis("StartTime").unwrap_or(end.min(now));
+    if start > end {
+        return Err(error(
+            "InvalidTimeRangeException",
+            "Start time must be before end time.",
+        ));
+    }
+    let Some(keys) = state.trails.digest_keys.clone() else {
+        return Ok(TrailAnswer::read(json!({ "PublicKeyList": [] })));
+    };
+    let region = asking.region.to_owned();
+    let listed = tokio::task::spawn_blocking(move || {
+        // The current key exists from the first time anyone asks for it.
+        if end >= now {
+            keys.signing_key(&region, now)?;
+        }
+        keys.public_keys(&region, start, end)
+    })
+    .await
+    .map_err(|_| AwsError::internal_failure())?;
+    let listed = match listed {
+        Ok(listed) => listed,
+        Err(failure) => {
+            tracing::warn!(%failure, "cannot list digest signing keys");
+            Vec::new()
+        }
+    };
+    let seconds = |millis: i64| json!(millis / 1000);
+    let keys: Vec<Value> = listed
+        .iter()
+        .map(|key| {
+            json!({
+                "Value": base64::engine::general_purpose::STANDARD.encode(key.public_key_der()),
+                "ValidityStartTime": seconds(key.validity_start_millis),
+                "ValidityEndTime": seconds(key.validity_end_millis),
+                "Fingerprint": key.fingerprint,
+            })
+        })
+        .collect();
+    Ok(TrailAnswer::read(json!({ "PublicKeyList": keys })))
 }
 
 fn tagged<'t>(trails: &'t [Trail], resource: &str) -> Result<&'t Trail, AwsError> {

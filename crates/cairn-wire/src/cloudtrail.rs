@@ -51,6 +51,7 @@ pub const TRAIL_OPERATIONS: &[&str] = &[
     "GetInsightSelectors",
     "GetTrail",
     "GetTrailStatus",
+    "ListPublicKeys",
     "ListTags",
     "ListTrails",
     "PutEventSelectors",

@@ -53,6 +53,14 @@ pub struct Overrides {
     /// Seconds between trail log file deliveries, 1 or more [default: 300, as AWS]
     #[arg(long, env = "CAIRN_DELIVERY_INTERVAL_SECS")]
     pub delivery_interval_secs: Option<u64>,
+    /// Seconds between digest files of trails with log file validation, 10 or more
+    /// [default: 3600, as AWS]
+    #[arg(long, env = "CAIRN_DIGEST_INTERVAL_SECS")]
+    pub digest_interval_secs: Option<u64>,
+    /// Seconds a digest signing key signs before it is replaced, 10 or more
+    /// [default: 2592000, 30 days]
+    #[arg(long, env = "CAIRN_DIGEST_KEY_ROTATION_SECS")]
+    pub digest_key_rotation_secs: Option<u64>,
     /// The access key trails sign with when they deliver to an S3 upstream [default: test]
     #[arg(long, env = "CAIRN_DELIVERY_ACCESS_KEY_ID")]
     pub delivery_access_key_id: Option<String>,
@@ -79,6 +87,8 @@ struct FileSettings {
     upstream_timeout_secs: Option<u64>,
     embedded_s3: Option<bool>,
     delivery_interval_secs: Option<u64>,
+    digest_interval_secs: Option<u64>,
+    digest_key_rotation_secs: Option<u64>,
     delivery_access_key_id: Option<String>,
     delivery_secret_access_key: Option<String>,
     rotation_poll_millis: Option<u64>,
@@ -124,12 +134,18 @@ pub struct Settings {
     pub embedded_s3: bool,
     /// How often logging trails deliver their log files.
     pub delivery_interval: std::time::Duration,
+    /// How often trails with log file validation write digests, and how long a signing key
+    /// signs before it is replaced.
+    pub digest_interval: std::time::Duration,
+    pub digest_key_rotation: std::time::Duration,
     /// What trails sign with at an S3 upstream: (access key ID, secret).
     pub delivery_credentials: (String, cairn_auth::SecretAccessKey),
 }
 
 pub const DEFAULT_UPSTREAM_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_DELIVERY_INTERVAL_SECS: u64 = 300;
+pub const DEFAULT_DIGEST_INTERVAL_SECS: u64 = 3600;
+pub const DEFAULT_DIGEST_KEY_ROTATION_SECS: u64 = 30 * 24 * 3600;
 pub const DEFAULT_ROTATION_POLL_MILLIS: u64 = 15_000;
 /// A rotation function runs four steps of at most 15 minutes each.
 pub const DEFAULT_ROTATION_GIVE_UP_SECS: u64 = 3600;
@@ -184,9 +200,27 @@ impl Settings {
             delivery_interval_secs >= 1,
             "delivery_interval_secs must be 1 or more"
         );
+        let digest_interval_secs = overrides
+            .digest_interval_secs
+            .or(file.digest_interval_secs)
+            .unwrap_or(DEFAULT_DIGEST_INTERVAL_SECS);
+        anyhow::ensure!(
+            digest_interval_secs >= 10,
+            "digest_interval_secs must be 10 or more"
+        );
+        let digest_key_rotation_secs = overrides
+            .digest_key_rotation_secs
+            .or(file.digest_key_rotation_secs)
+            .unwrap_or(DEFAULT_DIGEST_KEY_ROTATION_SECS);
+        anyhow::ensure!(
+            digest_key_rotation_secs >= 10,
+            "digest_key_rotation_secs must be 10 or more"
+        );
         Ok(Self {
             embedded_s3,
             delivery_interval: std::time::Duration::from_secs(delivery_interval_secs),
+            digest_interval: std::time::Duration::from_secs(digest_interval_secs),
+            digest_key_rotation: std::time::Duration::from_secs(digest_key_rotation_secs),
             delivery_credentials: (
                 overrides
                     .delivery_access_key_id
@@ -328,6 +362,16 @@ mod tests {
             ..Overrides::default()
         };
         assert!(Settings::merge(&zero, None, FileSettings::default()).is_err());
+        assert_eq!(alone.digest_interval.as_secs(), 3600);
+        let digests = file("digest_interval_secs = 10\ndigest_key_rotation_secs = 30");
+        let settings = Settings::merge(&Overrides::default(), None, digests).unwrap();
+        assert_eq!(settings.digest_interval.as_secs(), 10);
+        assert_eq!(settings.digest_key_rotation.as_secs(), 30);
+        let too_often = Overrides {
+            digest_interval_secs: Some(9),
+            ..Overrides::default()
+        };
+        assert!(Settings::merge(&too_often, None, FileSettings::default()).is_err());
     }
 
     #[test]

@@ -220,6 +220,13 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                 (None, None) => anyhow::bail!("S3 is neither embedded nor served by an upstream"),
             };
         let notifier = cairn_delivery::notify::Notifier { client: signed };
+        let digest_keys = Arc::new(
+            cairn_integrity::DigestKeys::open(
+                &settings.data_dir,
+                i64::try_from(settings.digest_key_rotation.as_millis()).unwrap_or(i64::MAX),
+            )
+            .context("cannot open the digest signing keys")?,
+        );
         let state = AppState {
             store: Arc::new(store),
             credentials: Arc::new(credentials),
@@ -236,10 +243,10 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             refusals: Arc::default(),
             body_budget: Arc::default(),
             embedded_s3,
-            trails: Arc::new(cairn_server::TrailSupport::new(
-                trail_objects.clone(),
-                Some(notifier.clone()),
-            )),
+            trails: Arc::new(
+                cairn_server::TrailSupport::new(trail_objects.clone(), Some(notifier.clone()))
+                    .with_digest_keys(digest_keys.clone()),
+            ),
             metrics: Some(metrics),
         };
         tracing::info!(
@@ -256,10 +263,12 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                 interval: settings.delivery_interval,
                 abort_after_first_upload: std::env::var_os("CAIRN_TEST_ABORT_AFTER_FIRST_UPLOAD")
                     .is_some(),
+                digest_interval: settings.digest_interval,
                 ..cairn_delivery::DeliverySettings::default()
             },
         )
-        .with_notifier(notifier));
+        .with_notifier(notifier)
+        .with_digest_keys(digest_keys));
         tokio::spawn(deliverer.run());
         cairn_server::start_background_work(&state);
         let data_dir =
