@@ -7,6 +7,7 @@
 
 pub mod digest_file;
 pub mod keys;
+pub mod validation;
 
 pub use digest_file::{
     digest_time, seal, ChainLink, DigestFile, DigestFileName, LogFileEntry, SealedDigest,

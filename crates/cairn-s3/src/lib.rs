@@ -8,4 +8,4 @@ pub mod api;
 pub mod store;
 
 pub use api::{serve, S3Answer, S3Request};
-pub use store::{Bucket, BucketError, BucketStore, NewObject};
+pub use store::{Bucket, BucketError, BucketStore, ListQuery, NewObject, MAX_LIST_KEYS};

@@ -4,6 +4,7 @@
 mod config;
 mod import_command;
 mod tail_command;
+mod validate_command;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -73,6 +74,11 @@ enum Command {
         #[command(flatten)]
         filters: tail_command::TailFilters,
     },
+    /// Validate a trail's log files against its digests, as `aws cloudtrail validate-logs`.
+    ValidateLogs {
+        #[command(flatten)]
+        args: validate_command::ValidateArgs,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -92,6 +98,7 @@ fn main() -> anyhow::Result<()> {
             let settings = Settings::load(&overrides, None)?;
             tail_command::run(&settings, &filters)
         }
+        Command::ValidateLogs { args } => std::process::exit(validate_command::run(&args)?),
         Command::Retention {
             overrides,
             days,

@@ -1,0 +1,904 @@
+//! Validates a trail's digest chain and log files as `aws cloudtrail validate-logs` does
+//! (spec §5.5), line for line and verdict for verdict, and one check more: a log file that
+//! sits in the covered time but that no digest lists was slipped in (the aws CLI never lists
+//! log files, so it cannot see one). Digests are fetched ahead and log files checked on
+//! several threads; what is printed keeps the CLI's order.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use aws_lc_rs::signature::{UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::digest_file::string_to_sign;
+
+/// The most a digest may decompress to; anything larger is not a digest.
+const MAX_DIGEST_BYTES: u64 = 64 << 20;
+
+/// An object as a reader fetched it.
+pub struct Fetched {
+    pub body: Vec<u8>,
+    /// User metadata, names without `x-amz-meta-`, lower case.
+    pub metadata: HashMap<String, String>,
+}
+
+#[derive(Debug)]
+pub enum ReadError {
+    NotFound,
+    Other(String),
+}
+
+/// A key a listing gave, with when its object was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedKey {
+    pub key: String,
+    pub last_modified_millis: i64,
+}
+
+/// Where the trail's bucket is read from: the embedded S3, an S3 endpoint, a local copy.
+pub trait BucketReader: Sync {
+    /// One page of keys under `prefix` after `marker`, in order, and whether more follow.
+    fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        marker: &str,
+    ) -> Result<(Vec<ListedKey>, bool), ReadError>;
+    fn get(&self, bucket: &str, key: &str) -> Result<Fetched, ReadError>;
+}
+
+/// A public key as ListPublicKeys gives it.
+#[derive(Clone, Debug)]
+pub struct PublicKey {
+    pub fingerprint: String,
+    pub der: Vec<u8>,
+}
+
+/// What to validate: the aws CLI's arguments, resolved.
+#[derive(Clone, Debug)]
+pub struct Validation {
+    pub trail_arn: String,
+    pub trail_name: String,
+    pub home_region: String,
+    /// The region whose digests are read (the CLI's `--region`, else the home region).
+    pub source_region: String,
+    pub account_id: String,
+    pub bucket: String,
+    pub prefix: Option<String>,
+    pub organization_id: Option<String>,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// How many objects are fetched at once.
+    pub parallelism: usize,
+}
+
+/// One line of the report, as the CLI words it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Line {
+    Valid(String),
+    Invalid(String),
+    /// A gap in the chain: reported, not counted invalid.
+    Gap(String),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub lines: Vec<Line>,
+    pub valid_digests: usize,
+    pub invalid_digests: usize,
+    pub valid_logs: usize,
+    pub invalid_logs: usize,
+    pub found_start: Option<DateTime<Utc>>,
+    pub found_end: Option<DateTime<Utc>>,
+}
+
+impl Report {
+    pub fn is_valid(&self) -> bool {
+        self.invalid_digests == 0 && self.invalid_logs == 0
+    }
+
+    /// The CLI's output: the startup line and the summary on stdout, each valid file on
+    /// stdout when verbose, each problem on stderr set off by blank lines.
+    pub fn write(
+        &self,
+        validation: &Validation,
+        verbose: bool,
+        stdout: &mut dyn std::io::Write,
+        stderr: &mut dyn std::io::Write,
+    ) -> std::io::Result<()> {
+        writeln!(
+            stdout,
+            "Validating log files for trail {} between {} and {}\n",
+            validation.trail_arn,
+            display(validation.start),
+            display(validation.end)
+        )?;
+        let mut double_spaced = true;
+        for line in &self.lines {
+            match line {
+                Line::Valid(text) => {
+                    if verbose {
+                        double_spaced = false;
+                        writeln!(stdout, "{text}")?;
+                    }
+                }
+                Line::Invalid(text) | Line::Gap(text) => {
+                    stdout.flush()?;
+                    if double_spaced {
+                        write!(stderr, "{text}\n\n")?;
+                    } else {
+                        write!(stderr, "\n{text}\n\n")?;
+                    }
+                    stderr.flush()?;
+                    double_spaced = true;
+                }
+            }
+        }
+        if !double_spaced {
+            writeln!(stdout)?;
+        }
+        writeln!(
+            stdout,
+            "Results requested for {} to {}",
+            display(validation.start),
+            display(validation.end)
+        )?;
+        if self.valid_digests + self.invalid_digests == 0 {
+            writeln!(stdout, "No digests found")?;
+            return Ok(());
+        }
+        match (self.found_start, self.found_end) {
+            (Some(start), Some(end)) => writeln!(
+                stdout,
+                "Results found for {} to {}:",
+                display(start),
+                display(end)
+            )?,
+            _ => writeln!(stdout, "No valid digests found in range")?,
+        }
+        for (valid, invalid, name) in [
+            (self.valid_digests, self.invalid_digests, "digest"),
+            (self.valid_logs, self.invalid_logs, "log"),
+        ] {
+            let total = valid + invalid;
+            if total > 0 {
+                write!(stdout, "\n{valid}/{total} {name} files valid")?;
+                if invalid > 0 {
+                    write!(stdout, ", {invalid}/{total} {name} files INVALID")?;
+                }
+            }
+        }
+        writeln!(stdout)?;
+        Ok(())
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn display(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn compact(at: DateTime<Utc>) -> String {
+    at.format("%Y%m%dT%H%M%SZ").to_string()
+}
+
+/// A time as the CLI's `--start-time` takes it: RFC 3339, `YYYY-MM-DDTHH:MM:SSZ`,
+/// `YYYY-MM-DD`, or epoch seconds.
+pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Some(at.with_timezone(&Utc));
+    }
+    for format in [
+        "%Y-%m-%dT%H:%M:%SZ",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y%m%dT%H%M%SZ",
+    ] {
+        if let Ok(at) = chrono::NaiveDateTime::parse_from_str(text, format) {
+            return Some(at.and_utc());
+        }
+    }
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return day.and_hms_opt(0, 0, 0).map(|at| at.and_utc());
+    }
+    text.parse::<i64>()
+        .ok()
+        .and_then(|seconds| Utc.timestamp_opt(seconds, 0).single())
+}
+
+/// `arn:<partition>:cloudtrail:<region>:<12 digits>:trail/<name>` → (region, account, name).
+pub fn parse_trail_arn(arn: &str) -> Option<(String, String, String)> {
+    let mut fields = arn.splitn(6, ':');
+    let (_, partition, service, region, account, resource) = (
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+    );
+    let name = resource.strip_prefix("trail/")?;
+    let plain = !partition.is_empty()
+        && service == "cloudtrail"
+        && !region.is_empty()
+        && account.len() == 12
+        && account.bytes().all(|byte| byte.is_ascii_digit())
+        && !name.is_empty();
+    plain.then(|| {
+        (
+            region.to_owned(),
+            account.to_owned(),
+            name.rsplit('/').next().unwrap_or(name).to_owned(),
+        )
+    })
+}
+
+impl Validation {
+    fn logs_root(&self) -> String {
+        let mut root = String::new();
+        if let Some(prefix) = self.prefix.as_deref().filter(|prefix| !prefix.is_empty()) {
+            root.push_str(prefix);
+            root.push('/');
+        }
+        root.push_str("AWSLogs/");
+        if let Some(organization) = &self.organization_id {
+            root.push_str(organization);
+            root.push('/');
+        }
+        root.push_str(&self.account_id);
+        root
+    }
+
+    fn digest_prefix(&self) -> String {
+        format!(
+            "{}/CloudTrail-Digest/{}",
+            self.logs_root(),
+            self.source_region
+        )
+    }
+
+    /// The key a digest ending at `at` would have: where the listing starts.
+    fn digest_key_at(&self, at: DateTime<Utc>) -> String {
+        format!(
+            "{}/{}/{}_CloudTrail-Digest_{}_{}_{}_{}.json.gz",
+            self.digest_prefix(),
+            at.format("%Y/%m/%d"),
+            self.account_id,
+            self.source_region,
+            self.trail_name,
+            self.home_region,
+            compact(at)
+        )
+    }
+
+    /// Whether `key` is one of this trail's standard digests (the regex the CLI applies).
+    fn is_trail_digest(&self, key: &str) -> bool {
+        let Some(rest) = key.strip_prefix(&format!("{}/", self.digest_prefix())) else {
+            return false;
+        };
+        let mut parts = rest.splitn(4, '/');
+        let dated = (0..3).all(|_| {
+            parts.next().is_some_and(|part| {
+                !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_digit())
+            })
+        });
+        let Some(name) = parts.next() else {
+            return false;
+        };
+        let head = format!(
+            "{}_CloudTrail-Digest_{}_{}_{}_",
+            self.account_id, self.source_region, self.trail_name, self.home_region
+        );
+        dated
+            && name.len() > head.len() + ".json.gz".len()
+            && name.starts_with(&head)
+            && name.ends_with(".json.gz")
+            && !name.ends_with("_backfill.json.gz")
+    }
+}
+
+/// The key's own time, `key[-24:-8]`, as the CLI reads it.
+fn key_stamp(key: &str) -> Option<&str> {
+    let length = key.len();
+    (length >= 24)
+        .then(|| key.get(length - 24..length - 8))
+        .flatten()
+}
+
+fn stamp_time(stamp: &str) -> Option<DateTime<Utc>> {
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ")
+        .ok()
+        .map(|at| at.and_utc())
+}
+
+/// What fetching and checking one digest gave.
+#[derive(Clone, Debug)]
+enum DigestOutcome {
+    Valid(Box<Value>),
+    NotFound,
+    Invalid(String),
+}
+
+fn gunzip(body: &[u8], limit: u64) -> Option<Vec<u8>> {
+    let mut decoder = flate2::read::MultiGzDecoder::new(body).take(limit + 1);
+    let mut out = Vec::new();
+    decoder.read_to_end(&mut out).ok()?;
+    (out.len() as u64 <= limit).then_some(out)
+}
+
+const REQUIRED: &[&str] = &[
+    "digestPublicKeyFingerprint",
+    "digestS3Bucket",
+    "digestS3Object",
+    "previousDigestSignature",
+    "digestEndTime",
+    "digestStartTime",
+];
+
+fn check_digest(
+    reader: &dyn BucketReader,
+    keys: &HashMap<String, PublicKey>,
+    home_region: &str,
+    bucket: &str,
+    key: &str,
+) -> DigestOutcome {
+    let invalid = |why: &str| {
+        DigestOutcome::Invalid(format!("Digest file\ts3://{bucket}/{key}\tINVALID: {why}"))
+    };
+    let fetched = match reader.get(bucket, key) {
+        Ok(fetched) => fetched,
+        Err(ReadError::NotFound) => return DigestOutcome::NotFound,
+        Err(ReadError::Other(error)) => return invalid(&error),
+    };
+    let Some(inflated) = gunzip(&fetched.body, MAX_DIGEST_BYTES) else {
+        return invalid("invalid format");
+    };
+    let Ok(Value::Object(digest)) = serde_json::from_slice::<Value>(&inflated) else {
+        return invalid("invalid format");
+    };
+    let (Some(signature), Some(_)) = (
+        fetched.metadata.get("signature"),
+        fetched.metadata.get("signature-algorithm"),
+    ) else {
+        return invalid("signature verification failed");
+    };
+    if REQUIRED.iter().any(|name| !digest.contains_key(*name)) {
+        return invalid("invalid format");
+    }
+    let text = |name: &str| digest.get(name).and_then(Value::as_str);
+    if text("digestS3Bucket") != Some(bucket) || text("digestS3Object") != Some(key) {
+        return invalid("has been moved from its original location");
+    }
+    let fingerprint = digest
+        .get("digestPublicKeyFingerprint")
+        .map(|value| {
+            value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_owned)
+        })
+        .unwrap_or_default();
+    let Some(public) = keys.get(&fingerprint) else {
+        return invalid(&format!(
+            "public key not found in region {home_region} for fingerprint {fingerprint}"
+        ));
+    };
+    if !looks_like_pkcs1(&public.der) {
+        return invalid(&format!(
+            "Unable to load PKCS #1 key with fingerprint {fingerprint}"
+        ));
+    }
+    let (Some(end_time), Some(_)) = (text("digestEndTime"), text("digestStartTime")) else {
+        return invalid("invalid format");
+    };
+    let previous = match digest.get("previousDigestSignature") {
+        Some(Value::String(previous)) => Some(previous.as_str()),
+        Some(Value::Null) | None => None,
+        Some(_) => return invalid("invalid format"),
+    };
+    let hash = hex::encode(Sha256::digest(&inflated));
+    let to_sign = string_to_sign(end_time, bucket, key, &hash, previous);
+    let Ok(signature) = hex::decode(signature) else {
+        return invalid("signature verification failed");
+    };
+    let verified = UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &public.der)
+        .verify(to_sign.as_bytes(), &signature)
+        .is_ok();
+    if !verified {
+        return invalid("signature verification failed");
+    }
+    if parse_time(end_time).is_none() {
+        return invalid("invalid format");
+    }
+    DigestOutcome::Valid(Box::new(Value::Object(digest)))
+}
+
+/// A DER `SEQUENCE` of two `INTEGER`s: what PKCS#1 `RSAPublicKey` is.
+fn looks_like_pkcs1(der: &[u8]) -> bool {
+    fn element(bytes: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = bytes.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (length, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let count = usize::from(first & 0x7f);
+            if count == 0 || count > 4 || rest.len() < count {
+                return None;
+            }
+            let length = rest[..count]
+                .iter()
+                .fold(0usize, |length, byte| (length << 8) | usize::from(*byte));
+            (length, &rest[count..])
+        };
+        (rest.len() >= length).then(|| (tag, &rest[..length], &rest[length..]))
+    }
+    let Some((0x30, body, trailing)) = element(der) else {
+        return false;
+    };
+    let Some((0x02, _, rest)) = element(body) else {
+        return false;
+    };
+    matches!(element(rest), Some((0x02, _, after)) if after.is_empty()) && trailing.is_empty()
+}
+
+/// A line of the report, or the place of a log file's line until it is checked.
+enum Entry {
+    Line(Line),
+    Log(usize),
+}
+
+/// What checking one log file gave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LogOutcome {
+    Valid,
+    Mismatch,
+    NotFound,
+    InvalidFormat,
+}
+
+fn check_log(reader: &dyn BucketReader, bucket: &str, key: &str, expected: &str) -> LogOutcome {
+    let fetched = match reader.get(bucket, key) {
+        Ok(fetched) => fetched,
+        Err(ReadError::NotFound) => return LogOutcome::NotFound,
+        Err(ReadError::Other(_)) => return LogOutcome::InvalidFormat,
+    };
+    let mut decoder = flate2::read::MultiGzDecoder::new(fetched.body.as_slice());
+    let mut hash = Sha256::new();
+    let mut buffer = vec![0u8; 64 << 10];
+    loop {
+        match decoder.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => hash.update(&buffer[..read]),
+            Err(_) => return LogOutcome::InvalidFormat,
+        }
+    }
+    if hex::encode(hash.finalize()) == expected {
+        LogOutcome::Valid
+    } else {
+        LogOutcome::Mismatch
+    }
+}
+
+/// Runs `work` over `items` on `threads` threads, results in the items' order.
+fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    progress: &(dyn Fn() + Sync),
+    work: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..threads.clamp(1, items.len().max(1)) {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = items.get(index) else {
+                    break;
+                };
+                let result = work(item);
+                progress();
+                if let Ok(mut results) = results.lock() {
+                    results[index] = Some(result);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Everything a run needs besides the bucket.
+pub struct Validator<'a> {
+    pub reader: &'a dyn BucketReader,
+    pub keys: HashMap<String, PublicKey>,
+    /// Called once per object fetched: for a progress bar.
+    pub progress: &'a (dyn Fn() + Sync),
+}
+
+/// Why a run could not start (the CLI's fatal errors).
+#[derive(Debug, thiserror::Error)]
+pub enum ValidationError {
+    #[error("No public keys found between {0} and {1}")]
+    NoPublicKeys(String, String),
+    #[error("{0}")]
+    Read(String),
+}
+
+impl Validator<'_> {
+    /// The standard digests of the range, oldest first.
+    fn digest_keys(&self, validation: &Validation) -> Result<Vec<String>, ValidationError> {
+        let mut marker = validation.digest_key_at(validation.start - Duration::minutes(1));
+        let prefix = validation.digest_prefix();
+        let first = compact(validation.start);
+        let last = compact(validation.end + Duration::hours(1));
+        let mut keys = Vec::new();
+        loop {
+            let (page, more) = self
+                .reader
+                .list_page(&validation.bucket, &prefix, &marker)
+                .map_err(|error| ValidationError::Read(format!("{error:?}")))?;
+            for ListedKey { key, .. } in &page {
+                if !validation.is_trail_digest(key) {
+                    continue;
+                }
+                let Some(stamp) = key_stamp(key) else {
+                    continue;
+                };
+                if stamp > last.as_str() {
+                    return Ok(keys);
+                }
+                if stamp >= first.as_str() {
+                    keys.push(key.clone());
+                }
+            }
+            match page.last() {
+                Some(last) if more => marker = last.key.clone(),
+                _ => return Ok(keys),
+            }
+        }
+    }
+
+    pub fn run(&self, validation: &Validation) -> Result<Report, ValidationError> {
+        let mut listed = self.digest_keys(validation)?;
+        if self.keys.is_empty() {
+            return Err(ValidationError::NoPublicKeys(
+                display(validation.start),
+                display(validation.end + Duration::hours(2)),
+            ));
+        }
+        let home = validation.home_region.as_str();
+        // Every listed digest is fetched ahead, in parallel; the walk then reads the cache.
+        let fetched = in_parallel(&listed, validation.parallelism, self.progress, |key| {
+            check_digest(self.reader, &self.keys, home, &validation.bucket, key)
+        });
+        let mut cache: HashMap<(String, String), DigestOutcome> = listed
+            .iter()
+            .cloned()
+            .zip(fetched)
+            .map(|(key, outcome)| ((validation.bucket.clone(), key), outcome))
+            .collect();
+        let mut report = Report::default();
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut logs: Vec<(String, String, String)> = Vec::new();
+        let mut bucket = validation.bucket.clone();
+        let mut key = listed.pop();
+        let mut last_start = key.as_deref().and_then(key_stamp).and_then(stamp_time);
+        let older_than = |listed: &mut Vec<String>, before: &str| -> Option<String> {
+            let before = key_stamp(before).and_then(stamp_time)?;
+            while let Some(next) = listed.pop() {
+                if key_stamp(&next)
+                    .and_then(stamp_time)
+                    .is_some_and(|at| at < before)
+                {
+                    return Some(next);
+                }
+            }
+            None
+        };
+        while let (Some(current), Some(start_bound)) = (key.clone(), last_start) {
+            if validation.start > start_bound {
+                break;
+            }
+            let outcome = cache
+                .remove(&(bucket.clone(), current.clone()))
+                .unwrap_or_else(|| check_digest(self.reader, &self.keys, home, &bucket, &current));
+            match outcome {
+                DigestOutcome::Valid(digest) => {
+                    let digest = *digest;
+                    let start = digest
+                        .get("digestStartTime")
+                        .and_then(Value::as_str)
+                        .and_then(parse_time);
+                    let end = digest
+                        .get("digestEndTime")
+                        .and_then(Value::as_str)
+                        .and_then(parse_time);
+                    let Some(start) = start else {
+                        report.invalid_digests += 1;
+                        entries.push(Entry::Line(Line::Invalid(format!(
+                            "Digest file\ts3://{bucket}/{current}\tINVALID: invalid format"
+                        ))));
+                        key = older_than(&mut listed, &current);
+                        continue;
+                    };
+                    last_start = Some(start);
+                    let earliest = start.max(validation.start);
+                    if report.found_start.is_none_or(|found| earliest < found) {
+                        report.found_start = Some(earliest);
+                    }
+                    if let Some(end) = end {
+                        let latest = end.min(validation.end);
+                        if report.found_end.is_none_or(|found| latest > found) {
+                            report.found_end = Some(latest);
+                        }
+                    }
+                    report.valid_digests += 1;
+                    entries.push(Entry::Line(Line::Valid(format!(
+                        "Digest file\ts3://{bucket}/{current}\tvalid"
+                    ))));
+                    let listed_logs = digest.get("logFiles").and_then(Value::as_array);
+                    for entry in listed_logs.into_iter().flatten() {
+                        let field = |name: &str| {
+                            entry
+                                .get(name)
+                                .and_then(Value::as_str)
+                                .unwrap_or("")
+                                .to_owned()
+                        };
+                        entries.push(Entry::Log(logs.len()));
+                        logs.push((field("s3Bucket"), field("s3Object"), field("hashValue")));
+                    }
+                    let previous_bucket =
+                        digest.get("previousDigestS3Bucket").and_then(Value::as_str);
+                    let previous_key = digest.get("previousDigestS3Object").and_then(Value::as_str);
+                    match (previous_bucket, previous_key) {
+                        (Some(previous_bucket), Some(previous_key)) => {
+                            bucket = previous_bucket.to_owned();
+                            key = Some(previous_key.to_owned());
+                        }
+                        _ => {
+                            let next = older_than(&mut listed, &current);
+                            if let Some(next) = &next {
+                                let next_end = key_stamp(next).and_then(stamp_time);
+                                entries.push(Entry::Line(Line::Gap(format!(
+                                    "No log files were delivered by CloudTrail between {} and {}",
+                                    next_end.map(display).unwrap_or_default(),
+                                    display(start)
+                                ))));
+                            }
+                            key = next;
+                        }
+                    }
+                }
+                DigestOutcome::NotFound => {
+                    report.invalid_digests += 1;
+                    entries.push(Entry::Line(Line::Invalid(format!(
+                        "Digest file\ts3://{bucket}/{current}\tINVALID: not found"
+                    ))));
+                    key = older_than(&mut listed, &current);
+                }
+                DigestOutcome::Invalid(message) => {
+                    report.invalid_digests += 1;
+                    entries.push(Entry::Line(Line::Invalid(message)));
+                    key = older_than(&mut listed, &current);
+                }
+            }
+        }
+        self.check_logs(validation, entries, &logs, &mut report);
+        Ok(report)
+    }
+
+    /// Checks every listed log file (in parallel) and puts its line where the CLI would.
+    fn check_logs(
+        &self,
+        validation: &Validation,
+        entries: Vec<Entry>,
+        logs: &[(String, String, String)],
+        report: &mut Report,
+    ) {
+        let outcomes = in_parallel(
+            logs,
+            validation.parallelism,
+            self.progress,
+            |(bucket, key, hash)| check_log(self.reader, bucket, key, hash),
+        );
+        for entry in entries {
+            let position = match entry {
+                Entry::Line(line) => {
+                    report.lines.push(line);
+                    continue;
+                }
+                Entry::Log(position) => position,
+            };
+            let (bucket, key, _) = &logs[position];
+            let name = format!("Log file\ts3://{bucket}/{key}\t");
+            let outcome = outcomes
+                .get(position)
+                .copied()
+                .unwrap_or(LogOutcome::InvalidFormat);
+            let line = match outcome {
+                LogOutcome::Valid => Line::Valid(format!("{name}valid")),
+                LogOutcome::Mismatch => {
+                    Line::Invalid(format!("{name}INVALID: hash value doesn't match"))
+                }
+                LogOutcome::NotFound => Line::Invalid(format!("{name}INVALID: not found")),
+                LogOutcome::InvalidFormat => {
+                    Line::Invalid(format!("{name}INVALID: invalid format"))
+                }
+            };
+            match outcome {
+                LogOutcome::Valid => report.valid_logs += 1,
+                _ => report.invalid_logs += 1,
+            }
+            report.lines.push(line);
+        }
+        self.find_unlisted(validation, logs, report);
+    }
+
+    /// Log files of the covered time that no valid digest lists: slipped in. A file's name
+    /// carries its delivery minute; of the files named for the first or last minute, those
+    /// written outside the covered time in that same minute belong to digests outside it.
+    fn find_unlisted(
+        &self,
+        validation: &Validation,
+        listed: &[(String, String, String)],
+        report: &mut Report,
+    ) {
+        let (Some(found_start), Some(found_end)) = (report.found_start, report.found_end) else {
+            return;
+        };
+        let listed: BTreeSet<&str> = listed
+            .iter()
+            .filter(|(bucket, _, _)| *bucket == validation.bucket)
+            .map(|(_, key, _)| key.as_str())
+            .collect();
+        let minute = |at: DateTime<Utc>| at.format("%Y%m%dT%H%MZ").to_string();
+        let (first_minute, last_minute) = (minute(found_start), minute(found_end));
+        let root = format!(
+            "{}/CloudTrail/{}/",
+            validation.logs_root(),
+            validation.source_region
+        );
+        let mut day = found_start.date_naive();
+        while day <= found_end.date_naive() {
+            let prefix = format!("{root}{}/", day.format("%Y/%m/%d"));
+            let mut marker = String::new();
+            // A listing that fails only ends this extra check; the digests' own verdicts stand.
+            while let Ok((page, more)) = self.reader.list_page(&validation.bucket, &prefix, &marker)
+            {
+                for ListedKey {
+                    key,
+                    last_modified_millis,
+                } in &page
+                {
+                    // `..._<YYYYMMDDTHHmmZ>_<16 characters>.json.gz`
+                    let named = key
+                        .len()
+                        .checked_sub(39)
+                        .and_then(|start| key.get(start..start + 14));
+                    let Some(named) = named else {
+                        continue;
+                    };
+                    if named < first_minute.as_str()
+                        || named > last_minute.as_str()
+                        || listed.contains(key.as_str())
+                    {
+                        continue;
+                    }
+                    let written = Utc
+                        .timestamp_millis_opt(*last_modified_millis)
+                        .single()
+                        .unwrap_or_default();
+                    let outside = written < found_start || written >= found_end;
+                    if outside && minute(written) == named {
+                        continue;
+                    }
+                    report.invalid_logs += 1;
+                    report.lines.push(Line::Invalid(format!(
+                        "Log file\ts3://{}/{key}\tINVALID: not listed in any digest",
+                        validation.bucket
+                    )));
+                }
+                match page.last() {
+                    Some(last) if more => marker = last.key.clone(),
+                    _ => break,
+                }
+            }
+            let Some(next) = day.succ_opt() else {
+                break;
+            };
+            day = next;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arns_and_times_parse_as_the_cli_takes_them() {
+        assert_eq!(
+            parse_trail_arn("arn:aws:cloudtrail:us-east-1:123456789012:trail/main"),
+            Some(("us-east-1".into(), "123456789012".into(), "main".into()))
+        );
+        assert_eq!(
+            parse_trail_arn("arn:aws:cloudtrail:us-east-1:1234:trail/main"),
+            None
+        );
+        assert_eq!(
+            parse_trail_arn("arn:aws:s3:us-east-1:123456789012:trail/main"),
+            None
+        );
+        let at = Utc.with_ymd_and_hms(2026, 12, 2, 4, 13, 0).unwrap();
+        for text in [
+            "2026-12-02T04:13:00Z",
+            "2026-12-02T04:13:00+00:00",
+            "2026-12-02T04:13:00",
+            "1796184780",
+        ] {
+            assert_eq!(parse_time(text), Some(at), "{text}");
+        }
+        assert_eq!(
+            parse_time("2026-12-02"),
+            Some(at - Duration::minutes(4 * 60 + 13))
+        );
+        assert_eq!(parse_time("yesterday"), None);
+    }
+
+    #[test]
+    fn only_this_trails_standard_digests_are_taken() {
+        let validation = Validation {
+            trail_arn: String::new(),
+            trail_name: "main".into(),
+            home_region: "us-east-1".into(),
+            source_region: "us-east-1".into(),
+            account_id: "123456789012".into(),
+            bucket: "b".into(),
+            prefix: Some("p".into()),
+            organization_id: None,
+            start: Utc::now(),
+            end: Utc::now(),
+            parallelism: 1,
+        };
+        let good = "p/AWSLogs/123456789012/CloudTrail-Digest/us-east-1/2026/12/02/123456789012_CloudTrail-Digest_us-east-1_main_us-east-1_20261202T041310Z.json.gz";
+        assert!(validation.is_trail_digest(good));
+        assert_eq!(key_stamp(good), Some("20261202T041310Z"));
+        assert!(!validation.is_trail_digest(&good.replace("_main_", "_other_")));
+        assert!(!validation.is_trail_digest(&good.replace("p/AWSLogs", "AWSLogs")));
+        assert!(!validation.is_trail_digest(&good.replace(".json.gz", "_backfill.json.gz")));
+        assert!(
+            validation
+                .digest_key_at(Utc.with_ymd_and_hms(2026, 12, 2, 4, 12, 0).unwrap())
+                .as_str()
+                < good
+        );
+    }
+
+    #[test]
+    fn pkcs1_public_keys_are_told_from_other_der() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = crate::DigestKeys::open(dir.path(), 60_000).unwrap();
+        let key = keys.signing_key("us-east-1", 0).unwrap();
+        assert!(looks_like_pkcs1(key.public_key_der()));
+        assert!(!looks_like_pkcs1(b"not a key"));
+        assert!(!looks_like_pkcs1(&key.public_key_der()[..40]));
+    }
+
+    #[test]
+    fn oversized_or_broken_gzip_is_refused_without_reading_it_all() {
+        let big = crate::digest_file::gzip(&vec![b'x'; 1 << 20]);
+        assert!(gunzip(&big, 1 << 10).is_none());
+        assert_eq!(gunzip(&big, 2 << 20).map(|out| out.len()), Some(1 << 20));
+        assert!(gunzip(b"not gzip", 1 << 20).is_none());
+        assert!(gunzip(&big[..big.len() / 2], 2 << 20).is_none());
+    }
+}

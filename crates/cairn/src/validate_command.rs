@@ -1,0 +1,241 @@
+//! `cairn validate-logs`: the aws CLI's `cloudtrail validate-logs`, with its arguments,
+//! output lines and exit codes, run against the data directory of a Cairn (its trails, its
+//! embedded S3 and its signing keys, read beside a running server), many times faster. The
+//! checking itself is `cairn_integrity::validation`; this file finds the trail, the bucket
+//! and the keys.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use anyhow::Context;
+use cairn_integrity::validation::{
+    parse_time, parse_trail_arn, BucketReader, Fetched, ListedKey, PublicKey, ReadError,
+    Validation, Validator,
+};
+use cairn_model::trail::Trail;
+use cairn_s3::{BucketError, BucketStore, ListQuery};
+use cairn_store::{EventStore, SqliteEventStore};
+use chrono::Utc;
+
+#[derive(clap::Args, Debug)]
+pub struct ValidateArgs {
+    /// The trail whose files are validated
+    #[arg(long)]
+    pub trail_arn: String,
+    /// Validate files delivered from this time on (RFC 3339, YYYY-MM-DDTHH:MM:SSZ, a date
+    /// or epoch seconds)
+    #[arg(long)]
+    pub start_time: String,
+    /// ... up to this time [default: now]
+    #[arg(long)]
+    pub end_time: Option<String>,
+    /// The bucket the files are in, when it is not the trail's own
+    #[arg(long)]
+    pub s3_bucket: Option<String>,
+    /// Their key prefix, when it is not the trail's own
+    #[arg(long)]
+    pub s3_prefix: Option<String>,
+    /// The account whose files are validated [default: the trail's]
+    #[arg(long)]
+    pub account_id: Option<String>,
+    /// The region whose files are validated [default: the trail's home region]
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Print every valid file too
+    #[arg(long)]
+    pub verbose: bool,
+    /// The data directory of the Cairn that delivered them
+    #[arg(long, env = "CAIRN_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// How many files are read at once [default: twice the cores]
+    #[arg(long)]
+    pub parallelism: Option<usize>,
+}
+
+/// The embedded S3 of a data directory: one connection per reading thread.
+struct EmbeddedReader {
+    data_dir: PathBuf,
+    idle: Mutex<Vec<BucketStore>>,
+}
+
+impl EmbeddedReader {
+    fn with_store<T>(
+        &self,
+        work: impl FnOnce(&BucketStore) -> Result<T, BucketError>,
+    ) -> Result<T, ReadError> {
+        let taken = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let store = match taken {
+            Some(store) => store,
+            None => BucketStore::open(&self.data_dir)
+                .map_err(|error| ReadError::Other(error.to_string()))?,
+        };
+        let result = work(&store);
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(store);
+        }
+        result.map_err(|error| match error {
+            BucketError::NoSuchKey | BucketError::NoSuchBucket => ReadError::NotFound,
+            other => ReadError::Other(other.to_string()),
+        })
+    }
+}
+
+impl BucketReader for EmbeddedReader {
+    fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        marker: &str,
+    ) -> Result<(Vec<ListedKey>, bool), ReadError> {
+        self.with_store(|store| {
+            let listing = store.list_objects(
+                bucket,
+                &ListQuery {
+                    prefix,
+                    delimiter: None,
+                    after: (!marker.is_empty()).then_some(marker),
+                    max_keys: cairn_s3::MAX_LIST_KEYS,
+                },
+            )?;
+            let more = listing.next_after.is_some();
+            Ok((
+                listing
+                    .contents
+                    .into_iter()
+                    .map(|head| ListedKey {
+                        key: head.key,
+                        last_modified_millis: head.last_modified_millis,
+                    })
+                    .collect(),
+                more,
+            ))
+        })
+    }
+
+    fn get(&self, bucket: &str, key: &str) -> Result<Fetched, ReadError> {
+        self.with_store(|store| {
+            let read = store.get_object(bucket, key, None)?;
+            Ok(Fetched {
+                body: read.bytes,
+                metadata: read.head.metadata.into_iter().collect(),
+            })
+        })
+    }
+}
+
+fn find_trail(data_dir: &std::path::Path, arn: &str) -> anyhow::Result<Option<Trail>> {
+    let store = SqliteEventStore::open(data_dir).context("cannot open the event store")?;
+    let trails = store.state(cairn_delivery::TRAILS)?;
+    Ok(trails
+        .into_iter()
+        .find(|(key, _)| key == arn)
+        .and_then(|(_, text)| serde_json::from_str(&text).ok()))
+}
+
+/// Runs the validation; the exit code is the aws CLI's (0 valid, 1 not).
+pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
+    let Some((home_region, arn_account, trail_name)) = parse_trail_arn(&args.trail_arn) else {
+        anyhow::bail!("Invalid trail ARN provided: {}", args.trail_arn);
+    };
+    let start = parse_time(&args.start_time)
+        .with_context(|| format!("Unable to parse date value: {}", args.start_time))?;
+    let end = match &args.end_time {
+        Some(text) => {
+            parse_time(text).with_context(|| format!("Unable to parse date value: {text}"))?
+        }
+        None => Utc::now(),
+    };
+    anyhow::ensure!(
+        start <= end,
+        "Invalid time range specified: start-time must occur before end-time"
+    );
+    anyhow::ensure!(
+        args.data_dir.join("events.db").exists() || args.data_dir.exists(),
+        "no Cairn data directory at {}",
+        args.data_dir.display()
+    );
+    let (bucket, prefix) = match &args.s3_bucket {
+        Some(bucket) => (bucket.clone(), args.s3_prefix.clone()),
+        None => {
+            let trail = find_trail(&args.data_dir, &args.trail_arn)?
+                .context("A trail could not be found for the given ARN")?;
+            (
+                trail.s3_bucket_name,
+                args.s3_prefix.clone().or(trail.s3_key_prefix),
+            )
+        }
+    };
+    let source_region = args.region.clone().unwrap_or_else(|| home_region.clone());
+    let keys = cairn_integrity::DigestKeys::read_only(&args.data_dir);
+    let window_end = end + chrono::Duration::hours(2);
+    let public_keys: HashMap<String, PublicKey> = keys
+        .public_keys(
+            &source_region,
+            start.timestamp_millis(),
+            window_end.timestamp_millis(),
+        )
+        .unwrap_or_default()
+        .into_iter()
+        .map(|key| {
+            (
+                key.fingerprint.clone(),
+                PublicKey {
+                    fingerprint: key.fingerprint.clone(),
+                    der: key.public_key_der().to_vec(),
+                },
+            )
+        })
+        .collect();
+    let validation = Validation {
+        trail_arn: args.trail_arn.clone(),
+        trail_name,
+        home_region,
+        source_region,
+        account_id: args.account_id.clone().unwrap_or(arn_account),
+        bucket,
+        prefix,
+        organization_id: None,
+        start,
+        end,
+        parallelism: args.parallelism.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, |cores| cores.get() * 2)
+        }),
+    };
+    let reader = EmbeddedReader {
+        data_dir: args.data_dir.clone(),
+        idle: Mutex::default(),
+    };
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new_spinner()
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {pos} files checked ({per_sec})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    let tick = || bar.inc(1);
+    let validator = Validator {
+        reader: &reader,
+        keys: public_keys,
+        progress: &tick,
+    };
+    let report = validator.run(&validation);
+    bar.finish_and_clear();
+    let report = match report {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("\n{error}");
+            return Ok(255);
+        }
+    };
+    report.write(
+        &validation,
+        args.verbose,
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    )?;
+    Ok(if report.is_valid() { 0 } else { 1 })
+}

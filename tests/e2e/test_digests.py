@@ -1,0 +1,298 @@
+"""Log file integrity with the real aws CLI against the real binary: digest files that
+`aws cloudtrail validate-logs` accepts across two logging periods (a gap between them) and a
+key rotation, ListPublicKeys as the CLI loads it, and every tampering class caught, for
+exactly the files touched, by the aws CLI and by `cairn validate-logs` alike."""
+
+import base64
+import datetime
+import hashlib
+import json
+import re
+import subprocess
+import time
+import zlib
+
+import pytest
+import rsa
+
+from conftest import BINARY, Cairn, clean_env
+from test_trails import client, wait_for
+
+BUCKET = "e2e-digests"
+
+
+def gunzip(body):
+    return zlib.decompress(body, 16 + zlib.MAX_WBITS)
+
+
+def aws_validate(server, arn, start, end):
+    result = server.aws("cloudtrail", "validate-logs", "--trail-arn", arn, "--start-time", start,
+                        "--end-time", end, "--verbose", check=False)
+    return result.returncode, result.stdout, result.stderr
+
+
+def cairn_validate(server, arn, start, end):
+    result = subprocess.run(
+        [str(BINARY), "validate-logs", "--data-dir", str(server.data_dir), "--trail-arn", arn,
+         "--start-time", start, "--end-time", end, "--verbose"],
+        capture_output=True, text=True, env=clean_env(), timeout=120,
+    )
+    return result.returncode, result.stdout, result.stderr
+
+
+def verdicts(output):
+    """(file lines, summary) of a validate-logs run: every file's verdict, and the totals."""
+    _, stdout, stderr = output
+    lines = [line for line in (stdout + stderr).splitlines()
+             if line.startswith(("Digest file\t", "Log file\t", "No log files were delivered"))]
+    summary = re.findall(r"^\d+/\d+ (?:digest|log) files valid.*$", stdout, re.M)
+    return sorted(lines), summary
+
+
+def invalid_lines(output):
+    return sorted(line for line in verdicts(output)[0] if "\tINVALID: " in line)
+
+
+def both(server, arn, start, end):
+    return aws_validate(server, arn, start, end), cairn_validate(server, arn, start, end)
+
+
+def iso(at):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+
+
+@pytest.fixture(scope="module")
+def trail(tmp_path_factory):
+    """A trail with validation that logged twice, with a stop between and a key rotation."""
+    tmp = tmp_path_factory.mktemp("digests")
+    server = Cairn(tmp / "data", extra_args=[
+        "--delivery-interval-secs", "1", "--digest-interval-secs", "10", "--digest-key-rotation-secs", "25",
+    ]).start()
+    started = time.time() - 60
+    server.aws("s3", "mb", f"s3://{BUCKET}")
+    arn = json.loads(server.aws("cloudtrail", "create-trail", "--name", "audit", "--s3-bucket-name", BUCKET,
+                                "--enable-log-file-validation").stdout)["TrailARN"]
+    ct = server.client()
+    for _ in range(2):
+        ct.start_logging(Name="audit")
+        for _ in range(12):
+            ct.describe_trails()
+            time.sleep(2)
+        ct.stop_logging(Name="audit")
+        time.sleep(4)
+    s3 = client(server, "s3")
+    yield server, arn, iso(started), iso(time.time() + 5), s3
+    server.stop()
+
+
+def keys_of(s3, kind):
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+        keys += [item["Key"] for item in page.get("Contents", []) if f"/{kind}/" in item["Key"]]
+    return sorted(keys)
+
+
+def test_digests_chain_and_validate_with_the_aws_cli_and_cairn(trail):
+    server, arn, start, end, s3 = trail
+    digests = keys_of(s3, "CloudTrail-Digest")
+    logs = keys_of(s3, "CloudTrail")
+    assert len(digests) >= 4 and len(logs) >= 10, (digests, logs)
+    for key in digests:
+        assert re.fullmatch(
+            r"AWSLogs/\d{12}/CloudTrail-Digest/us-east-1/\d{4}/\d{2}/\d{2}/\d{12}_CloudTrail-Digest_"
+            r"us-east-1_audit_us-east-1_\d{8}T\d{6}Z\.json\.gz", key), key
+
+    # The digests list every log file once, and chain: two starting digests (one per
+    # logging period), every other one pointing at its predecessor by hash and signature.
+    bodies = {}
+    listed = []
+    for key in digests:
+        got = s3.get_object(Bucket=BUCKET, Key=key)
+        assert got["Metadata"]["signature-algorithm"] == "SHA256withRSA"
+        raw = gunzip(got["Body"].read())
+        bodies[key] = (json.loads(raw), raw, got["Metadata"]["signature"])
+        listed += [entry["s3Object"] for entry in bodies[key][0]["logFiles"]]
+    assert sorted(listed) == logs
+    starting = [key for key in digests if bodies[key][0]["previousDigestSignature"] is None]
+    assert len(starting) == 2 and starting[0] == digests[0]
+    for key in digests:
+        digest = bodies[key][0]
+        assert digest["digestS3Bucket"] == BUCKET and digest["digestS3Object"] == key
+        if digest["previousDigestS3Object"]:
+            previous = bodies[digest["previousDigestS3Object"]]
+            assert digest["previousDigestHashValue"] == hashlib.sha256(previous[1]).hexdigest()
+            assert digest["previousDigestSignature"] == previous[2]
+            assert digest["digestStartTime"] == previous[0]["digestEndTime"]
+        for entry in digest["logFiles"]:
+            body = gunzip(s3.get_object(Bucket=BUCKET, Key=entry["s3Object"])["Body"].read())
+            assert entry["hashValue"] == hashlib.sha256(body).hexdigest()
+            assert entry["oldestEventTime"] <= entry["newestEventTime"]
+
+    # The keys rotated during the run; ListPublicKeys gives each as the CLI loads it.
+    fingerprints = {bodies[key][0]["digestPublicKeyFingerprint"] for key in digests}
+    assert len(fingerprints) >= 2, fingerprints
+    published = server.aws_json("cloudtrail", "list-public-keys", "--start-time", start, "--end-time", end)
+    by_print = {key["Fingerprint"]: key for key in published["PublicKeyList"]}
+    assert fingerprints <= set(by_print)
+    for fingerprint, key in by_print.items():
+        der = base64.b64decode(key["Value"])
+        assert hashlib.md5(der).hexdigest() == fingerprint
+        rsa.PublicKey.load_pkcs1(der, format="DER")
+        assert key["ValidityStartTime"] < key["ValidityEndTime"]
+    now_only = server.aws_json("cloudtrail", "list-public-keys")["PublicKeyList"]
+    assert len(now_only) >= 1
+    bad_range = server.aws("cloudtrail", "list-public-keys", "--start-time", end, "--end-time", start, check=False)
+    assert "InvalidTimeRangeException" in bad_range.stderr
+
+    status = server.client().get_trail_status(Name="audit")
+    assert "LatestDigestDeliveryTime" in status and "LatestDigestDeliveryError" not in status
+
+    aws, ours = both(server, arn, start, end)
+    assert aws[0] == 0, aws
+    assert ours[0] == 0, ours
+    summary = [f"{len(digests)}/{len(digests)} digest files valid", f"{len(logs)}/{len(logs)} log files valid"]
+    assert verdicts(aws)[1] == summary
+    assert verdicts(ours) == verdicts(aws)
+    gap = [line for line in verdicts(aws)[0] if line.startswith("No log files were delivered")]
+    assert len(gap) == 1, aws
+    # No key material is in a record or the server's log.
+    key_dir = server.data_dir / "digest-keys" / "us-east-1"
+    secrets = [json.loads(path.read_text())["pkcs8"] for path in key_dir.glob("*.json")]
+    log_text = (server.data_dir.parent / "data-server.log").read_text()
+    assert secrets and not any(secret[:40] in log_text for secret in secrets)
+
+
+def put_back(s3, key, body, metadata):
+    s3.put_object(Bucket=BUCKET, Key=key, Body=body, Metadata=metadata,
+                  ContentType="application/json", ContentEncoding="gzip")
+
+
+def saved(s3, key):
+    got = s3.get_object(Bucket=BUCKET, Key=key)
+    return got["Body"].read(), got["Metadata"]
+
+
+def expect_both(server, arn, start, end, expected, extra_for_cairn=()):
+    """Both tools exit 1 and name exactly the files in `expected`; Cairn may add its own."""
+    aws, ours = both(server, arn, start, end)
+    assert aws[0] == 1, aws
+    assert ours[0] == 1, ours
+    assert invalid_lines(aws) == sorted(expected), aws
+    assert invalid_lines(ours) == sorted([*expected, *extra_for_cairn]), ours
+
+
+def test_every_tampering_is_caught_for_exactly_the_files_touched(trail):
+    server, arn, start, end, s3 = trail
+    digests = keys_of(s3, "CloudTrail-Digest")
+    logs = keys_of(s3, "CloudTrail")
+    url = lambda key: f"s3://{BUCKET}/{key}"  # noqa: E731
+    # A file of the first logging period: written over a minute before any tampering, so a
+    # copy written now carries another minute than its name.
+    victim = logs[1]
+    body, metadata = saved(s3, victim)
+
+    # A log file modified (one record changed, still valid gzip JSON).
+    records = json.loads(gunzip(body))
+    records["Records"][0]["eventName"] = "Tampered"
+    changed = gzip_bytes(json.dumps(records).encode())
+    put_back(s3, victim, changed, metadata)
+    expect_both(server, arn, start, end, [f"Log file\t{url(victim)}\tINVALID: hash value doesn't match"])
+    # Not gzip at all.
+    put_back(s3, victim, b"plain text", metadata)
+    expect_both(server, arn, start, end, [f"Log file\t{url(victim)}\tINVALID: invalid format"])
+
+    # Deleted.
+    s3.delete_object(Bucket=BUCKET, Key=victim)
+    expect_both(server, arn, start, end, [f"Log file\t{url(victim)}\tINVALID: not found"])
+
+    # Moved: the old place is missing; Cairn also names the file no digest lists.
+    moved = victim[:-24] + "AAAAAAAAAAAAAAAA.json.gz"
+    put_back(s3, moved, body, metadata)
+    expect_both(server, arn, start, end, [f"Log file\t{url(victim)}\tINVALID: not found"],
+                [f"Log file\t{url(moved)}\tINVALID: not listed in any digest"])
+    s3.delete_object(Bucket=BUCKET, Key=moved)
+    put_back(s3, victim, body, metadata)
+
+    # Slipped in: a file no digest lists. The aws CLI never lists log files, so it passes it.
+    slipped = victim[:-24] + "ZZZZZZZZZZZZZZZZ.json.gz"
+    put_back(s3, slipped, body, metadata)
+    aws, ours = both(server, arn, start, end)
+    assert aws[0] == 0 and invalid_lines(aws) == [], aws
+    assert ours[0] == 1 and invalid_lines(ours) == [f"Log file\t{url(slipped)}\tINVALID: not listed in any digest"]
+    s3.delete_object(Bucket=BUCKET, Key=slipped)
+
+    middle = digests[len(digests) // 2]
+    newer = next(key for key in digests if
+                 json.loads(gunzip(saved(s3, key)[0]))["previousDigestS3Object"] == middle)
+    digest_body, digest_metadata = saved(s3, middle)
+    digest = json.loads(gunzip(digest_body))
+    # Once the digest is not valid, Cairn names the files it listed: no valid digest does.
+    unlisted = [f"Log file\t{url(entry['s3Object'])}\tINVALID: not listed in any digest"
+                for entry in digest["logFiles"]]
+
+    # A digest modified: its signature no longer holds, so its logs are not checked.
+    digest["logFiles"] = digest["logFiles"][:-1] if digest["logFiles"] else [{"s3Bucket": BUCKET}]
+    put_back(s3, middle, gzip_bytes(json.dumps(digest).encode()), digest_metadata)
+    expect_both(server, arn, start, end, [f"Digest file\t{url(middle)}\tINVALID: signature verification failed"],
+                unlisted)
+    # Its signature gone from the metadata.
+    put_back(s3, middle, digest_body, {})
+    expect_both(server, arn, start, end, [f"Digest file\t{url(middle)}\tINVALID: signature verification failed"],
+                unlisted)
+    put_back(s3, middle, digest_body, digest_metadata)
+
+    # A digest deleted: the chain from the next one finds nothing there.
+    s3.delete_object(Bucket=BUCKET, Key=middle)
+    expect_both(server, arn, start, end, [f"Digest file\t{url(middle)}\tINVALID: not found"],
+                unlisted)
+
+    # A digest moved (a second earlier, where the walk past the missing one finds it): found
+    # at the new key, it says it belongs elsewhere.
+    stamp = datetime.datetime.strptime(middle[-24:-8], "%Y%m%dT%H%M%SZ") - datetime.timedelta(seconds=1)
+    elsewhere = middle[:-24] + stamp.strftime("%Y%m%dT%H%M%SZ") + ".json.gz"
+    put_back(s3, elsewhere, digest_body, digest_metadata)
+    aws, ours = both(server, arn, start, end)
+    assert aws[0] == 1 and ours[0] == 1
+    assert f"Digest file\t{url(middle)}\tINVALID: not found" in invalid_lines(aws)
+    assert f"Digest file\t{url(elsewhere)}\tINVALID: has been moved from its original location" in invalid_lines(aws)
+    assert [line for line in invalid_lines(ours) if line.startswith("Digest")] == \
+        [line for line in invalid_lines(aws) if line.startswith("Digest")]
+    s3.delete_object(Bucket=BUCKET, Key=elsewhere)
+
+    # A chain broken by a replayed digest: an older, validly signed digest in its place.
+    older = digests[digests.index(middle) - 1]
+    older_body, older_metadata = saved(s3, older)
+    put_back(s3, middle, older_body, older_metadata)
+    expect_both(server, arn, start, end, [f"Digest file\t{url(middle)}\tINVALID: has been moved from its original location"],
+                unlisted)
+    put_back(s3, middle, digest_body, digest_metadata)
+
+    # Signed with another key: under the real key's fingerprint it fails the signature; under
+    # its own it names a key CloudTrail never published.
+    (public, private) = rsa.newkeys(1024)
+    to_sign = "\n".join([digest["digestEndTime"], f"{BUCKET}/{middle}",
+                         hashlib.sha256(gunzip(digest_body)).hexdigest(),
+                         digest["previousDigestSignature"] or "null"]).encode()
+    forged = rsa.sign(to_sign, private, "SHA-256").hex()
+    put_back(s3, middle, digest_body, {**digest_metadata, "signature": forged})
+    expect_both(server, arn, start, end, [f"Digest file\t{url(middle)}\tINVALID: signature verification failed"],
+                unlisted)
+    stranger = json.loads(gunzip(digest_body))
+    stranger["digestPublicKeyFingerprint"] = hashlib.md5(public.save_pkcs1("DER")).hexdigest()
+    put_back(s3, middle, gzip_bytes(json.dumps(stranger).encode()), digest_metadata)
+    expect_both(server, arn, start, end, [
+        f"Digest file\t{url(middle)}\tINVALID: public key not found in region us-east-1 for fingerprint "
+        f"{stranger['digestPublicKeyFingerprint']}"],
+        unlisted)
+    put_back(s3, middle, digest_body, digest_metadata)
+
+    # Everything put back: valid again, for both.
+    aws, ours = both(server, arn, start, end)
+    assert aws[0] == 0 and ours[0] == 0 and verdicts(aws) == verdicts(ours)
+    assert newer in digests
+
+
+def gzip_bytes(data):
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
+
