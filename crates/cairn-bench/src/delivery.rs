@@ -33,10 +33,10 @@ pub struct DeliveryRun {
     pub seconds: u64,
 }
 
-const ACCOUNT: &str = "111122223333";
-const BUCKET: &str = "bench-trail";
+pub(crate) const ACCOUNT: &str = "111122223333";
+pub(crate) const BUCKET: &str = "bench-trail";
 
-fn record(template: &Value, id: &str, now_millis: i64) -> anyhow::Result<IndexedEvent> {
+pub(crate) fn record(template: &Value, id: &str, now_millis: i64) -> anyhow::Result<IndexedEvent> {
     let mut record = template.clone();
     record["eventID"] = json!(id);
     record["eventTime"] = json!(cairn_model::format_event_time(now_millis));
@@ -47,7 +47,7 @@ fn record(template: &Value, id: &str, now_millis: i64) -> anyhow::Result<Indexed
     Ok(IndexedEvent::from_json_text(record.to_string())?)
 }
 
-fn trail(after_seq: i64) -> Trail {
+pub(crate) fn trail(after_seq: i64) -> Trail {
     Trail {
         name: "bench".into(),
         account_id: ACCOUNT.into(),
@@ -68,7 +68,7 @@ fn trail(after_seq: i64) -> Trail {
     }
 }
 
-fn setup(dir: &Path) -> anyhow::Result<(Arc<SqliteEventStore>, Arc<BucketStore>)> {
+pub(crate) fn setup(dir: &Path) -> anyhow::Result<(Arc<SqliteEventStore>, Arc<BucketStore>)> {
     let store = Arc::new(SqliteEventStore::open(dir)?);
     let buckets = Arc::new(BucketStore::open(dir)?);
     buckets.create_bucket(&Bucket {
@@ -80,24 +80,29 @@ fn setup(dir: &Path) -> anyhow::Result<(Arc<SqliteEventStore>, Arc<BucketStore>)
     Ok((store, buckets))
 }
 
-/// A trail logging every event after feed position `after_seq`.
-fn start_trail(store: &SqliteEventStore, after_seq: i64) -> anyhow::Result<()> {
-    let trail = trail(after_seq);
+/// Stores `trail` as the server would: a trail logging every event after its period's
+/// feed position.
+pub(crate) fn put_trail(store: &SqliteEventStore, trail: &Trail) -> anyhow::Result<()> {
     store
         .submit_with_state(
             Vec::new(),
             vec![StateChange::put(
                 TRAILS,
                 trail.arn(),
-                serde_json::to_string(&trail)?,
+                serde_json::to_string(trail)?,
             )],
         )?
         .wait()?;
     Ok(())
 }
 
-fn deliverer(store: Arc<SqliteEventStore>, buckets: Arc<BucketStore>) -> Arc<Deliverer> {
-    Arc::new(Deliverer::new(
+/// A deliverer at a 1 s cadence into the embedded S3.
+pub(crate) fn deliverer(
+    store: Arc<SqliteEventStore>,
+    buckets: Arc<BucketStore>,
+    settings: DeliverySettings,
+) -> Deliverer {
+    Deliverer::new(
         store,
         Arc::new(EmbeddedObjects {
             buckets,
@@ -106,9 +111,9 @@ fn deliverer(store: Arc<SqliteEventStore>, buckets: Arc<BucketStore>) -> Arc<Del
         Arc::new(SystemClock),
         DeliverySettings {
             interval: Duration::from_secs(1),
-            ..DeliverySettings::default()
+            ..settings
         },
-    ))
+    )
 }
 
 pub fn run(settings: &DeliveryRun) -> anyhow::Result<()> {
@@ -138,7 +143,7 @@ pub fn run(settings: &DeliveryRun) -> anyhow::Result<()> {
         bulk.flush()?;
     }
     let (store, buckets) = setup(&dir)?;
-    start_trail(&store, 0)?;
+    put_trail(&store, &trail(0))?;
     // Where a round's time goes, part by part, on one thread.
     let started = Instant::now();
     let events = store.feed(0, settings.events)?;
@@ -171,7 +176,7 @@ pub fn run(settings: &DeliveryRun) -> anyhow::Result<()> {
         compressed.as_secs_f64()
     );
     drop(events);
-    let delivering = deliverer(store, buckets.clone());
+    let delivering = deliverer(store, buckets.clone(), DeliverySettings::default());
     let started = Instant::now();
     let round = runtime.block_on(delivering.deliver_round())?;
     let elapsed = started.elapsed();
@@ -196,8 +201,12 @@ pub fn run(settings: &DeliveryRun) -> anyhow::Result<()> {
     // Lag at a 1 s cadence under a sustained rate.
     let dir = settings.data_dir.join("lag");
     let (store, buckets) = setup(&dir)?;
-    start_trail(&store, store.last_seq()?)?;
-    let delivering = deliverer(store.clone(), buckets.clone());
+    put_trail(&store, &trail(store.last_seq()?))?;
+    let delivering = Arc::new(deliverer(
+        store.clone(),
+        buckets.clone(),
+        DeliverySettings::default(),
+    ));
     let acknowledged: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let lags = runtime.block_on(async {
         let delivery = tokio::spawn(delivering.run());

@@ -143,7 +143,7 @@ pub fn run(settings: &GatewayRun) -> anyhow::Result<()> {
 }
 
 /// Starts `command` and waits for the `listening on http://ADDRESS` line it prints.
-async fn start_listening(
+pub(crate) async fn start_listening(
     mut command: tokio::process::Command,
 ) -> anyhow::Result<(tokio::process::Child, String)> {
     let mut child = command
@@ -205,7 +205,7 @@ fn fdatasync_latencies(dir: &Path, count: usize) -> anyhow::Result<Vec<Duration>
     Ok(samples)
 }
 
-fn read_credentials(data_dir: &Path) -> anyhow::Result<(String, String)> {
+pub(crate) fn read_credentials(data_dir: &Path) -> anyhow::Result<(String, String)> {
     let text = std::fs::read_to_string(data_dir.join("credentials"))?;
     let value = |name: &str| {
         text.lines()

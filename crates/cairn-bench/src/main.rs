@@ -7,6 +7,7 @@
 mod bare_proxy;
 mod delivery;
 mod gateway;
+mod validate;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -79,6 +80,26 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         seconds: u64,
     },
+    /// `cairn validate-logs` against `aws cloudtrail validate-logs` on one trail of `files`
+    /// small log files over `periods` digest periods, untouched and with one file changed.
+    Validate {
+        #[arg(long)]
+        samples: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "target/release/cairn")]
+        cairn_bin: PathBuf,
+        #[arg(long, default_value = "aws")]
+        aws_bin: PathBuf,
+        #[arg(long, default_value_t = 600)]
+        files: usize,
+        #[arg(long, default_value_t = 20)]
+        records_per_file: usize,
+        #[arg(long, default_value_t = 3)]
+        periods: usize,
+        #[arg(long, default_value_t = 10)]
+        digest_interval_secs: u64,
+    },
     /// The gateway benchmark's baseline: forwards every request to `upstream` over the same
     /// HTTP stack as Cairn, doing nothing else. Started by `gateway`.
     #[command(hide = true)]
@@ -115,6 +136,25 @@ fn main() -> anyhow::Result<()> {
             seconds,
             concurrency,
             with_trail,
+        }),
+        Command::Validate {
+            samples,
+            data_dir,
+            cairn_bin,
+            aws_bin,
+            files,
+            records_per_file,
+            periods,
+            digest_interval_secs,
+        } => validate::run(&validate::ValidateRun {
+            samples,
+            data_dir,
+            cairn_bin,
+            aws_bin,
+            files,
+            records_per_file,
+            periods,
+            digest_interval_secs,
         }),
         Command::BareProxy { upstream } => bare_proxy::run(&upstream),
         Command::Delivery {
