@@ -56,7 +56,7 @@ pub fn run(settings: &ValidateRun) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let started = Instant::now();
-    let (arn, start_time, end_time) = runtime.block_on(build_trail(settings))?;
+    let (arn, start_time, end_time) = build_trail(settings, &runtime)?;
     let log_keys = log_file_keys(dir)?;
     println!(
         "trail {arn}: {} log files of {} records over {} digest periods of {} s, built in {:.1} s",
@@ -68,11 +68,12 @@ pub fn run(settings: &ValidateRun) -> anyhow::Result<()> {
     );
 
     let mut serve = tokio::process::Command::new(&settings.cairn_bin);
-    serve
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--listen", "127.0.0.1:0"]);
+    serve.arg("serve").arg("--data-dir").arg(dir).args([
+        "--listen",
+        "127.0.0.1:0",
+        "--account-id",
+        ACCOUNT,
+    ]);
     let (server, _address) = runtime.block_on(start_listening(serve))?;
     let range = ["--start-time", &start_time, "--end-time", &end_time];
     let validators = |label: &str| -> anyhow::Result<(Verdict, Verdict)> {
@@ -155,7 +156,10 @@ pub fn run(settings: &ValidateRun) -> anyhow::Result<()> {
 
 /// Stores `files` log files' worth of events over `periods` digest periods, delivering them
 /// and their digests, then stops logging. Returns the trail ARN and a range covering it.
-async fn build_trail(settings: &ValidateRun) -> anyhow::Result<(String, String, String)> {
+fn build_trail(
+    settings: &ValidateRun,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<(String, String, String)> {
     let templates = load_templates(&settings.samples)?;
     let dir = &settings.data_dir;
     let (store, buckets) = setup(dir)?;
@@ -178,7 +182,7 @@ async fn build_trail(settings: &ValidateRun) -> anyhow::Result<(String, String, 
     )
     .with_digest_keys(keys);
     // The first round opens the digest chain: its first period starts here.
-    delivering.deliver_round().await?;
+    runtime.block_on(delivering.deliver_round())?;
     let per_period = settings.files.div_ceil(settings.periods) * settings.records_per_file;
     let mut n = 0usize;
     for _ in 0..settings.periods {
@@ -193,20 +197,19 @@ async fn build_trail(settings: &ValidateRun) -> anyhow::Result<(String, String, 
             )?);
             n += 1;
         }
-        store.submit(events)?.completion().await?;
-        delivering.deliver_round().await?;
+        store.submit(events)?.wait()?;
+        runtime.block_on(delivering.deliver_round())?;
         // The next round after the period ends writes its digest.
-        tokio::time::sleep(
+        std::thread::sleep(
             (interval + Duration::from_millis(1100)).saturating_sub(period_began.elapsed()),
-        )
-        .await;
-        delivering.deliver_round().await?;
+        );
+        runtime.block_on(delivering.deliver_round())?;
     }
     // StopLogging: the chain ends with a final digest.
     trail.logging.is_logging = false;
     trail.logging.stopped_millis = Some(SystemClock.now_millis());
     put_trail(&store, &trail)?;
-    delivering.deliver_round().await?;
+    runtime.block_on(delivering.deliver_round())?;
     let at = |millis: i64| {
         chrono::DateTime::from_timestamp_millis(millis)
             .unwrap_or_default()

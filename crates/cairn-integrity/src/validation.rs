@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use aws_lc_rs::signature::{UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -187,9 +187,13 @@ fn compact(at: DateTime<Utc>) -> String {
 }
 
 /// A time as the CLI's `--start-time` takes it: RFC 3339, `YYYY-MM-DDTHH:MM:SSZ`,
-/// `YYYY-MM-DD`, or epoch seconds.
+/// `YYYY-MM-DD`, or epoch seconds; years 1970 to 9999 only, so that the hours the walk adds
+/// cannot overflow.
 pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
-    let text = text.trim();
+    parse_any_time(text.trim()).filter(|at| (1970..=9999).contains(&at.year()))
+}
+
+fn parse_any_time(text: &str) -> Option<DateTime<Utc>> {
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Some(at.with_timezone(&Utc));
     }
@@ -316,6 +320,14 @@ fn stamp_time(stamp: &str) -> Option<DateTime<Utc>> {
         .map(|at| at.and_utc())
 }
 
+/// A bucket's digests in a range: those with a readable time in their name, oldest first,
+/// and those without.
+#[derive(Default)]
+struct DigestListing {
+    keys: Vec<String>,
+    malformed: Vec<String>,
+}
+
 /// What fetching and checking one digest gave.
 #[derive(Clone, Debug)]
 enum DigestOutcome {
@@ -324,8 +336,10 @@ enum DigestOutcome {
     Invalid(String),
 }
 
+/// A digest's bytes as the CLI's `zlib.decompress` reads them: the first gzip member whole,
+/// anything after it ignored.
 fn gunzip(body: &[u8], limit: u64) -> Option<Vec<u8>> {
-    let mut decoder = flate2::read::MultiGzDecoder::new(body).take(limit + 1);
+    let mut decoder = flate2::read::GzDecoder::new(body).take(limit + 1);
     let mut out = Vec::new();
     decoder.read_to_end(&mut out).ok()?;
     (out.len() as u64 <= limit).then_some(out)
@@ -466,13 +480,16 @@ fn check_log(reader: &dyn BucketReader, bucket: &str, key: &str, expected: &str)
         Err(ReadError::NotFound) => return LogOutcome::NotFound,
         Err(ReadError::Other(_)) => return LogOutcome::InvalidFormat,
     };
-    let mut decoder = flate2::read::MultiGzDecoder::new(fetched.body.as_slice());
+    // As the CLI's streaming `zlib.decompressobj`: the first member, and a file that ends
+    // early is hashed as far as it goes (a mismatch, not a format error).
+    let mut decoder = flate2::read::GzDecoder::new(fetched.body.as_slice());
     let mut hash = Sha256::new();
     let mut buffer = vec![0u8; 64 << 10];
     loop {
         match decoder.read(&mut buffer) {
             Ok(0) => break,
             Ok(read) => hash.update(&buffer[..read]),
+            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => break,
             Err(_) => return LogOutcome::InvalidFormat,
         }
     }
@@ -533,42 +550,60 @@ pub enum ValidationError {
 }
 
 impl Validator<'_> {
-    /// The standard digests of the range, oldest first.
-    fn digest_keys(&self, validation: &Validation) -> Result<Vec<String>, ValidationError> {
+    /// The standard digests of `bucket` from the range's start to `end` (plus the hour a
+    /// digest may spill into), oldest first, as the CLI lists them.
+    fn digest_keys(
+        &self,
+        validation: &Validation,
+        bucket: &str,
+        end: DateTime<Utc>,
+    ) -> Result<DigestListing, ValidationError> {
         let mut marker = validation.digest_key_at(validation.start - Duration::minutes(1));
         let prefix = validation.digest_prefix();
         let first = compact(validation.start);
-        let last = compact(validation.end + Duration::hours(1));
-        let mut keys = Vec::new();
+        let last = compact(end + Duration::hours(1));
+        let mut listing = DigestListing::default();
         loop {
             let (page, more) = self
                 .reader
-                .list_page(&validation.bucket, &prefix, &marker)
+                .list_page(bucket, &prefix, &marker)
                 .map_err(|error| ValidationError::Read(format!("{error:?}")))?;
             for ListedKey { key, .. } in &page {
-                if !validation.is_trail_digest(key) {
+                // Keys come after the marker; a listing that repeats itself is not believed.
+                if key.as_str() <= marker.as_str() || !validation.is_trail_digest(key) {
                     continue;
                 }
                 let Some(stamp) = key_stamp(key) else {
                     continue;
                 };
                 if stamp > last.as_str() {
-                    return Ok(keys);
+                    return Ok(listing);
                 }
-                if stamp >= first.as_str() {
-                    keys.push(key.clone());
+                if stamp < first.as_str() {
+                    continue;
+                }
+                // The CLI stops with a date error here; one such key must not end the walk.
+                match stamp_time(stamp) {
+                    Some(_) => listing.keys.push(key.clone()),
+                    None => listing.malformed.push(key.clone()),
                 }
             }
             match page.last() {
-                Some(last) if more => marker = last.key.clone(),
-                _ => return Ok(keys),
+                // A page that does not move on (a broken listing) ends it, as the last.
+                Some(last) if more && last.key > marker => marker = last.key.clone(),
+                _ => return Ok(listing),
             }
         }
     }
 
     pub fn run(&self, validation: &Validation) -> Result<Report, ValidationError> {
-        let mut listed = self.digest_keys(validation)?;
-        if self.keys.is_empty() {
+        let DigestListing {
+            keys: mut listed,
+            malformed,
+        } = self.digest_keys(validation, &validation.bucket, validation.end)?;
+        // A region that never signed has no key, and nothing to check (the server's
+        // ListPublicKeys would make one for the CLI, which then finds no digests either).
+        if self.keys.is_empty() && !(listed.is_empty() && malformed.is_empty()) {
             return Err(ValidationError::NoPublicKeys(
                 display(validation.start),
                 display(validation.end + Duration::hours(2)),
@@ -587,6 +622,15 @@ impl Validator<'_> {
             .collect();
         let mut report = Report::default();
         let mut entries: Vec<Entry> = Vec::new();
+        for key in malformed {
+            report.invalid_digests += 1;
+            entries.push(Entry::Line(Line::Invalid(format!(
+                "Digest file\ts3://{}/{key}\tINVALID: invalid format",
+                validation.bucket
+            ))));
+        }
+        // What each valid digest covers, within the range: for the unlisted-file check.
+        let mut covered: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
         let mut logs: Vec<(String, String, String)> = Vec::new();
         let mut bucket = validation.bucket.clone();
         let mut key = listed.pop();
@@ -639,6 +683,7 @@ impl Validator<'_> {
                         if report.found_end.is_none_or(|found| latest > found) {
                             report.found_end = Some(latest);
                         }
+                        covered.push((earliest, latest));
                     }
                     report.valid_digests += 1;
                     entries.push(Entry::Line(Line::Valid(format!(
@@ -661,7 +706,18 @@ impl Validator<'_> {
                     let previous_key = digest.get("previousDigestS3Object").and_then(Value::as_str);
                     match (previous_bucket, previous_key) {
                         (Some(previous_bucket), Some(previous_key)) => {
-                            bucket = previous_bucket.to_owned();
+                            if previous_bucket != bucket {
+                                // As the CLI: the chain went on in another bucket, whose
+                                // digests are listed afresh.
+                                bucket = previous_bucket.to_owned();
+                                listed = self
+                                    .digest_keys(
+                                        validation,
+                                        &bucket,
+                                        end.unwrap_or(validation.end),
+                                    )?
+                                    .keys;
+                            }
                             key = Some(previous_key.to_owned());
                         }
                         _ => {
@@ -692,7 +748,7 @@ impl Validator<'_> {
                 }
             }
         }
-        self.check_logs(validation, entries, &logs, &mut report);
+        self.check_logs(validation, entries, &logs, &covered, &mut report);
         Ok(report)
     }
 
@@ -702,6 +758,7 @@ impl Validator<'_> {
         validation: &Validation,
         entries: Vec<Entry>,
         logs: &[(String, String, String)],
+        covered: &[(DateTime<Utc>, DateTime<Utc>)],
         report: &mut Report,
     ) {
         let outcomes = in_parallel(
@@ -740,19 +797,24 @@ impl Validator<'_> {
             }
             report.lines.push(line);
         }
-        self.find_unlisted(validation, logs, report);
+        self.find_unlisted(validation, logs, covered, report);
     }
 
     /// Log files of the covered time that no valid digest lists: slipped in. A file's name
-    /// carries its delivery minute; of the files named for the first or last minute, those
-    /// written outside the covered time in that same minute belong to digests outside it.
+    /// carries its delivery minute; one named for a minute some valid digest covers is
+    /// flagged, unless it was written outside every covered period within two minutes of its
+    /// name (delivered at a period's edge, listed by a digest outside the range).
     fn find_unlisted(
         &self,
         validation: &Validation,
         listed: &[(String, String, String)],
+        covered: &[(DateTime<Utc>, DateTime<Utc>)],
         report: &mut Report,
     ) {
-        let (Some(found_start), Some(found_end)) = (report.found_start, report.found_end) else {
+        let (Some(first), Some(last)) = (
+            covered.iter().map(|(start, _)| *start).min(),
+            covered.iter().map(|(_, end)| *end).max(),
+        ) else {
             return;
         };
         let listed: BTreeSet<&str> = listed
@@ -760,15 +822,15 @@ impl Validator<'_> {
             .filter(|(bucket, _, _)| *bucket == validation.bucket)
             .map(|(_, key, _)| key.as_str())
             .collect();
-        let minute = |at: DateTime<Utc>| at.format("%Y%m%dT%H%MZ").to_string();
-        let (first_minute, last_minute) = (minute(found_start), minute(found_end));
+        let within =
+            |at: DateTime<Utc>| covered.iter().any(|(start, end)| *start <= at && at < *end);
         let root = format!(
             "{}/CloudTrail/{}/",
             validation.logs_root(),
             validation.source_region
         );
-        let mut day = found_start.date_naive();
-        while day <= found_end.date_naive() {
+        let mut day = first.date_naive();
+        while day <= last.date_naive() {
             let prefix = format!("{root}{}/", day.format("%Y/%m/%d"));
             let mut marker = String::new();
             // A listing that fails only ends this extra check; the digests' own verdicts stand.
@@ -779,17 +841,16 @@ impl Validator<'_> {
                     last_modified_millis,
                 } in &page
                 {
-                    // `..._<YYYYMMDDTHHmmZ>_<16 characters>.json.gz`
-                    let named = key
-                        .len()
-                        .checked_sub(39)
-                        .and_then(|start| key.get(start..start + 14));
-                    let Some(named) = named else {
+                    if key.as_str() <= marker.as_str() || listed.contains(key.as_str()) {
+                        continue;
+                    }
+                    let Some(named) = log_file_minute(key) else {
                         continue;
                     };
-                    if named < first_minute.as_str()
-                        || named > last_minute.as_str()
-                        || listed.contains(key.as_str())
+                    let named_end = named + Duration::minutes(1);
+                    if !covered
+                        .iter()
+                        .any(|(start, end)| named < *end && named_end > *start)
                     {
                         continue;
                     }
@@ -797,8 +858,10 @@ impl Validator<'_> {
                         .timestamp_millis_opt(*last_modified_millis)
                         .single()
                         .unwrap_or_default();
-                    let outside = written < found_start || written >= found_end;
-                    if outside && minute(written) == named {
+                    let at_an_edge = written >= named
+                        && written < named + Duration::minutes(2)
+                        && !within(written);
+                    if at_an_edge {
                         continue;
                     }
                     report.invalid_logs += 1;
@@ -808,7 +871,7 @@ impl Validator<'_> {
                     )));
                 }
                 match page.last() {
-                    Some(last) if more => marker = last.key.clone(),
+                    Some(last) if more && last.key > marker => marker = last.key.clone(),
                     _ => break,
                 }
             }
@@ -820,9 +883,21 @@ impl Validator<'_> {
     }
 }
 
+/// The delivery minute in a log file's name, `..._<YYYYMMDDTHHmmZ>_<16 characters>.json.gz`.
+fn log_file_minute(key: &str) -> Option<DateTime<Utc>> {
+    let named = key
+        .len()
+        .checked_sub(39)
+        .and_then(|start| key.get(start..start + 14))?;
+    chrono::NaiveDateTime::parse_from_str(named, "%Y%m%dT%H%MZ")
+        .ok()
+        .map(|at| at.and_utc())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn arns_and_times_parse_as_the_cli_takes_them() {
@@ -852,6 +927,153 @@ mod tests {
             Some(at - Duration::minutes(4 * 60 + 13))
         );
         assert_eq!(parse_time("yesterday"), None);
+        // Past year 9999 the walk's added hours would overflow.
+        assert_eq!(parse_time("8210298412799"), None);
+        assert_eq!(
+            parse_time("9999-12-31T23:59:59Z").map(|at| at.year()),
+            Some(9999)
+        );
+    }
+
+    /// A bucket in memory; `stuck` makes every listing answer its first page forever.
+    #[derive(Default)]
+    struct MemoryBucket {
+        objects: BTreeMap<String, Vec<u8>>,
+        stuck: bool,
+    }
+
+    impl BucketReader for MemoryBucket {
+        fn list_page(
+            &self,
+            _bucket: &str,
+            prefix: &str,
+            marker: &str,
+        ) -> Result<(Vec<ListedKey>, bool), ReadError> {
+            let after = if self.stuck { "" } else { marker };
+            let page: Vec<ListedKey> = self
+                .objects
+                .keys()
+                .filter(|key| key.starts_with(prefix) && key.as_str() > after)
+                .take(2)
+                .map(|key| ListedKey {
+                    key: key.clone(),
+                    last_modified_millis: 0,
+                })
+                .collect();
+            let more = page.len() == 2;
+            Ok((page, more))
+        }
+
+        fn get(&self, _bucket: &str, key: &str) -> Result<Fetched, ReadError> {
+            self.objects
+                .get(key)
+                .map(|body| Fetched {
+                    body: body.clone(),
+                    metadata: HashMap::new(),
+                })
+                .ok_or(ReadError::NotFound)
+        }
+    }
+
+    fn sha256_hex(bytes: &[u8]) -> String {
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    #[test]
+    fn log_files_are_read_as_the_cli_reads_them() {
+        let text = b"{\"Records\":[]}".repeat(1000);
+        let expected = sha256_hex(&text);
+        let good = crate::digest_file::gzip(&text);
+        let mut bad_crc = good.clone();
+        let crc_at = bad_crc.len() - 8;
+        bad_crc[crc_at] ^= 1;
+        let mut bucket = MemoryBucket::default();
+        for (key, body) in [
+            ("good", good.clone()),
+            (
+                "trailing",
+                [good.clone(), b"junk after the member".to_vec()].concat(),
+            ),
+            ("truncated", good[..good.len() / 2].to_vec()),
+            ("no-trailer", good[..good.len() - 8].to_vec()),
+            ("empty", Vec::new()),
+            ("not-gzip", b"{\"Records\":[]}".to_vec()),
+            ("bad-crc", bad_crc),
+        ] {
+            bucket.objects.insert(key.into(), body);
+        }
+        let outcome = |key: &str| check_log(&bucket, "b", key, &expected);
+        assert_eq!(outcome("good"), LogOutcome::Valid);
+        // zlib.decompressobj ignores what follows the first member ...
+        assert_eq!(outcome("trailing"), LogOutcome::Valid);
+        // ... hashes a file that ends early as far as it goes ...
+        assert_eq!(outcome("truncated"), LogOutcome::Mismatch);
+        assert_eq!(outcome("no-trailer"), LogOutcome::Valid);
+        assert_eq!(outcome("empty"), LogOutcome::Mismatch);
+        // ... and fails on bytes that are not gzip, or a wrong check value.
+        assert_eq!(outcome("not-gzip"), LogOutcome::InvalidFormat);
+        assert_eq!(outcome("bad-crc"), LogOutcome::InvalidFormat);
+        assert_eq!(outcome("missing"), LogOutcome::NotFound);
+    }
+
+    fn validation_of(bucket: &str) -> Validation {
+        Validation {
+            trail_arn: String::new(),
+            trail_name: "main".into(),
+            home_region: "us-east-1".into(),
+            source_region: "us-east-1".into(),
+            account_id: "123456789012".into(),
+            bucket: bucket.into(),
+            prefix: None,
+            organization_id: None,
+            start: Utc.with_ymd_and_hms(2026, 12, 2, 0, 0, 0).unwrap(),
+            end: Utc.with_ymd_and_hms(2026, 12, 2, 12, 0, 0).unwrap(),
+            parallelism: 1,
+        }
+    }
+
+    fn digest_key(stamp: &str) -> String {
+        format!(
+            "AWSLogs/123456789012/CloudTrail-Digest/us-east-1/2026/12/02/123456789012_CloudTrail-Digest_us-east-1_main_us-east-1_{stamp}.json.gz"
+        )
+    }
+
+    #[test]
+    fn digest_listings_end_and_keep_keys_whose_time_does_not_read() {
+        let mut bucket = MemoryBucket::default();
+        for stamp in [
+            "20261202T010000Z",
+            "20261202T020000Z",
+            "20261202T056000Z",
+            "20261202T030000Z",
+        ] {
+            bucket.objects.insert(digest_key(stamp), b"x".to_vec());
+        }
+        let validator = Validator {
+            reader: &bucket,
+            keys: HashMap::new(),
+            progress: &|| {},
+        };
+        let validation = validation_of("b");
+        let listing = validator
+            .digest_keys(&validation, "b", validation.end)
+            .unwrap();
+        assert_eq!(
+            listing.keys,
+            ["20261202T010000Z", "20261202T020000Z", "20261202T030000Z"].map(digest_key)
+        );
+        assert_eq!(listing.malformed, [digest_key("20261202T056000Z")]);
+        // A listing that answers the same page for ever still ends.
+        bucket.stuck = true;
+        let validator = Validator {
+            reader: &bucket,
+            keys: HashMap::new(),
+            progress: &|| {},
+        };
+        let listing = validator
+            .digest_keys(&validation, "b", validation.end)
+            .unwrap();
+        assert_eq!(listing.keys.len(), 2);
     }
 
     #[test]
@@ -900,5 +1122,8 @@ mod tests {
         assert_eq!(gunzip(&big, 2 << 20).map(|out| out.len()), Some(1 << 20));
         assert!(gunzip(b"not gzip", 1 << 20).is_none());
         assert!(gunzip(&big[..big.len() / 2], 2 << 20).is_none());
+        // As zlib.decompress: the first member, what follows it ignored.
+        let followed = [big.clone(), b"junk".to_vec()].concat();
+        assert_eq!(gunzip(&followed, 2 << 20).map(|out| out.len()), Some(1 << 20));
     }
 }

@@ -98,7 +98,7 @@ fn main() -> anyhow::Result<()> {
             let settings = Settings::load(&overrides, None)?;
             tail_command::run(&settings, &filters)
         }
-        Command::ValidateLogs { args } => std::process::exit(validate_command::run(&args)?),
+        Command::ValidateLogs { args } => std::process::exit(validate_command::run(&args)),
         Command::Retention {
             overrides,
             days,

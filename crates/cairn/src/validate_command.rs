@@ -134,8 +134,19 @@ fn find_trail(data_dir: &std::path::Path, arn: &str) -> anyhow::Result<Option<Tr
         .and_then(|(_, text)| serde_json::from_str(&text).ok()))
 }
 
-/// Runs the validation; the exit code is the aws CLI's (0 valid, 1 not).
-pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
+/// Runs the validation; the exit code is the aws CLI's: 0 valid, 1 not, 255 when it could
+/// not run (the reason on stderr).
+pub fn run(args: &ValidateArgs) -> i32 {
+    match validate(args) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("\n{error:#}\n");
+            255
+        }
+    }
+}
+
+fn validate(args: &ValidateArgs) -> anyhow::Result<i32> {
     let Some((home_region, arn_account, trail_name)) = parse_trail_arn(&args.trail_arn) else {
         anyhow::bail!("Invalid trail ARN provided: {}", args.trail_arn);
     };
@@ -160,11 +171,9 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
         Some(bucket) => (bucket.clone(), args.s3_prefix.clone()),
         None => {
             let trail = find_trail(&args.data_dir, &args.trail_arn)?
-                .context("A trail could not be found for the given ARN")?;
-            (
-                trail.s3_bucket_name,
-                args.s3_prefix.clone().or(trail.s3_key_prefix),
-            )
+                .with_context(|| format!("A trail could not be found for {}", args.trail_arn))?;
+            // As the CLI: --s3-prefix counts only beside --s3-bucket.
+            (trail.s3_bucket_name, trail.s3_key_prefix)
         }
     };
     let source_region = args.region.clone().unwrap_or_else(|| home_region.clone());
@@ -224,13 +233,7 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
     };
     let report = validator.run(&validation);
     bar.finish_and_clear();
-    let report = match report {
-        Ok(report) => report,
-        Err(error) => {
-            eprintln!("\n{error}");
-            return Ok(255);
-        }
-    };
+    let report = report?;
     report.write(
         &validation,
         args.verbose,
