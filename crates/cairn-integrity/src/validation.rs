@@ -629,8 +629,12 @@ impl Validator<'_> {
                 validation.bucket
             ))));
         }
-        // What each valid digest covers, within the range: for the unlisted-file check.
+        // The time each unbroken stretch of the chain covers, from its oldest valid digest
+        // to its newest, within the range: for the unlisted-file check. An invalid or
+        // missing digest inside a stretch leaves its time covered; a digest with no
+        // predecessor (logging or validation restarted) ends the stretch.
         let mut covered: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+        let mut stretch: Option<(DateTime<Utc>, DateTime<Utc>)> = None;
         let mut logs: Vec<(String, String, String)> = Vec::new();
         let mut bucket = validation.bucket.clone();
         let mut key = listed.pop();
@@ -683,7 +687,10 @@ impl Validator<'_> {
                         if report.found_end.is_none_or(|found| latest > found) {
                             report.found_end = Some(latest);
                         }
-                        covered.push((earliest, latest));
+                        stretch = Some(match stretch {
+                            Some((from, to)) => (from.min(earliest), to.max(latest)),
+                            None => (earliest, latest),
+                        });
                     }
                     report.valid_digests += 1;
                     entries.push(Entry::Line(Line::Valid(format!(
@@ -721,6 +728,7 @@ impl Validator<'_> {
                             key = Some(previous_key.to_owned());
                         }
                         _ => {
+                            covered.extend(stretch.take());
                             let next = older_than(&mut listed, &current);
                             if let Some(next) = &next {
                                 let next_end = key_stamp(next).and_then(stamp_time);
@@ -748,6 +756,7 @@ impl Validator<'_> {
                 }
             }
         }
+        covered.extend(stretch);
         self.check_logs(validation, entries, &logs, &covered, &mut report);
         Ok(report)
     }
@@ -802,8 +811,9 @@ impl Validator<'_> {
 
     /// Log files of the covered time that no valid digest lists: slipped in. A file's name
     /// carries its delivery minute; one named for a minute some valid digest covers is
-    /// flagged, unless it was written outside every covered period within two minutes of its
-    /// name (delivered at a period's edge, listed by a digest outside the range).
+    /// flagged, unless it was written outside every covered period within its named minute
+    /// (2 s of slack: named just before a minute ends): delivered at a period's edge, and
+    /// listed by a digest outside the range.
     fn find_unlisted(
         &self,
         validation: &Validation,
@@ -859,7 +869,7 @@ impl Validator<'_> {
                         .single()
                         .unwrap_or_default();
                     let at_an_edge = written >= named
-                        && written < named + Duration::minutes(2)
+                        && written < named + Duration::seconds(62)
                         && !within(written);
                     if at_an_edge {
                         continue;
@@ -1124,6 +1134,9 @@ mod tests {
         assert!(gunzip(&big[..big.len() / 2], 2 << 20).is_none());
         // As zlib.decompress: the first member, what follows it ignored.
         let followed = [big.clone(), b"junk".to_vec()].concat();
-        assert_eq!(gunzip(&followed, 2 << 20).map(|out| out.len()), Some(1 << 20));
+        assert_eq!(
+            gunzip(&followed, 2 << 20).map(|out| out.len()),
+            Some(1 << 20)
+        );
     }
 }
