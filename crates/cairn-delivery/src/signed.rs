@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cairn_upstream::{OutgoingBody, Upstreams};
+use cairn_upstream::{OutgoingBody, ReplyBody, UpstreamReply, Upstreams};
 use cairn_wire::sigv4;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use sha2::{Digest, Sha256};
@@ -34,6 +34,7 @@ impl std::fmt::Debug for S3Credentials {
 /// A signed call's answer.
 pub struct SignedReply {
     pub status: StatusCode,
+    pub headers: HeaderMap,
     pub body: Bytes,
 }
 
@@ -81,7 +82,51 @@ fn header_value(text: &str) -> Result<HeaderValue, DeliveryError> {
 }
 
 impl SignedClient {
+    /// Sends `call`; the answer's body is kept up to the first 4 MiB, which every answer
+    /// Cairn reads in delivery fits in.
     pub async fn send(&self, call: SignedCall<'_>) -> Result<SignedReply, DeliveryError> {
+        let reply = self.exchange(call).await?;
+        Ok(SignedReply {
+            status: reply.status,
+            headers: reply.headers,
+            body: Bytes::copy_from_slice(reply.body.recorded()),
+        })
+    }
+
+    /// Sends `call` and reads its answer whole, refusing one longer than `limit` bytes: for
+    /// objects read back (validate-logs).
+    pub async fn send_reading_all(
+        &self,
+        call: SignedCall<'_>,
+        limit: usize,
+    ) -> Result<SignedReply, DeliveryError> {
+        use http_body_util::BodyExt;
+        let reply = self.exchange(call).await?;
+        let body = match reply.body {
+            ReplyBody::Whole(bytes) => bytes,
+            ReplyBody::Streamed { prefix, rest } => {
+                let remaining = limit.saturating_sub(prefix.len());
+                let rest = http_body_util::Limited::new(rest, remaining)
+                    .collect()
+                    .await
+                    .map_err(|error| DeliveryError::Objects(format!("an answer's body: {error}")))?
+                    .to_bytes();
+                [prefix, rest].concat().into()
+            }
+        };
+        if body.len() > limit {
+            return Err(DeliveryError::Objects(format!(
+                "an answer longer than {limit} bytes"
+            )));
+        }
+        Ok(SignedReply {
+            status: reply.status,
+            headers: reply.headers,
+            body,
+        })
+    }
+
+    async fn exchange(&self, call: SignedCall<'_>) -> Result<UpstreamReply, DeliveryError> {
         let SignedCall {
             endpoint,
             method,
@@ -132,8 +177,7 @@ impl SignedClient {
         } else {
             format!("{path}?{query}")
         };
-        let reply = self
-            .upstreams
+        self.upstreams
             .client()
             .forward(
                 endpoint,
@@ -143,10 +187,6 @@ impl SignedClient {
                 OutgoingBody::whole(body),
             )
             .await
-            .map_err(|error| DeliveryError::Objects(format!("{service} at {endpoint}: {error}")))?;
-        Ok(SignedReply {
-            status: reply.status,
-            body: Bytes::copy_from_slice(reply.body.recorded()),
-        })
+            .map_err(|error| DeliveryError::Objects(format!("{service} at {endpoint}: {error}")))
     }
 }

@@ -1,8 +1,9 @@
 //! `cairn validate-logs`: the aws CLI's `cloudtrail validate-logs`, with its arguments,
 //! output lines and exit codes, run against the data directory of a Cairn (its trails, its
-//! embedded S3 and its signing keys, read beside a running server), many times faster. The
-//! checking itself is `cairn_integrity::validation`; this file finds the trail, the bucket
-//! and the keys.
+//! embedded S3 and its signing keys, read beside a running server) or, with
+//! `--endpoint-url`, against any CloudTrail and S3 endpoint (`validate_remote`), many times
+//! faster. The checking itself is `cairn_integrity::validation`; this file finds the trail,
+//! the bucket and the keys.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -17,6 +18,8 @@ use cairn_integrity::validation::{
 use cairn_model::trail::Trail;
 use cairn_s3::{BucketError, BucketStore, ListQuery};
 use cairn_store::{EventStore, SqliteEventStore};
+
+use crate::validate_remote::{Credentials, Remote};
 use chrono::Utc;
 
 #[derive(clap::Args, Debug)]
@@ -49,6 +52,14 @@ pub struct ValidateArgs {
     /// The data directory of the Cairn that delivered them
     #[arg(long, env = "CAIRN_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
+    /// Read the trail, its public keys and its files from this endpoint instead (CloudTrail
+    /// and S3, SigV4-signed with the credentials of the environment or the shared
+    /// credentials file, as the aws CLI finds them)
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    /// The S3 endpoint, when it is not --endpoint-url
+    #[arg(long, requires = "endpoint_url")]
+    pub s3_endpoint_url: Option<String>,
     /// How many files are read at once [default: twice the cores]
     #[arg(long)]
     pub parallelism: Option<usize>,
@@ -162,14 +173,26 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<i32> {
         start <= end,
         "Invalid time range specified: start-time must occur before end-time"
     );
-    anyhow::ensure!(
-        args.data_dir.join("events.db").exists() || args.data_dir.exists(),
-        "no Cairn data directory at {}",
-        args.data_dir.display()
-    );
-    let (bucket, prefix) = match &args.s3_bucket {
-        Some(bucket) => (bucket.clone(), args.s3_prefix.clone()),
+    let remote = match &args.endpoint_url {
+        Some(endpoint) => Some(Remote::new(
+            endpoint,
+            args.s3_endpoint_url.as_deref().unwrap_or(endpoint),
+            &home_region,
+            Credentials::from_environment()?,
+        )?),
         None => {
+            anyhow::ensure!(
+                args.data_dir.exists(),
+                "no Cairn data directory at {}",
+                args.data_dir.display()
+            );
+            None
+        }
+    };
+    let (bucket, prefix) = match (&args.s3_bucket, &remote) {
+        (Some(bucket), _) => (bucket.clone(), args.s3_prefix.clone()),
+        (None, Some(remote)) => remote.trail(&args.trail_arn)?,
+        (None, None) => {
             let trail = find_trail(&args.data_dir, &args.trail_arn)?
                 .with_context(|| format!("A trail could not be found for {}", args.trail_arn))?;
             // As the CLI: --s3-prefix counts only beside --s3-bucket.
@@ -177,26 +200,28 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<i32> {
         }
     };
     let source_region = args.region.clone().unwrap_or_else(|| home_region.clone());
-    let keys = cairn_integrity::DigestKeys::read_only(&args.data_dir);
     let window_end = end + chrono::Duration::hours(2);
-    let public_keys: HashMap<String, PublicKey> = keys
-        .public_keys(
-            &source_region,
-            start.timestamp_millis(),
-            window_end.timestamp_millis(),
-        )
-        .unwrap_or_default()
-        .into_iter()
-        .map(|key| {
-            (
-                key.fingerprint.clone(),
-                PublicKey {
-                    fingerprint: key.fingerprint.clone(),
-                    der: key.public_key_der().to_vec(),
-                },
+    let public_keys: HashMap<String, PublicKey> = match &remote {
+        Some(remote) => remote.public_keys(start, window_end)?,
+        None => cairn_integrity::DigestKeys::read_only(&args.data_dir)
+            .public_keys(
+                &source_region,
+                start.timestamp_millis(),
+                window_end.timestamp_millis(),
             )
-        })
-        .collect();
+            .unwrap_or_default()
+            .into_iter()
+            .map(|key| {
+                (
+                    key.fingerprint.clone(),
+                    PublicKey {
+                        fingerprint: key.fingerprint.clone(),
+                        der: key.public_key_der().to_vec(),
+                    },
+                )
+            })
+            .collect(),
+    };
     let validation = Validation {
         trail_arn: args.trail_arn.clone(),
         trail_name,
@@ -212,9 +237,16 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<i32> {
             std::thread::available_parallelism().map_or(2, |cores| cores.get() * 2)
         }),
     };
-    let reader = EmbeddedReader {
-        data_dir: args.data_dir.clone(),
-        idle: Mutex::default(),
+    let embedded;
+    let reader: &dyn BucketReader = match &remote {
+        Some(remote) => remote,
+        None => {
+            embedded = EmbeddedReader {
+                data_dir: args.data_dir.clone(),
+                idle: Mutex::default(),
+            };
+            &embedded
+        }
     };
     let bar = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new_spinner()
@@ -227,7 +259,7 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<i32> {
     );
     let tick = || bar.inc(1);
     let validator = Validator {
-        reader: &reader,
+        reader,
         keys: public_keys,
         progress: &tick,
     };

@@ -1,0 +1,387 @@
+//! `cairn validate-logs --endpoint-url`: the trail, its public keys and its bucket read over
+//! the network from any AWS-compatible endpoint (another Cairn, or CloudTrail and S3
+//! elsewhere), with SigV4-signed calls under the credentials an SDK would find, as the aws
+//! CLI reads them; path-style S3 addressing.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use cairn_delivery::signed::{SignedCall, SignedReply};
+use cairn_delivery::{S3Credentials, SignedClient};
+use cairn_integrity::validation::{BucketReader, Fetched, ListedKey, PublicKey, ReadError};
+use cairn_model::SystemClock;
+use cairn_upstream::{UpstreamRoutes, UpstreamTrust, Upstreams};
+use cairn_wire::xml::Element;
+use chrono::{DateTime, Utc};
+use http::{HeaderMap, HeaderValue, Method, Uri};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde_json::{json, Value};
+
+/// What SigV4 leaves unencoded in a query value or a key's segment.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+const KEY: &AsciiSet = &UNRESERVED.remove(b'/');
+
+/// The largest object read back: a log file or digest beyond it is reported, not held.
+const MAX_OBJECT_BYTES: usize = 256 << 20;
+/// ListPublicKeys pages followed at most: a server that never stops paging is not believed.
+const MAX_KEY_PAGES: usize = 1000;
+
+/// An access key as an SDK finds it: the environment, else the shared credentials file.
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl Credentials {
+    pub fn from_environment() -> anyhow::Result<Self> {
+        let variable = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        if let (Some(access_key_id), Some(secret_access_key)) = (
+            variable("AWS_ACCESS_KEY_ID"),
+            variable("AWS_SECRET_ACCESS_KEY"),
+        ) {
+            return Ok(Self {
+                access_key_id,
+                secret_access_key,
+                session_token: variable("AWS_SESSION_TOKEN"),
+            });
+        }
+        let path = variable("AWS_SHARED_CREDENTIALS_FILE")
+            .map(PathBuf::from)
+            .or_else(|| variable("HOME").map(|home| PathBuf::from(home).join(".aws/credentials")))
+            .context("no credentials: set AWS_ACCESS_KEY_ID or AWS_SHARED_CREDENTIALS_FILE")?;
+        let profile = variable("AWS_PROFILE").unwrap_or_else(|| "default".to_owned());
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read the credentials file {}", path.display()))?;
+        let values = profile_values(&text, &profile);
+        let value = |name: &str| values.get(name).cloned();
+        match (value("aws_access_key_id"), value("aws_secret_access_key")) {
+            (Some(access_key_id), Some(secret_access_key)) => Ok(Self {
+                access_key_id,
+                secret_access_key,
+                session_token: value("aws_session_token"),
+            }),
+            _ => bail!(
+                "profile {profile} in {} holds no access key",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// The `key = value` lines of section `[profile]` of an INI credentials file.
+fn profile_values(text: &str, profile: &str) -> HashMap<String, String> {
+    let mut values = HashMap::new();
+    let mut inside = false;
+    for line in text.lines().map(str::trim) {
+        if let Some(section) = line
+            .strip_prefix('[')
+            .and_then(|rest| rest.strip_suffix(']'))
+        {
+            inside = section.trim() == profile;
+        } else if inside {
+            if let Some((name, value)) = line.split_once('=') {
+                values.insert(name.trim().to_owned(), value.trim().to_owned());
+            }
+        }
+    }
+    values
+}
+
+/// CloudTrail and S3 at their endpoints, called as the holder of `credentials`.
+pub struct Remote {
+    runtime: tokio::runtime::Runtime,
+    client: SignedClient,
+    cloudtrail: Uri,
+    s3: Uri,
+    region: String,
+    session_token: Option<String>,
+}
+
+impl Remote {
+    pub fn new(
+        cloudtrail: &str,
+        s3: &str,
+        region: &str,
+        credentials: Credentials,
+    ) -> anyhow::Result<Self> {
+        let parse = |url: &str| -> anyhow::Result<Uri> {
+            let uri: Uri = url
+                .parse()
+                .with_context(|| format!("invalid endpoint URL {url}"))?;
+            anyhow::ensure!(
+                matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some(),
+                "invalid endpoint URL {url}: http:// or https:// and a host"
+            );
+            Ok(uri)
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let upstreams = {
+            let _entered = runtime.enter();
+            Upstreams::trusting(
+                UpstreamRoutes::default(),
+                std::time::Duration::from_secs(60),
+                &UpstreamTrust::default(),
+            )?
+        };
+        Ok(Self {
+            cloudtrail: parse(cloudtrail)?,
+            s3: parse(s3)?,
+            client: SignedClient {
+                upstreams: Arc::new(upstreams),
+                credentials: S3Credentials {
+                    access_key_id: credentials.access_key_id,
+                    secret_access_key: credentials.secret_access_key,
+                    region: region.to_owned(),
+                },
+                clock: Arc::new(SystemClock),
+            },
+            runtime,
+            region: region.to_owned(),
+            session_token: credentials.session_token,
+        })
+    }
+
+    fn send(
+        &self,
+        call: SignedCall<'_>,
+        whole: bool,
+    ) -> Result<SignedReply, cairn_delivery::DeliveryError> {
+        let mut call = call;
+        if let Some(token) = self
+            .session_token
+            .as_deref()
+            .and_then(|token| HeaderValue::from_str(token).ok())
+        {
+            call.headers.insert("x-amz-security-token", token);
+        }
+        self.runtime.block_on(async {
+            if whole {
+                self.client.send_reading_all(call, MAX_OBJECT_BYTES).await
+            } else {
+                self.client.send(call).await
+            }
+        })
+    }
+
+    /// One CloudTrail operation (AWS JSON 1.1); an error answer becomes its code and message.
+    fn cloudtrail(&self, operation: &str, input: &Value) -> anyhow::Result<Value> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-amz-json-1.1"),
+        );
+        headers.insert(
+            "x-amz-target",
+            HeaderValue::from_str(&format!(
+                "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.{operation}"
+            ))?,
+        );
+        let reply = self
+            .send(
+                SignedCall {
+                    endpoint: &self.cloudtrail,
+                    method: Method::POST,
+                    path: "/",
+                    query: "",
+                    headers,
+                    body: Bytes::from(input.to_string()),
+                    service: "cloudtrail",
+                    region: &self.region,
+                },
+                true,
+            )
+            .map_err(|error| anyhow::anyhow!("{operation}: {error}"))?;
+        let answer: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+        if !reply.status.is_success() {
+            let message = answer
+                .get("message")
+                .or_else(|| answer.get("Message"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            bail!(
+                "An error occurred ({}) when calling the {operation} operation: {message}",
+                reply.error_code()
+            );
+        }
+        Ok(answer)
+    }
+
+    /// The bucket and key prefix the trail delivers to.
+    pub fn trail(&self, arn: &str) -> anyhow::Result<(String, Option<String>)> {
+        let answer = self
+            .cloudtrail("GetTrail", &json!({ "Name": arn }))
+            .map_err(|error| {
+                if error.to_string().contains("TrailNotFoundException") {
+                    anyhow::anyhow!("A trail could not be found for {arn}")
+                } else {
+                    error
+                }
+            })?;
+        let trail = &answer["Trail"];
+        let bucket = trail["S3BucketName"]
+            .as_str()
+            .with_context(|| format!("the trail {arn} names no bucket"))?;
+        let prefix = trail["S3KeyPrefix"]
+            .as_str()
+            .filter(|prefix| !prefix.is_empty());
+        Ok((bucket.to_owned(), prefix.map(str::to_owned)))
+    }
+
+    /// Every key ListPublicKeys gives for the range, by fingerprint.
+    pub fn public_keys(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> anyhow::Result<HashMap<String, PublicKey>> {
+        use base64::Engine;
+        let mut keys = HashMap::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_KEY_PAGES {
+            let mut input = json!({ "StartTime": start.timestamp(), "EndTime": end.timestamp() });
+            if let Some(token) = &token {
+                input["NextToken"] = json!(token);
+            }
+            let answer = self.cloudtrail("ListPublicKeys", &input)?;
+            for key in answer["PublicKeyList"].as_array().into_iter().flatten() {
+                let (Some(fingerprint), Some(value)) =
+                    (key["Fingerprint"].as_str(), key["Value"].as_str())
+                else {
+                    continue;
+                };
+                // A key that does not decode is kept out: its digests then say so.
+                if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(value) {
+                    keys.insert(
+                        fingerprint.to_owned(),
+                        PublicKey {
+                            fingerprint: fingerprint.to_owned(),
+                            der,
+                        },
+                    );
+                }
+            }
+            match answer["NextToken"].as_str() {
+                Some(next) if !next.is_empty() => token = Some(next.to_owned()),
+                _ => return Ok(keys),
+            }
+        }
+        bail!("ListPublicKeys kept paging past {MAX_KEY_PAGES} pages")
+    }
+
+    fn s3_get(&self, path: &str, query: &str) -> Result<SignedReply, ReadError> {
+        self.send(
+            SignedCall {
+                endpoint: &self.s3,
+                method: Method::GET,
+                path,
+                query,
+                headers: HeaderMap::new(),
+                body: Bytes::new(),
+                service: "s3",
+                region: &self.region,
+            },
+            true,
+        )
+        .map_err(|error| ReadError::Other(error.to_string()))
+    }
+}
+
+fn bucket_path(bucket: &str) -> String {
+    format!("/{}", utf8_percent_encode(bucket, UNRESERVED))
+}
+
+impl BucketReader for Remote {
+    fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        marker: &str,
+    ) -> Result<(Vec<ListedKey>, bool), ReadError> {
+        // Sorted by name, as SigV4's canonical query is.
+        let query = format!(
+            "marker={}&prefix={}",
+            utf8_percent_encode(marker, UNRESERVED),
+            utf8_percent_encode(prefix, UNRESERVED)
+        );
+        let reply = self.s3_get(&bucket_path(bucket), &query)?;
+        if !reply.status.is_success() {
+            return Err(ReadError::Other(reply.error_code()));
+        }
+        let text = String::from_utf8_lossy(&reply.body);
+        let listing =
+            Element::parse(&text).map_err(|error| ReadError::Other(format!("{error:?}")))?;
+        let keys = listing
+            .children
+            .iter()
+            .filter(|child| child.name == "Contents")
+            .filter_map(|contents| {
+                let key = contents.child("Key")?.text.clone();
+                let last_modified_millis = contents
+                    .child("LastModified")
+                    .and_then(|at| DateTime::parse_from_rfc3339(&at.text).ok())
+                    .map_or(0, |at| at.timestamp_millis());
+                Some(ListedKey {
+                    key,
+                    last_modified_millis,
+                })
+            })
+            .collect();
+        let more = listing
+            .child("IsTruncated")
+            .is_some_and(|truncated| truncated.text == "true");
+        Ok((keys, more))
+    }
+
+    fn get(&self, bucket: &str, key: &str) -> Result<Fetched, ReadError> {
+        let path = format!("{}/{}", bucket_path(bucket), utf8_percent_encode(key, KEY));
+        let reply = self.s3_get(&path, "")?;
+        if !reply.status.is_success() {
+            return Err(match reply.error_code().as_str() {
+                "NoSuchKey" => ReadError::NotFound,
+                code => ReadError::Other(format!("{} {code}", reply.status.as_u16())),
+            });
+        }
+        let metadata = reply
+            .headers
+            .iter()
+            .filter_map(|(name, value)| {
+                let name = name.as_str().strip_prefix("x-amz-meta-")?;
+                Some((name.to_owned(), value.to_str().ok()?.to_owned()))
+            })
+            .collect();
+        Ok(Fetched {
+            body: reply.body.to_vec(),
+            metadata,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_profile_is_read_from_its_own_section_only() {
+        let text = "[other]\naws_access_key_id = A\n\n[default]\naws_access_key_id = B\naws_secret_access_key=C\n";
+        let values = profile_values(text, "default");
+        assert_eq!(
+            values.get("aws_access_key_id").map(String::as_str),
+            Some("B")
+        );
+        assert_eq!(
+            values.get("aws_secret_access_key").map(String::as_str),
+            Some("C")
+        );
+        assert!(profile_values(text, "missing").is_empty());
+    }
+}
