@@ -177,6 +177,46 @@ def test_digests_chain_and_validate_with_the_aws_cli_and_cairn(trail):
     assert secrets and not any(secret[:40] in log_text for secret in secrets)
 
 
+def test_validate_a_local_copy_made_by_aws_s3_sync(trail, tmp_path):
+    """A synced copy has no object metadata: every digest's signature but the newest of each
+    chain is taken from its successor; those newest ones are reported as not checkable."""
+    server, arn, start, end, s3 = trail
+    copy = tmp_path / "copy"
+    server.aws("s3", "sync", f"s3://{BUCKET}", str(copy))
+    digests = keys_of(s3, "CloudTrail-Digest")
+    bodies = {key: json.loads(gunzip(saved(s3, key)[0])) for key in digests}
+    pointed_at = {body["previousDigestS3Object"] for body in bodies.values()}
+    newest = sorted(key for key in digests if key not in pointed_at)
+    assert len(newest) == 2, newest  # one per logging period
+    unchecked = sum(len(bodies[key]["logFiles"]) for key in newest)
+    logs = keys_of(s3, "CloudTrail")
+
+    def local():
+        result = subprocess.run(
+            [str(BINARY), "validate-logs", "--data-dir", str(server.data_dir), "--local-copy", str(copy),
+             "--trail-arn", arn, "--start-time", start, "--end-time", end, "--verbose"],
+            capture_output=True, text=True, env=clean_env(), timeout=120,
+        )
+        return result.returncode, result.stdout, result.stderr
+
+    got = local()
+    assert got[0] == 1, got
+    assert invalid_lines(got) == [
+        f"Digest file\ts3://{BUCKET}/{key}\tINVALID: signature not in a local copy (S3 keeps it as object "
+        "metadata, which a sync does not download)" for key in newest]
+    total = len(digests)
+    assert verdicts(got)[1] == [
+        f"{total - 2}/{total} digest files valid, 2/{total} digest files INVALID",
+        f"{len(logs) - unchecked}/{len(logs) - unchecked} log files valid",
+    ], got
+
+    # A log file changed in the copy is caught there too.
+    victim = next(entry["s3Object"] for key in digests if key not in newest for entry in bodies[key]["logFiles"])
+    path = copy / victim
+    path.write_bytes(gzip_bytes(b'{"Records":[]}'))
+    assert f"Log file\ts3://{BUCKET}/{victim}\tINVALID: hash value doesn't match" in invalid_lines(local())
+
+
 def put_back(s3, key, body, metadata):
     s3.put_object(Bucket=BUCKET, Key=key, Body=body, Metadata=metadata,
                   ContentType="application/json", ContentEncoding="gzip")

@@ -5,6 +5,7 @@ mod config;
 mod import_command;
 mod tail_command;
 mod validate_command;
+mod validate_local;
 mod validate_remote;
 
 use std::net::SocketAddr;

@@ -1,8 +1,8 @@
 //! `cairn validate-logs`: the aws CLI's `cloudtrail validate-logs`, with its arguments,
 //! output lines and exit codes, run against the data directory of a Cairn (its trails, its
 //! embedded S3 and its signing keys, read beside a running server) or, with
-//! `--endpoint-url`, against any CloudTrail and S3 endpoint (`validate_remote`), many times
-//! faster. The checking itself is `cairn_integrity::validation`; this file finds the trail,
+//! `--endpoint-url`, against any CloudTrail and S3 endpoint (`validate_remote`), or a synced
+//! copy of the bucket (`validate_local`), many times faster. The checking itself is `cairn_integrity::validation`; this file finds the trail,
 //! the bucket and the keys.
 
 use std::collections::HashMap;
@@ -19,6 +19,7 @@ use cairn_model::trail::Trail;
 use cairn_s3::{BucketError, BucketStore, ListQuery};
 use cairn_store::{EventStore, SqliteEventStore};
 
+use crate::validate_local::LocalCopy;
 use crate::validate_remote::{Credentials, Remote};
 use chrono::Utc;
 
@@ -60,6 +61,10 @@ pub struct ValidateArgs {
     /// The S3 endpoint, when it is not --endpoint-url
     #[arg(long, requires = "endpoint_url")]
     pub s3_endpoint_url: Option<String>,
+    /// Read the files from this copy of the bucket (`aws s3 sync s3://BUCKET DIR`) instead;
+    /// the trail and its public keys still come from the data directory or --endpoint-url
+    #[arg(long)]
+    pub local_copy: Option<PathBuf>,
     /// How many files are read at once [default: twice the cores]
     #[arg(long)]
     pub parallelism: Option<usize>,
@@ -238,9 +243,11 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<i32> {
         }),
     };
     let embedded;
-    let reader: &dyn BucketReader = match &remote {
-        Some(remote) => remote,
-        None => {
+    let local = args.local_copy.as_deref().map(LocalCopy::new).transpose()?;
+    let reader: &dyn BucketReader = match (&local, &remote) {
+        (Some(local), _) => local,
+        (None, Some(remote)) => remote,
+        (None, None) => {
             embedded = EmbeddedReader {
                 data_dir: args.data_dir.clone(),
                 idle: Mutex::default(),
