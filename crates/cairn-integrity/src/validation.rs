@@ -18,6 +18,9 @@ use crate::digest_file::string_to_sign;
 
 /// The most a digest may decompress to; anything larger is not a digest.
 const MAX_DIGEST_BYTES: u64 = 64 << 20;
+/// The largest object a reader hands over: a bigger one is a verdict for that file (its
+/// bytes are never read), so memory stays bounded by this times the parallelism.
+pub const MAX_FETCHED_BYTES: u64 = 256 << 20;
 
 /// An object as a reader fetched it.
 pub struct Fetched {
@@ -30,6 +33,11 @@ pub struct Fetched {
 pub enum ReadError {
     NotFound,
     Other(String),
+}
+
+/// What a reader says of an object past [`MAX_FETCHED_BYTES`].
+pub fn too_large() -> ReadError {
+    ReadError::Other(format!("larger than {} MiB", MAX_FETCHED_BYTES >> 20))
 }
 
 /// A key a listing gave, with when its object was written.

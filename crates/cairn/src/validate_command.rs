@@ -12,8 +12,8 @@ use std::sync::Mutex;
 
 use anyhow::Context;
 use cairn_integrity::validation::{
-    parse_time, parse_trail_arn, BucketReader, Fetched, ListedKey, PublicKey, ReadError,
-    Validation, Validator,
+    parse_time, parse_trail_arn, too_large, BucketReader, Fetched, ListedKey, PublicKey, ReadError,
+    Validation, Validator, MAX_FETCHED_BYTES,
 };
 use cairn_model::trail::Trail;
 use cairn_s3::{BucketError, BucketStore, ListQuery};
@@ -131,12 +131,17 @@ impl BucketReader for EmbeddedReader {
     }
 
     fn get(&self, bucket: &str, key: &str) -> Result<Fetched, ReadError> {
-        self.with_store(|store| {
-            let read = store.get_object(bucket, key, None)?;
-            Ok(Fetched {
-                body: read.bytes,
-                metadata: read.head.metadata.into_iter().collect(),
-            })
+        let read = self.with_store(|store| {
+            let head = store.head_object(bucket, key)?;
+            if head.size > MAX_FETCHED_BYTES {
+                return Ok(None);
+            }
+            store.get_object(bucket, key, None).map(Some)
+        })?;
+        let read = read.ok_or_else(too_large)?;
+        Ok(Fetched {
+            body: read.bytes,
+            metadata: read.head.metadata.into_iter().collect(),
         })
     }
 }

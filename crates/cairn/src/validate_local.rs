@@ -11,7 +11,9 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::UNIX_EPOCH;
 
-use cairn_integrity::validation::{BucketReader, Fetched, ListedKey, ReadError};
+use cairn_integrity::validation::{
+    too_large, BucketReader, Fetched, ListedKey, ReadError, MAX_FETCHED_BYTES,
+};
 use serde_json::Value;
 
 /// Keys handed out per listing page, as S3's ListObjects.
@@ -167,6 +169,16 @@ impl BucketReader for LocalCopy {
 
     fn get(&self, bucket: &str, key: &str) -> Result<Fetched, ReadError> {
         let path = self.path_of(key).ok_or(ReadError::NotFound)?;
+        let size = match std::fs::metadata(&path) {
+            Ok(metadata) => metadata.len(),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ReadError::NotFound)
+            }
+            Err(error) => return Err(ReadError::Other(error.to_string())),
+        };
+        if size > MAX_FETCHED_BYTES {
+            return Err(too_large());
+        }
         let body = match std::fs::read(&path) {
             Ok(body) => body,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
@@ -212,5 +224,14 @@ mod tests {
         let keys: Vec<&str> = page.iter().map(|listed| listed.key.as_str()).collect();
         assert_eq!((keys, more), (vec!["a/2", "a/3"], false));
         assert_eq!(copy.get("b", "b/1").unwrap().body, b"b/1");
+        // A huge file is a verdict, never read (sparse: nothing is written).
+        std::fs::File::create(dir.path().join("a/huge"))
+            .unwrap()
+            .set_len(MAX_FETCHED_BYTES + 1)
+            .unwrap();
+        match copy.get("b", "a/huge") {
+            Err(ReadError::Other(why)) => assert_eq!(why, "larger than 256 MiB"),
+            other => panic!("{:?}", other.map(|fetched| fetched.body.len())),
+        }
     }
 }

@@ -11,7 +11,9 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use cairn_delivery::signed::{SignedCall, SignedReply};
 use cairn_delivery::{S3Credentials, SignedClient};
-use cairn_integrity::validation::{BucketReader, Fetched, ListedKey, PublicKey, ReadError};
+use cairn_integrity::validation::{
+    BucketReader, Fetched, ListedKey, PublicKey, ReadError, MAX_FETCHED_BYTES,
+};
 use cairn_model::SystemClock;
 use cairn_upstream::{UpstreamRoutes, UpstreamTrust, Upstreams};
 use cairn_wire::xml::Element;
@@ -28,8 +30,6 @@ const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 const KEY: &AsciiSet = &UNRESERVED.remove(b'/');
 
-/// The largest object read back: a log file or digest beyond it is reported, not held.
-const MAX_OBJECT_BYTES: usize = 256 << 20;
 /// ListPublicKeys pages followed at most: a server that never stops paging is not believed.
 const MAX_KEY_PAGES: usize = 1000;
 
@@ -167,7 +167,9 @@ impl Remote {
         }
         self.runtime.block_on(async {
             if whole {
-                self.client.send_reading_all(call, MAX_OBJECT_BYTES).await
+                self.client
+                    .send_reading_all(call, MAX_FETCHED_BYTES as usize)
+                    .await
             } else {
                 self.client.send(call).await
             }
