@@ -277,7 +277,7 @@ fn generate(dir: &Path, now_millis: i64, rotation: i64) -> Result<SigningKey, In
     })
 }
 
-fn create_private_dir(dir: &Path) -> Result<(), IntegrityError> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), IntegrityError> {
     std::fs::create_dir_all(dir)?;
     #[cfg(unix)]
     {
@@ -288,7 +288,7 @@ fn create_private_dir(dir: &Path) -> Result<(), IntegrityError> {
 }
 
 /// Written whole or not at all, readable by the owner only.
-fn write_private(path: &Path, contents: &[u8]) -> Result<(), IntegrityError> {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), IntegrityError> {
     use std::io::Write;
     let temporary = path.with_extension("tmp");
     let mut options = std::fs::OpenOptions::new();

@@ -7,6 +7,8 @@
 
 pub mod digest_file;
 pub mod keys;
+pub mod merkle;
+pub mod note;
 pub mod validation;
 
 pub use digest_file::{
