@@ -1,8 +1,10 @@
 //! cairn-delivery owns what trails write: the selection of each trail's events from the
 //! store's feed (`selection`), log files in AWS's exact layout (`log_file`), the places they
 //! go (`objects`: the embedded S3 or any S3-compatible endpoint), the exactly-once loop
-//! that ties them (`deliverer`), and the digest files that follow them (`digests`). It depends on the store trait and the model, never on the
-//! server: the trail API writes trails as state, delivery reads them.
+//! that ties them (`deliverer`), the digest files that follow them (`digests`), and the
+//! transparency log, a Merkle tree over the whole feed with signed checkpoints
+//! (`transparency`). It depends on the store trait and the model, never on the server: the
+//! trail API writes trails as state, delivery reads them.
 
 pub mod deliverer;
 pub mod digests;
@@ -11,6 +13,7 @@ pub mod notify;
 pub mod objects;
 pub mod selection;
 pub mod signed;
+pub mod transparency;
 
 pub use deliverer::{Deliverer, DeliverySettings, RoundReport};
 pub use objects::{EmbeddedObjects, ObjectPut, ObjectStore, S3Endpoint};
@@ -33,4 +36,8 @@ pub enum DeliveryError {
     Store(#[from] cairn_store::StoreError),
     #[error("{0}")]
     Objects(String),
+    #[error("transparency log: {0}")]
+    Transparency(String),
+    #[error("transparency log: {0}")]
+    Io(#[from] std::io::Error),
 }

@@ -398,7 +398,10 @@ mod tests {
             for index in 0..size {
                 let path = inclusion_proof(index, size, &memory).unwrap();
                 let leaf = leaves[index as usize];
-                assert!(verify_inclusion(index, size, &leaf, &path, &root), "{index}/{size}");
+                assert!(
+                    verify_inclusion(index, size, &leaf, &path, &root),
+                    "{index}/{size}"
+                );
                 let other = leaf_hash(b"another record");
                 assert!(!verify_inclusion(index, size, &other, &path, &root));
                 if let Some(first) = path.first() {

@@ -64,7 +64,8 @@ impl NoteSigner {
             let pkcs8 = STANDARD
                 .decode(&stored.pkcs8)
                 .map_err(|error| bad(error.to_string()))?;
-            let pair = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|error| bad(error.to_string()))?;
+            let pair =
+                Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|error| bad(error.to_string()))?;
             return Ok(Self {
                 name: stored.name,
                 pair,
@@ -109,7 +110,11 @@ impl NoteSigner {
         let signature = self.pair.sign(text.as_bytes());
         let mut signed = key_id(&self.name, self.pair.public_key().as_ref()).to_vec();
         signed.extend_from_slice(signature.as_ref());
-        format!("{text}\n\u{2014} {} {}\n", self.name, STANDARD.encode(signed))
+        format!(
+            "{text}\n\u{2014} {} {}\n",
+            self.name,
+            STANDARD.encode(signed)
+        )
     }
 }
 

@@ -412,6 +412,12 @@ pub fn state_is_committed_with_events_and_survives_reopening<S: EventStore>(
         store.state("settings").unwrap(),
         [("retention_days".to_owned(), "7".to_owned())]
     );
+    assert_eq!(
+        store.state_value("schedules", "a").unwrap().as_deref(),
+        Some("due at 400")
+    );
+    assert_eq!(store.state_value("schedules", "b").unwrap(), None);
+    assert_eq!(store.state_value("settings", "a").unwrap(), None);
 }
 
 /// The feed gives captured events in order after a position, never imported ones, and no

@@ -212,6 +212,15 @@ pub trait EventStore: Send + Sync + 'static {
     /// Every entry of a state namespace, by key.
     fn state(&self, namespace: &str) -> Result<Vec<(String, String)>, StoreError>;
 
+    /// One entry of a state namespace. Backends with an index override this scan.
+    fn state_value(&self, namespace: &str, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .state(namespace)?
+            .into_iter()
+            .find(|(stored, _)| stored == key)
+            .map(|(_, value)| value))
+    }
+
     /// How many events are older than `cutoff_millis`: what a retention sweep would remove.
     fn count_older_than(&self, cutoff_millis: i64) -> Result<u64, StoreError>;
 

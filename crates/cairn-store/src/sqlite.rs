@@ -1038,6 +1038,16 @@ impl EventStore for SqliteEventStore {
         })
     }
 
+    fn state_value(&self, namespace: &str, key: &str) -> Result<Option<String>, StoreError> {
+        self.with_reader(|connection| {
+            let mut statement = connection
+                .prepare_cached("SELECT value FROM state WHERE namespace = ?1 AND key = ?2")?;
+            Ok(statement
+                .query_row([namespace, key], |row| row.get(0))
+                .optional()?)
+        })
+    }
+
     fn count_older_than(&self, cutoff_millis: i64) -> Result<u64, StoreError> {
         self.with_reader(|connection| {
             let count: i64 = connection.query_row(
