@@ -29,6 +29,7 @@ mod retention;
 mod sts;
 pub mod tls;
 mod trails;
+mod transparency;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -106,6 +107,8 @@ pub struct AppState {
     pub trails: Arc<TrailSupport>,
     /// Prometheus metrics, when a recorder was installed (`/_cairn/metrics`).
     pub metrics: Option<PrometheusHandle>,
+    /// The transparency log, unless it is off (`/_cairn/transparency/…`).
+    pub transparency: Option<Arc<cairn_delivery::transparency::TransparencyLog>>,
 }
 
 /// Where trails deliver, as the trail API sees it.
@@ -150,6 +153,16 @@ pub fn router(state: AppState) -> axum::Router {
     axum::Router::new()
         .route("/_cairn/health", get(health))
         .route("/_cairn/metrics", get(metrics))
+        .route(
+            "/_cairn/transparency/checkpoint",
+            get(transparency::checkpoint),
+        )
+        .route("/_cairn/transparency/key", get(transparency::key))
+        .route("/_cairn/transparency/proof", get(transparency::proof))
+        .route(
+            "/_cairn/transparency/consistency",
+            get(transparency::consistency),
+        )
         .fallback(edge::handle)
         .with_state(state)
 }

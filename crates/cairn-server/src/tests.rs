@@ -143,6 +143,7 @@ fn harness(retention_days: u32) -> Harness {
             None,
         )),
         metrics: None,
+        transparency: None,
     };
     Harness {
         _dir: dir,

@@ -61,6 +61,10 @@ pub struct Overrides {
     /// [default: 2592000, 30 days]
     #[arg(long, env = "CAIRN_DIGEST_KEY_ROTATION_SECS")]
     pub digest_key_rotation_secs: Option<u64>,
+    /// Milliseconds between the transparency log's signed checkpoints, 100 or more; 0 turns
+    /// the log off [default: 1000]
+    #[arg(long, env = "CAIRN_CHECKPOINT_INTERVAL_MILLIS")]
+    pub checkpoint_interval_millis: Option<u64>,
     /// The access key trails sign with when they deliver to an S3 upstream [default: test]
     #[arg(long, env = "CAIRN_DELIVERY_ACCESS_KEY_ID")]
     pub delivery_access_key_id: Option<String>,
@@ -89,6 +93,7 @@ struct FileSettings {
     delivery_interval_secs: Option<u64>,
     digest_interval_secs: Option<u64>,
     digest_key_rotation_secs: Option<u64>,
+    checkpoint_interval_millis: Option<u64>,
     delivery_access_key_id: Option<String>,
     delivery_secret_access_key: Option<String>,
     rotation_poll_millis: Option<u64>,
@@ -138,6 +143,8 @@ pub struct Settings {
     /// signs before it is replaced.
     pub digest_interval: std::time::Duration,
     pub digest_key_rotation: std::time::Duration,
+    /// How often the transparency log signs a checkpoint; `None` when it is off.
+    pub checkpoint_interval: Option<std::time::Duration>,
     /// What trails sign with at an S3 upstream: (access key ID, secret).
     pub delivery_credentials: (String, cairn_auth::SecretAccessKey),
 }
@@ -146,6 +153,7 @@ pub const DEFAULT_UPSTREAM_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_DELIVERY_INTERVAL_SECS: u64 = 300;
 pub const DEFAULT_DIGEST_INTERVAL_SECS: u64 = 3600;
 pub const DEFAULT_DIGEST_KEY_ROTATION_SECS: u64 = 30 * 24 * 3600;
+pub const DEFAULT_CHECKPOINT_INTERVAL_MILLIS: u64 = 1000;
 pub const DEFAULT_ROTATION_POLL_MILLIS: u64 = 15_000;
 /// A rotation function runs four steps of at most 15 minutes each.
 pub const DEFAULT_ROTATION_GIVE_UP_SECS: u64 = 3600;
@@ -216,11 +224,21 @@ impl Settings {
             digest_key_rotation_secs >= 10,
             "digest_key_rotation_secs must be 10 or more"
         );
+        let checkpoint_interval_millis = overrides
+            .checkpoint_interval_millis
+            .or(file.checkpoint_interval_millis)
+            .unwrap_or(DEFAULT_CHECKPOINT_INTERVAL_MILLIS);
+        anyhow::ensure!(
+            checkpoint_interval_millis == 0 || checkpoint_interval_millis >= 100,
+            "checkpoint_interval_millis must be 0 (off) or 100 or more"
+        );
         Ok(Self {
             embedded_s3,
             delivery_interval: std::time::Duration::from_secs(delivery_interval_secs),
             digest_interval: std::time::Duration::from_secs(digest_interval_secs),
             digest_key_rotation: std::time::Duration::from_secs(digest_key_rotation_secs),
+            checkpoint_interval: (checkpoint_interval_millis > 0)
+                .then(|| std::time::Duration::from_millis(checkpoint_interval_millis)),
             delivery_credentials: (
                 overrides
                     .delivery_access_key_id
@@ -367,6 +385,18 @@ mod tests {
         let settings = Settings::merge(&Overrides::default(), None, digests).unwrap();
         assert_eq!(settings.digest_interval.as_secs(), 10);
         assert_eq!(settings.digest_key_rotation.as_secs(), 30);
+        assert_eq!(
+            alone.checkpoint_interval,
+            Some(std::time::Duration::from_secs(1))
+        );
+        let off = file("checkpoint_interval_millis = 0");
+        let settings = Settings::merge(&Overrides::default(), None, off).unwrap();
+        assert_eq!(settings.checkpoint_interval, None);
+        let too_often = Overrides {
+            checkpoint_interval_millis: Some(50),
+            ..Overrides::default()
+        };
+        assert!(Settings::merge(&too_often, None, FileSettings::default()).is_err());
         let too_often = Overrides {
             digest_interval_secs: Some(9),
             ..Overrides::default()

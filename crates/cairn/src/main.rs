@@ -7,6 +7,7 @@ mod tail_command;
 mod validate_command;
 mod validate_local;
 mod validate_remote;
+mod verify_command;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -81,6 +82,11 @@ enum Command {
         #[command(flatten)]
         args: validate_command::ValidateArgs,
     },
+    /// Prove one event is in the transparency log, as recorded.
+    VerifyEvent {
+        #[command(flatten)]
+        args: verify_command::VerifyArgs,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -101,6 +107,7 @@ fn main() -> anyhow::Result<()> {
             tail_command::run(&settings, &filters)
         }
         Command::ValidateLogs { args } => std::process::exit(validate_command::run(&args)),
+        Command::VerifyEvent { args } => std::process::exit(verify_command::run(&args)),
         Command::Retention {
             overrides,
             days,
@@ -236,8 +243,22 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             )
             .context("cannot open the digest signing keys")?,
         );
+        let store: Arc<dyn cairn_store::EventStore> = Arc::new(store);
+        let transparency = match settings.checkpoint_interval {
+            // Opening may commit the first (empty) checkpoint, which waits on the store.
+            Some(_) => Some(Arc::new(
+                tokio::task::block_in_place(|| {
+                    cairn_delivery::transparency::TransparencyLog::open(
+                        &settings.data_dir,
+                        store.clone(),
+                    )
+                })
+                .context("cannot open the transparency log")?,
+            )),
+            None => None,
+        };
         let state = AppState {
-            store: Arc::new(store),
+            store,
             credentials: Arc::new(credentials),
             clock,
             ids: Arc::new(TimeOrderedIds),
@@ -257,7 +278,11 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                     .with_digest_keys(digest_keys.clone()),
             ),
             metrics: Some(metrics),
+            transparency: transparency.clone(),
         };
+        if let (Some(log), Some(cadence)) = (transparency, settings.checkpoint_interval) {
+            tokio::spawn(log.run(cadence));
+        }
         tracing::info!(
             embedded_s3 = settings.embedded_s3,
             delivery_interval_secs = settings.delivery_interval.as_secs(),

@@ -1,0 +1,123 @@
+//! `/_cairn/transparency/…`: the transparency log for anyone who keeps watch, unsigned and
+//! never recorded (it names no caller and changes nothing): the latest signed checkpoint,
+//! the key that verifies it, an event's inclusion proof with its record, and consistency
+//! proofs between checkpoints. Proofs are computed off the async workers.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use http::{header, StatusCode};
+
+use crate::AppState;
+
+/// The longest event ID looked up: CloudTrail's are 36 characters.
+const MAX_EVENT_ID: usize = 256;
+
+fn answer(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+fn refused(status: StatusCode, message: &str) -> Response {
+    answer(
+        status,
+        "application/json",
+        serde_json::json!({ "message": message }).to_string(),
+    )
+}
+
+fn off() -> Response {
+    refused(StatusCode::NOT_FOUND, "the transparency log is off")
+}
+
+pub async fn checkpoint(State(state): State<AppState>) -> Response {
+    match &state.transparency {
+        Some(log) => answer(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            log.checkpoint(),
+        ),
+        None => off(),
+    }
+}
+
+pub async fn key(State(state): State<AppState>) -> Response {
+    match &state.transparency {
+        Some(log) => answer(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            format!("{}\n", log.verifier_key()),
+        ),
+        None => off(),
+    }
+}
+
+pub async fn proof(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(log) = state.transparency.clone() else {
+        return off();
+    };
+    let Some(event_id) = query.get("event-id").filter(|id| !id.is_empty()) else {
+        return refused(StatusCode::BAD_REQUEST, "event-id is required");
+    };
+    if event_id.len() > MAX_EVENT_ID {
+        return refused(StatusCode::BAD_REQUEST, "event-id is too long");
+    }
+    let event_id = event_id.clone();
+    let found = tokio::task::spawn_blocking(move || log.prove(&event_id)).await;
+    match found {
+        Ok(Ok(Some(proof))) => answer(
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_string(&proof).unwrap_or_default(),
+        ),
+        Ok(Ok(None)) => refused(
+            StatusCode::NOT_FOUND,
+            "no event with this ID is in the transparency log (yet)",
+        ),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "transparency proof failed");
+            refused(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the proof could not be made",
+            )
+        }
+        Err(_) => refused(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the proof could not be made",
+        ),
+    }
+}
+
+pub async fn consistency(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(log) = state.transparency.clone() else {
+        return off();
+    };
+    let size = |name: &str| query.get(name).and_then(|text| text.parse::<u64>().ok());
+    let (Some(from), Some(to)) = (size("from"), size("to")) else {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "from and to (tree sizes) are required",
+        );
+    };
+    if from == 0 || from > to {
+        return refused(StatusCode::BAD_REQUEST, "0 < from <= to is required");
+    }
+    match tokio::task::spawn_blocking(move || log.consistency(from, to)).await {
+        Ok(Ok(path)) => answer(
+            StatusCode::OK,
+            "application/json",
+            serde_json::json!({ "from": from, "to": to, "consistencyPath": path }).to_string(),
+        ),
+        Ok(Err(error)) => refused(StatusCode::BAD_REQUEST, &error.to_string()),
+        Err(_) => refused(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the proof could not be made",
+        ),
+    }
+}
