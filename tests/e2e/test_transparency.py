@@ -25,6 +25,16 @@ def leaf(record):
     return hashlib.sha256(b"\x00" + record).digest()
 
 
+def mth(leaves):
+    """RFC 6962 §2.1's Merkle Tree Hash, from the leaf hashes."""
+    if len(leaves) == 1:
+        return leaves[0]
+    k = 1
+    while k * 2 < len(leaves):
+        k *= 2
+    return node(mth(leaves[:k]), mth(leaves[k:]))
+
+
 def verify_inclusion(index, size, leaf_hash, path, root):
     """RFC 9162 §2.1.3.2."""
     if index >= size:
@@ -75,7 +85,7 @@ def verify_consistency(old, size, old_root, root, path):
 
 def open_checkpoint(note, verifier_key):
     """C2SP signed-note and tlog-checkpoint: (origin, size, root) if the key signed it."""
-    name, key_id, key = verifier_key.split("+")
+    name, key_id, key = verifier_key.split("+", 2)
     typed = base64.b64decode(key)
     assert typed[0] == 1, "Ed25519"
     assert hashlib.sha256(name.encode() + b"\n" + typed).digest()[:4].hex() == key_id
@@ -114,7 +124,7 @@ def test_every_event_is_proven_and_the_log_only_grows_across_a_kill(tmp_path):
         for event_id, answer in answers.items():
             proof = answer.json()
             origin, size, root = open_checkpoint(proof["checkpoint"], key)
-            assert size == proof["treeSize"] and origin == key.split("+")[0]
+            assert size == proof["treeSize"] and origin == key.split("+", 2)[0]
             # The leaf is the record exactly as LookupEvents gives it.
             assert proof["record"] == ids[event_id]
             record = proof["record"].encode()
@@ -153,6 +163,20 @@ def test_every_event_is_proven_and_the_log_only_grows_across_a_kill(tmp_path):
         bad = get(server, "/_cairn/transparency/consistency", **{"from": new_size + 5, "to": new_size})
         assert bad.status_code == 400
 
+        # The level-0 tile is the leaf hashes themselves: the tree's root follows from them.
+        _, size, root = open_checkpoint(get(server, "/_cairn/transparency/checkpoint").text, key)
+        assert 0 < size < 256
+        tile = get(server, f"/_cairn/transparency/tile/0/000.p/{size}")
+        assert tile.status_code == 200 and len(tile.content) == 32 * size
+        leaves = [tile.content[at:at + 32] for at in range(0, len(tile.content), 32)]
+        assert mth(leaves) == root
+        for answer in answers.values():
+            proof = answer.json()
+            assert leaves[proof["leafIndex"]] == leaf(proof["record"].encode())
+        assert get(server, "/_cairn/transparency/tile/0/000").status_code == 404  # not full yet
+        assert get(server, "/_cairn/transparency/tile/0/x000").status_code == 404
+        assert get(server, "/_cairn/transparency/tile/0/000.p/999").status_code == 404
+
         # cairn verify-event agrees, with the key kept apart and the checkpoint kept earlier.
         event_id = next(iter(ids))
         verified = subprocess.run(
@@ -169,7 +193,7 @@ def test_every_event_is_proven_and_the_log_only_grows_across_a_kill(tmp_path):
         )
         assert unknown.returncode == 1 and "INVALID: not in the transparency log" in unknown.stdout
         # Another key: the checkpoint is not believed.
-        other = key.split("+")
+        other = key.split("+", 2)
         other[2] = base64.b64encode(b"\x01" + bytes(32)).decode()
         other[1] = hashlib.sha256(other[0].encode() + b"\n" + b"\x01" + bytes(32)).digest()[:4].hex()
         stranger = subprocess.run(

@@ -29,6 +29,39 @@ pub const TRANSPARENCY_LEAVES: &str = "transparency-leaves";
 const HEAD: &str = "head";
 /// Feed events taken per commit.
 const BATCH: usize = 20_000;
+/// C2SP tlog-tiles: tiles of 256 hashes, 8 tree levels each.
+const TILE_HEIGHT: u32 = 8;
+const TILE_WIDTH: u64 = 256;
+
+/// A tile's place as C2SP spells it in a path: `<L>/<N>` or `<L>/<N>.p/<W>`, with N in
+/// groups of three digits, all but the last prefixed `x` (`x001/x234/067`).
+pub fn parse_tile_path(path: &str) -> Option<(u32, u64, u64)> {
+    let (level, rest) = path.split_once('/')?;
+    let level: u32 = level.parse().ok().filter(|level| *level < 8)?;
+    let (number, width) = match rest.split_once(".p/") {
+        Some((number, width)) => {
+            let width: u64 = width
+                .parse()
+                .ok()
+                .filter(|width| (1..TILE_WIDTH).contains(width))?;
+            (number, width)
+        }
+        None => (rest, TILE_WIDTH),
+    };
+    let groups: Vec<&str> = number.split('/').collect();
+    let (last, leading) = groups.split_last()?;
+    let mut index: u64 = 0;
+    for group in leading
+        .iter()
+        .map(|group| group.strip_prefix('x'))
+        .chain([Some(*last)])
+    {
+        let group =
+            group.filter(|group| group.len() == 3 && group.bytes().all(|b| b.is_ascii_digit()))?;
+        index = index.checked_mul(1000)?.checked_add(group.parse().ok()?)?;
+    }
+    Some((level, index, width))
+}
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Head {
@@ -287,6 +320,34 @@ impl TransparencyLog {
         }))
     }
 
+    /// C2SP tlog-tiles: the level `level` tile `index` as `width` hashes (256 when whole),
+    /// if the latest checkpoint's tree holds that much of it.
+    pub fn tile(
+        &self,
+        level: u32,
+        index: u64,
+        width: u64,
+    ) -> Result<Option<Vec<u8>>, DeliveryError> {
+        let head = self.head();
+        let height = level.checked_mul(TILE_HEIGHT).filter(|height| *height < 64);
+        let Some(height) = height else {
+            return Ok(None);
+        };
+        let nodes = head.size >> height;
+        let first = index.saturating_mul(TILE_WIDTH);
+        if width == 0 || width > TILE_WIDTH || first.saturating_add(width) > nodes {
+            return Ok(None);
+        }
+        let indexes: Vec<u64> = (first..first + width)
+            .map(|node| merkle::stored_hash_index(height, node))
+            .collect();
+        let hashes = self
+            .reader(head.size, &[])
+            .read_hashes(&indexes)
+            .map_err(failed)?;
+        Ok(Some(hashes.concat()))
+    }
+
     /// The proof that the tree of `old` leaves is a prefix of the tree of `size`, both at
     /// most the latest checkpoint's.
     pub fn consistency(&self, old: u64, size: u64) -> Result<Vec<String>, DeliveryError> {
@@ -391,5 +452,34 @@ mod tests {
             old.size, new.size, &old.root, &new.root, &path
         ));
         assert!(log.consistency(1, new.size + 1).is_err());
+        // 20 leaves: level-0 tile 0 holds 20 of its 256 hashes, the leaves' own.
+        let tile = log.tile(0, 0, 20).unwrap().unwrap();
+        let first_leaf = merkle::leaf_hash(log.prove("e-0000").unwrap().unwrap().record.as_bytes());
+        assert_eq!(tile.len(), 20 * 32);
+        assert_eq!(tile[..32], first_leaf);
+        assert_eq!(log.tile(0, 0, 21).unwrap(), None);
+        assert_eq!(log.tile(0, 0, 256).unwrap(), None);
+        assert_eq!(log.tile(1, 0, 1).unwrap(), None);
+    }
+
+    #[test]
+    fn tile_paths_read_as_c2sp_spells_them() {
+        assert_eq!(parse_tile_path("0/000"), Some((0, 0, 256)));
+        assert_eq!(
+            parse_tile_path("1/x001/x234/067"),
+            Some((1, 1_234_067, 256))
+        );
+        assert_eq!(parse_tile_path("0/005.p/20"), Some((0, 5, 20)));
+        for bad in [
+            "0/5",
+            "0/000.p/0",
+            "0/000.p/256",
+            "9/000",
+            "0/001/234",
+            "x/000",
+            "0/x001",
+        ] {
+            assert_eq!(parse_tile_path(bad), None, "{bad}");
+        }
     }
 }

@@ -163,6 +163,7 @@ pub fn router(state: AppState) -> axum::Router {
             "/_cairn/transparency/consistency",
             get(transparency::consistency),
         )
+        .route("/_cairn/transparency/tile/{*path}", get(transparency::tile))
         .fallback(edge::handle)
         .with_state(state)
 }

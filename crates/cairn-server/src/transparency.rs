@@ -1,11 +1,11 @@
 //! `/_cairn/transparency/…`: the transparency log for anyone who keeps watch, unsigned and
 //! never recorded (it names no caller and changes nothing): the latest signed checkpoint,
-//! the key that verifies it, an event's inclusion proof with its record, and consistency
-//! proofs between checkpoints. Proofs are computed off the async workers.
+//! the key that verifies it, an event's inclusion proof with its record, consistency
+//! proofs between checkpoints, and the C2SP tiles of stored hashes. Proofs are computed off the async workers.
 
 use std::collections::HashMap;
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::{header, StatusCode};
 
@@ -118,6 +118,30 @@ pub async fn consistency(
         Err(_) => refused(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the proof could not be made",
+        ),
+    }
+}
+
+/// C2SP tlog-tiles: `tile/<L>/<N>[.p/<W>]`, the stored hashes themselves, for mirrors and
+/// witnesses that compute their own proofs.
+pub async fn tile(State(state): State<AppState>, Path(path): Path<String>) -> Response {
+    let Some(log) = state.transparency.clone() else {
+        return off();
+    };
+    let Some((level, index, width)) = cairn_delivery::transparency::parse_tile_path(&path) else {
+        return refused(StatusCode::NOT_FOUND, "no such tile");
+    };
+    match tokio::task::spawn_blocking(move || log.tile(level, index, width)).await {
+        Ok(Ok(Some(bytes))) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            bytes,
+        )
+            .into_response(),
+        Ok(Ok(None)) => refused(StatusCode::NOT_FOUND, "the log does not hold this tile yet"),
+        _ => refused(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the tile could not be read",
         ),
     }
 }
