@@ -14,7 +14,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from conftest import BINARY, Cairn, clean_env
-from test_trails import wait_for
+from test_trails import client, wait_for
 
 
 def node(left, right):
@@ -137,6 +137,24 @@ def test_every_event_is_proven_and_the_log_only_grows_across_a_kill(tmp_path):
         assert missing.status_code == 404
         assert get(server, "/_cairn/transparency/proof").status_code == 400
         assert get(server, "/_cairn/transparency/proof", **{"event-id": "x" * 300}).status_code == 400
+
+        # A logging trail's bucket gets each new checkpoint, for anyone to keep.
+        s3 = client(server, "s3")
+        s3.create_bucket(Bucket="e2e-checkpoints")
+        ct.create_trail(Name="watched", S3BucketName="e2e-checkpoints", S3KeyPrefix="audit")
+        ct.start_logging(Name="watched")
+        account = json.loads(ids[next(iter(ids))])["recipientAccountId"]
+        published_key = f"audit/AWSLogs/{account}/CloudTrail-Transparency/checkpoint"
+
+        def published():
+            try:
+                return s3.get_object(Bucket="e2e-checkpoints", Key=published_key)["Body"].read().decode()
+            except s3.exceptions.NoSuchKey:
+                return None
+        first = wait_for(published, what="a published checkpoint")
+        assert open_checkpoint(first, key)[1] >= len(ids)
+        ct.describe_trails()
+        wait_for(lambda: (published() or first) != first, what="the next checkpoint published")
 
         old_note = get(server, "/_cairn/transparency/checkpoint").text
         _, old_size, old_root = open_checkpoint(old_note, key)

@@ -8,6 +8,7 @@
 //! committed as state; a crash in between leaves hashes past the committed head, which the
 //! next open cuts off. So the tree is exactly the committed head, and it only grows.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -16,11 +17,13 @@ use std::time::Duration;
 
 use cairn_integrity::merkle::{self, Hash, HashReader, MerkleError};
 use cairn_integrity::note::{checkpoint_text, NoteSigner};
+use cairn_model::trail::Trail;
 use cairn_model::StateChange;
 use cairn_store::EventStore;
 use serde::{Deserialize, Serialize};
 
-use crate::DeliveryError;
+use crate::objects::{ObjectPut, ObjectStore};
+use crate::{DeliveryError, TRAILS};
 
 /// The committed head: `{size, after_seq, checkpoint}`.
 pub const TRANSPARENCY: &str = "transparency";
@@ -259,10 +262,15 @@ impl TransparencyLog {
         }
     }
 
-    /// Appends and signs every `cadence`, for ever; a failed round is logged and retried.
-    pub async fn run(self: Arc<Self>, cadence: Duration) {
+    /// Appends and signs every `cadence`, for ever, and puts each new checkpoint into the
+    /// bucket of every logging trail (`objects`), at `<prefix>/AWSLogs/<account>/
+    /// CloudTrail-Transparency/checkpoint`, where outside parties can keep them. A failed
+    /// round or put is logged and retried; neither holds up capture or delivery.
+    pub async fn run(self: Arc<Self>, cadence: Duration, objects: Option<Arc<dyn ObjectStore>>) {
         let mut ticks = tokio::time::interval(cadence);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Trail ARN → the checkpoint last put in its bucket.
+        let mut published: HashMap<String, String> = HashMap::new();
         loop {
             ticks.tick().await;
             let log = self.clone();
@@ -270,6 +278,55 @@ impl TransparencyLog {
                 Ok(Ok(_)) => {}
                 Ok(Err(error)) => tracing::warn!(%error, "transparency log round failed; retried"),
                 Err(error) => tracing::warn!(%error, "transparency log round stopped"),
+            }
+            if let Some(objects) = &objects {
+                self.publish(objects.as_ref(), &mut published).await;
+            }
+        }
+    }
+
+    async fn publish(&self, objects: &dyn ObjectStore, published: &mut HashMap<String, String>) {
+        let checkpoint = self.checkpoint();
+        let store = self.store.clone();
+        let trails = match tokio::task::spawn_blocking(move || store.state(TRAILS)).await {
+            Ok(Ok(trails)) => trails,
+            _ => return,
+        };
+        for (arn, text) in trails {
+            let Ok(trail) = serde_json::from_str::<Trail>(&text) else {
+                continue;
+            };
+            if !trail.logging.is_logging || published.get(&arn) == Some(&checkpoint) {
+                continue;
+            }
+            let mut key = String::new();
+            if let Some(prefix) = trail
+                .s3_key_prefix
+                .as_deref()
+                .filter(|prefix| !prefix.is_empty())
+            {
+                key.push_str(prefix);
+                key.push('/');
+            }
+            key.push_str(&format!(
+                "AWSLogs/{}/CloudTrail-Transparency/checkpoint",
+                trail.account_id
+            ));
+            let put = objects.put_object(ObjectPut {
+                bucket: trail.s3_bucket_name.clone(),
+                key,
+                body: checkpoint.clone().into(),
+                content_type: "text/plain; charset=utf-8",
+                content_encoding: None,
+                metadata: Vec::new(),
+            });
+            match put.await {
+                Ok(()) => {
+                    published.insert(arn, checkpoint.clone());
+                }
+                Err(error) => {
+                    tracing::debug!(%error, trail = %arn, "checkpoint not published; retried");
+                }
             }
         }
     }

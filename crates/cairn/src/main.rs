@@ -281,7 +281,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             transparency: transparency.clone(),
         };
         if let (Some(log), Some(cadence)) = (transparency, settings.checkpoint_interval) {
-            tokio::spawn(log.run(cadence));
+            tokio::spawn(log.run(cadence, Some(trail_objects.clone())));
         }
         tracing::info!(
             embedded_s3 = settings.embedded_s3,
