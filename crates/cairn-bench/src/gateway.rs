@@ -29,6 +29,8 @@ pub struct GatewayRun {
     /// Serve with the embedded S3 and one logging trail delivering every call at a 1 s
     /// cadence, to weigh delivery's cost against the same run without.
     pub with_trail: bool,
+    /// Serve with the transparency log off, to weigh its cost against the same run with it.
+    pub transparency_off: bool,
 }
 
 const TARGET: &str = "TrentService.TagResource";
@@ -65,6 +67,9 @@ pub fn run(settings: &GatewayRun) -> anyhow::Result<()> {
             .arg(format!("http://{upstream_address}"));
         if settings.with_trail {
             cairn_command.args(["--embedded-s3", "--delivery-interval-secs", "1"]);
+        }
+        if settings.transparency_off {
+            cairn_command.args(["--checkpoint-interval-millis", "0"]);
         }
         let (mut cairn, gateway_address) = start_listening(cairn_command).await?;
         let mut proxy_command = tokio::process::Command::new(std::env::current_exe()?);

@@ -7,6 +7,7 @@
 mod bare_proxy;
 mod delivery;
 mod gateway;
+mod transparency;
 mod validate;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -65,6 +66,21 @@ enum Command {
         /// With one logging trail delivering every call (embedded S3, 1 s cadence).
         #[arg(long)]
         with_trail: bool,
+        /// With the transparency log off (it is on by default, a checkpoint a second).
+        #[arg(long)]
+        transparency_off: bool,
+    },
+    /// The transparency log in-process: leaves appended per second over `events` stored
+    /// events, and the latency of `proofs` inclusion proofs for random events.
+    Transparency {
+        #[arg(long)]
+        samples: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        #[arg(long, default_value_t = 2000)]
+        proofs: usize,
     },
     /// Delivery throughput (one round over `events` stored events) and delivery lag at a 1 s
     /// cadence under `rate` events/s for `seconds`.
@@ -130,13 +146,21 @@ fn main() -> anyhow::Result<()> {
             seconds,
             concurrency,
             with_trail,
+            transparency_off,
         } => gateway::run(&gateway::GatewayRun {
             cairn_bin,
             data_dir,
             seconds,
             concurrency,
             with_trail,
+            transparency_off,
         }),
+        Command::Transparency {
+            samples,
+            data_dir,
+            events,
+            proofs,
+        } => transparency::run(&samples, &data_dir, events, proofs),
         Command::Validate {
             samples,
             data_dir,
