@@ -80,6 +80,32 @@ pub(crate) fn setup(dir: &Path) -> anyhow::Result<(Arc<SqliteEventStore>, Arc<Bu
     Ok((store, buckets))
 }
 
+/// Stores `events` records made from `templates` (eventIDs `<name>-<n>`) in the store at
+/// `dir`, in bulk: the benchmark's fixture, not what it times.
+pub(crate) fn bulk_load(
+    dir: &Path,
+    templates: &[Value],
+    events: usize,
+    name: &str,
+) -> anyhow::Result<()> {
+    let bulk = SqliteEventStore::open_with(dir, SyncMode::OnFlush)?;
+    let now = SystemClock.now_millis();
+    let mut batch = Vec::new();
+    for n in 0..events {
+        batch.push(record(
+            &templates[n % templates.len()],
+            &format!("{name}-{n:09}"),
+            now,
+        )?);
+        if batch.len() == 5000 {
+            bulk.append(std::mem::take(&mut batch))?;
+        }
+    }
+    bulk.append(batch)?;
+    bulk.flush()?;
+    Ok(())
+}
+
 /// Stores `trail` as the server would: a trail logging every event after its period's
 /// feed position.
 pub(crate) fn put_trail(store: &SqliteEventStore, trail: &Trail) -> anyhow::Result<()> {
@@ -125,23 +151,7 @@ pub fn run(settings: &DeliveryRun) -> anyhow::Result<()> {
 
     // Throughput.
     let dir = settings.data_dir.join("throughput");
-    {
-        let bulk = SqliteEventStore::open_with(&dir, SyncMode::OnFlush)?;
-        let now = SystemClock.now_millis();
-        let mut batch = Vec::new();
-        for n in 0..settings.events {
-            batch.push(record(
-                &templates[n % templates.len()],
-                &format!("bulk-{n:09}"),
-                now,
-            )?);
-            if batch.len() == 5000 {
-                bulk.append(std::mem::take(&mut batch))?;
-            }
-        }
-        bulk.append(batch)?;
-        bulk.flush()?;
-    }
+    bulk_load(&dir, &templates, settings.events, "bulk")?;
     let (store, buckets) = setup(&dir)?;
     put_trail(&store, &trail(0))?;
     // Where a round's time goes, part by part, on one thread.

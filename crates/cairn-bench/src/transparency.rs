@@ -9,32 +9,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_delivery::transparency::TransparencyLog;
-use cairn_model::{Clock, SystemClock};
-use cairn_store::{EventStore, SqliteEventStore, SyncMode};
+use cairn_store::{EventStore, SqliteEventStore};
 use rand::{Rng, SeedableRng};
 
-use crate::delivery::record;
+use crate::delivery::bulk_load;
 use crate::{load_templates, percentile, report};
 
 pub fn run(samples: &Path, data_dir: &Path, events: usize, proofs: usize) -> anyhow::Result<()> {
     let templates = load_templates(samples)?;
-    {
-        let bulk = SqliteEventStore::open_with(data_dir, SyncMode::OnFlush)?;
-        let now = SystemClock.now_millis();
-        let mut batch = Vec::new();
-        for n in 0..events {
-            batch.push(record(
-                &templates[n % templates.len()],
-                &format!("tlog-{n:09}"),
-                now,
-            )?);
-            if batch.len() == 5000 {
-                bulk.append(std::mem::take(&mut batch))?;
-            }
-        }
-        bulk.append(batch)?;
-        bulk.flush()?;
-    }
+    bulk_load(data_dir, &templates, events, "tlog")?;
     let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::open(data_dir)?);
     let log = TransparencyLog::open(data_dir, store)?;
     let started = Instant::now();
