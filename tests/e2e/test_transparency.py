@@ -60,12 +60,16 @@ def verify_consistency(old, size, old_root, root, path):
     """RFC 9162 §2.1.4.2."""
     if old == size:
         return not path and old_root == root
+    if old == 0 or old > size:
+        return False
     if old & (old - 1) == 0:
         path = [old_root] + path
     fn, sn = old - 1, size - 1
     while fn & 1:
         fn >>= 1
         sn >>= 1
+    if not path:
+        return False
     fr = sr = path[0]
     for c in path[1:]:
         if sn == 0:
@@ -92,6 +96,7 @@ def open_checkpoint(note, verifier_key):
     text, signatures = note.split("\n\n", 1)
     text += "\n"
     for line in signatures.splitlines():
+        assert line.startswith("\u2014 "), line
         signer, signature = line.removeprefix("\u2014 ").split(" ")
         signed = base64.b64decode(signature)
         if signer == name and signed[:4].hex() == key_id:
@@ -138,10 +143,11 @@ def test_every_event_is_proven_and_the_log_only_grows_across_a_kill(tmp_path):
         assert get(server, "/_cairn/transparency/proof").status_code == 400
         assert get(server, "/_cairn/transparency/proof", **{"event-id": "x" * 300}).status_code == 400
 
-        # A logging trail's bucket gets each new checkpoint, for anyone to keep.
+        # A logging trail with log file validation gets each new checkpoint in its bucket.
         s3 = client(server, "s3")
         s3.create_bucket(Bucket="e2e-checkpoints")
-        ct.create_trail(Name="watched", S3BucketName="e2e-checkpoints", S3KeyPrefix="audit")
+        ct.create_trail(Name="watched", S3BucketName="e2e-checkpoints", S3KeyPrefix="audit",
+                        EnableLogFileValidation=True)
         ct.start_logging(Name="watched")
         account = json.loads(ids[next(iter(ids))])["recipientAccountId"]
         published_key = f"audit/AWSLogs/{account}/CloudTrail-Transparency/checkpoint"
@@ -205,6 +211,17 @@ def test_every_event_is_proven_and_the_log_only_grows_across_a_kill(tmp_path):
         assert verified.returncode == 0, verified
         assert f"Event {event_id}\tvalid: leaf " in verified.stdout
         assert f"Log\tconsistent: the tree of {old_size} is the start of the tree of " in verified.stdout
+        # Without a key kept apart, the server's own must be asked for by name.
+        keyless = subprocess.run(
+            [str(BINARY), "verify-event", event_id, "--endpoint-url", server.endpoint],
+            capture_output=True, text=True, env=clean_env(), timeout=60,
+        )
+        assert keyless.returncode != 0 and "--verifier-key" in keyless.stderr
+        trusting = subprocess.run(
+            [str(BINARY), "verify-event", event_id, "--endpoint-url", server.endpoint, "--trust-server-key"],
+            capture_output=True, text=True, env=clean_env(), timeout=60,
+        )
+        assert trusting.returncode == 0 and "taken from the server itself" in trusting.stdout
         unknown = subprocess.run(
             [str(BINARY), "verify-event", "not-an-event", "--endpoint-url", server.endpoint, "--verifier-key", key],
             capture_output=True, text=True, env=clean_env(), timeout=60,

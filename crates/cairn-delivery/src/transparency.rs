@@ -40,9 +40,21 @@ const TILE_WIDTH: u64 = 256;
 /// groups of three digits, all but the last prefixed `x` (`x001/x234/067`).
 pub fn parse_tile_path(path: &str) -> Option<(u32, u64, u64)> {
     let (level, rest) = path.split_once('/')?;
+    // One spelling per tile: plain digits, no leading zeros.
+    let canonical = |text: &str| {
+        !text.is_empty()
+            && text.bytes().all(|byte| byte.is_ascii_digit())
+            && (text == "0" || !text.starts_with('0'))
+    };
+    if !canonical(level) {
+        return None;
+    }
     let level: u32 = level.parse().ok().filter(|level| *level < 8)?;
     let (number, width) = match rest.split_once(".p/") {
         Some((number, width)) => {
+            if !canonical(width) {
+                return None;
+            }
             let width: u64 = width
                 .parse()
                 .ok()
@@ -148,12 +160,34 @@ impl TransparencyLog {
         };
         let dir = data_dir.join("transparency");
         std::fs::create_dir_all(&dir)?;
+        let path = dir.join("hashes");
+        let created = !path.exists();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(dir.join("hashes"))?;
+            .open(&path)?;
+        // One keeper per data directory: another would cut off this one's round in flight.
+        file.try_lock().map_err(|_| {
+            failed(format!(
+                "{} is held by another Cairn on this data directory",
+                path.display()
+            ))
+        })?;
+        if created {
+            File::open(&dir)?.sync_all()?;
+            File::open(data_dir)?.sync_all()?;
+        }
+        if !head.checkpoint.is_empty()
+            && cairn_integrity::note::verify_checkpoint(&head.checkpoint, &signer.verifier_key())
+                .is_none()
+        {
+            return Err(failed(
+                "the stored checkpoint is not signed by the key in transparency-key/ (was the \
+                 key replaced?): the log would become another log",
+            ));
+        }
         let committed = merkle::stored_hash_count(head.size) * 32;
         let length = file.metadata()?.len();
         if length < committed {
@@ -177,11 +211,29 @@ impl TransparencyLog {
         Ok(log)
     }
 
+    /// The committed head. A writer that panicked holding it leaves the last one set.
     fn head(&self) -> Head {
-        self.head
-            .read()
-            .map(|head| head.clone())
-            .unwrap_or_default()
+        match self.head.read() {
+            Ok(head) => head.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The head as the store holds it: after a commit whose outcome is unknown.
+    fn reload_head(&self) -> Result<(), DeliveryError> {
+        let head: Head = match self.store.state_value(TRANSPARENCY, HEAD)? {
+            Some(text) => serde_json::from_str(&text).map_err(failed)?,
+            None => Head::default(),
+        };
+        self.set_head(head);
+        Ok(())
+    }
+
+    fn set_head(&self, head: Head) {
+        match self.head.write() {
+            Ok(mut current) => *current = head,
+            Err(poisoned) => *poisoned.into_inner() = head,
+        }
     }
 
     /// The hashes written for a tree of `size`, then `pending` (the round in progress).
@@ -207,10 +259,16 @@ impl TransparencyLog {
             HEAD.to_owned(),
             serde_json::to_string(&head).map_err(failed)?,
         ));
-        self.store.submit_with_state(Vec::new(), changes)?.wait()?;
-        if let Ok(mut current) = self.head.write() {
-            *current = head;
+        let committed = self
+            .store
+            .submit_with_state(Vec::new(), changes)
+            .and_then(|pending| pending.wait());
+        if let Err(error) = committed {
+            // It may have been stored all the same: go on from what the store says.
+            self.reload_head()?;
+            return Err(error.into());
         }
+        self.set_head(head);
         Ok(())
     }
 
@@ -263,7 +321,7 @@ impl TransparencyLog {
     }
 
     /// Appends and signs every `cadence`, for ever, and puts each new checkpoint into the
-    /// bucket of every logging trail (`objects`), at `<prefix>/AWSLogs/<account>/
+    /// bucket of every logging trail with log file validation (`objects`), at `<prefix>/AWSLogs/<account>/
     /// CloudTrail-Transparency/checkpoint`, where outside parties can keep them. A failed
     /// round or put is logged and retried; neither holds up capture or delivery.
     pub async fn run(self: Arc<Self>, cadence: Duration, objects: Option<Arc<dyn ObjectStore>>) {
@@ -296,7 +354,11 @@ impl TransparencyLog {
             let Ok(trail) = serde_json::from_str::<Trail>(&text) else {
                 continue;
             };
-            if !trail.logging.is_logging || published.get(&arn) == Some(&checkpoint) {
+            // Beside the digests: a trail that asked for integrity gets the checkpoints too.
+            if !trail.logging.is_logging
+                || !trail.log_file_validation_enabled
+                || published.get(&arn) == Some(&checkpoint)
+            {
                 continue;
             }
             let mut key = String::new();
@@ -477,6 +539,8 @@ mod tests {
             assert!(verifies(&log, &format!("e-{n:04}")), "{n}");
         }
         let old = verify_checkpoint(&log.checkpoint(), &log.verifier_key()).unwrap();
+        // One keeper per data directory.
+        assert!(TransparencyLog::open(dir.path(), store.clone()).is_err());
         // A round that wrote its hashes but crashed before its head was committed.
         drop(log);
         let mut file = OpenOptions::new()
@@ -509,6 +573,15 @@ mod tests {
             old.size, new.size, &old.root, &new.root, &path
         ));
         assert!(log.consistency(1, new.size + 1).is_err());
+        // A replaced signing key would make it another log: the keeper refuses to start.
+        let kept = std::fs::read(dir.path().join("transparency-key/signer.json")).unwrap();
+        let tile_check = log.tile(0, 0, 20).unwrap();
+        drop(log);
+        std::fs::remove_file(dir.path().join("transparency-key/signer.json")).unwrap();
+        assert!(TransparencyLog::open(dir.path(), store.clone()).is_err());
+        std::fs::write(dir.path().join("transparency-key/signer.json"), kept).unwrap();
+        let log = TransparencyLog::open(dir.path(), store.clone()).unwrap();
+        assert_eq!(log.tile(0, 0, 20).unwrap(), tile_check);
         // 20 leaves: level-0 tile 0 holds 20 of its 256 hashes, the leaves' own.
         let tile = log.tile(0, 0, 20).unwrap().unwrap();
         let first_leaf = merkle::leaf_hash(log.prove("e-0000").unwrap().unwrap().record.as_bytes());
@@ -535,6 +608,10 @@ mod tests {
             "0/001/234",
             "x/000",
             "0/x001",
+            "+0/000",
+            "00/000",
+            "0/000.p/020",
+            "0/000.p/+20",
         ] {
             assert_eq!(parse_tile_path(bad), None, "{bad}");
         }

@@ -164,6 +164,10 @@ pub fn verify_checkpoint(note: &str, verifier_key: &str) -> Option<Checkpoint> {
     }
     let mut lines = text.lines();
     let origin = lines.next()?.to_owned();
+    // A checkpoint is the log's own only if it names the log the key signs for.
+    if origin != name {
+        return None;
+    }
     let size = lines.next()?.parse().ok()?;
     let root: Hash = STANDARD.decode(lines.next()?).ok()?.try_into().ok()?;
     Some(Checkpoint { origin, size, root })
@@ -185,6 +189,9 @@ mod tests {
         let checkpoint = verify_checkpoint(&note, &signer.verifier_key()).unwrap();
         assert_eq!((checkpoint.size, checkpoint.root), (42, root));
         // Another size under the same signature, or another key, does not verify.
+        // Signed by the key, but for another log's name.
+        let elsewhere = signer.sign(&checkpoint_text("another.log/x", 42, &root));
+        assert_eq!(verify_checkpoint(&elsewhere, &signer.verifier_key()), None);
         let forged = note.replacen("\n42\n", "\n43\n", 1);
         assert_eq!(verify_checkpoint(&forged, &signer.verifier_key()), None);
         let other = tempfile::tempdir().unwrap();

@@ -1,7 +1,7 @@
 //! `cairn verify-event EVENT_ID`: proves one event is in the transparency log, and exactly
 //! as recorded, without fetching an hour of log files: the event's record and audit path
 //! from `/_cairn/transparency/proof`, checked against a checkpoint signed by the key given
-//! (or, failing that, the server's own, which proves less and is said so). With
+//! (or, with `--trust-server-key`, the server's own, which proves less and is said so). With
 //! `--since-checkpoint FILE`, also that the log only grew since a checkpoint kept earlier.
 
 use std::path::PathBuf;
@@ -23,9 +23,13 @@ pub struct VerifyArgs {
     #[arg(long, default_value = "http://127.0.0.1:4590")]
     pub endpoint_url: String,
     /// The checkpoints' verifier key (`name+id+key`, as /_cairn/transparency/key gives it),
-    /// kept apart from the server [default: asked of the server]
-    #[arg(long)]
+    /// kept apart from the server
+    #[arg(long, required_unless_present = "trust_server_key")]
     pub verifier_key: Option<String>,
+    /// Take the verifier key from the server itself: proves only that the server agrees
+    /// with itself, not that it kept the log honestly
+    #[arg(long, conflicts_with = "verifier_key")]
+    pub trust_server_key: bool,
     /// A checkpoint kept earlier: also prove the log only grew since
     #[arg(long)]
     pub since_checkpoint: Option<PathBuf>,
@@ -123,7 +127,7 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<Result<Vec<String>, String>> {
         Some(key) => key.clone(),
         None => {
             lines.push(
-                "(verifier key taken from the server itself: pass --verifier-key to check it against one kept apart)"
+                "(verifier key taken from the server itself, as --trust-server-key asked: this proves only that the server agrees with itself)"
                     .to_owned(),
             );
             client.get_ok("/_cairn/transparency/key")?.trim().to_owned()
