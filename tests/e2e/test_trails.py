@@ -342,6 +342,36 @@ def test_a_missing_bucket_loses_nothing_and_delivery_catches_up(tmp_path):
         server.stop()
 
 
+def test_a_lost_bucket_is_replaced_by_pointing_the_trail_at_a_new_one(tmp_path):
+    server = Cairn(tmp_path / "data", extra_args=["--delivery-interval-secs", "1"]).start()
+    try:
+        s3, cloudtrail = client(server, "s3"), client(server, "cloudtrail")
+        s3.create_bucket(Bucket="e2e-lost")
+        cloudtrail.create_trail(Name="moving", S3BucketName="e2e-lost")
+        cloudtrail.start_logging(Name="moving")
+        first = cloudtrail.describe_trails()["ResponseMetadata"]["RequestId"]
+        wait_for(lambda: first in request_ids(delivered(server, "e2e-lost")))
+        for item in s3.list_objects_v2(Bucket="e2e-lost")["Contents"]:
+            s3.delete_object(Bucket="e2e-lost", Key=item["Key"])
+        s3.delete_bucket(Bucket="e2e-lost")
+        while_gone = cloudtrail.describe_trails()["ResponseMetadata"]["RequestId"]
+        wait_for(lambda: "LatestDeliveryError" in cloudtrail.get_trail_status(Name="moving"), what="a delivery error")
+
+        # The old bucket never comes back: the trail is pointed at a new one, and what could
+        # not be written is written there, once.
+        s3.create_bucket(Bucket="e2e-found")
+        cloudtrail.update_trail(Name="moving", S3BucketName="e2e-found")
+        after = cloudtrail.describe_trails()["ResponseMetadata"]["RequestId"]
+        files = wait_for(lambda: (lambda f: f if {while_gone, after} <= set(request_ids(f)) else None)(
+            delivered(server, "e2e-found")), timeout=60, what="delivery to the new bucket")
+        ids = request_ids(files)
+        assert ids.count(while_gone) == 1 and ids.count(after) == 1 and first not in ids
+        wait_for(lambda: "LatestDeliveryError" not in cloudtrail.get_trail_status(Name="moving"),
+                 what="the error to clear")
+    finally:
+        server.stop()
+
+
 def test_cairn_tail_prints_events_as_they_are_recorded(tmp_path):
     import subprocess
     from conftest import BINARY, clean_env

@@ -331,7 +331,12 @@ impl Deliverer {
             position: first.after_seq,
             pending: None,
         });
-        if let Some(pending) = position.pending.take() {
+        if let Some(mut pending) = position.pending.take() {
+            // What is still to write goes where the trail points now: an UpdateTrail to a
+            // new bucket after the old one was lost is how a user gets delivery going again.
+            // The stretch, and so what each file holds, stays as it was committed.
+            pending.trail.s3_bucket_name = trail.s3_bucket_name.clone();
+            pending.trail.s3_key_prefix = trail.s3_key_prefix.clone();
             let events = self.stretch(&pending).await?;
             let written = self.write_files(arn, &pending, &events, report).await?;
             self.finish(arn, &pending, &written).await?;
