@@ -23,6 +23,14 @@ pub struct Notifier {
     pub client: SignedClient,
 }
 
+/// How long one SNS or CloudWatch Logs call may take: an upstream that hangs costs a round
+/// this much, once (the rest of the round's notices are skipped), never the gateway's full
+/// timeout per file.
+#[cfg(not(test))]
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+#[cfg(test)]
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(300);
+
 fn region_of(arn: &str) -> &str {
     arn.split(':').nth(3).unwrap_or_default()
 }
@@ -49,18 +57,24 @@ impl Notifier {
         region: &str,
     ) -> Result<SignedReply, DeliveryError> {
         let endpoint = self.endpoint(service)?;
-        self.client
-            .send(SignedCall {
-                endpoint: &endpoint,
-                method: Method::POST,
-                path: "/",
-                query: "",
-                headers,
-                body,
-                service,
-                region,
-            })
+        let call = self.client.send(SignedCall {
+            endpoint: &endpoint,
+            method: Method::POST,
+            path: "/",
+            query: "",
+            headers,
+            body,
+            service,
+            region,
+        });
+        tokio::time::timeout(CALL_TIMEOUT, call)
             .await
+            .unwrap_or_else(|_| {
+                Err(DeliveryError::Objects(format!(
+                    "{service} at {endpoint} did not answer within {} ms",
+                    CALL_TIMEOUT.as_millis()
+                )))
+            })
     }
 
     async fn sns(&self, form: &[(&str, &str)], topic_arn: &str) -> Result<Bytes, DeliveryError> {
@@ -188,5 +202,53 @@ impl Notifier {
             .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use cairn_upstream::{UpstreamRoutes, Upstreams};
+
+    use super::*;
+    use crate::signed::S3Credentials;
+
+    #[tokio::test]
+    async fn an_upstream_that_never_answers_costs_a_bounded_wait() {
+        // Accepts connections and reads nothing, answers nothing.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                open.push(stream);
+            }
+        });
+        let notifier = Notifier {
+            client: SignedClient {
+                upstreams: Arc::new(Upstreams::new(
+                    UpstreamRoutes {
+                        default: Some(format!("http://{address}").parse().unwrap()),
+                        ..UpstreamRoutes::default()
+                    },
+                    std::time::Duration::from_secs(30),
+                )),
+                credentials: S3Credentials {
+                    access_key_id: "test".into(),
+                    secret_access_key: "test".into(),
+                    region: "us-east-1".into(),
+                },
+                clock: Arc::new(cairn_model::SystemClock),
+            },
+        };
+        let started = std::time::Instant::now();
+        let outcome = notifier
+            .publish_file("arn:aws:sns:us-east-1:111122223333:t", "b", "k")
+            .await;
+        let error = outcome.expect_err("no answer is a failure").to_string();
+        assert!(error.contains("did not answer"), "{error}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        held.abort();
     }
 }
