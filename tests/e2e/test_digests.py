@@ -8,6 +8,7 @@ import datetime
 import hashlib
 import json
 import re
+import signal
 import subprocess
 import time
 import zlib
@@ -354,3 +355,61 @@ def gzip_bytes(data):
     compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     return compressor.compress(data) + compressor.flush()
 
+
+
+def test_digests_stay_exactly_once_and_chained_across_kill_9(tmp_path):
+    """Killed twice while logging (once mid-period, once about when a digest is due): every
+    log file is listed by exactly one digest, the chain has no break, and both validators
+    pass it."""
+    bucket = "e2e-digest-crash"
+    server = Cairn(tmp_path / "data", extra_args=[
+        "--delivery-interval-secs", "1", "--digest-interval-secs", "10",
+    ]).start()
+    try:
+        started = time.time() - 60
+        server.aws("s3", "mb", f"s3://{bucket}")
+        arn = json.loads(server.aws("cloudtrail", "create-trail", "--name", "crashy", "--s3-bucket-name", bucket,
+                                    "--enable-log-file-validation").stdout)["TrailARN"]
+        ct = server.client()
+        ct.start_logging(Name="crashy")
+        begun = time.time()
+        for kill_at in (5, 10.5):
+            while time.time() - begun < kill_at:
+                ct.describe_trails()
+                time.sleep(0.3)
+            server.stop(signal.SIGKILL)
+            server.start()
+            ct = server.client()
+        while time.time() - begun < 24:
+            ct.describe_trails()
+            time.sleep(0.3)
+        ct.stop_logging(Name="crashy")
+        s3 = client(server, "s3")
+
+        def keys(kind):
+            found = []
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                found += [item["Key"] for item in page.get("Contents", []) if f"/{kind}/" in item["Key"]]
+            return sorted(found)
+        logs = wait_for(lambda: keys("CloudTrail") or None, what="log files")
+        # The final digest follows StopLogging within a delivery round.
+        time.sleep(3)
+        digests = keys("CloudTrail-Digest")
+        bodies = {key: json.loads(gunzip(s3.get_object(Bucket=bucket, Key=key)["Body"].read())) for key in digests}
+        listed = [entry["s3Object"] for body in bodies.values() for entry in body["logFiles"]]
+        assert sorted(listed) == keys("CloudTrail"), "every log file in exactly one digest"
+        starting = [key for key, body in bodies.items() if body["previousDigestSignature"] is None]
+        assert starting == digests[:1], "one chain, unbroken by the kills"
+        for body in bodies.values():
+            if body["previousDigestS3Object"]:
+                assert body["digestStartTime"] == bodies[body["previousDigestS3Object"]]["digestEndTime"]
+
+        end = iso(time.time() + 5)
+        aws, ours = both(server, arn, iso(started), end)
+        assert aws[0] == 0 and ours[0] == 0, (aws, ours)
+        assert verdicts(aws)[1] == [f"{len(digests)}/{len(digests)} digest files valid",
+                                    f"{len(listed)}/{len(listed)} log files valid"], aws
+        assert verdicts(ours) == verdicts(aws)
+        assert not [line for line in verdicts(aws)[0] if line.startswith("No log files were delivered")]
+    finally:
+        server.stop()
