@@ -307,18 +307,25 @@ def test_selectors_choose_what_each_trail_delivers(tmp_path):
         server.stop()
 
 
+def delivering_then_bucket_lost(server, name, bucket):
+    """A logging trail that delivered its first call, then lost its bucket: (s3, cloudtrail,
+    the first call's request ID)."""
+    s3, cloudtrail = client(server, "s3"), client(server, "cloudtrail")
+    s3.create_bucket(Bucket=bucket)
+    cloudtrail.create_trail(Name=name, S3BucketName=bucket)
+    cloudtrail.start_logging(Name=name)
+    first = cloudtrail.describe_trails()["ResponseMetadata"]["RequestId"]
+    wait_for(lambda: first in request_ids(delivered(server, bucket)))
+    for item in s3.list_objects_v2(Bucket=bucket)["Contents"]:
+        s3.delete_object(Bucket=bucket, Key=item["Key"])
+    s3.delete_bucket(Bucket=bucket)
+    return s3, cloudtrail, first
+
+
 def test_a_missing_bucket_loses_nothing_and_delivery_catches_up(tmp_path):
     server = Cairn(tmp_path / "data", extra_args=["--delivery-interval-secs", "1"]).start()
     try:
-        s3, cloudtrail = client(server, "s3"), client(server, "cloudtrail")
-        s3.create_bucket(Bucket="e2e-flaky")
-        cloudtrail.create_trail(Name="flaky", S3BucketName="e2e-flaky")
-        cloudtrail.start_logging(Name="flaky")
-        first = cloudtrail.describe_trails()["ResponseMetadata"]["RequestId"]
-        wait_for(lambda: first in request_ids(delivered(server, "e2e-flaky")))
-        for item in s3.list_objects_v2(Bucket="e2e-flaky")["Contents"]:
-            s3.delete_object(Bucket="e2e-flaky", Key=item["Key"])
-        s3.delete_bucket(Bucket="e2e-flaky")
+        s3, cloudtrail, first = delivering_then_bucket_lost(server, "flaky", "e2e-flaky")
 
         # Capture and the event history go on; the failure shows in the trail's status.
         started = time.monotonic()
@@ -345,15 +352,7 @@ def test_a_missing_bucket_loses_nothing_and_delivery_catches_up(tmp_path):
 def test_a_lost_bucket_is_replaced_by_pointing_the_trail_at_a_new_one(tmp_path):
     server = Cairn(tmp_path / "data", extra_args=["--delivery-interval-secs", "1"]).start()
     try:
-        s3, cloudtrail = client(server, "s3"), client(server, "cloudtrail")
-        s3.create_bucket(Bucket="e2e-lost")
-        cloudtrail.create_trail(Name="moving", S3BucketName="e2e-lost")
-        cloudtrail.start_logging(Name="moving")
-        first = cloudtrail.describe_trails()["ResponseMetadata"]["RequestId"]
-        wait_for(lambda: first in request_ids(delivered(server, "e2e-lost")))
-        for item in s3.list_objects_v2(Bucket="e2e-lost")["Contents"]:
-            s3.delete_object(Bucket="e2e-lost", Key=item["Key"])
-        s3.delete_bucket(Bucket="e2e-lost")
+        s3, cloudtrail, first = delivering_then_bucket_lost(server, "moving", "e2e-lost")
         while_gone = cloudtrail.describe_trails()["ResponseMetadata"]["RequestId"]
         wait_for(lambda: "LatestDeliveryError" in cloudtrail.get_trail_status(Name="moving"), what="a delivery error")
 

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Uri};
 use serde_json::{json, Value};
 
-use crate::signed::{SignedCall, SignedClient, SignedReply};
+use crate::signed::{json_headers, SignedCall, SignedClient, SignedReply};
 use crate::DeliveryError;
 
 /// CloudWatch Logs' PutLogEvents limits: 10,000 events and 1,048,576 bytes a batch, each
@@ -127,16 +127,7 @@ impl Notifier {
     }
 
     async fn logs(&self, target: &str, body: Value, region: &str) -> Result<(), DeliveryError> {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-amz-json-1.1"),
-        );
-        headers.insert(
-            "x-amz-target",
-            HeaderValue::from_str(&format!("Logs_20140328.{target}"))
-                .map_err(|error| DeliveryError::Objects(error.to_string()))?,
-        );
+        let headers = json_headers(&format!("Logs_20140328.{target}"))?;
         let reply = self
             .post("logs", headers, Bytes::from(body.to_string()), region)
             .await?;

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use cairn_s3::{BucketStore, NewObject};
 use http::{HeaderMap, HeaderValue, Method, Uri};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+// What S3 leaves unencoded in a key's path: unreserved characters and `/`.
+use cairn_wire::sigv4::URI_ENCODE_PATH as KEY_SET;
+use percent_encoding::utf8_percent_encode;
 
 use crate::signed::{SignedCall, SignedClient};
 use crate::DeliveryError;
@@ -90,14 +92,6 @@ pub struct S3Endpoint {
     pub endpoint: Uri,
     pub client: SignedClient,
 }
-
-/// What S3 leaves unencoded in a key's path: unreserved characters and `/`.
-const KEY_SET: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~')
-    .remove(b'/');
 
 impl S3Endpoint {
     async fn send(

@@ -77,6 +77,17 @@ pub struct SignedCall<'a> {
     pub region: &'a str,
 }
 
+/// The headers of an AWS JSON 1.1 call of `target` (`<prefix>.<Operation>`).
+pub fn json_headers(target: &str) -> Result<HeaderMap, DeliveryError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
+    headers.insert("x-amz-target", header_value(target)?);
+    Ok(headers)
+}
+
 fn header_value(text: &str) -> Result<HeaderValue, DeliveryError> {
     HeaderValue::from_str(text).map_err(|error| DeliveryError::Objects(error.to_string()))
 }

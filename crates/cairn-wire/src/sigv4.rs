@@ -24,13 +24,15 @@ const AMZ_DATE_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 pub const EMPTY_PAYLOAD_SHA256: &str =
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-/// RFC 3986 unreserved characters stay as they are; everything else is %XX.
-const URI_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+/// RFC 3986 unreserved characters stay as they are; everything else is %XX: how SigV4
+/// (and so every caller that signs) encodes a query value or a path segment.
+pub const URI_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
-const URI_ENCODE_PATH: &AsciiSet = &URI_ENCODE.remove(b'/');
+/// As [`URI_ENCODE`], keeping `/`: an S3 key in a path.
+pub const URI_ENCODE_PATH: &AsciiSet = &URI_ENCODE.remove(b'/');
 
 /// Why a request is not authenticated. Protocol-neutral: each protocol maps these to its
 /// own error code and HTTP status.

@@ -9,26 +9,19 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use cairn_delivery::signed::{SignedCall, SignedReply};
+use cairn_delivery::signed::{json_headers, SignedCall, SignedReply};
 use cairn_delivery::{S3Credentials, SignedClient};
 use cairn_integrity::validation::{
     BucketReader, Fetched, ListedKey, PublicKey, ReadError, MAX_FETCHED_BYTES,
 };
 use cairn_model::SystemClock;
 use cairn_upstream::{UpstreamRoutes, UpstreamTrust, Upstreams};
+use cairn_wire::sigv4::{URI_ENCODE as UNRESERVED, URI_ENCODE_PATH as KEY};
 use cairn_wire::xml::Element;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderValue, Method, Uri};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::utf8_percent_encode;
 use serde_json::{json, Value};
-
-/// What SigV4 leaves unencoded in a query value or a key's segment.
-const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
-const KEY: &AsciiSet = &UNRESERVED.remove(b'/');
 
 /// ListPublicKeys pages followed at most: a server that never stops paging is not believed.
 const MAX_KEY_PAGES: usize = 1000;
@@ -178,17 +171,9 @@ impl Remote {
 
     /// One CloudTrail operation (AWS JSON 1.1); an error answer becomes its code and message.
     fn cloudtrail(&self, operation: &str, input: &Value) -> anyhow::Result<Value> {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-amz-json-1.1"),
-        );
-        headers.insert(
-            "x-amz-target",
-            HeaderValue::from_str(&format!(
-                "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.{operation}"
-            ))?,
-        );
+        let headers = json_headers(&format!(
+            "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.{operation}"
+        ))?;
         let reply = self
             .send(
                 SignedCall {
