@@ -308,6 +308,112 @@ pub fn sweep_removes_only_older_events(store: &dyn EventStore) {
     assert_eq!(again.inserted, [true]);
 }
 
+/// A sweep that cuts through several days removes exactly what is older than its cutoff,
+/// whatever the backend keeps per day, and the days left behind still take new events.
+pub fn sweep_across_days_removes_exactly_the_older_events(store: &dyn EventStore) {
+    const DAY: i64 = 86_400;
+    let times: Vec<i64> = (0..5)
+        .flat_map(|day| [day * DAY, day * DAY + DAY / 2, day * DAY + DAY - 1])
+        .collect();
+    store
+        .append(
+            times
+                .iter()
+                .map(|time| sample_event(&format!("t{time}"), *time, "Get", "alice", "AKIA1"))
+                .collect(),
+        )
+        .unwrap();
+    let cutoff_secs = 3 * DAY + DAY / 2;
+    let older = times.iter().filter(|time| **time < cutoff_secs).count() as u64;
+    assert_eq!(store.count_older_than(cutoff_secs * 1000).unwrap(), older);
+    assert_eq!(store.sweep_older_than(cutoff_secs * 1000).unwrap(), older);
+    let expected: Vec<String> = times
+        .iter()
+        .rev()
+        .filter(|time| **time >= cutoff_secs)
+        .map(|time| format!("t{time}"))
+        .collect();
+    assert_eq!(ids(store, &query(None, 50)), expected);
+    assert_eq!(
+        ids(
+            store,
+            &query(Some((LookupAttributeKey::Username, "alice")), 50)
+        ),
+        expected
+    );
+    let swept = format!("t{}", DAY);
+    assert!(ids(
+        store,
+        &query(Some((LookupAttributeKey::EventId, &swept)), 50)
+    )
+    .is_empty());
+    // A swept day may be written again (an older log imported after the sweep).
+    let again = store
+        .append(vec![sample_event(&swept, DAY, "Get", "alice", "AKIA1")])
+        .unwrap();
+    assert_eq!(again.inserted, [true]);
+    assert_eq!(
+        ids(
+            store,
+            &query(Some((LookupAttributeKey::EventId, &swept)), 50)
+        ),
+        [swept]
+    );
+}
+
+/// Sweeps running while appends go on remove only what is old: every fresh append is kept
+/// and acknowledged once.
+pub fn sweeps_during_appends_keep_every_fresh_event(store: Arc<dyn EventStore>) {
+    const DAY: i64 = 86_400;
+    store
+        .append(
+            (0..200)
+                .map(|n| sample_event(&format!("old{n}"), n * 600, "Old", "bob", "AKIA2"))
+                .collect(),
+        )
+        .unwrap();
+    let writers: Vec<_> = (0..4)
+        .map(|thread| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for n in 0..50 {
+                    let id = format!("fresh{thread}-{n}");
+                    let time = 10 * DAY + thread * 1000 + n;
+                    let outcome = store
+                        .append(vec![sample_event(&id, time, "New", "alice", "AKIA1")])
+                        .unwrap();
+                    assert_eq!(outcome.inserted, [true]);
+                }
+            })
+        })
+        .collect();
+    let sweeper = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || {
+            let mut removed = 0;
+            for step in 1..=20 {
+                removed += store.sweep_older_than(step * 6_000 * 1000).unwrap();
+            }
+            removed
+        })
+    };
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    assert_eq!(sweeper.join().unwrap(), 200);
+    assert_eq!(store.count().unwrap(), 200);
+    let kept = ids(
+        store.as_ref(),
+        &query(Some((LookupAttributeKey::Username, "alice")), 50),
+    );
+    assert_eq!(kept.len(), 200);
+    assert!(ids(
+        store.as_ref(),
+        &query(Some((LookupAttributeKey::Username, "bob")), 50)
+    )
+    .is_empty());
+}
+
 pub fn concurrent_appends_are_all_kept(store: Arc<dyn EventStore>) {
     let threads: Vec<_> = (0..16)
         .map(|thread| {
@@ -518,6 +624,16 @@ macro_rules! event_store_conformance {
             #[test]
             fn sweep_removes_only_older_events() {
                 with_store(checks::sweep_removes_only_older_events);
+            }
+            #[test]
+            fn sweep_across_days_removes_exactly_the_older_events() {
+                with_store(checks::sweep_across_days_removes_exactly_the_older_events);
+            }
+            #[test]
+            fn sweeps_during_appends_keep_every_fresh_event() {
+                let dir = tempfile::tempdir().unwrap();
+                let store = ($open)(dir.path());
+                checks::sweeps_during_appends_keep_every_fresh_event(std::sync::Arc::new(store));
             }
             #[test]
             fn concurrent_appends_are_all_kept() {

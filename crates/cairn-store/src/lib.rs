@@ -13,18 +13,29 @@
 
 mod compression;
 pub mod conformance;
+mod indexing;
+mod pg;
 pub mod retention;
 mod sqlite;
 
 use cairn_model::{EventCategory, IndexedEvent, LookupAttribute, StateChange};
 
 pub use compression::TrainingSchedule;
+#[doc(hidden)]
+pub use pg::{open_for_test as open_postgres_for_test, test_location as postgres_test_location};
+pub use pg::{PostgresEventStore, PostgresLocation};
 pub use sqlite::{SqliteEventStore, SyncMode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("postgres: {0}")]
+    Postgres(#[from] postgres::Error),
+    /// The database cannot be reached or used now (down, refused, lost mid-call); the call
+    /// fails closed and a later one may succeed.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
     #[error("the store's writer has stopped")]

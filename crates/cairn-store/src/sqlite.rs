@@ -27,6 +27,7 @@ use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::compression::{RecordCodec, TrainedDictionary, TrainingSchedule};
+use crate::indexing::{attr_code, fnv1a, lookup_entries};
 use crate::{
     AppendOutcome, AppendReply, EventStore, LookupPage, LookupQuery, PendingAppend, StoreError,
     StoredEvent,
@@ -718,59 +719,6 @@ fn rekey_events(connection: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Every (attribute, value) pair an event is found by, EventId excepted.
-fn lookup_entries(event: &IndexedEvent) -> Vec<(LookupAttributeKey, &str)> {
-    let mut entries = Vec::with_capacity(6 + 2 * event.resources.len());
-    fn push<'a>(
-        entries: &mut Vec<(LookupAttributeKey, &'a str)>,
-        key: LookupAttributeKey,
-        value: Option<&'a String>,
-    ) {
-        if let Some(value) = value {
-            entries.push((key, value.as_str()));
-        }
-    }
-    push(
-        &mut entries,
-        LookupAttributeKey::EventName,
-        event.event_name.as_ref(),
-    );
-    push(
-        &mut entries,
-        LookupAttributeKey::EventSource,
-        event.event_source.as_ref(),
-    );
-    push(
-        &mut entries,
-        LookupAttributeKey::Username,
-        event.username.as_ref(),
-    );
-    push(
-        &mut entries,
-        LookupAttributeKey::AccessKeyId,
-        event.access_key_id.as_ref(),
-    );
-    for resource in &event.resources {
-        push(
-            &mut entries,
-            LookupAttributeKey::ResourceType,
-            resource.resource_type.as_ref(),
-        );
-        push(
-            &mut entries,
-            LookupAttributeKey::ResourceName,
-            resource.resource_name.as_ref(),
-        );
-    }
-    if let Some(read_only) = event.read_only {
-        entries.push((
-            LookupAttributeKey::ReadOnly,
-            if read_only { "true" } else { "false" },
-        ));
-    }
-    entries
-}
-
 /// The index key of an eventID; only a pre-filter, since the eventID text is compared as
 /// well. It is stored, so it must be stable across versions and platforms (a change needs a
 /// new [`LAYOUT_VERSION`]). A time-ordered (version 7) UUID, as Cairn gives its own events,
@@ -783,25 +731,7 @@ fn event_key(event_id: &str) -> i64 {
             return (id.as_u128() >> 64) as i64;
         }
     }
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in event_id.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash as i64
-}
-
-fn attr_code(key: LookupAttributeKey) -> i64 {
-    match key {
-        LookupAttributeKey::EventId => 0,
-        LookupAttributeKey::EventName => 1,
-        LookupAttributeKey::ReadOnly => 2,
-        LookupAttributeKey::Username => 3,
-        LookupAttributeKey::ResourceType => 4,
-        LookupAttributeKey::ResourceName => 5,
-        LookupAttributeKey::EventSource => 6,
-        LookupAttributeKey::AccessKeyId => 7,
-    }
+    fnv1a(event_id.as_bytes()) as i64
 }
 
 /// An event row as read, its record still compressed.

@@ -1,0 +1,1041 @@
+//! The shared backend: the event history in PostgreSQL, for several Cairn nodes on one
+//! database.
+//!
+//! One writer thread per node owns a write connection and commits everything queued to it
+//! in one transaction (group commit: one multi-row insert per table, `synchronous_commit =
+//! on`, so a group is durable before any of its calls is answered). Every writer, on every
+//! node, first locks the one `feed_counter` row: sequence numbers are then given in commit
+//! order and never twice, which is what lets trails read "everything after N" as final.
+//! Readers are a small pool of threads with their own connections, so a caller on any
+//! thread (an async task included) only waits on a channel, never drives a client.
+//!
+//! Events and lookup entries live in one partition per UTC day of eventTime; a retention
+//! sweep drops the days wholly before its cutoff and deletes rows only in the day it cuts.
+//! The schema is versioned and migrated at open (refinery); a database migrated by a newer
+//! Cairn is refused rather than written to.
+//!
+//! A lost connection fails the calls that needed it (the caller answers an AWS-shaped
+//! error; nothing is acknowledged that was not committed) and is made again, no more often
+//! than a backoff allows, by the next call.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cairn_model::{EventCategory, IndexedEvent, LookupAttributeKey, StateChange};
+use crossbeam_channel::{Receiver, Sender};
+use postgres::{Client, NoTls, Row};
+
+use crate::compression::{RecordCodec, TrainingSchedule};
+use crate::indexing::{attr_code, fnv1a, lookup_entries};
+use crate::{
+    AppendOutcome, AppendReply, EventStore, LookupPage, LookupQuery, PendingAppend, StoreError,
+    StoredEvent,
+};
+
+mod embedded {
+    refinery::embed_migrations!("migrations/postgres");
+}
+
+const DAY_MILLIS: i64 = 86_400_000;
+/// Reader connections per node: lookups are short, and two cores serve them.
+const READERS: usize = 4;
+/// A group holds at most this many events; what is queued beyond waits for the next one.
+const MAX_GROUP_EVENTS: usize = 5_000;
+/// How long a connection attempt may take before the call it serves fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// After a failed connection attempt, calls fail at once for this long instead of each
+/// waiting out another attempt.
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
+const EVENT_COLUMNS: &str = "seq, event_id, event_time, category, record";
+
+/// Where the store is: a `postgres://` URL, with Cairn's own `schema` parameter naming the
+/// schema (created if missing) that holds every table.
+#[derive(Clone)]
+pub struct PostgresLocation {
+    config: postgres::Config,
+    schema: Option<String>,
+    /// The URL without its password, for messages.
+    shown: String,
+}
+
+impl std::fmt::Debug for PostgresLocation {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.shown)
+    }
+}
+
+impl std::fmt::Display for PostgresLocation {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.shown)
+    }
+}
+
+impl PostgresLocation {
+    /// Parses `postgres://user[:password]@host[:port]/database[?schema=NAME&...]`.
+    pub fn parse(url: &str) -> Result<Self, StoreError> {
+        let invalid = |why: &str| StoreError::Unavailable(format!("invalid store URL: {why}"));
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(invalid("it must start with postgres://"));
+        }
+        let (base, query) = match url.split_once('?') {
+            Some((base, query)) => (base, Some(query)),
+            None => (url, None),
+        };
+        let mut schema = None;
+        let mut kept = Vec::new();
+        for pair in query.into_iter().flat_map(|query| query.split('&')) {
+            match pair.split_once('=') {
+                Some(("schema", name)) => {
+                    if name.is_empty()
+                        || name.len() > 63
+                        || !name
+                            .bytes()
+                            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_')
+                    {
+                        return Err(invalid(
+                            "schema must be 1 to 63 letters, digits or underscores",
+                        ));
+                    }
+                    schema = Some(name.to_ascii_lowercase());
+                }
+                _ if pair.is_empty() => {}
+                _ => kept.push(pair),
+            }
+        }
+        let rebuilt = if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        let mut config =
+            postgres::Config::from_str(&rebuilt).map_err(|error| invalid(&error.to_string()))?;
+        if config.get_user().is_none() {
+            config.user(&std::env::var("USER").unwrap_or_else(|_| "postgres".to_owned()));
+        }
+        config.connect_timeout(CONNECT_TIMEOUT);
+        config.application_name("cairn");
+        let shown = match config.get_password() {
+            Some(password) if !password.is_empty() => {
+                let password = String::from_utf8_lossy(password).into_owned();
+                url.replacen(&format!(":{password}@"), ":***@", 1)
+            }
+            _ => url.to_owned(),
+        };
+        Ok(Self {
+            config,
+            schema,
+            shown,
+        })
+    }
+
+    /// The same database, another schema: what tests use to keep apart.
+    pub fn with_schema(&self, schema: &str) -> Result<Self, StoreError> {
+        let mut location = self.clone();
+        let separator = if self.shown.contains('?') { '&' } else { '?' };
+        let parsed = Self::parse(&format!("postgres://x/y?schema={schema}"))?;
+        location.schema = parsed.schema;
+        location.shown = format!("{}{separator}schema={schema}", self.shown);
+        Ok(location)
+    }
+
+    fn connect(&self) -> Result<Client, StoreError> {
+        let mut client = self.config.connect(NoTls).map_err(|error| {
+            StoreError::Unavailable(format!("cannot connect to PostgreSQL at {self}: {error}"))
+        })?;
+        let mut setup = String::from("SET synchronous_commit = on;");
+        if let Some(schema) = &self.schema {
+            // Named after its schema, so an operator (or a test) can tell the stores apart.
+            setup.push_str(&format!(
+                "SET search_path TO \"{schema}\"; SET application_name TO 'cairn/{schema}';"
+            ));
+        }
+        client.batch_execute(&setup)?;
+        Ok(client)
+    }
+}
+
+/// A connection that is made again when lost, at most once per backoff.
+struct Connection {
+    location: PostgresLocation,
+    client: Option<Client>,
+    failed_at: Option<(Instant, String)>,
+}
+
+impl Connection {
+    fn new(location: PostgresLocation, client: Option<Client>) -> Self {
+        Self {
+            location,
+            client,
+            failed_at: None,
+        }
+    }
+
+    fn client(&mut self) -> Result<&mut Client, StoreError> {
+        if self.client.as_ref().is_some_and(Client::is_closed) {
+            self.client = None;
+        }
+        if self.client.is_none() {
+            if let Some((at, why)) = &self.failed_at {
+                if at.elapsed() < RECONNECT_BACKOFF {
+                    return Err(StoreError::Unavailable(why.clone()));
+                }
+            }
+            match self.location.connect() {
+                Ok(client) => {
+                    if self.failed_at.take().is_some() {
+                        tracing::info!(store = %self.location, "reconnected to PostgreSQL");
+                    }
+                    self.client = Some(client);
+                }
+                Err(error) => {
+                    tracing::warn!(store = %self.location, %error, "PostgreSQL is unreachable");
+                    self.failed_at = Some((Instant::now(), error.to_string()));
+                    return Err(error);
+                }
+            }
+        }
+        self.client
+            .as_mut()
+            .ok_or_else(|| StoreError::Unavailable("no connection".into()))
+    }
+
+    /// After a failed call: a connection that broke is dropped, to be made again.
+    fn after_error(&mut self) {
+        if self.client.as_ref().is_some_and(Client::is_closed) {
+            self.client = None;
+        }
+    }
+}
+
+struct PreparedEvent {
+    event: IndexedEvent,
+    compressed_record: Vec<u8>,
+}
+
+struct AppendRequest {
+    events: Vec<PreparedEvent>,
+    fed: bool,
+    state: Vec<StateChange>,
+    reply: AppendReply,
+}
+
+type ReadJob = Box<dyn FnOnce(&mut Connection) + Send>;
+
+pub struct PostgresEventStore {
+    location: PostgresLocation,
+    writer: Mutex<Option<Sender<AppendRequest>>>,
+    writer_thread: Mutex<Option<thread::JoinHandle<()>>>,
+    readers: Mutex<Option<Sender<ReadJob>>>,
+    reader_threads: Mutex<Vec<thread::JoinHandle<()>>>,
+    codec: Arc<RecordCodec>,
+}
+
+impl PostgresEventStore {
+    /// Connects, creates the schema if needed and migrates it, then starts the writer and
+    /// the readers. Fails with a clear error when the database cannot be reached, refuses
+    /// the login, or was migrated by a newer Cairn.
+    pub fn open(location: &PostgresLocation) -> Result<Self, StoreError> {
+        let mut client = location.connect()?;
+        if let Some(schema) = &location.schema {
+            client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))?;
+        }
+        migrate(&mut client, location)?;
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        let writer_connection = Connection::new(location.clone(), Some(client));
+        let writer_thread = thread::Builder::new()
+            .name("cairn-pg-writer".into())
+            .spawn(move || run_writer(writer_connection, receiver))?;
+        let (read_sender, read_receiver) = crossbeam_channel::unbounded::<ReadJob>();
+        let mut reader_threads = Vec::with_capacity(READERS);
+        for index in 0..READERS {
+            let receiver = read_receiver.clone();
+            let mut connection = Connection::new(location.clone(), None);
+            reader_threads.push(
+                thread::Builder::new()
+                    .name(format!("cairn-pg-reader-{index}"))
+                    .spawn(move || {
+                        for job in receiver {
+                            job(&mut connection);
+                        }
+                    })?,
+            );
+        }
+        Ok(Self {
+            location: location.clone(),
+            writer: Mutex::new(Some(sender)),
+            writer_thread: Mutex::new(Some(writer_thread)),
+            readers: Mutex::new(Some(read_sender)),
+            reader_threads: Mutex::new(reader_threads),
+            // Plain zstd frames; dictionaries are the embedded backend's (they would have to
+            // be shared between nodes before any node compresses with one).
+            codec: Arc::new(RecordCodec::new(TrainingSchedule {
+                first_after: u64::MAX,
+                growth: 2,
+            })),
+        })
+    }
+
+    pub fn location(&self) -> &PostgresLocation {
+        &self.location
+    }
+
+    /// Runs `work` on a reader connection and waits for it.
+    fn with_reader<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let job: ReadJob = Box::new(move |connection: &mut Connection| {
+            let result = connection.client().and_then(work);
+            if result.is_err() {
+                connection.after_error();
+            }
+            let _ = reply.send(result);
+        });
+        {
+            let readers = self.readers.lock().map_err(|_| poisoned())?;
+            let readers = readers.as_ref().ok_or(StoreError::WriterStopped)?;
+            readers.send(job).map_err(|_| StoreError::WriterStopped)?;
+        }
+        answer.recv().unwrap_or(Err(StoreError::WriterStopped))
+    }
+
+    fn submit_request(
+        &self,
+        events: Vec<IndexedEvent>,
+        state: Vec<StateChange>,
+        fed: bool,
+    ) -> Result<PendingAppend, StoreError> {
+        if events.is_empty() && state.is_empty() {
+            return Ok(PendingAppend::settled(Ok(AppendOutcome::default())));
+        }
+        let events = events
+            .into_iter()
+            .map(|event| {
+                let compressed = self
+                    .codec
+                    .compress(event.record_json.as_bytes())
+                    .map_err(|error| StoreError::Compression(error.to_string()))?;
+                Ok(PreparedEvent {
+                    event,
+                    compressed_record: compressed.frame,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let (reply, pending) = PendingAppend::channel();
+        let writer = self.writer.lock().map_err(|_| poisoned())?;
+        let writer = writer.as_ref().ok_or(StoreError::WriterStopped)?;
+        writer
+            .send(AppendRequest {
+                events,
+                fed,
+                state,
+                reply,
+            })
+            .map_err(|_| StoreError::WriterStopped)?;
+        Ok(pending)
+    }
+
+    fn decode_rows(&self, rows: Vec<Row>) -> Result<Vec<StoredEvent>, StoreError> {
+        rows.into_iter()
+            .map(|row| decode_row(&self.codec, &row))
+            .collect()
+    }
+
+    /// One page of an attribute lookup: entries newest first, each event read back and
+    /// checked against the attribute (a hash collision is skipped, and the page filled
+    /// from further on).
+    fn lookup_by_value(
+        &self,
+        query: &LookupQuery,
+        key: LookupAttributeKey,
+        value: &str,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let wanted = query.limit.saturating_add(1);
+        let value_key = value_key(key, value);
+        let category = query.view.category().code() as i16;
+        let start = query.start_millis.unwrap_or(i64::MIN);
+        let end = query.end_millis.unwrap_or(i64::MAX);
+        let mut after = query
+            .after
+            .map(|cursor| (cursor.event_time_millis, cursor.seq))
+            .unwrap_or((i64::MAX, i64::MAX));
+        let mut found = Vec::new();
+        loop {
+            let fetch = (wanted - found.len()) as i64;
+            let (after_time, after_seq) = after;
+            let rows = self.with_reader(move |client| {
+                Ok(client.query(
+                    "SELECT e.seq, e.event_id, e.event_time, e.category, e.record \
+                     FROM lookup_entries l JOIN events e \
+                       ON e.event_time = l.event_time AND e.seq = l.seq AND e.category = l.category \
+                     WHERE l.value_key = $1 AND l.category = $2 \
+                       AND l.event_time BETWEEN $3 AND $4 AND (l.event_time, l.seq) < ($5, $6) \
+                     ORDER BY l.event_time DESC, l.seq DESC LIMIT $7",
+                    &[
+                        &value_key, &category, &start, &end, &after_time, &after_seq, &fetch,
+                    ],
+                )?)
+            })?;
+            let exhausted = (rows.len() as i64) < fetch;
+            for stored in self.decode_rows(rows)? {
+                after = (stored.event.event_time_millis, stored.seq);
+                if lookup_entries(&stored.event).contains(&(key, value)) {
+                    found.push(stored);
+                }
+            }
+            if exhausted || found.len() >= wanted {
+                return Ok(found);
+            }
+        }
+    }
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Corrupt("a store lock was poisoned".into())
+}
+
+/// The hash an (attribute, value) pair is filed under.
+fn value_key(key: LookupAttributeKey, value: &str) -> i64 {
+    let mut bytes = Vec::with_capacity(value.len() + 1);
+    bytes.push(attr_code(key) as u8);
+    bytes.extend_from_slice(value.as_bytes());
+    fnv1a(&bytes) as i64
+}
+
+fn migrate(client: &mut Client, location: &PostgresLocation) -> Result<(), StoreError> {
+    let runner = embedded::migrations::runner()
+        .set_abort_divergent(true)
+        .set_abort_missing(true);
+    match runner.run(client) {
+        Ok(_) => Ok(()),
+        Err(error) => {
+            let known = embedded::migrations::runner()
+                .get_migrations()
+                .iter()
+                .map(|migration| migration.version())
+                .max()
+                .unwrap_or(0);
+            let applied = runner
+                .get_last_applied_migration(client)
+                .ok()
+                .flatten()
+                .map(|migration| migration.version());
+            match applied {
+                Some(version) if version > known => Err(StoreError::Refused(format!(
+                    "the store at {location} has schema version {version}, made by a newer \
+                     Cairn; this Cairn knows versions up to {known} and will not write to it"
+                ))),
+                _ => Err(StoreError::Unavailable(format!(
+                    "cannot migrate the store at {location}: {error}"
+                ))),
+            }
+        }
+    }
+}
+
+fn decode_row(codec: &RecordCodec, row: &Row) -> Result<StoredEvent, StoreError> {
+    let seq: i64 = row.try_get(0)?;
+    let event_id: String = row.try_get(1)?;
+    let event_time_millis: i64 = row.try_get(2)?;
+    let category: i16 = row.try_get(3)?;
+    let record: &[u8] = row.try_get(4)?;
+    let corrupt = |why: String| StoreError::Corrupt(format!("event {seq}: {why}"));
+    let record = codec
+        .decompress(record, |_| None)
+        .map_err(|error| corrupt(error.to_string()))?;
+    let record_json = String::from_utf8(record).map_err(|error| corrupt(error.to_string()))?;
+    let mut event =
+        IndexedEvent::from_json_text(record_json).map_err(|error| corrupt(error.to_string()))?;
+    event.event_id = event_id;
+    event.event_time_millis = event_time_millis;
+    event.category =
+        EventCategory::from_code(i64::from(category)).unwrap_or(EventCategory::Management);
+    Ok(StoredEvent { seq, event })
+}
+
+fn day_of(event_time_millis: i64) -> i64 {
+    event_time_millis.div_euclid(DAY_MILLIS)
+}
+
+fn partition_name(table: &str, day: i64) -> String {
+    if day < 0 {
+        format!("{table}_m{}", day.unsigned_abs())
+    } else {
+        format!("{table}_d{day}")
+    }
+}
+
+/// `FROM (a) TO (b)` for one day, open-ended where the day's bound would overflow.
+fn day_bounds(day: i64) -> String {
+    let bound = |day: i64, open: &str| {
+        day.checked_mul(DAY_MILLIS)
+            .map_or_else(|| open.to_owned(), |millis| format!("({millis})"))
+    };
+    let to = day
+        .checked_add(1)
+        .map_or_else(|| "(MAXVALUE)".to_owned(), |next| bound(next, "(MAXVALUE)"));
+    format!("FROM {} TO {to}", bound(day, "(MINVALUE)"))
+}
+
+fn run_writer(mut connection: Connection, requests: Receiver<AppendRequest>) {
+    while let Ok(first) = requests.recv() {
+        let mut events = first.events.len();
+        let mut group = vec![first];
+        while events < MAX_GROUP_EVENTS {
+            match requests.try_recv() {
+                Ok(request) => {
+                    events += request.events.len();
+                    group.push(request);
+                }
+                Err(_) => break,
+            }
+        }
+        let result = connection
+            .client()
+            .and_then(|client| write_group(client, &group));
+        let outcomes = match result {
+            Ok(outcomes) => outcomes.into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(error) => {
+                connection.after_error();
+                tracing::error!(%error, "a group of appends was not committed");
+                let message = error.to_string();
+                group
+                    .iter()
+                    .map(|_| Err(StoreError::Unavailable(message.clone())))
+                    .collect()
+            }
+        };
+        for (request, outcome) in group.into_iter().zip(outcomes) {
+            request.reply.send(outcome);
+        }
+    }
+}
+
+fn write_group(
+    client: &mut Client,
+    group: &[AppendRequest],
+) -> Result<Vec<AppendOutcome>, StoreError> {
+    let mut transaction = client.transaction()?;
+    let last_seq: i64 = transaction
+        .query_one(
+            "SELECT last_seq FROM feed_counter WHERE id = 1 FOR UPDATE",
+            &[],
+        )?
+        .get(0);
+    let ids: Vec<&str> = group
+        .iter()
+        .flat_map(|request| &request.events)
+        .map(|prepared| prepared.event.event_id.as_str())
+        .collect();
+    let mut taken: HashSet<String> = transaction
+        .query(
+            "SELECT event_id FROM event_ids WHERE event_id = ANY($1)",
+            &[&ids],
+        )?
+        .into_iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut next_seq = last_seq;
+    let mut seqs: Vec<i64> = Vec::new();
+    let mut event_ids: Vec<&str> = Vec::new();
+    let mut times: Vec<i64> = Vec::new();
+    let mut categories: Vec<i16> = Vec::new();
+    let mut fed: Vec<bool> = Vec::new();
+    let mut records: Vec<&[u8]> = Vec::new();
+    let mut entry_keys: Vec<i64> = Vec::new();
+    let mut entry_categories: Vec<i16> = Vec::new();
+    let mut entry_times: Vec<i64> = Vec::new();
+    let mut entry_seqs: Vec<i64> = Vec::new();
+    let mut outcomes = Vec::with_capacity(group.len());
+    for request in group {
+        let mut inserted = Vec::with_capacity(request.events.len());
+        for prepared in &request.events {
+            let event = &prepared.event;
+            if !taken.insert(event.event_id.clone()) {
+                inserted.push(false);
+                continue;
+            }
+            next_seq += 1;
+            let category = event.category.code() as i16;
+            seqs.push(next_seq);
+            event_ids.push(&event.event_id);
+            times.push(event.event_time_millis);
+            categories.push(category);
+            fed.push(request.fed);
+            records.push(&prepared.compressed_record);
+            for (key, value) in lookup_entries(event) {
+                entry_keys.push(value_key(key, value));
+                entry_categories.push(category);
+                entry_times.push(event.event_time_millis);
+                entry_seqs.push(next_seq);
+            }
+            inserted.push(true);
+        }
+        outcomes.push(AppendOutcome { inserted });
+    }
+    if !seqs.is_empty() {
+        let mut days: Vec<i64> = times.iter().map(|time| day_of(*time)).collect();
+        days.sort_unstable();
+        days.dedup();
+        let present: HashSet<i64> = transaction
+            .query("SELECT day FROM event_days WHERE day = ANY($1)", &[&days])?
+            .into_iter()
+            .map(|row| row.get(0))
+            .collect();
+        for day in days.into_iter().filter(|day| !present.contains(day)) {
+            let bounds = day_bounds(day);
+            transaction.batch_execute(&format!(
+                "CREATE TABLE {} PARTITION OF events FOR VALUES {bounds}; \
+                 CREATE TABLE {} PARTITION OF lookup_entries FOR VALUES {bounds}; \
+                 INSERT INTO event_days (day) VALUES ({day});",
+                partition_name("events", day),
+                partition_name("lookup_entries", day),
+            ))?;
+        }
+        transaction.execute(
+            "INSERT INTO events (seq, event_id, event_time, category, fed, record) \
+             SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[], $4::int2[], $5::bool[], $6::bytea[])",
+            &[&seqs, &event_ids, &times, &categories, &fed, &records],
+        )?;
+        transaction.execute(
+            "INSERT INTO event_ids (event_id, event_time, seq) \
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[])",
+            &[&event_ids, &times, &seqs],
+        )?;
+        transaction.execute(
+            "INSERT INTO lookup_entries (value_key, category, event_time, seq) \
+             SELECT * FROM unnest($1::int8[], $2::int2[], $3::int8[], $4::int8[])",
+            &[&entry_keys, &entry_categories, &entry_times, &entry_seqs],
+        )?;
+        transaction.execute(
+            "UPDATE feed_counter SET last_seq = $1 WHERE id = 1",
+            &[&next_seq],
+        )?;
+    }
+    for change in group.iter().flat_map(|request| &request.state) {
+        let (namespace, key) = (&change.namespace, &change.key);
+        match (&change.value, &change.only_if) {
+            (Some(value), None) => transaction.execute(
+                "INSERT INTO state (namespace, key, value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value",
+                &[namespace, key, value],
+            )?,
+            (Some(value), Some(read)) => transaction.execute(
+                "UPDATE state SET value = $3 WHERE namespace = $1 AND key = $2 AND value = $4",
+                &[namespace, key, value, read],
+            )?,
+            (None, None) => transaction.execute(
+                "DELETE FROM state WHERE namespace = $1 AND key = $2",
+                &[namespace, key],
+            )?,
+            (None, Some(read)) => transaction.execute(
+                "DELETE FROM state WHERE namespace = $1 AND key = $2 AND value = $3",
+                &[namespace, key, read],
+            )?,
+        };
+    }
+    transaction.commit()?;
+    Ok(outcomes)
+}
+
+impl Drop for PostgresEventStore {
+    fn drop(&mut self) {
+        if let Ok(mut writer) = self.writer.lock() {
+            writer.take();
+        }
+        if let Ok(mut handle) = self.writer_thread.lock() {
+            if let Some(handle) = handle.take() {
+                let _ = handle.join();
+            }
+        }
+        if let Ok(mut readers) = self.readers.lock() {
+            readers.take();
+        }
+        if let Ok(mut handles) = self.reader_threads.lock() {
+            for handle in handles.drain(..) {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+impl EventStore for PostgresEventStore {
+    fn append(&self, events: Vec<IndexedEvent>) -> Result<AppendOutcome, StoreError> {
+        self.submit(events)?.wait()
+    }
+
+    fn submit(&self, events: Vec<IndexedEvent>) -> Result<PendingAppend, StoreError> {
+        self.submit_request(events, Vec::new(), true)
+    }
+
+    fn submit_with_state(
+        &self,
+        events: Vec<IndexedEvent>,
+        changes: Vec<StateChange>,
+    ) -> Result<PendingAppend, StoreError> {
+        self.submit_request(events, changes, true)
+    }
+
+    fn submit_imported(&self, events: Vec<IndexedEvent>) -> Result<PendingAppend, StoreError> {
+        self.submit_request(events, Vec::new(), false)
+    }
+
+    fn feed(&self, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let limit = limit as i64;
+        let rows = self.with_reader(move |client| {
+            Ok(client.query(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE fed AND seq > $1 ORDER BY seq LIMIT $2"
+                ),
+                &[&after_seq, &limit],
+            )?)
+        })?;
+        self.decode_rows(rows)
+    }
+
+    fn last_seq(&self) -> Result<i64, StoreError> {
+        self.with_reader(|client| {
+            Ok(client
+                .query_one("SELECT last_seq FROM feed_counter WHERE id = 1", &[])?
+                .get(0))
+        })
+    }
+
+    fn state(&self, namespace: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let namespace = namespace.to_owned();
+        self.with_reader(move |client| {
+            Ok(client
+                .query(
+                    "SELECT key, value FROM state WHERE namespace = $1 ORDER BY key",
+                    &[&namespace],
+                )?
+                .into_iter()
+                .map(|row| (row.get(0), row.get(1)))
+                .collect())
+        })
+    }
+
+    fn state_value(&self, namespace: &str, key: &str) -> Result<Option<String>, StoreError> {
+        let (namespace, key) = (namespace.to_owned(), key.to_owned());
+        self.with_reader(move |client| {
+            Ok(client
+                .query_opt(
+                    "SELECT value FROM state WHERE namespace = $1 AND key = $2",
+                    &[&namespace, &key],
+                )?
+                .map(|row| row.get(0)))
+        })
+    }
+
+    fn count_older_than(&self, cutoff_millis: i64) -> Result<u64, StoreError> {
+        self.with_reader(move |client| {
+            let count: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM events WHERE event_time < $1",
+                    &[&cutoff_millis],
+                )?
+                .get(0);
+            Ok(count as u64)
+        })
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        // Every commit is durable (`synchronous_commit = on`).
+        Ok(())
+    }
+
+    fn lookup(&self, query: &LookupQuery) -> Result<LookupPage, StoreError> {
+        let category = query.view.category().code() as i16;
+        let start = query.start_millis.unwrap_or(i64::MIN);
+        let end = query.end_millis.unwrap_or(i64::MAX);
+        let (after_time, after_seq) = query
+            .after
+            .map(|cursor| (cursor.event_time_millis, cursor.seq))
+            .unwrap_or((i64::MAX, i64::MAX));
+        let fetch = query.limit.saturating_add(1) as i64;
+        let mut events = match &query.attribute {
+            Some(attribute) if attribute.key == LookupAttributeKey::EventId => {
+                let event_id = attribute.value.clone();
+                let rows = self.with_reader(move |client| {
+                    let Some(found) = client.query_opt(
+                        "SELECT event_time, seq FROM event_ids WHERE event_id = $1",
+                        &[&event_id],
+                    )?
+                    else {
+                        return Ok(Vec::new());
+                    };
+                    let (time, seq): (i64, i64) = (found.get(0), found.get(1));
+                    Ok(client.query(
+                        &format!(
+                            "SELECT {EVENT_COLUMNS} FROM events WHERE event_time = $1 AND seq = $2 \
+                             AND category = $3 AND event_time BETWEEN $4 AND $5 \
+                             AND (event_time, seq) < ($6, $7)"
+                        ),
+                        &[
+                            &time,
+                            &seq,
+                            &category,
+                            &start,
+                            &end,
+                            &after_time,
+                            &after_seq,
+                        ],
+                    )?)
+                })?;
+                self.decode_rows(rows)?
+            }
+            Some(attribute) => self.lookup_by_value(query, attribute.key, &attribute.value)?,
+            None => {
+                let rows = self.with_reader(move |client| {
+                    Ok(client.query(
+                        &format!(
+                            "SELECT {EVENT_COLUMNS} FROM events WHERE category = $1 \
+                             AND event_time BETWEEN $2 AND $3 AND (event_time, seq) < ($4, $5) \
+                             ORDER BY event_time DESC, seq DESC LIMIT $6"
+                        ),
+                        &[&category, &start, &end, &after_time, &after_seq, &fetch],
+                    )?)
+                })?;
+                self.decode_rows(rows)?
+            }
+        };
+        let next = if events.len() > query.limit {
+            events.truncate(query.limit);
+            events.last().map(StoredEvent::cursor)
+        } else {
+            None
+        };
+        Ok(LookupPage { events, next })
+    }
+
+    fn sweep_older_than(&self, cutoff_millis: i64) -> Result<u64, StoreError> {
+        self.with_reader(move |client| {
+            let mut transaction = client.transaction()?;
+            // Under the writers' lock: no partition is made or filled while it is dropped.
+            transaction.query_one("SELECT 1 FROM feed_counter WHERE id = 1 FOR UPDATE", &[])?;
+            let days: Vec<i64> = transaction
+                .query("SELECT day FROM event_days ORDER BY day", &[])?
+                .into_iter()
+                .map(|row| row.get(0))
+                .collect();
+            let mut removed = 0u64;
+            for day in days {
+                let day_end = day.checked_add(1).and_then(|next| next.checked_mul(DAY_MILLIS));
+                let day_start = day.checked_mul(DAY_MILLIS).unwrap_or(i64::MIN);
+                if day_start >= cutoff_millis {
+                    break;
+                }
+                let events = partition_name("events", day);
+                if day_end.is_some_and(|end| end <= cutoff_millis) {
+                    let count: i64 = transaction
+                        .query_one(&format!("SELECT count(*) FROM {events}"), &[])?
+                        .get(0);
+                    removed += count as u64;
+                    transaction.batch_execute(&format!(
+                        "DROP TABLE {events}; DROP TABLE {}; DELETE FROM event_days WHERE day = {day};",
+                        partition_name("lookup_entries", day)
+                    ))?;
+                } else {
+                    removed += transaction.execute(
+                        &format!("DELETE FROM {events} WHERE event_time < $1"),
+                        &[&cutoff_millis],
+                    )?;
+                    transaction.execute(
+                        &format!(
+                            "DELETE FROM {} WHERE event_time < $1",
+                            partition_name("lookup_entries", day)
+                        ),
+                        &[&cutoff_millis],
+                    )?;
+                }
+            }
+            transaction.execute(
+                "DELETE FROM event_ids WHERE event_time < $1",
+                &[&cutoff_millis],
+            )?;
+            transaction.commit()?;
+            Ok(removed)
+        })
+    }
+
+    fn count(&self) -> Result<u64, StoreError> {
+        self.with_reader(|client| {
+            let count: i64 = client.query_one("SELECT count(*) FROM events", &[])?.get(0);
+            Ok(count as u64)
+        })
+    }
+}
+
+/// The PostgreSQL the tests use: `CAIRN_TEST_POSTGRES`, or the local one with trust auth.
+pub fn test_location() -> PostgresLocation {
+    let url = std::env::var("CAIRN_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    PostgresLocation::parse(&url).expect("CAIRN_TEST_POSTGRES is not a postgres:// URL")
+}
+
+/// A store of its own for one test directory: the schema is named after the directory, so
+/// reopening the same directory reopens the same store.
+pub fn open_for_test(dir: &std::path::Path) -> PostgresEventStore {
+    let schema = format!(
+        "cairn_test_{:016x}",
+        fnv1a(dir.to_string_lossy().as_bytes())
+    );
+    let location = test_location().with_schema(&schema).unwrap();
+    PostgresEventStore::open(&location).unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    crate::event_store_conformance!(|dir: &std::path::Path| open_for_test(dir));
+
+    #[test]
+    fn a_store_url_names_its_schema_and_hides_its_password() {
+        let location =
+            PostgresLocation::parse("postgres://cairn:s3cret@db.example:6543/audit?schema=Prod")
+                .unwrap();
+        assert_eq!(location.schema.as_deref(), Some("prod"));
+        assert_eq!(
+            location.to_string(),
+            "postgres://cairn:***@db.example:6543/audit?schema=Prod"
+        );
+        for bad in [
+            "mysql://x/y",
+            "postgres://x/y?schema=",
+            "postgres://x/y?schema=a;drop",
+            "postgres://x/y?nonsense=1",
+        ] {
+            assert!(PostgresLocation::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Every backend connection of the store is killed again and again while appends go on:
+    /// calls caught by it fail (closed, with an error), later ones succeed on a new
+    /// connection, and every acknowledged event is stored.
+    #[test]
+    fn connections_lost_mid_commit_lose_nothing_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(open_for_test(dir.path()));
+        let schema = store.location().schema.clone().unwrap();
+        let mut killer = test_location().connect().unwrap();
+        let writers: Vec<_> = (0..4)
+            .map(|thread| {
+                let store = Arc::clone(&store);
+                thread::spawn(move || {
+                    let (mut acknowledged, mut failed) = (Vec::new(), 0);
+                    for n in 0..150 {
+                        let id = format!("lost{thread}-{n}");
+                        let event = crate::conformance::sample_event(&id, n, "Put", "alice", "K");
+                        match store.append(vec![event]) {
+                            Ok(outcome) => {
+                                assert_eq!(outcome.inserted, [true]);
+                                acknowledged.push(id);
+                            }
+                            Err(StoreError::Unavailable(_) | StoreError::Postgres(_)) => {
+                                failed += 1;
+                            }
+                            Err(other) => panic!("unexpected error: {other}"),
+                        }
+                        thread::sleep(Duration::from_millis(2));
+                    }
+                    (acknowledged, failed)
+                })
+            })
+            .collect();
+        let mut kills = 0;
+        for _ in 0..8 {
+            thread::sleep(Duration::from_millis(60));
+            kills += killer
+                .query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                    &[&format!("cairn/{schema}")],
+                )
+                .unwrap()
+                .len();
+        }
+        let mut acknowledged = Vec::new();
+        let mut failed = 0;
+        for writer in writers {
+            let (ids, lost) = writer.join().unwrap();
+            acknowledged.extend(ids);
+            failed += lost;
+        }
+        assert!(kills > 0, "no connection was killed");
+        assert!(failed > 0, "no append was caught by a lost connection");
+        assert!(!acknowledged.is_empty());
+        for id in &acknowledged {
+            let query = LookupQuery {
+                attribute: Some(cairn_model::LookupAttribute {
+                    key: LookupAttributeKey::EventId,
+                    value: id.clone(),
+                }),
+                ..LookupQuery::all(crate::HistoryView::Management, 1)
+            };
+            assert_eq!(
+                store.lookup(&query).unwrap().events.len(),
+                1,
+                "{id} was lost"
+            );
+        }
+        // Sequence numbers stayed unique and in order through the reconnections.
+        let fed = store.feed(0, 10_000).unwrap();
+        assert!(fed.windows(2).all(|pair| pair[0].seq < pair[1].seq));
+        assert!(fed.len() >= acknowledged.len());
+    }
+
+    #[test]
+    fn a_store_migrated_by_a_newer_cairn_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open_for_test(dir.path()));
+        let schema = format!(
+            "cairn_test_{:016x}",
+            fnv1a(dir.path().to_string_lossy().as_bytes())
+        );
+        let location = test_location().with_schema(&schema).unwrap();
+        let mut client = location.connect().unwrap();
+        client
+            .batch_execute(
+                "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) \
+                 VALUES (999, 'from_the_future', '2030-01-01T00:00:00Z', '1')",
+            )
+            .unwrap();
+        let refused = PostgresEventStore::open(&location).err().unwrap();
+        let message = refused.to_string();
+        assert!(message.contains("newer"), "{message}");
+        assert!(message.contains("999"), "{message}");
+    }
+
+    #[test]
+    fn an_unreachable_or_refusing_database_is_a_clear_error() {
+        let down = PostgresLocation::parse("postgres://postgres@127.0.0.1:1/test").unwrap();
+        let message = PostgresEventStore::open(&down).err().unwrap().to_string();
+        assert!(
+            message
+                .contains("cannot connect to PostgreSQL at postgres://postgres@127.0.0.1:1/test"),
+            "{message}"
+        );
+        let nobody =
+            PostgresLocation::parse("postgres://no_such_role:pw@127.0.0.1:5432/test").unwrap();
+        let message = PostgresEventStore::open(&nobody).err().unwrap().to_string();
+        assert!(message.contains("no_such_role"), "{message}");
+        assert!(
+            !message.contains(":pw@"),
+            "the password was shown: {message}"
+        );
+    }
+
+    #[test]
+    fn day_partitions_cover_every_time() {
+        assert_eq!(day_bounds(0), "FROM (0) TO (86400000)");
+        assert_eq!(day_bounds(-1), "FROM (-86400000) TO (0)");
+        assert_eq!(day_of(-1), -1);
+        assert!(day_bounds(day_of(i64::MAX)).ends_with("TO (MAXVALUE)"));
+        assert!(day_bounds(day_of(i64::MIN)).starts_with("FROM (MINVALUE)"));
+        assert_eq!(partition_name("events", -3), "events_m3");
+    }
+}
