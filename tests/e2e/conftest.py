@@ -1,5 +1,6 @@
 """Fixtures that run the real `cairn` binary and point the real aws CLI and boto3 at it."""
 
+import hashlib
 import http.server
 import json
 import os
@@ -40,7 +41,7 @@ class Cairn:
         self.process = subprocess.Popen(
             [*self.wrapper, str(BINARY), "serve", "--data-dir", str(self.data_dir), "--listen", listen,
              *self.retention_args, *self.extra_args],
-            stdout=subprocess.PIPE, stderr=self.log, env={**clean_env(), **self.extra_env}, cwd=self.data_dir.parent,
+            stdout=subprocess.PIPE, stderr=self.log, env={**clean_env(self.data_dir), **self.extra_env}, cwd=self.data_dir.parent,
         )
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -107,7 +108,7 @@ class Cairn:
         result = subprocess.run(
             [str(BINARY), "import", "--data-dir", str(self.data_dir), "--retention-days", "0", "--json",
              *map(str, paths)],
-            capture_output=True, text=True, env=clean_env(), timeout=600,
+            capture_output=True, text=True, env=clean_env(self.data_dir), timeout=600,
         )
         if check and result.returncode not in (0, 1):
             raise AssertionError(result.stderr)
@@ -180,6 +181,16 @@ def stored_records(data_dir):
     import sqlite3
     import zstandard
 
+    if POSTGRES:
+        listed = subprocess.run(
+            ["psql", "-At", POSTGRES, "-c",
+             f"SELECT encode(record, 'hex') FROM {postgres_schema(data_dir)}.events ORDER BY seq"],
+            capture_output=True, text=True, check=True, timeout=60,
+        )
+        frames = [bytes.fromhex(line) for line in listed.stdout.split()]
+        return [json.loads(zstandard.ZstdDecompressor().decompress(frame, max_output_size=1 << 24))
+                for frame in frames]
+
     connection = sqlite3.connect(f"file:{data_dir / 'events.db'}?mode=ro", uri=True)
     try:
         rows = connection.execute("SELECT record FROM events ORDER BY seq").fetchall()
@@ -198,9 +209,22 @@ def stored_records(data_dir):
     return [json.loads(decompress(row[0])) for row in rows]
 
 
-def clean_env():
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+# Set by the test command for its second pass: every server and import of a data directory
+# keeps its event history in a PostgreSQL schema of its own instead of the directory.
+POSTGRES = os.environ.get("CAIRN_E2E_POSTGRES")
+
+
+def postgres_schema(data_dir):
+    """The schema the store of `data_dir` lives in when the suite runs on PostgreSQL."""
+    digest = hashlib.sha256(str(pathlib.Path(data_dir).resolve()).encode()).hexdigest()[:16]
+    return f"cairn_test_e2e_{digest}"
+
+
+def clean_env(data_dir=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "CAIRN_STORE"}
     env["AWS_EC2_METADATA_DISABLED"] = "true"
+    if POSTGRES and data_dir is not None:
+        env["CAIRN_STORE"] = f"{POSTGRES}?schema={postgres_schema(data_dir)}"
     return env
 
 

@@ -36,7 +36,7 @@ def cairn_validate(server, arn, start, end):
     result = subprocess.run(
         [str(BINARY), "validate-logs", "--data-dir", str(server.data_dir), "--trail-arn", arn,
          "--start-time", start, "--end-time", end, "--verbose"],
-        capture_output=True, text=True, env=clean_env(), timeout=120,
+        capture_output=True, text=True, env=clean_env(server.data_dir), timeout=120,
     )
     return result.returncode, result.stdout, result.stderr
 
@@ -196,7 +196,7 @@ def test_validate_a_local_copy_made_by_aws_s3_sync(trail, tmp_path):
         result = subprocess.run(
             [str(BINARY), "validate-logs", "--data-dir", str(server.data_dir), "--local-copy", str(copy),
              "--trail-arn", arn, "--start-time", start, "--end-time", end, "--verbose"],
-            capture_output=True, text=True, env=clean_env(), timeout=120,
+            capture_output=True, text=True, env=clean_env(server.data_dir), timeout=120,
         )
         return result.returncode, result.stdout, result.stderr
 

@@ -2,9 +2,10 @@
 test alone would pass with `synchronous=OFF`; this test watches the system calls instead.
 Cairn runs under strace while the real clients make gateway calls (moto upstream), STS calls,
 CloudTrail lookups and calls that cause service events. For every response Cairn writes to a
-client, an fsync or fdatasync of the event store's write-ahead log must have started after the
-last bytes of that request were read, and ended before the response was written: the group
-commit that made the request's event durable. The checker itself is tested on made-up traces
+client, an fsync or fdatasync of the event store's write-ahead log (on PostgreSQL: a COMMIT
+sent and its answer read) must have started after the last bytes of that request were read,
+and ended before the response was written: the group commit that made the request's event
+durable. The checker itself is tested on made-up traces
 that break the rule, so that it is known to be able to fail."""
 
 import re
@@ -57,6 +58,7 @@ def violations(calls, port):
     client = f"TCP:[127.0.0.1:{port}->"
     syncs = [(start, end) for start, end, name, path, ret, _ in calls
              if name in ("fsync", "fdatasync") and path.endswith("events.db-wal") and ret == 0]
+    syncs += postgres_commits(calls)
     last_read, answered, found, checked = {}, set(), [], 0
     for start, end, name, path, ret, text in calls:
         if not path.startswith(client) or ret <= 0:
@@ -71,6 +73,21 @@ def violations(calls, port):
             if not any(sync_start >= request_read and sync_end <= start for sync_start, sync_end in syncs):
                 found.append((path, request_read, start))
     return found, checked
+
+
+def postgres_commits(calls):
+    """On PostgreSQL, a group is durable when the server answers its COMMIT (with
+    synchronous_commit on, it answers after its WAL flush): from the COMMIT written to a
+    connection to port 5432 until the next answer read from that connection."""
+    commits, pending = [], {}
+    for start, end, name, path, ret, text in calls:
+        if "->127.0.0.1:5432]" not in path or ret <= 0:
+            continue
+        if name in ("write", "writev", "sendto", "sendmsg") and "COMMIT" in text:
+            pending[path] = start
+        elif name in ("read", "recvfrom", "readv") and path in pending:
+            commits.append((pending.pop(path), end))
+    return commits
 
 
 def made_up(*calls):
@@ -108,6 +125,21 @@ def test_the_checker_finds_an_answer_sent_before_its_sync():
         (1.2, 0.001, f'writev({SOCKET}, [{{iov_base="HTTP/1.1 200 OK\\r\\n"...}}], 2) = 300'),
     )
     assert violations(parse(continued_then_synced), 4590) == ([], 1), "100 Continue is not an answer"
+    postgres = "8<TCP:[127.0.0.1:41000->127.0.0.1:5432]>"
+    committed_in_time = made_up(
+        (1.0, 0.001, f'recvfrom({SOCKET}, "POST / HTTP/1.1\\r\\n"..., 8192, 0, NULL, NULL) = 400'),
+        (1.1, 0.001, f'sendto({postgres}, "Q\\0\\0\\0\\vCOMMIT\\0", 12, MSG_NOSIGNAL, NULL, 0) = 12'),
+        (1.15, 0.001, f'recvfrom({postgres}, "C\\0\\0\\0\\vCOMMIT\\0Z"..., 8192, 0, NULL, NULL) = 18'),
+        (1.2, 0.001, f'writev({SOCKET}, [{{iov_base="HTTP/1.1 200 OK\\r\\n"...}}], 2) = 300'),
+    )
+    assert violations(parse(committed_in_time), 4590) == ([], 1)
+    answered_before_the_commit_came_back = made_up(
+        (1.0, 0.001, f'recvfrom({SOCKET}, "POST / HTTP/1.1\\r\\n"..., 8192, 0, NULL, NULL) = 400'),
+        (1.1, 0.001, f'sendto({postgres}, "Q\\0\\0\\0\\vCOMMIT\\0", 12, MSG_NOSIGNAL, NULL, 0) = 12'),
+        (1.2, 0.001, f'writev({SOCKET}, [{{iov_base="HTTP/1.1 200 OK\\r\\n"...}}], 2) = 300'),
+        (1.25, 0.001, f'recvfrom({postgres}, "C\\0\\0\\0\\vCOMMIT\\0Z"..., 8192, 0, NULL, NULL) = 18'),
+    )
+    assert len(violations(parse(answered_before_the_commit_came_back), 4590)[0]) == 1
     never_synced = made_up(
         (1.0, 0.001, f'recvfrom({SOCKET}, "POST / HTTP/1.1\\r\\n"..., 8192, 0, NULL, NULL) = 400'),
         (1.2, 0.001, f'write({SOCKET}, "HTTP/1.1 200 OK\\r\\n"..., 300) = 300'),

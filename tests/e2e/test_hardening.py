@@ -251,7 +251,9 @@ def test_records_name_the_account_the_upstreams_answers_name(gateway):
 
 
 def cairn_command(*args):
-    return subprocess.run([str(BINARY), *args], capture_output=True, text=True, env=clean_env(), timeout=120)
+    data_dir = args[args.index("--data-dir") + 1] if "--data-dir" in args else None
+    return subprocess.run([str(BINARY), *args], capture_output=True, text=True, env=clean_env(data_dir),
+                          timeout=120)
 
 
 def test_imported_logs_are_kept_by_a_server_started_with_no_flags(tmp_path):

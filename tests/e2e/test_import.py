@@ -108,7 +108,7 @@ def test_text_report_names_reasons(cairn, tmp_path):
     bad = record("x1", "not a time")
     (tmp_path / "one.json").write_text(json.dumps([bad, record("x2", "2024-01-01T00:00:00Z")]))
     result = subprocess.run([str(BINARY), "import", "--data-dir", str(cairn.data_dir), "--retention-days", "0",
-                             str(tmp_path / "one.json")], capture_output=True, text=True, env=clean_env())
+                             str(tmp_path / "one.json")], capture_output=True, text=True, env=clean_env(cairn.data_dir))
     assert result.returncode == 0
     assert "2 records, 1 imported, 1 skipped" in result.stdout
     assert "not an ISO 8601 UTC timestamp" in result.stdout
@@ -134,7 +134,7 @@ def test_a_file_larger_than_memory_budget_streams(cairn, tmp_path):
     stdout_path, stderr_path = tmp_path / "import.out", tmp_path / "import.err"
     with open(stdout_path, "w") as stdout, open(stderr_path, "w") as stderr:
         process = subprocess.Popen([str(BINARY), "import", "--data-dir", str(cairn.data_dir), "--retention-days", "0",
-                                    "--json", str(path)], stdout=stdout, stderr=stderr, env=clean_env())
+                                    "--json", str(path)], stdout=stdout, stderr=stderr, env=clean_env(cairn.data_dir))
         # wait4 reports this child's own peak RSS (RUSAGE_CHILDREN would include every
         # earlier child of the test process, moto_server among them).
         _, status, usage = os.wait4(process.pid, 0)

@@ -382,12 +382,12 @@ def test_cairn_tail_prints_events_as_they_are_recorded(tmp_path):
         cloudtrail.list_trails()
         tail = [str(BINARY), "tail", "--data-dir", str(server.data_dir), "--json"]
         past = subprocess.run([*tail, "--from-start", "--event-name", "DescribeTrails", "--count", "2"],
-                              capture_output=True, text=True, timeout=60, env=clean_env())
+                              capture_output=True, text=True, timeout=60, env=clean_env(server.data_dir))
         assert past.returncode == 0, past.stderr
         assert [json.loads(line)["requestID"] for line in past.stdout.splitlines()] == earlier
 
         following = subprocess.Popen([*tail[:-1], "--event-name", "GetTrailStatus", "--count", "1"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(server.data_dir))
         time.sleep(1.5)
         with pytest.raises(cloudtrail.exceptions.TrailNotFoundException):
             cloudtrail.get_trail_status(Name="absent")

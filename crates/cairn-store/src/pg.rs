@@ -494,12 +494,16 @@ fn run_writer(mut connection: Connection, requests: Receiver<AppendRequest>) {
                 Err(_) => break,
             }
         }
+        let started = Instant::now();
         let result = connection
             .client()
             .and_then(|client| write_group(client, &group));
+        metrics::histogram!("cairn_commit_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("cairn_commit_group_events").record(events as f64);
         let outcomes = match result {
             Ok(outcomes) => outcomes.into_iter().map(Ok).collect::<Vec<_>>(),
             Err(error) => {
+                metrics::counter!("cairn_commit_failures_total").increment(1);
                 connection.after_error();
                 tracing::error!(%error, "a group of appends was not committed");
                 let message = error.to_string();

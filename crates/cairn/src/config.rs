@@ -22,6 +22,11 @@ pub struct Overrides {
     /// Data directory (event store, identities, credentials) [default: ./cairn-data]
     #[arg(long, env = "CAIRN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where the event history lives: `sqlite` (one database in the data directory) or a
+    /// `postgres://user@host:port/database[?schema=NAME]` URL shared by several nodes
+    /// [default: sqlite]
+    #[arg(long, env = "CAIRN_STORE", hide_env_values = true)]
+    pub store: Option<String>,
     /// Days of event history to keep; 0 keeps events forever. The data directory keeps its
     /// own (90 for a new one): this may lengthen it, never shorten it [see `cairn retention`]
     #[arg(long, env = "CAIRN_RETENTION_DAYS")]
@@ -77,6 +82,7 @@ pub struct Overrides {
 #[serde(deny_unknown_fields)]
 struct FileSettings {
     data_dir: Option<PathBuf>,
+    store: Option<String>,
     listen: Option<SocketAddr>,
     retention_days: Option<u32>,
     region: Option<String>,
@@ -106,9 +112,33 @@ struct FileSettings {
     trusted_proxies: Vec<String>,
 }
 
+/// Which backend holds the event history.
+#[derive(Debug, Clone)]
+pub enum StoreChoice {
+    /// SQLite in the data directory: the default, for one machine.
+    Embedded,
+    /// PostgreSQL, shared by every node that names it.
+    Postgres(Box<cairn_store::PostgresLocation>),
+}
+
+impl StoreChoice {
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        if text == "sqlite" {
+            return Ok(Self::Embedded);
+        }
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return Ok(Self::Postgres(Box::new(
+                cairn_store::PostgresLocation::parse(text)?,
+            )));
+        }
+        anyhow::bail!("store must be sqlite or a postgres:// URL")
+    }
+}
+
 #[derive(Debug)]
 pub struct Settings {
     pub data_dir: PathBuf,
+    pub store: StoreChoice,
     pub listen: SocketAddr,
     /// The retention asked for, if any: the data directory's own is settled against it.
     pub retention_days: Option<u32>,
@@ -232,7 +262,12 @@ impl Settings {
             checkpoint_interval_millis == 0 || checkpoint_interval_millis >= 100,
             "checkpoint_interval_millis must be 0 (off) or 100 or more"
         );
+        let store = match overrides.store.as_deref().or(file.store.as_deref()) {
+            Some(text) => StoreChoice::parse(text)?,
+            None => StoreChoice::Embedded,
+        };
         Ok(Self {
+            store,
             embedded_s3,
             delivery_interval: std::time::Duration::from_secs(delivery_interval_secs),
             digest_interval: std::time::Duration::from_secs(digest_interval_secs),
@@ -402,6 +437,42 @@ mod tests {
             ..Overrides::default()
         };
         assert!(Settings::merge(&too_often, None, FileSettings::default()).is_err());
+    }
+
+    #[test]
+    fn the_store_is_sqlite_unless_a_postgres_url_is_given() {
+        let settings = Settings::merge(&Overrides::default(), None, file("")).unwrap();
+        assert!(matches!(settings.store, StoreChoice::Embedded));
+        let settings = Settings::merge(
+            &Overrides::default(),
+            None,
+            file("store = 'postgres://cairn:secret@db:5432/audit?schema=prod'"),
+        )
+        .unwrap();
+        let StoreChoice::Postgres(location) = &settings.store else {
+            panic!("not postgres: {:?}", settings.store);
+        };
+        assert_eq!(
+            location.to_string(),
+            "postgres://cairn:***@db:5432/audit?schema=prod"
+        );
+        let overrides = Overrides {
+            store: Some("sqlite".into()),
+            ..Overrides::default()
+        };
+        let settings =
+            Settings::merge(&overrides, None, file("store = 'postgres://db/audit'")).unwrap();
+        assert!(matches!(settings.store, StoreChoice::Embedded));
+        for bad in ["mysql://db/x", "postgres://db/x?schema=a-b", "sqlite3"] {
+            let overrides = Overrides {
+                store: Some(bad.into()),
+                ..Overrides::default()
+            };
+            assert!(
+                Settings::merge(&overrides, None, file("")).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -2,10 +2,9 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use cairn_import::{collect_files, import_files, FileReport, ImportOptions, Progress};
-use cairn_store::{retention, SqliteEventStore, SyncMode};
+use cairn_store::retention;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Settings;
@@ -44,10 +43,11 @@ pub fn run(
         ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {wide_msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let store = Arc::new(SqliteEventStore::open_with(
+    let store = crate::event_store::open(
+        &settings.store,
         &settings.data_dir,
-        SyncMode::OnFlush,
-    )?);
+        crate::event_store::Purpose::BulkLoad,
+    )?;
     let now = chrono_now_millis();
     let retention_days = retention::settle(store.as_ref(), settings.retention_days, now)?;
     let options = ImportOptions {

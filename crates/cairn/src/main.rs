@@ -2,6 +2,7 @@
 //! library crates; this file only decides which of them run, with which settings.
 
 mod config;
+mod event_store;
 mod import_command;
 mod tail_command;
 mod validate_command;
@@ -18,7 +19,6 @@ use cairn_auth::{CredentialStore, SessionKey};
 use cairn_capture::services::{standard_hooks, RotationBook, RotationSettings};
 use cairn_model::{Clock, SystemClock, TimeOrderedIds};
 use cairn_server::{AppState, ServerSettings, TokenKey};
-use cairn_store::SqliteEventStore;
 use cairn_upstream::{UpstreamRoutes, UpstreamTrust, Upstreams};
 use clap::{Parser, Subcommand};
 
@@ -114,11 +114,17 @@ fn main() -> anyhow::Result<()> {
             apply,
         } => {
             let settings = Settings::load(&overrides, None)?;
-            let store = SqliteEventStore::open(&settings.data_dir)
-                .context("cannot open the event store")?;
-            for line in
-                cairn_store::retention::change(&store, days, apply, SystemClock.now_millis())?
-            {
+            let store = event_store::open(
+                &settings.store,
+                &settings.data_dir,
+                event_store::Purpose::Serving,
+            )?;
+            for line in cairn_store::retention::change(
+                store.as_ref(),
+                days,
+                apply,
+                SystemClock.now_millis(),
+            )? {
                 println!("{line}");
             }
             Ok(())
@@ -138,10 +144,16 @@ fn main() -> anyhow::Result<()> {
 
 fn serve(settings: Settings) -> anyhow::Result<()> {
     // Settled before the runtime starts: it waits on the store's writer.
-    let store =
-        SqliteEventStore::open(&settings.data_dir).context("cannot open the event store")?;
-    let retention_days =
-        cairn_store::retention::settle(&store, settings.retention_days, SystemClock.now_millis())?;
+    let store = event_store::open(
+        &settings.store,
+        &settings.data_dir,
+        event_store::Purpose::Serving,
+    )?;
+    let retention_days = cairn_store::retention::settle(
+        store.as_ref(),
+        settings.retention_days,
+        SystemClock.now_millis(),
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -243,7 +255,6 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             )
             .context("cannot open the digest signing keys")?,
         );
-        let store: Arc<dyn cairn_store::EventStore> = Arc::new(store);
         let transparency = match settings.checkpoint_interval {
             // Opening may commit the first (empty) checkpoint, which waits on the store.
             Some(_) => Some(Arc::new(

@@ -6,7 +6,6 @@
 use std::io::Write;
 use std::time::Duration;
 
-use cairn_store::{EventStore, SqliteEventStore};
 use serde_json::Value;
 
 use crate::config::Settings;
@@ -108,7 +107,11 @@ pub fn line(record: &Value) -> String {
 }
 
 pub fn run(settings: &Settings, filters: &TailFilters) -> anyhow::Result<()> {
-    let store = SqliteEventStore::open(&settings.data_dir)?;
+    let store = crate::event_store::open(
+        &settings.store,
+        &settings.data_dir,
+        crate::event_store::Purpose::Serving,
+    )?;
     let mut position = if filters.from_start {
         0
     } else {

@@ -17,7 +17,6 @@ use cairn_integrity::validation::{
 };
 use cairn_model::trail::Trail;
 use cairn_s3::{BucketError, BucketStore, ListQuery};
-use cairn_store::{EventStore, SqliteEventStore};
 
 use crate::validate_local::LocalCopy;
 use crate::validate_remote::{Credentials, Remote};
@@ -53,6 +52,15 @@ pub struct ValidateArgs {
     /// The data directory of the Cairn that delivered them
     #[arg(long, env = "CAIRN_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
+    /// The event store holding the data directory's trails: sqlite, or the postgres:// URL
+    /// its server was started with
+    #[arg(
+        long,
+        env = "CAIRN_STORE",
+        default_value = "sqlite",
+        hide_env_values = true
+    )]
+    pub store: String,
     /// Read the trail, its public keys and its files from this endpoint instead (CloudTrail
     /// and S3, SigV4-signed with the credentials of the environment or the shared
     /// credentials file, as the aws CLI finds them)
@@ -146,8 +154,14 @@ impl BucketReader for EmbeddedReader {
     }
 }
 
-fn find_trail(data_dir: &std::path::Path, arn: &str) -> anyhow::Result<Option<Trail>> {
-    let store = SqliteEventStore::open(data_dir).context("cannot open the event store")?;
+fn find_trail(args: &ValidateArgs) -> anyhow::Result<Option<Trail>> {
+    let choice = crate::config::StoreChoice::parse(&args.store)?;
+    let store = crate::event_store::open(
+        &choice,
+        &args.data_dir,
+        crate::event_store::Purpose::Serving,
+    )?;
+    let arn = &args.trail_arn;
     let trails = store.state(cairn_delivery::TRAILS)?;
     Ok(trails
         .into_iter()
@@ -203,7 +217,7 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<i32> {
         (Some(bucket), _) => (bucket.clone(), args.s3_prefix.clone()),
         (None, Some(remote)) => remote.trail(&args.trail_arn)?,
         (None, None) => {
-            let trail = find_trail(&args.data_dir, &args.trail_arn)?
+            let trail = find_trail(args)?
                 .with_context(|| format!("A trail could not be found for {}", args.trail_arn))?;
             // As the CLI: --s3-prefix counts only beside --s3-bucket.
             (trail.s3_bucket_name, trail.s3_key_prefix)
