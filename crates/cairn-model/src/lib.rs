@@ -25,7 +25,7 @@ pub use record::{
     SessionAttributes, SessionContext, SessionIssuer, TlsDetails, UserIdentity, UserIdentityType,
     WebIdFederationData,
 };
-pub use state::StateChange;
+pub use state::{Precondition, StateChange};
 pub use time::{
     format_event_time, format_legacy_recorded_date, format_recorded_date, parse_event_time,
     EventTimeError,

@@ -11,7 +11,7 @@ use cairn_model::{
 };
 use serde_json::json;
 
-use crate::{EventStore, HistoryView, LookupQuery};
+use crate::{EventStore, HistoryView, LookupQuery, StoreError};
 
 /// A management event as an IAM user `user` with key `key` would produce it.
 pub fn sample_event(id: &str, time_secs: i64, name: &str, user: &str, key: &str) -> IndexedEvent {
@@ -526,6 +526,67 @@ pub fn state_is_committed_with_events_and_survives_reopening<S: EventStore>(
     assert_eq!(store.state_value("settings", "a").unwrap(), None);
 }
 
+/// A put-if-absent sets an entry once; a submission that requires an entry to hold a value
+/// is refused whole (events and changes) when it does not, and made when it does.
+pub fn preconditions_make_first_writers_win_and_fence_stale_ones(store: &dyn EventStore) {
+    let submit = |events: Vec<IndexedEvent>, changes: Vec<StateChange>| {
+        store.submit_with_state(events, changes).unwrap().wait()
+    };
+    submit(
+        Vec::new(),
+        vec![StateChange::put_if_absent("leases", "delivery", "node-a 1")],
+    )
+    .unwrap();
+    submit(
+        Vec::new(),
+        vec![StateChange::put_if_absent("leases", "delivery", "node-b 1")],
+    )
+    .unwrap();
+    assert_eq!(
+        store.state_value("leases", "delivery").unwrap().as_deref(),
+        Some("node-a 1")
+    );
+    let fenced = submit(
+        vec![sample_event("fenced", 100, "Put", "bob", "AKIA2")],
+        vec![
+            StateChange::put("positions", "trail", "7"),
+            StateChange::require("leases", "delivery", "node-b 1"),
+        ],
+    );
+    assert!(matches!(fenced, Err(StoreError::Refused(_))), "{fenced:?}");
+    assert_eq!(store.state_value("positions", "trail").unwrap(), None);
+    assert!(ids(
+        store,
+        &query(Some((LookupAttributeKey::EventId, "fenced")), 5)
+    )
+    .is_empty());
+    assert_eq!(store.count().unwrap(), 0);
+    submit(
+        vec![sample_event("held", 100, "Put", "alice", "AKIA1")],
+        vec![
+            StateChange::require("leases", "delivery", "node-a 1"),
+            StateChange::put("positions", "trail", "8"),
+            StateChange::put_if_unchanged("leases", "delivery", "node-a 2", "node-a 1"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        store.state_value("positions", "trail").unwrap().as_deref(),
+        Some("8")
+    );
+    assert_eq!(
+        store.state_value("leases", "delivery").unwrap().as_deref(),
+        Some("node-a 2")
+    );
+    assert_eq!(ids(store, &query(None, 5)), ["held"]);
+    // A requirement of an entry that is not there is unmet too.
+    let absent = submit(
+        Vec::new(),
+        vec![StateChange::require("leases", "nothing", "x")],
+    );
+    assert!(matches!(absent, Err(StoreError::Refused(_))));
+}
+
 /// The feed gives captured events in order after a position, never imported ones, and no
 /// sequence number twice, even after a sweep removed the newest events.
 pub fn the_feed_follows_commits_and_never_reuses_a_number<S: EventStore>(
@@ -624,6 +685,10 @@ macro_rules! event_store_conformance {
             #[test]
             fn sweep_removes_only_older_events() {
                 with_store(checks::sweep_removes_only_older_events);
+            }
+            #[test]
+            fn preconditions_make_first_writers_win_and_fence_stale_ones() {
+                with_store(checks::preconditions_make_first_writers_win_and_fence_stale_ones);
             }
             #[test]
             fn sweep_across_days_removes_exactly_the_older_events() {

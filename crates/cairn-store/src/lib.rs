@@ -138,7 +138,15 @@ impl AppendOutcome {
 /// lets a server keep many calls waiting on one group commit cheaply.
 pub struct PendingAppend(Pending);
 
-type AppendResult = Result<AppendOutcome, StoreError>;
+pub(crate) type AppendResult = Result<AppendOutcome, StoreError>;
+
+/// Why a submission with an unmet [`cairn_model::Precondition::Requires`] was refused.
+pub(crate) fn requirement_refused(change: &StateChange) -> StoreError {
+    StoreError::Refused(format!(
+        "refused: {}/{} no longer holds the value this write requires",
+        change.namespace, change.key
+    ))
+}
 
 enum Pending {
     Settled(AppendResult),

@@ -24,7 +24,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cairn_model::{EventCategory, IndexedEvent, LookupAttributeKey, StateChange};
+use cairn_model::{EventCategory, IndexedEvent, LookupAttributeKey, Precondition, StateChange};
 use crossbeam_channel::{Receiver, Sender};
 use postgres::{Client, NoTls, Row};
 
@@ -501,7 +501,7 @@ fn run_writer(mut connection: Connection, requests: Receiver<AppendRequest>) {
         metrics::histogram!("cairn_commit_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("cairn_commit_group_events").record(events as f64);
         let outcomes = match result {
-            Ok(outcomes) => outcomes.into_iter().map(Ok).collect::<Vec<_>>(),
+            Ok(outcomes) => outcomes,
             Err(error) => {
                 metrics::counter!("cairn_commit_failures_total").increment(1);
                 connection.after_error();
@@ -519,10 +519,66 @@ fn run_writer(mut connection: Connection, requests: Receiver<AppendRequest>) {
     }
 }
 
+/// The refusal of a request whose [`Precondition::Requires`] does not hold.
+fn unmet_requirement(
+    transaction: &mut postgres::Transaction<'_>,
+    changes: &[StateChange],
+) -> Result<Option<StoreError>, StoreError> {
+    for change in changes {
+        if let Precondition::Requires(expected) = &change.precondition {
+            let held: Option<String> = transaction
+                .query_opt(
+                    "SELECT value FROM state WHERE namespace = $1 AND key = $2",
+                    &[&change.namespace, &change.key],
+                )?
+                .map(|row| row.get(0));
+            if held.as_deref() != Some(expected.as_str()) {
+                return Ok(Some(crate::requirement_refused(change)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn apply_state_changes(
+    transaction: &mut postgres::Transaction<'_>,
+    changes: &[StateChange],
+) -> Result<(), StoreError> {
+    for change in changes {
+        let (namespace, key) = (&change.namespace, &change.key);
+        match (&change.value, &change.precondition) {
+            (_, Precondition::Requires(_)) => 0,
+            (Some(value), Precondition::Always) => transaction.execute(
+                "INSERT INTO state (namespace, key, value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value",
+                &[namespace, key, value],
+            )?,
+            (Some(value), Precondition::IfAbsent) => transaction.execute(
+                "INSERT INTO state (namespace, key, value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (namespace, key) DO NOTHING",
+                &[namespace, key, value],
+            )?,
+            (Some(value), Precondition::IfHolds(read)) => transaction.execute(
+                "UPDATE state SET value = $3 WHERE namespace = $1 AND key = $2 AND value = $4",
+                &[namespace, key, value, read],
+            )?,
+            (None, Precondition::Always | Precondition::IfAbsent) => transaction.execute(
+                "DELETE FROM state WHERE namespace = $1 AND key = $2",
+                &[namespace, key],
+            )?,
+            (None, Precondition::IfHolds(read)) => transaction.execute(
+                "DELETE FROM state WHERE namespace = $1 AND key = $2 AND value = $3",
+                &[namespace, key, read],
+            )?,
+        };
+    }
+    Ok(())
+}
+
 fn write_group(
     client: &mut Client,
     group: &[AppendRequest],
-) -> Result<Vec<AppendOutcome>, StoreError> {
+) -> Result<Vec<crate::AppendResult>, StoreError> {
     let mut transaction = client.transaction()?;
     let last_seq: i64 = transaction
         .query_one(
@@ -556,6 +612,13 @@ fn write_group(
     let mut entry_seqs: Vec<i64> = Vec::new();
     let mut outcomes = Vec::with_capacity(group.len());
     for request in group {
+        // Requests are applied in order, each with its state changes, so that what one
+        // requires sees what those before it changed.
+        if let Some(refusal) = unmet_requirement(&mut transaction, &request.state)? {
+            outcomes.push(Err(refusal));
+            continue;
+        }
+        apply_state_changes(&mut transaction, &request.state)?;
         let mut inserted = Vec::with_capacity(request.events.len());
         for prepared in &request.events {
             let event = &prepared.event;
@@ -579,7 +642,7 @@ fn write_group(
             }
             inserted.push(true);
         }
-        outcomes.push(AppendOutcome { inserted });
+        outcomes.push(Ok(AppendOutcome { inserted }));
     }
     if !seqs.is_empty() {
         let mut days: Vec<i64> = times.iter().map(|time| day_of(*time)).collect();
@@ -619,28 +682,6 @@ fn write_group(
             "UPDATE feed_counter SET last_seq = $1 WHERE id = 1",
             &[&next_seq],
         )?;
-    }
-    for change in group.iter().flat_map(|request| &request.state) {
-        let (namespace, key) = (&change.namespace, &change.key);
-        match (&change.value, &change.only_if) {
-            (Some(value), None) => transaction.execute(
-                "INSERT INTO state (namespace, key, value) VALUES ($1, $2, $3) \
-                 ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value",
-                &[namespace, key, value],
-            )?,
-            (Some(value), Some(read)) => transaction.execute(
-                "UPDATE state SET value = $3 WHERE namespace = $1 AND key = $2 AND value = $4",
-                &[namespace, key, value, read],
-            )?,
-            (None, None) => transaction.execute(
-                "DELETE FROM state WHERE namespace = $1 AND key = $2",
-                &[namespace, key],
-            )?,
-            (None, Some(read)) => transaction.execute(
-                "DELETE FROM state WHERE namespace = $1 AND key = $2 AND value = $3",
-                &[namespace, key, read],
-            )?,
-        };
     }
     transaction.commit()?;
     Ok(outcomes)

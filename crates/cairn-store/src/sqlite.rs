@@ -22,15 +22,15 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use cairn_model::{EventCategory, IndexedEvent, LookupAttributeKey, StateChange};
+use cairn_model::{EventCategory, IndexedEvent, LookupAttributeKey, Precondition, StateChange};
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::compression::{RecordCodec, TrainedDictionary, TrainingSchedule};
 use crate::indexing::{attr_code, fnv1a, lookup_entries};
 use crate::{
-    AppendOutcome, AppendReply, EventStore, LookupPage, LookupQuery, PendingAppend, StoreError,
-    StoredEvent,
+    AppendOutcome, AppendReply, AppendResult, EventStore, LookupPage, LookupQuery, PendingAppend,
+    StoreError, StoredEvent,
 };
 
 const SCHEMA: &str = "
@@ -404,7 +404,7 @@ fn run_writer(mut connection: Connection, messages: Receiver<WriterMessage>) {
         match written {
             Ok(outcomes) => {
                 for (request, outcome) in group.into_iter().zip(outcomes) {
-                    request.reply.send(Ok(outcome));
+                    request.reply.send(outcome);
                 }
             }
             Err(error) => {
@@ -453,7 +453,7 @@ fn write_group(
     connection: &mut Connection,
     group: &[AppendRequest],
     value_ids: &mut LookupValueIds,
-) -> Result<Vec<AppendOutcome>, StoreError> {
+) -> Result<Vec<AppendResult>, StoreError> {
     // Value IDs resolved in a group that fails anywhere, not only at commit, were never
     // stored: they must be forgotten, or a later lookup would be filed under them.
     let written = write_group_uncommitted(connection, group, value_ids);
@@ -468,7 +468,7 @@ fn write_group_uncommitted(
     connection: &mut Connection,
     group: &[AppendRequest],
     value_ids: &mut LookupValueIds,
-) -> Result<Vec<AppendOutcome>, StoreError> {
+) -> Result<Vec<AppendResult>, StoreError> {
     let transaction =
         connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(group.len());
@@ -491,6 +491,12 @@ fn write_group_uncommitted(
         // event at random.
         let mut lookup_rows: Vec<(i64, i64, i64, i64)> = Vec::new();
         for request in group {
+            // Requests are applied in order, each with its state changes, so that what one
+            // requires sees what those before it changed.
+            if let Some(refusal) = unmet_requirement(&transaction, &request.state)? {
+                outcomes.push(Err(refusal));
+                continue;
+            }
             let mut inserted = Vec::with_capacity(request.events.len());
             for prepared in &request.events {
                 let event = &prepared.event;
@@ -522,37 +528,78 @@ fn write_group_uncommitted(
                 }
                 inserted.push(changed == 1);
             }
-            outcomes.push(AppendOutcome { inserted });
+            apply_state_changes(&transaction, &request.state)?;
+            outcomes.push(Ok(AppendOutcome { inserted }));
         }
         lookup_rows.sort_unstable();
         for (value_id, category, event_time, seq) in lookup_rows {
             insert_lookup.execute(params![value_id, category, event_time, seq])?;
         }
-        let mut put_state = transaction.prepare_cached(
-            "INSERT INTO state (namespace, key, value) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value",
-        )?;
-        let mut put_state_if = transaction.prepare_cached(
-            "UPDATE state SET value = ?3 WHERE namespace = ?1 AND key = ?2 AND value = ?4",
-        )?;
-        let mut remove_state =
-            transaction.prepare_cached("DELETE FROM state WHERE namespace = ?1 AND key = ?2")?;
-        let mut remove_state_if = transaction
-            .prepare_cached("DELETE FROM state WHERE namespace = ?1 AND key = ?2 AND value = ?3")?;
-        for change in group.iter().flat_map(|request| &request.state) {
-            let (namespace, key) = (&change.namespace, &change.key);
-            match (&change.value, &change.only_if) {
-                (Some(value), None) => put_state.execute(params![namespace, key, value])?,
-                (Some(value), Some(read)) => {
-                    put_state_if.execute(params![namespace, key, value, read])?
-                }
-                (None, None) => remove_state.execute(params![namespace, key])?,
-                (None, Some(read)) => remove_state_if.execute(params![namespace, key, read])?,
-            };
-        }
     }
     transaction.commit()?;
     Ok(outcomes)
+}
+
+/// The refusal of a request whose [`Precondition::Requires`] does not hold.
+fn unmet_requirement(
+    transaction: &Connection,
+    changes: &[StateChange],
+) -> Result<Option<StoreError>, StoreError> {
+    for change in changes {
+        if let Precondition::Requires(expected) = &change.precondition {
+            let held: Option<String> = transaction
+                .prepare_cached("SELECT value FROM state WHERE namespace = ?1 AND key = ?2")?
+                .query_row(params![change.namespace, change.key], |row| row.get(0))
+                .optional()?;
+            if held.as_deref() != Some(expected.as_str()) {
+                return Ok(Some(crate::requirement_refused(change)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn apply_state_changes(
+    transaction: &Connection,
+    changes: &[StateChange],
+) -> Result<(), StoreError> {
+    for change in changes {
+        let (namespace, key) = (&change.namespace, &change.key);
+        let sql = match (&change.value, &change.precondition) {
+            (_, Precondition::Requires(_)) => continue,
+            (Some(_), Precondition::Always) => {
+                "INSERT INTO state (namespace, key, value) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value"
+            }
+            (Some(_), Precondition::IfAbsent) => {
+                "INSERT INTO state (namespace, key, value) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (namespace, key) DO NOTHING"
+            }
+            (Some(_), Precondition::IfHolds(_)) => {
+                "UPDATE state SET value = ?3 WHERE namespace = ?1 AND key = ?2 AND value = ?4"
+            }
+            (None, Precondition::Always | Precondition::IfAbsent) => {
+                "DELETE FROM state WHERE namespace = ?1 AND key = ?2"
+            }
+            (None, Precondition::IfHolds(_)) => {
+                "DELETE FROM state WHERE namespace = ?1 AND key = ?2 AND value = ?4"
+            }
+        };
+        let mut statement = transaction.prepare_cached(sql)?;
+        let value = change.value.as_deref();
+        match &change.precondition {
+            Precondition::IfHolds(read) if value.is_some() => {
+                statement.execute(params![namespace, key, value, read])?
+            }
+            Precondition::IfHolds(read) => {
+                // ?3 is unused by the DELETE; SQLite still wants every number bound.
+                statement.execute(params![namespace, key, Option::<&str>::None, read])?
+            }
+            _ if value.is_some() => statement.execute(params![namespace, key, value])?,
+            _ => statement.execute(params![namespace, key])?,
+        };
+    }
+    Ok(())
 }
 
 /// The writer's memory of (attribute, value) → value ID, one map per attribute so that a
