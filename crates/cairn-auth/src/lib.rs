@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize};
 
 pub use roles::{DeclaredRole, Role, DEFAULT_MAX_SESSION_DURATION_SECS};
 pub use sealer::Sealer;
-pub use sessions::{SessionError, SessionKey, TemporaryCredentials, MAX_SESSION_TOKEN_BYTES};
+pub use sessions::{
+    SessionError, SessionKey, TemporaryCredentials, MAX_SESSION_TOKEN_BYTES, SESSION_KEY_FILE,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -427,7 +429,8 @@ pub struct Bootstrap {
     pub config_file: PathBuf,
 }
 
-const IDENTITIES_FILE: &str = "identities.json";
+/// The data directory's file of accounts, users, access keys and roles.
+pub const IDENTITIES_FILE: &str = "identities.json";
 pub const ADMIN_USER_NAME: &str = "admin";
 
 /// Loads `DIR/identities.json`, merges users declared in the config, creates an

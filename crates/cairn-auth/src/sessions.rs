@@ -67,12 +67,15 @@ struct RoleClaims {
 const TOKEN_PURPOSE: &[u8] = b"token\0";
 const SECRET_PURPOSE: &[u8] = b"secret\0";
 
+/// The data directory's file of the key that seals session tokens.
+pub const SESSION_KEY_FILE: &str = "session.key";
+
 pub struct SessionKey(Sealer);
 
 impl SessionKey {
     /// Loads `DIR/session.key` (mode 0600), creating it on first use.
     pub fn load_or_create(data_dir: &Path) -> Result<Self, AuthError> {
-        Sealer::load_or_create(&data_dir.join("session.key")).map(Self)
+        Sealer::load_or_create(&data_dir.join(SESSION_KEY_FILE)).map(Self)
     }
 
     pub fn random() -> Self {

@@ -22,6 +22,7 @@ use cairn_store::{EventStore, HistoryView, LookupQuery, StoredEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use crate::lease::Lease;
 use crate::log_file::{assemble_hashed, LogFileName};
 use crate::notify::Notifier;
 use crate::objects::{ObjectPut, ObjectStore};
@@ -97,6 +98,9 @@ pub struct Deliverer {
     backoff: Mutex<HashMap<String, (u32, i64)>>,
     /// Signs digest files; without it no trail writes digests.
     pub(crate) digest_keys: Option<Arc<cairn_integrity::DigestKeys>>,
+    /// On a shared store: delivery runs only while this node holds the lease, and every
+    /// write it makes is fenced by it.
+    lease: Option<Arc<Lease>>,
 }
 
 type FeedRead = tokio::task::JoinHandle<Result<Vec<StoredEvent>, cairn_store::StoreError>>;
@@ -122,7 +126,14 @@ impl Deliverer {
             notifier: None,
             backoff: Mutex::default(),
             digest_keys: None,
+            lease: None,
         }
+    }
+
+    /// Delivers only while `lease` is held (several nodes on one store), fencing each write.
+    pub fn with_lease(mut self, lease: Arc<Lease>) -> Self {
+        self.lease = Some(lease);
+        self
     }
 
     /// Writes digest files for trails with log file validation, signed with `keys`.
@@ -156,6 +167,13 @@ impl Deliverer {
         ticks.tick().await;
         loop {
             ticks.tick().await;
+            if self
+                .lease
+                .as_ref()
+                .is_some_and(|lease| lease.fence().is_none())
+            {
+                continue;
+            }
             match self.deliver_round().await {
                 Ok(report) if !report.files.is_empty() => tracing::info!(
                     files = report.files.len(),
@@ -179,7 +197,15 @@ impl Deliverer {
             .map_err(DeliveryError::from)
     }
 
-    pub(crate) async fn commit(&self, changes: Vec<StateChange>) -> Result<(), DeliveryError> {
+    pub(crate) async fn commit(&self, mut changes: Vec<StateChange>) -> Result<(), DeliveryError> {
+        if let Some(lease) = &self.lease {
+            let fence = lease.fence().ok_or_else(|| {
+                cairn_store::StoreError::Refused(
+                    "this node no longer holds the delivery lease".into(),
+                )
+            })?;
+            changes.push(fence);
+        }
         let pending = self.store.submit_with_state(Vec::new(), changes)?;
         pending.completion().await?;
         Ok(())

@@ -8,6 +8,7 @@
 
 pub mod deliverer;
 pub mod digests;
+pub mod lease;
 pub mod log_file;
 pub mod notify;
 pub mod objects;

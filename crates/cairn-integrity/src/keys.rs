@@ -88,7 +88,14 @@ pub struct DigestKeys {
     dir: PathBuf,
     rotation_millis: i64,
     regions: Mutex<HashMap<String, Vec<Arc<SigningKey>>>>,
+    /// Runs after a key is made and before it signs anything: where keys are shared
+    /// between nodes, it hands the new key on, so no digest is signed by a key only one
+    /// node knows.
+    on_new_key: Option<NewKeyHook>,
 }
+
+/// See [`DigestKeys::with_new_key_hook`].
+pub type NewKeyHook = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 impl fmt::Debug for DigestKeys {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -108,7 +115,15 @@ impl DigestKeys {
             dir,
             rotation_millis: rotation_millis.max(1_000),
             regions: Mutex::default(),
+            on_new_key: None,
         })
+    }
+
+    /// Runs `hook` after each new key is written and before it is used; a hook that fails
+    /// fails the signing.
+    pub fn with_new_key_hook(mut self, hook: NewKeyHook) -> Self {
+        self.on_new_key = Some(hook);
+        self
     }
 
     /// The keys as they are on disk, without making any: for a reader such as
@@ -118,6 +133,7 @@ impl DigestKeys {
             dir: data_dir.join("digest-keys"),
             rotation_millis: i64::MAX,
             regions: Mutex::default(),
+            on_new_key: None,
         }
     }
 
@@ -216,9 +232,22 @@ impl DigestKeys {
             }
             let key = Arc::new(generate(&dir, now_millis, rotation)?);
             tracing::info!(region, fingerprint = %key.fingerprint, "made a digest signing key");
+            if let Some(hook) = &self.on_new_key {
+                hook().map_err(|why| {
+                    IntegrityError::Key(format!("the new signing key was not shared: {why}"))
+                })?;
+            }
             keys.push(key.clone());
             Ok(key)
         })
+    }
+
+    /// Forgets the keys read so far, so the next use reads the directory again: another
+    /// node sharing the keys may have added one.
+    pub fn forget_loaded(&self) {
+        if let Ok(mut regions) = self.regions.lock() {
+            regions.clear();
+        }
     }
 
     /// Every key of `region` valid at some moment of `[from_millis, to_millis]`.

@@ -44,7 +44,7 @@ use cairn_upstream::Upstreams;
 pub use body::BodyBudget;
 pub use client_address::TrustedProxy;
 pub use metrics_exporter_prometheus::PrometheusHandle;
-pub use next_token::TokenKey;
+pub use next_token::{TokenKey, TOKEN_KEY_FILE};
 pub use refusals::RefusalLimiter;
 pub use retention::{run_retention_sweeper, Retention};
 

@@ -20,12 +20,15 @@ const PAYLOAD_LEN: usize = 1 + 8 + 8 + FINGERPRINT_LEN;
 /// issued before there was one stay valid).
 const PURPOSE: &[u8] = b"";
 
+/// The data directory's file of the key that seals NextTokens.
+pub const TOKEN_KEY_FILE: &str = "token.key";
+
 pub struct TokenKey(Sealer);
 
 impl TokenKey {
     /// Loads `DIR/token.key` (mode 0600), creating it on first use.
     pub fn load_or_create(data_dir: &Path) -> Result<Self, cairn_auth::AuthError> {
-        Sealer::load_or_create(&data_dir.join("token.key")).map(Self)
+        Sealer::load_or_create(&data_dir.join(TOKEN_KEY_FILE)).map(Self)
     }
 
     pub fn random() -> Self {

@@ -27,6 +27,11 @@ pub struct Overrides {
     /// [default: sqlite]
     #[arg(long, env = "CAIRN_STORE", hide_env_values = true)]
     pub store: Option<String>,
+    /// With a postgres store: the key (64 hex digits) that seals the secrets nodes share in
+    /// the database; every node must be given the same file. Made if missing
+    /// [default: DIR/store.key]
+    #[arg(long, env = "CAIRN_STORE_KEY_FILE")]
+    pub store_key_file: Option<PathBuf>,
     /// Days of event history to keep; 0 keeps events forever. The data directory keeps its
     /// own (90 for a new one): this may lengthen it, never shorten it [see `cairn retention`]
     #[arg(long, env = "CAIRN_RETENTION_DAYS")]
@@ -83,6 +88,7 @@ pub struct Overrides {
 struct FileSettings {
     data_dir: Option<PathBuf>,
     store: Option<String>,
+    store_key_file: Option<PathBuf>,
     listen: Option<SocketAddr>,
     retention_days: Option<u32>,
     region: Option<String>,
@@ -139,6 +145,8 @@ impl StoreChoice {
 pub struct Settings {
     pub data_dir: PathBuf,
     pub store: StoreChoice,
+    /// Where the key sealing shared secrets is (a postgres store only).
+    pub store_key_file: PathBuf,
     pub listen: SocketAddr,
     /// The retention asked for, if any: the data directory's own is settled against it.
     pub retention_days: Option<u32>,
@@ -266,8 +274,18 @@ impl Settings {
             Some(text) => StoreChoice::parse(text)?,
             None => StoreChoice::Embedded,
         };
+        let data_dir = overrides
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         Ok(Self {
             store,
+            store_key_file: overrides
+                .store_key_file
+                .clone()
+                .or(file.store_key_file)
+                .unwrap_or_else(|| data_dir.join("store.key")),
             embedded_s3,
             delivery_interval: std::time::Duration::from_secs(delivery_interval_secs),
             digest_interval: std::time::Duration::from_secs(digest_interval_secs),
@@ -314,11 +332,7 @@ impl Settings {
                 file.rotation_give_up_secs
                     .unwrap_or(DEFAULT_ROTATION_GIVE_UP_SECS),
             ),
-            data_dir: overrides
-                .data_dir
-                .clone()
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            data_dir,
             listen: listen
                 .or(file.listen)
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("a valid default address")),

@@ -4,12 +4,15 @@
 mod config;
 mod event_store;
 mod import_command;
+mod shared_secrets;
 mod tail_command;
 mod validate_command;
 mod validate_local;
 mod validate_remote;
 mod verify_command;
 
+use config::StoreChoice;
+use shared_secrets::SharedSecrets;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -154,6 +157,29 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         settings.retention_days,
         SystemClock.now_millis(),
     )?;
+    // On a shared store, the node takes (or offers) the secrets every node must share
+    // before anything loads them.
+    let shared = match &settings.store {
+        StoreChoice::Embedded => None,
+        StoreChoice::Postgres(_) => {
+            let key = shared_secrets::load_or_create_store_key(&settings.store_key_file)?;
+            let shared = SharedSecrets::new(store.clone(), &settings.data_dir, &key)?;
+            std::fs::create_dir_all(&settings.data_dir)?;
+            TokenKey::load_or_create(&settings.data_dir).context("cannot load the token key")?;
+            shared.sync_file(cairn_server::TOKEN_KEY_FILE)?;
+            SessionKey::load_or_create(&settings.data_dir)?;
+            shared.sync_file(cairn_auth::SESSION_KEY_FILE)?;
+            shared.sync_file(cairn_auth::IDENTITIES_FILE)?;
+            shared.sync_digest_keys()?;
+            if settings.embedded_s3 {
+                tracing::warn!(
+                    "trails deliver into this node's embedded S3: with several nodes on one \
+                     store, give an S3 upstream so that every node delivers to the same buckets"
+                );
+            }
+            Some(Arc::new(shared))
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -169,20 +195,30 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
         let endpoint = format!("{scheme}://{}", endpoint_host(address));
-        let boot = cairn_auth::load_or_bootstrap(
-            &settings.data_dir,
-            &settings.users,
-            &settings.roles,
-            &cairn_auth::ClientSettings {
-                region: settings.region.clone(),
-                endpoint_url: endpoint.clone(),
-                ca_bundle: settings
-                    .tls
-                    .as_ref()
-                    .map(|(certificate, _)| std::fs::canonicalize(certificate).unwrap_or(certificate.clone())),
-            },
-            settings.account_id.as_deref(),
-        )?;
+        let client_settings = cairn_auth::ClientSettings {
+            region: settings.region.clone(),
+            endpoint_url: endpoint.clone(),
+            ca_bundle: settings
+                .tls
+                .as_ref()
+                .map(|(certificate, _)| std::fs::canonicalize(certificate).unwrap_or(certificate.clone())),
+        };
+        let bootstrap = || {
+            cairn_auth::load_or_bootstrap(
+                &settings.data_dir,
+                &settings.users,
+                &settings.roles,
+                &client_settings,
+                settings.account_id.as_deref(),
+            )
+        };
+        let mut boot = bootstrap()?;
+        if let Some(shared) = &shared {
+            // Another node may have made the first administrator meanwhile: its wins.
+            if tokio::task::block_in_place(|| shared.sync_file(cairn_auth::IDENTITIES_FILE))? {
+                boot = bootstrap()?;
+            }
+        }
 
         let next_tokens =
             TokenKey::load_or_create(&settings.data_dir).context("cannot load the token key")?;
@@ -248,24 +284,38 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                 (None, None) => anyhow::bail!("S3 is neither embedded nor served by an upstream"),
             };
         let notifier = cairn_delivery::notify::Notifier { client: signed };
-        let digest_keys = Arc::new(
-            cairn_integrity::DigestKeys::open(
-                &settings.data_dir,
-                i64::try_from(settings.digest_key_rotation.as_millis()).unwrap_or(i64::MAX),
-            )
-            .context("cannot open the digest signing keys")?,
-        );
+        let mut digest_keys = cairn_integrity::DigestKeys::open(
+            &settings.data_dir,
+            i64::try_from(settings.digest_key_rotation.as_millis()).unwrap_or(i64::MAX),
+        )
+        .context("cannot open the digest signing keys")?;
+        if let Some(shared) = &shared {
+            let shared = shared.clone();
+            digest_keys = digest_keys.with_new_key_hook(Arc::new(move || {
+                shared.sync_digest_keys().map(|_| ()).map_err(|error| error.to_string())
+            }));
+        }
+        let digest_keys = Arc::new(digest_keys);
+        if let Some(shared) = &shared {
+            tokio::spawn(share_digest_keys(shared.clone(), digest_keys.clone()));
+        }
         let transparency = match settings.checkpoint_interval {
             // Opening may commit the first (empty) checkpoint, which waits on the store.
-            Some(_) => Some(Arc::new(
-                tokio::task::block_in_place(|| {
-                    cairn_delivery::transparency::TransparencyLog::open(
-                        &settings.data_dir,
-                        store.clone(),
-                    )
-                })
-                .context("cannot open the transparency log")?,
-            )),
+            Some(_) => match tokio::task::block_in_place(|| {
+                cairn_delivery::transparency::TransparencyLog::open(
+                    &settings.data_dir,
+                    store.clone(),
+                )
+            }) {
+                Ok(log) => Some(Arc::new(log)),
+                // Its hashes and key live in one node's data directory: on a shared store,
+                // the node that began the log keeps it, and the others serve none.
+                Err(error) if shared.is_some() => {
+                    tracing::warn!(%error, "the transparency log is kept by another node; this one serves none");
+                    None
+                }
+                Err(error) => return Err(error).context("cannot open the transparency log"),
+            },
             None => None,
         };
         let state = AppState {
@@ -300,7 +350,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             "serving"
         );
         tokio::spawn(cairn_server::run_retention_sweeper(state.clone()));
-        let deliverer = Arc::new(cairn_delivery::Deliverer::new(
+        let deliverer = cairn_delivery::Deliverer::new(
             state.store.clone(),
             trail_objects,
             state.clock.clone(),
@@ -313,8 +363,24 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             },
         )
         .with_notifier(notifier)
-        .with_digest_keys(digest_keys));
-        tokio::spawn(deliverer.run());
+        .with_digest_keys(digest_keys);
+        let deliverer = match &shared {
+            // Several nodes may share the store: one delivers at a time, under a lease.
+            Some(_) => {
+                let node = format!("node-{}", uuid::Uuid::new_v4().simple());
+                let lease = Arc::new(cairn_delivery::lease::Lease::new(
+                    state.store.clone(),
+                    state.clock.clone(),
+                    "delivery",
+                    &node,
+                ));
+                tracing::info!(%node, "delivering only while holding the delivery lease");
+                tokio::spawn(lease.clone().keep());
+                deliverer.with_lease(lease)
+            }
+            None => deliverer,
+        };
+        tokio::spawn(Arc::new(deliverer).run());
         cairn_server::start_background_work(&state);
         let data_dir =
             std::fs::canonicalize(&settings.data_dir).unwrap_or(settings.data_dir.clone());
@@ -355,6 +421,25 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// Keeps this node's digest signing keys and the store's the same, every second, so that any
+/// node lists (and, holding the lease, signs with) every key.
+async fn share_digest_keys(shared: Arc<SharedSecrets>, keys: Arc<cairn_integrity::DigestKeys>) {
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        ticks.tick().await;
+        let synced = {
+            let shared = shared.clone();
+            tokio::task::spawn_blocking(move || shared.sync_digest_keys()).await
+        };
+        match synced {
+            Ok(Ok(true)) => keys.forget_loaded(),
+            Ok(Ok(false)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "digest signing keys not shared; retried"),
+            Err(error) => tracing::error!(%error, "sharing digest signing keys failed"),
+        }
+    }
 }
 
 /// The host clients should use: a wildcard listen address is reached over loopback.
