@@ -110,11 +110,11 @@ pub fn run(settings: &GatewayRun) -> anyhow::Result<()> {
             let gateway_request = signed_request(&gateway_address, &key, &secret)?;
             let proxy_request = signed_request(&proxy_address, &key, &secret)?;
             let duration = Duration::from_secs(settings.seconds);
-            let direct = load(&upstream_address, direct_request, clients, duration, None).await?;
+            let direct = load(&upstream_address, direct_request, clients, duration, &[]).await?;
             let proxied =
-                load(&proxy_address, proxy_request, clients, duration, proxy.id()).await?;
+                load(&proxy_address, proxy_request, clients, duration, &pids(&proxy)).await?;
             let gateway =
-                load(&gateway_address, gateway_request, clients, duration, cairn.id()).await?;
+                load(&gateway_address, gateway_request, clients, duration, &pids(&cairn)).await?;
             let direct_p99 = percentile(&direct.latencies, 0.99);
             let gateway_p99 = percentile(&gateway.latencies, 0.99);
             let added = gateway_p99.saturating_sub(direct_p99);
@@ -177,14 +177,14 @@ pub(crate) async fn start_listening(
     Ok((child, address))
 }
 
-fn cpu_per_call(cpu: Option<Duration>) -> String {
+pub(crate) fn cpu_per_call(cpu: Option<Duration>) -> String {
     cpu.map_or_else(
         || "-".to_owned(),
         |cpu| format!("{:.1}µs", cpu.as_secs_f64() * 1e6),
     )
 }
 
-fn micros(duration: Duration) -> String {
+pub(crate) fn micros(duration: Duration) -> String {
     format!("{}µs", duration.as_micros())
 }
 
@@ -222,23 +222,27 @@ pub(crate) fn read_credentials(data_dir: &Path) -> anyhow::Result<(String, Strin
 }
 
 /// The raw bytes of one signed KMS TagResource call to `host`.
-fn signed_request(host: &str, key: &str, secret: &str) -> anyhow::Result<Arc<Vec<u8>>> {
+pub(crate) fn signed_request(host: &str, key: &str, secret: &str) -> anyhow::Result<Arc<Vec<u8>>> {
     let request = signed_json_request(host, "kms", TARGET, BODY.as_bytes(), key, secret)?;
     Ok(Arc::new(request))
 }
 
-struct Load {
-    per_second: f64,
-    latencies: Vec<Duration>,
+pub(crate) struct Load {
+    pub per_second: f64,
+    pub latencies: Vec<Duration>,
     /// The server's CPU time (all its threads, user and system) per call answered in the
     /// measured window: steadier than calls/s on a machine whose load comes and goes.
-    server_cpu_per_call: Option<Duration>,
+    pub server_cpu_per_call: Option<Duration>,
+}
+
+fn pids(child: &tokio::process::Child) -> Vec<u32> {
+    child.id().into_iter().collect()
 }
 
 /// User plus system CPU time of every thread of process `pid` so far, from
 /// `/proc/PID/stat` (fields 14 and 15, in USER_HZ ticks, which Linux fixes at 100/s).
-fn process_cpu(pid: Option<u32>) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+fn process_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces; the fields after it are plain.
     let after_name = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = after_name.split_whitespace().collect();
@@ -246,14 +250,23 @@ fn process_cpu(pid: Option<u32>) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
+/// The CPU time of every process in `pids` so far; `None` if any of them cannot be read.
+fn processes_cpu(pids: &[u32]) -> Option<Duration> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|pid| process_cpu(*pid)).sum()
+}
+
 /// `clients` connections each sending `request` back to back for `duration`, after a
-/// one-second warm-up whose calls are not counted.
-async fn load(
+/// one-second warm-up whose calls are not counted; the CPU time of `server_pids` (the
+/// server, and a database server's processes) is measured over the counted window.
+pub(crate) async fn load(
     address: &str,
     request: Arc<Vec<u8>>,
     clients: usize,
     duration: Duration,
-    server_pid: Option<u32>,
+    server_pids: &[u32],
 ) -> anyhow::Result<Load> {
     let measuring = Arc::new(AtomicBool::new(false));
     let stopping = Arc::new(AtomicBool::new(false));
@@ -284,12 +297,12 @@ async fn load(
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     measuring.store(true, Ordering::Relaxed);
-    let cpu_before = process_cpu(server_pid);
+    let cpu_before = processes_cpu(server_pids);
     let started = Instant::now();
     tokio::time::sleep(duration).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
-    let cpu_after = process_cpu(server_pid);
+    let cpu_after = processes_cpu(server_pids);
     stopping.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
     for task in tasks {
@@ -407,7 +420,7 @@ async fn read_head(stream: &mut BufReader<TcpStream>) -> anyhow::Result<usize> {
 }
 
 /// The fast upstream: answers every request on a connection with `{}` at once.
-async fn serve_upstream(listener: TcpListener) {
+pub(crate) async fn serve_upstream(listener: TcpListener) {
     let counter = Arc::new(AtomicU64::new(0));
     while let Ok((stream, _)) = listener.accept().await {
         let _ = stream.set_nodelay(true);

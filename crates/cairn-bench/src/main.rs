@@ -7,6 +7,7 @@
 mod bare_proxy;
 mod delivery;
 mod gateway;
+mod ingest;
 mod transparency;
 mod validate;
 
@@ -51,6 +52,9 @@ enum Command {
         iterations: usize,
         #[arg(long)]
         endpoint: Option<String>,
+        /// Read this store instead of the data directory's SQLite (a postgres:// URL).
+        #[arg(long)]
+        store: Option<String>,
     },
     /// Requests/s and p50/p99 through `cairn serve --upstream` versus straight to the same
     /// upstream, beside the data disk's fdatasync p50/p99.
@@ -116,6 +120,20 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         digest_interval_secs: u64,
     },
+    /// Durable ingest through the API, SQLite against PostgreSQL in one run: events/s and
+    /// CPU per event (Cairn's and the database's).
+    Ingest {
+        #[arg(long, default_value = "target/release/cairn")]
+        cairn_bin: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        postgres: String,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, value_delimiter = ',', default_value = "16,64")]
+        concurrency: Vec<usize>,
+    },
     /// The gateway benchmark's baseline: forwards every request to `upstream` over the same
     /// HTTP stack as Cairn, doing nothing else. Started by `gateway`.
     #[command(hide = true)]
@@ -139,7 +157,21 @@ fn main() -> anyhow::Result<()> {
             data_dir,
             iterations,
             endpoint,
-        } => lookup(&data_dir, iterations, endpoint.as_deref()),
+            store,
+        } => lookup(&data_dir, iterations, endpoint.as_deref(), store.as_deref()),
+        Command::Ingest {
+            cairn_bin,
+            data_dir,
+            postgres,
+            seconds,
+            concurrency,
+        } => ingest::run(&ingest::IngestRun {
+            cairn_bin,
+            data_dir,
+            postgres,
+            seconds,
+            concurrency,
+        }),
         Command::Gateway {
             cairn_bin,
             data_dir,
@@ -271,15 +303,32 @@ fn report(label: &str, mut samples: Vec<Duration>) {
     );
 }
 
-fn lookup(data_dir: &Path, iterations: usize, endpoint: Option<&str>) -> anyhow::Result<()> {
-    let store = SqliteEventStore::open(data_dir)?;
-    store.checkpoint()?;
-    let count = store.count()?;
-    let bytes = store.disk_bytes()?;
-    println!(
-        "store: {count} events, {bytes} bytes on disk, {:.0} bytes/event",
-        bytes as f64 / count.max(1) as f64
-    );
+fn lookup(
+    data_dir: &Path,
+    iterations: usize,
+    endpoint: Option<&str>,
+    store_url: Option<&str>,
+) -> anyhow::Result<()> {
+    let store: Box<dyn EventStore> = match store_url {
+        Some(url) => {
+            let store =
+                cairn_store::PostgresEventStore::open(&cairn_store::PostgresLocation::parse(url)?)?;
+            println!("store: {} events in PostgreSQL ({url})", store.count()?);
+            Box::new(store)
+        }
+        None => {
+            let store = SqliteEventStore::open(data_dir)?;
+            store.checkpoint()?;
+            let count = store.count()?;
+            let bytes = store.disk_bytes()?;
+            println!(
+                "store: {count} events, {bytes} bytes on disk, {:.0} bytes/event",
+                bytes as f64 / count.max(1) as f64
+            );
+            Box::new(store)
+        }
+    };
+    let store = store.as_ref();
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let attributes: Vec<LookupAttribute> = (0..iterations)
         .map(|_| LookupAttribute {
@@ -289,13 +338,13 @@ fn lookup(data_dir: &Path, iterations: usize, endpoint: Option<&str>) -> anyhow:
         .collect();
     // Warm the page cache the way a long-running server would be warm.
     for attribute in attributes.iter().take(200) {
-        run_store_lookup(&store, attribute)?;
+        run_store_lookup(store, attribute)?;
     }
     let mut in_process = Vec::with_capacity(iterations);
     let mut returned = 0usize;
     for attribute in &attributes {
         let started = Instant::now();
-        returned += run_store_lookup(&store, attribute)?;
+        returned += run_store_lookup(store, attribute)?;
         in_process.push(started.elapsed());
     }
     println!(
@@ -325,10 +374,7 @@ fn lookup(data_dir: &Path, iterations: usize, endpoint: Option<&str>) -> anyhow:
     Ok(())
 }
 
-fn run_store_lookup(
-    store: &SqliteEventStore,
-    attribute: &LookupAttribute,
-) -> anyhow::Result<usize> {
+fn run_store_lookup(store: &dyn EventStore, attribute: &LookupAttribute) -> anyhow::Result<usize> {
     let mut query = LookupQuery::all(HistoryView::Management, 50);
     query.attribute = Some(attribute.clone());
     let page = store.lookup(&query)?;
