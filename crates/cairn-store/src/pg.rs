@@ -18,7 +18,7 @@
 //! error; nothing is acknowledged that was not committed) and is made again, no more often
 //! than a backoff allows, by the next call.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use cairn_model::{EventCategory, IndexedEvent, LookupAttributeKey, Precondition, StateChange};
 use crossbeam_channel::{Receiver, Sender};
-use postgres::{Client, NoTls, Row};
+use postgres::types::ToSql;
+use postgres::{Client, NoTls, Row, Statement};
 
 use crate::compression::{RecordCodec, TrainingSchedule};
 use crate::indexing::{attr_code, fnv1a, lookup_entries};
@@ -162,6 +163,8 @@ struct Connection {
     location: PostgresLocation,
     client: Option<Client>,
     failed_at: Option<(Instant, String)>,
+    /// Counts connections made, so that what was prepared on an old one is forgotten.
+    generation: u64,
 }
 
 impl Connection {
@@ -170,6 +173,7 @@ impl Connection {
             location,
             client,
             failed_at: None,
+            generation: 0,
         }
     }
 
@@ -189,6 +193,7 @@ impl Connection {
                         tracing::info!(store = %self.location, "reconnected to PostgreSQL");
                     }
                     self.client = Some(client);
+                    self.generation += 1;
                 }
                 Err(error) => {
                     tracing::warn!(store = %self.location, %error, "PostgreSQL is unreachable");
@@ -481,7 +486,63 @@ fn day_bounds(day: i64) -> String {
     format!("FROM {} TO {to}", bound(day, "(MINVALUE)"))
 }
 
+/// A write transaction whose statements are prepared once per connection: each statement
+/// is then one round trip instead of two (parse, then execute).
+struct Writes<'c, 's> {
+    tx: postgres::Transaction<'c>,
+    statements: &'s mut HashMap<&'static str, Statement>,
+}
+
+impl Writes<'_, '_> {
+    fn statement(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.tx.prepare(sql)?;
+        self.statements.insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    fn execute(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let statement = self.statement(sql)?;
+        Ok(self.tx.execute(&statement, params)?)
+    }
+
+    fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let statement = self.statement(sql)?;
+        Ok(self.tx.query(&statement, params)?)
+    }
+
+    fn query_one(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, StoreError> {
+        let statement = self.statement(sql)?;
+        Ok(self.tx.query_one(&statement, params)?)
+    }
+
+    fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, StoreError> {
+        let statement = self.statement(sql)?;
+        Ok(self.tx.query_opt(&statement, params)?)
+    }
+}
+
 fn run_writer(mut connection: Connection, requests: Receiver<AppendRequest>) {
+    let mut statements = HashMap::new();
+    let mut prepared_on = 0;
     while let Ok(first) = requests.recv() {
         let mut events = first.events.len();
         let mut group = vec![first];
@@ -495,9 +556,14 @@ fn run_writer(mut connection: Connection, requests: Receiver<AppendRequest>) {
             }
         }
         let started = Instant::now();
-        let result = connection
-            .client()
-            .and_then(|client| write_group(client, &group));
+        let result = connection.client().map(|_| ()).and_then(|()| {
+            if connection.generation != prepared_on {
+                statements.clear();
+                prepared_on = connection.generation;
+            }
+            let client = connection.client()?;
+            write_group(client, &mut statements, &group)
+        });
         metrics::histogram!("cairn_commit_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("cairn_commit_group_events").record(events as f64);
         let outcomes = match result {
@@ -521,7 +587,7 @@ fn run_writer(mut connection: Connection, requests: Receiver<AppendRequest>) {
 
 /// The refusal of a request whose [`Precondition::Requires`] does not hold.
 fn unmet_requirement(
-    transaction: &mut postgres::Transaction<'_>,
+    transaction: &mut Writes<'_, '_>,
     changes: &[StateChange],
 ) -> Result<Option<StoreError>, StoreError> {
     for change in changes {
@@ -541,10 +607,25 @@ fn unmet_requirement(
 }
 
 fn apply_state_changes(
-    transaction: &mut postgres::Transaction<'_>,
+    transaction: &mut Writes<'_, '_>,
     changes: &[StateChange],
 ) -> Result<(), StoreError> {
-    for change in changes {
+    let mut index = 0;
+    while index < changes.len() {
+        // A run of plain puts (a transparency round's leaves, say) is one statement.
+        let run = changes[index..]
+            .iter()
+            .take_while(|change| {
+                change.value.is_some() && change.precondition == Precondition::Always
+            })
+            .count();
+        if run > 1 {
+            put_all(transaction, &changes[index..index + run])?;
+            index += run;
+            continue;
+        }
+        let change = &changes[index];
+        index += 1;
         let (namespace, key) = (&change.namespace, &change.key);
         match (&change.value, &change.precondition) {
             (_, Precondition::Requires(_)) => 0,
@@ -575,11 +656,42 @@ fn apply_state_changes(
     Ok(())
 }
 
+/// Puts every entry of `changes` (plain puts) in one statement; of two puts of one entry,
+/// the later wins, as it would one by one.
+fn put_all(transaction: &mut Writes<'_, '_>, changes: &[StateChange]) -> Result<(), StoreError> {
+    let mut last: HashMap<(&str, &str), usize> = HashMap::new();
+    for (position, change) in changes.iter().enumerate() {
+        last.insert((change.namespace.as_str(), change.key.as_str()), position);
+    }
+    let mut kept: Vec<usize> = last.into_values().collect();
+    kept.sort_unstable();
+    let namespaces: Vec<&str> = kept
+        .iter()
+        .map(|at| changes[*at].namespace.as_str())
+        .collect();
+    let keys: Vec<&str> = kept.iter().map(|at| changes[*at].key.as_str()).collect();
+    let values: Vec<&str> = kept
+        .iter()
+        .map(|at| changes[*at].value.as_deref().unwrap_or_default())
+        .collect();
+    transaction.execute(
+        "INSERT INTO state (namespace, key, value) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) \
+         ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value",
+        &[&namespaces, &keys, &values],
+    )?;
+    Ok(())
+}
+
 fn write_group(
     client: &mut Client,
+    statements: &mut HashMap<&'static str, Statement>,
     group: &[AppendRequest],
 ) -> Result<Vec<crate::AppendResult>, StoreError> {
-    let mut transaction = client.transaction()?;
+    let mut transaction = Writes {
+        tx: client.transaction()?,
+        statements,
+    };
     let last_seq: i64 = transaction
         .query_one(
             "SELECT last_seq FROM feed_counter WHERE id = 1 FOR UPDATE",
@@ -655,7 +767,7 @@ fn write_group(
             .collect();
         for day in days.into_iter().filter(|day| !present.contains(day)) {
             let bounds = day_bounds(day);
-            transaction.batch_execute(&format!(
+            transaction.tx.batch_execute(&format!(
                 "CREATE TABLE {} PARTITION OF events FOR VALUES {bounds}; \
                  CREATE TABLE {} PARTITION OF lookup_entries FOR VALUES {bounds}; \
                  INSERT INTO event_days (day) VALUES ({day});",
@@ -683,7 +795,7 @@ fn write_group(
             &[&next_seq],
         )?;
     }
-    transaction.commit()?;
+    transaction.tx.commit()?;
     Ok(outcomes)
 }
 
