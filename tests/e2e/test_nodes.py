@@ -15,15 +15,12 @@ import uuid
 
 import boto3
 import botocore.config
-import pytest
 
-from conftest import POSTGRES, Cairn
+from conftest import Cairn
 from test_trails import delivered, wait_for
 
 ACCOUNT = "123456789012"
 BUCKET = "e2e-two-nodes"
-pytestmark = pytest.mark.skipif(
-    bool(POSTGRES), reason="starts its own two nodes on PostgreSQL; run once, in the first pass")
 
 
 def connect(server, service, credentials=None):

@@ -104,6 +104,26 @@ pub struct StoredEvent {
     pub event: IndexedEvent,
 }
 
+/// An event as a backend reads it back: its stored columns and its record's bytes. The
+/// columns are authoritative for what the record alone cannot say the same way (an ID
+/// derived for a record without eventID, a category fixed at append).
+pub(crate) fn stored_event(
+    seq: i64,
+    event_id: String,
+    event_time_millis: i64,
+    category: i64,
+    record: Vec<u8>,
+) -> Result<StoredEvent, StoreError> {
+    let corrupt = |why: String| StoreError::Corrupt(format!("event {seq}: {why}"));
+    let record_json = String::from_utf8(record).map_err(|error| corrupt(error.to_string()))?;
+    let mut event =
+        IndexedEvent::from_json_text(record_json).map_err(|error| corrupt(error.to_string()))?;
+    event.event_id = event_id;
+    event.event_time_millis = event_time_millis;
+    event.category = EventCategory::from_code(category).unwrap_or(EventCategory::Management);
+    Ok(StoredEvent { seq, event })
+}
+
 impl StoredEvent {
     pub fn cursor(&self) -> Cursor {
         Cursor {

@@ -11,6 +11,10 @@
 //!
 //! Events and lookup entries live in one partition per UTC day of eventTime; a retention
 //! sweep drops the days wholly before its cutoff and deletes rows only in the day it cuts.
+//! Lookup entries are keyed by a stable 64-bit hash of (attribute, value) and checked
+//! against the record on read, so no table of values needs coordinating between nodes.
+//! EventIDs are unique through one unpartitioned `event_ids` table (the one table whose
+//! rows a sweep deletes one by one).
 //! The schema is versioned and migrated at open (refinery); a database migrated by a newer
 //! Cairn is refused rather than written to.
 //!
@@ -24,7 +28,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cairn_model::{EventCategory, IndexedEvent, LookupAttributeKey, Precondition, StateChange};
+use cairn_model::{IndexedEvent, LookupAttributeKey, Precondition, StateChange};
 use crossbeam_channel::{Receiver, Sender};
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row, Statement};
@@ -448,18 +452,16 @@ fn decode_row(codec: &RecordCodec, row: &Row) -> Result<StoredEvent, StoreError>
     let event_time_millis: i64 = row.try_get(2)?;
     let category: i16 = row.try_get(3)?;
     let record: &[u8] = row.try_get(4)?;
-    let corrupt = |why: String| StoreError::Corrupt(format!("event {seq}: {why}"));
     let record = codec
         .decompress(record, |_| None)
-        .map_err(|error| corrupt(error.to_string()))?;
-    let record_json = String::from_utf8(record).map_err(|error| corrupt(error.to_string()))?;
-    let mut event =
-        IndexedEvent::from_json_text(record_json).map_err(|error| corrupt(error.to_string()))?;
-    event.event_id = event_id;
-    event.event_time_millis = event_time_millis;
-    event.category =
-        EventCategory::from_code(i64::from(category)).unwrap_or(EventCategory::Management);
-    Ok(StoredEvent { seq, event })
+        .map_err(|error| StoreError::Corrupt(format!("event {seq}: {error}")))?;
+    crate::stored_event(
+        seq,
+        event_id,
+        event_time_millis,
+        i64::from(category),
+        record,
+    )
 }
 
 fn day_of(event_time_millis: i64) -> i64 {

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use cairn_model::{EventCategory, IndexedEvent, LookupAttributeKey, Precondition, StateChange};
+use cairn_model::{IndexedEvent, LookupAttributeKey, Precondition, StateChange};
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -282,20 +282,13 @@ impl SqliteEventStore {
                     .ok()
             })
             .map_err(|error| StoreError::Corrupt(format!("event {}: {error}", row.seq)))?;
-        let record_json = String::from_utf8(record)
-            .map_err(|error| StoreError::Corrupt(format!("event {}: {error}", row.seq)))?;
-        let mut event = IndexedEvent::from_json_text(record_json)
-            .map_err(|error| StoreError::Corrupt(format!("event {}: {error}", row.seq)))?;
-        // The columns are authoritative for what the record alone cannot say the same way
-        // (an ID derived for a record without eventID, a category fixed at append).
-        event.event_id = row.event_id;
-        event.event_time_millis = row.event_time_millis;
-        event.category =
-            EventCategory::from_code(row.category).unwrap_or(EventCategory::Management);
-        Ok(StoredEvent {
-            seq: row.seq,
-            event,
-        })
+        crate::stored_event(
+            row.seq,
+            row.event_id,
+            row.event_time_millis,
+            row.category,
+            record,
+        )
     }
 
     fn events_from_rows(
