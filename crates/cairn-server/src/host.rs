@@ -27,7 +27,7 @@ impl ServiceHost for Host {
         &self,
         events: Vec<RecordedEvent>,
         changes: Vec<StateChange>,
-    ) -> BoxFuture<'_, Result<(), HostError>> {
+    ) -> BoxFuture<'_, Result<bool, HostError>> {
         let now = self.0.clock.now_millis();
         let calls = events
             .into_iter()
@@ -37,7 +37,7 @@ impl ServiceHost for Host {
             .collect();
         Box::pin(async move {
             self.0
-                .record_with_state(calls, changes)
+                .record_unless_refused(calls, changes)
                 .await
                 .map_err(|error| HostError(error.to_string()))
         })

@@ -7,6 +7,7 @@ use cairn_model::{
     SessionContext, SessionIssuer, StateChange, TlsDetails, UserIdentity, UserIdentityType,
     WebIdFederationData,
 };
+use cairn_store::StoreError;
 use cairn_wire::AwsError;
 use serde_json::{Map, Value};
 
@@ -169,6 +170,22 @@ impl AppState {
         calls: Vec<Call>,
         changes: Vec<StateChange>,
     ) -> Result<(), AwsError> {
+        if self.record_unless_refused(calls, changes).await? {
+            Ok(())
+        } else {
+            tracing::error!("a state change the call needed no longer holds; failing it");
+            Err(AwsError::internal_failure())
+        }
+    }
+
+    /// As [`AppState::record_with_state`]; `Ok(false)`, with nothing recorded, when an
+    /// entry the changes require (`StateChange::require`) no longer holds: someone else,
+    /// on this node or another, got there first.
+    pub async fn record_unless_refused(
+        &self,
+        calls: Vec<Call>,
+        changes: Vec<StateChange>,
+    ) -> Result<bool, AwsError> {
         for call in &calls {
             let outcome = if call.error.is_some() { "error" } else { "ok" };
             metrics::counter!("cairn_calls_total", "kind" => call.kind(), "outcome" => outcome)
@@ -188,10 +205,17 @@ impl AppState {
             Ok(pending) => pending.completion().await,
             Err(error) => Err(error),
         };
-        appended.map(|_| ()).map_err(|error| {
-            tracing::error!(%error, "cannot record a call; failing it");
-            AwsError::internal_failure()
-        })
+        match appended {
+            Ok(_) => Ok(true),
+            Err(StoreError::Refused(why)) => {
+                tracing::debug!(%why, "a submission was refused");
+                Ok(false)
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot record a call; failing it");
+                Err(AwsError::internal_failure())
+            }
+        }
     }
 
     fn build_record(&self, call: Call) -> CloudTrailRecord {

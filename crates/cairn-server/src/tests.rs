@@ -507,3 +507,110 @@ async fn refusals_past_a_sources_rate_are_answered_but_not_recorded() {
     assert!((30..=50).contains(&throttled), "{throttled} throttled");
     assert_eq!(harness.store.count().unwrap(), 250 - throttled);
 }
+
+/// A node's host whose state reads wait for the other node's, so that both nodes see a
+/// recovery window open before either ends it.
+struct RacingNode {
+    host: Host,
+    both_have_read: Arc<tokio::sync::Barrier>,
+}
+
+impl cairn_capture::services::ServiceHost for RacingNode {
+    fn now_millis(&self) -> i64 {
+        self.host.now_millis()
+    }
+
+    fn record(
+        &self,
+        events: Vec<cairn_capture::services::RecordedEvent>,
+        changes: Vec<StateChange>,
+    ) -> cairn_capture::services::BoxFuture<'_, Result<bool, cairn_capture::services::HostError>>
+    {
+        self.host.record(events, changes)
+    }
+
+    fn state(
+        &self,
+        namespace: &'static str,
+    ) -> cairn_capture::services::BoxFuture<
+        '_,
+        Result<Vec<(String, String)>, cairn_capture::services::HostError>,
+    > {
+        Box::pin(async move {
+            let read = self.host.state(namespace).await;
+            self.both_have_read.wait().await;
+            read
+        })
+    }
+
+    fn upstream_as(
+        &self,
+        service_id: &str,
+        caller: cairn_capture::services::AskingAs,
+    ) -> Option<Arc<dyn cairn_capture::services::Upstream>> {
+        self.host.upstream_as(service_id, caller)
+    }
+
+    fn events_named(
+        &self,
+        event_source: &'static str,
+        event_name: &'static str,
+        since_millis: i64,
+    ) -> cairn_capture::services::BoxFuture<
+        '_,
+        Result<Vec<(i64, Value)>, cairn_capture::services::HostError>,
+    > {
+        self.host
+            .events_named(event_source, event_name, since_millis)
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_that_both_see_a_window_end_record_its_end_once() {
+    let mut harness = harness(0);
+    let clock = Arc::new(FixedClock::new(NOW));
+    harness.state.clock = clock.clone();
+    let secret = "arn:aws:secretsmanager:us-east-1:111122223333:secret:raced-AbCdEf";
+    let mut call = CapturedCall {
+        service_id: "secretsmanager".into(),
+        operation: "DeleteSecret".into(),
+        region: "us-east-1".into(),
+        account_id: "111122223333".into(),
+        request_parameters: Some(json!({ "secretId": secret })),
+        upstream_response: Some(
+            json!({ "arn": secret, "deletionDate": (NOW + 1_000) as f64 / 1000.0 }),
+        ),
+        succeeded: true,
+        ..CapturedCall::default()
+    };
+    cairn_capture::services::apply(&mut call);
+    let events = call
+        .service_events
+        .iter()
+        .cloned()
+        .map(|event| recorder::service_event(event, "111122223333", "us-east-1", NOW))
+        .collect();
+    harness
+        .state
+        .record_with_state(events, call.state_changes)
+        .await
+        .unwrap();
+    clock.set(NOW + 2_000);
+    let both_have_read = Arc::new(tokio::sync::Barrier::new(2));
+    let node = || RacingNode {
+        host: Host(harness.state.clone()),
+        both_have_read: Arc::clone(&both_have_read),
+    };
+    let (first, second) = (node(), node());
+    let (first, second) = tokio::join!(end_due_deletions(&first), end_due_deletions(&second));
+    assert_eq!(
+        first.unwrap() + second.unwrap(),
+        1,
+        "one node ends the window"
+    );
+    let ends = recorded_from(&harness.store, "secretsmanager.amazonaws.com")
+        .into_iter()
+        .filter(|event| event["eventName"] == "EndSecretVersionDelete")
+        .count();
+    assert_eq!(ends, 1, "its end is recorded once");
+}

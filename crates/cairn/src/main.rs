@@ -234,7 +234,12 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                 poll_every: settings.rotation_poll,
                 give_up_after: settings.rotation_give_up,
             },
-            RotationBook::open(&settings.data_dir)?,
+            match &shared {
+                // Any node takes up a watch another began, and no database reader sees the
+                // callers' tokens it holds.
+                Some(shared) => RotationBook::in_store(shared.clone()),
+                None => RotationBook::open(&settings.data_dir)?,
+            },
         );
         let mut credentials = CredentialStore::new(
             &boot.identities,

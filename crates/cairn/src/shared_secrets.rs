@@ -191,6 +191,18 @@ impl SharedSecrets {
     }
 }
 
+/// What the nodes keep in the store's state beside the shared files (the rotation watches)
+/// is sealed with the same key.
+impl cairn_capture::services::Sealer for SharedSecrets {
+    fn seal(&self, name: &str, plain: &[u8]) -> Result<String, String> {
+        SharedSecrets::seal(self, name, plain).map_err(|error| error.to_string())
+    }
+
+    fn open(&self, name: &str, sealed: &str) -> Result<Vec<u8>, String> {
+        SharedSecrets::open(self, name, sealed).map_err(|error| error.to_string())
+    }
+}
+
 fn create_private_dirs(path: &Path) -> anyhow::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);

@@ -68,12 +68,13 @@ pub trait ServiceHost: Send + Sync {
     fn now_millis(&self) -> i64;
 
     /// Records the events, with the state changes they bring, in one commit; returns once
-    /// it is durable.
+    /// it is durable. `Ok(false)`, with nothing recorded, when an entry the changes
+    /// require (`StateChange::require`) no longer holds.
     fn record(
         &self,
         events: Vec<RecordedEvent>,
         changes: Vec<StateChange>,
-    ) -> BoxFuture<'_, Result<(), HostError>>;
+    ) -> BoxFuture<'_, Result<bool, HostError>>;
 
     /// Every entry of a namespace of the state kept beside the events.
     fn state(

@@ -61,7 +61,10 @@ pub use hooks::{
     AskingAs, BoxFuture, CallHook, HostError, RecordedEvent, ServiceHooks, ServiceHooksSet,
     ServiceHost, Upstream,
 };
-pub use secretsmanager::{end_due_deletions, RotationBook, RotationSettings, SecretsManagerHooks};
+pub use secretsmanager::{
+    end_due_deletions, RotationBook, RotationSettings, Sealer, SecretsManagerHooks,
+    ROTATION_WATCHES,
+};
 
 /// The hooks of every service that has them: DynamoDB's key schemas, Secrets Manager's
 /// rotations (watched with `rotation`, written down in `rotation_book`) and recovery

@@ -3,8 +3,9 @@
 //! same commit schedules the window's end as state (`RECOVERY_WINDOWS`, keyed by the secret's
 //! ARN); RestoreSecret's `CancelSecretVersionDelete`, or a forced deletion's
 //! `EndSecretVersionDelete`, removes it. When the date passes the scheduler records
-//! `EndSecretVersionDelete` and removes the entry, again in one commit, so an end is recorded
-//! once, and only for windows Cairn itself saw begin: events imported from AWS schedule
+//! `EndSecretVersionDelete` and removes the entry, again in one commit that requires the
+//! entry unchanged, so an end is recorded once (by one node, where several share the store),
+//! and only for windows Cairn itself saw begin: events imported from AWS schedule
 //! nothing, and the history is never scanned for them.
 
 use std::sync::Arc;
@@ -72,10 +73,14 @@ pub async fn end_due_deletions(host: &dyn ServiceHost) -> Result<usize, HostErro
             account_id: window.account_id,
             region: window.region,
         };
-        // A window rescheduled since it was read (restored, deleted again) is left alone.
-        let done = StateChange::remove_if_unchanged(RECOVERY_WINDOWS, secret_arn, value);
-        host.record(vec![end], vec![done]).await?;
-        ended += 1;
+        // Recorded only if the window is still the one read: not when it was rescheduled
+        // since (restored, deleted again), nor when another node sharing the store ended
+        // it first.
+        let still_open = StateChange::require(RECOVERY_WINDOWS, secret_arn.clone(), value);
+        let done = StateChange::remove(RECOVERY_WINDOWS, secret_arn);
+        if host.record(vec![end], vec![still_open, done]).await? {
+            ended += 1;
+        }
     }
     Ok(ended)
 }

@@ -22,7 +22,7 @@ use deletions::{RecoveryWindow, RECOVERY_WINDOWS};
 
 pub use deletions::end_due_deletions;
 pub use rotation::RotationSettings;
-pub use rotation_book::RotationBook;
+pub use rotation_book::{RotationBook, Sealer, ROTATION_WATCHES};
 
 pub const SECRETS_MANAGER_SOURCE: &str = "secretsmanager.amazonaws.com";
 pub const START_SECRET_VERSION_DELETE: &str = "StartSecretVersionDelete";

@@ -20,12 +20,14 @@
 //!   being pending without becoming current (a cancelled or abandoned rotation) ends the
 //!   watch with no event; so does a watch whose questions all went unanswered. Watches are
 //!   written down (`rotation_book`) before the RotateSecret is answered and resumed when
-//!   Cairn starts again, so a restart does not lose a rotation's end.
+//!   Cairn starts again, so a restart does not lose a rotation's end; on a store several
+//!   nodes share, any node takes up a watch whose node stopped, and the end is recorded once.
 //!
 //! If a question cannot be answered (the upstream fails), nothing is emitted: an audit trail
 //! must not claim what it did not see.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -263,7 +265,12 @@ pub(crate) struct RotationWatches {
     settings: RotationSettings,
     slots: Arc<Semaphore>,
     book: Arc<RotationBook>,
+    /// The watches this node runs now, by key: a watch taken up again is not run twice.
+    watching: Mutex<HashSet<String>>,
 }
+
+/// How often a node sharing its store looks for watches no node runs (their node stopped).
+const ADOPT_EVERY: Duration = Duration::from_secs(30);
 
 /// More rotations than this running at once go unwatched (and logged as such): each watch
 /// holds a task and the caller's identity until its rotation ends.
@@ -276,6 +283,7 @@ impl RotationWatches {
             settings,
             slots: Arc::new(Semaphore::new(MAX_WATCHED_ROTATIONS)),
             book: Arc::new(book),
+            watching: Mutex::new(HashSet::new()),
         }
     }
 }
@@ -304,15 +312,59 @@ async fn watch_rotation(
         give_up_at_millis: started_millis.saturating_add(give_up_after),
         caller: upstream.caller().clone(),
     };
-    if let Err(error) = watches.book.add(rotation.clone()).await {
+    if let Err(error) = watches.book.add(&*host, rotation.clone()).await {
         tracing::error!(%error, secret_arn = %rotation.secret_arn, "cannot write a rotation watch down; a restart will forget it");
     }
-    tokio::spawn(watch(watches, upstream, host, rotation, slot));
+    if watches.begin_watching(&rotation) {
+        tokio::spawn(watch(watches, upstream, host, rotation, slot));
+    }
 }
 
-/// Takes up again the watches a previous run wrote down and did not end.
+impl RotationWatches {
+    /// Marks `rotation` as run by this node; `false` if it already was.
+    fn begin_watching(&self, rotation: &WatchedRotation) -> bool {
+        self.watching
+            .lock()
+            .map(|mut watching| watching.insert(rotation.key()))
+            .unwrap_or(false)
+    }
+
+    fn end_watching(&self, rotation: &WatchedRotation) {
+        if let Ok(mut watching) = self.watching.lock() {
+            watching.remove(&rotation.key());
+        }
+    }
+}
+
+/// Takes up again the watches a previous run wrote down and did not end; on a shared store,
+/// also (every [`ADOPT_EVERY`]) those whose node stopped before their end.
 pub(crate) async fn resume_watches(watches: Arc<RotationWatches>, host: Arc<dyn ServiceHost>) {
-    let rotations = watches.book.rotations();
+    loop {
+        take_up_watches(&watches, &host).await;
+        if !watches.book.is_shared() {
+            return;
+        }
+        tokio::time::sleep(ADOPT_EVERY).await;
+    }
+}
+
+async fn take_up_watches(watches: &Arc<RotationWatches>, host: &Arc<dyn ServiceHost>) {
+    let rotations = match watches.book.rotations(&**host).await {
+        Ok(rotations) => rotations,
+        Err(error) => {
+            tracing::error!(%error, "cannot read the rotation watches; they are left for later");
+            return;
+        }
+    };
+    let running = watches
+        .watching
+        .lock()
+        .map(|watching| watching.clone())
+        .unwrap_or_default();
+    let rotations: Vec<WatchedRotation> = rotations
+        .into_iter()
+        .filter(|rotation| !running.contains(&rotation.key()))
+        .collect();
     let Some(earliest) = rotations
         .iter()
         .map(|rotation| rotation.started_millis)
@@ -322,7 +374,7 @@ pub(crate) async fn resume_watches(watches: Arc<RotationWatches>, host: Arc<dyn 
     };
     // A previous run may have recorded an end and stopped before striking its watch out:
     // the ends recorded since the earliest watch began, read once for all of them.
-    let Some(ends) = ends_recorded_since(&*host, earliest).await else {
+    let Some(ends) = ends_recorded_since(&**host, earliest).await else {
         tracing::error!("cannot read the history; rotation watches are left for the next start");
         return;
     };
@@ -333,7 +385,7 @@ pub(crate) async fn resume_watches(watches: Arc<RotationWatches>, host: Arc<dyn 
             .iter()
             .any(|(secret, time)| secret == secret_arn && *time >= began_second)
         {
-            strike_out(&watches.book, &rotation).await;
+            strike_out(watches, &**host, &rotation, None).await;
             continue;
         }
         let Some(upstream) = host.upstream_as("secretsmanager", rotation.caller.clone()) else {
@@ -344,11 +396,14 @@ pub(crate) async fn resume_watches(watches: Arc<RotationWatches>, host: Arc<dyn 
             tracing::warn!(%secret_arn, "too many rotations watched at once; the rotation watch is left for the next start");
             continue;
         };
+        if !watches.begin_watching(&rotation) {
+            continue;
+        }
         tracing::info!(%secret_arn, %version_id, "resumed watching a rotation");
         tokio::spawn(watch(
-            Arc::clone(&watches),
+            Arc::clone(watches),
             upstream,
-            Arc::clone(&host),
+            Arc::clone(host),
             rotation,
             slot,
         ));
@@ -377,13 +432,26 @@ fn second_of(millis: i64) -> i64 {
     millis - millis.rem_euclid(1000)
 }
 
-async fn strike_out(book: &Arc<RotationBook>, rotation: &WatchedRotation) {
-    if let Err(error) = book
-        .remove(&rotation.secret_arn, &rotation.version_id)
-        .await
-    {
-        tracing::error!(%error, secret_arn = %rotation.secret_arn, "cannot strike out an ended rotation watch");
+/// Records `end` (if any) and strikes the watch out, in one commit on a shared store.
+async fn strike_out(
+    watches: &RotationWatches,
+    host: &dyn ServiceHost,
+    rotation: &WatchedRotation,
+    end: Option<RecordedEvent>,
+) {
+    let secret_arn = &rotation.secret_arn;
+    let event_name = end.as_ref().map(|end| end.event.event_name);
+    match watches.book.end(host, rotation, end).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(%secret_arn, "another node recorded this rotation's end first")
+        }
+        // Left written down: the next start (or, on a shared store, another node) asks again.
+        Err(error) => {
+            tracing::error!(%error, %secret_arn, ?event_name, "cannot record a rotation's end")
+        }
     }
+    watches.end_watching(rotation);
 }
 
 /// Where a watched rotation's version stands in a DescribeSecret answer.
@@ -432,26 +500,20 @@ async fn watch(
             break seen_pending.then_some(ROTATION_FAILED);
         }
     };
-    if let Some(event_name) = ended {
-        let event = RecordedEvent {
-            event: ServiceEvent {
-                event_source: SECRETS_MANAGER_SOURCE,
-                event_name,
-                resource_arn: secret_arn.clone(),
-                details: None,
-            },
-            account_id: secret_arn.split(':').nth(4).unwrap_or_default().to_owned(),
-            region: upstream.caller().region.clone(),
-        };
-        if let Err(error) = host.record(vec![event], Vec::new()).await {
-            // Left written down: the next start asks again.
-            tracing::error!(?error, %secret_arn, event_name, "cannot record a rotation's end");
-            return;
-        }
-    } else {
+    let end = ended.map(|event_name| RecordedEvent {
+        event: ServiceEvent {
+            event_source: SECRETS_MANAGER_SOURCE,
+            event_name,
+            resource_arn: secret_arn.clone(),
+            details: None,
+        },
+        account_id: secret_arn.split(':').nth(4).unwrap_or_default().to_owned(),
+        region: upstream.caller().region.clone(),
+    });
+    if end.is_none() {
         tracing::info!(%secret_arn, %version_id, "stopped watching a rotation whose end was not seen");
     }
-    strike_out(&watches.book, &rotation).await;
+    strike_out(&watches, &*host, &rotation, end).await;
 }
 
 #[cfg(test)]
