@@ -20,12 +20,51 @@ import uuid
 import boto3
 import pytest
 
-from conftest import Cairn, aws_as, stored_records, with_session
+import subprocess
+
+from conftest import POSTGRES, Cairn, aws_as, postgres_schema, stored_records, with_session
 from test_service_rules import ACCOUNT, CONFIG, ROLE_ARN, SECRET_VALUE
 
 ASYNC_ROTATOR = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:e2e-async-rotator"
 ROTATED_VALUE = "e2e-rotated-value-6e0d"
 GIVE_UP_SECS = 3
+
+
+class WatchBook:
+    """Where Cairn writes its rotation watches down: a file beside the identities on one node;
+    on a shared store (the suite's PostgreSQL pass), the store's state, each watch sealed."""
+
+    NAMESPACE = "secretsmanager/rotation-watches"
+
+    def __init__(self, data_dir):
+        self.file = data_dir / "rotation-watches.json"
+        self.schema = postgres_schema(data_dir) if POSTGRES else None
+
+    def _psql(self, sql):
+        return subprocess.run(["psql", "-At", "-F", "\t", POSTGRES, "-c", sql], capture_output=True,
+                              text=True, check=True, timeout=60).stdout
+
+    def raw(self):
+        """What is written, exactly as written."""
+        if self.schema:
+            return self._psql(f"SELECT key, value FROM {self.schema}.state "
+                              f"WHERE namespace = '{self.NAMESPACE}' ORDER BY key")
+        return self.file.read_text()
+
+    def watched(self):
+        """(secret ARN, version) of every watch written down."""
+        if self.schema:
+            return [tuple(line.split("\t")[0].split(" ")) for line in self.raw().splitlines() if line]
+        return [(w["secret_arn"], w["version_id"]) for w in json.loads(self.raw())["rotations"]]
+
+    def restore(self, raw):
+        if self.schema:
+            for line in raw.splitlines():
+                key, value = line.split("\t")
+                self._psql(f"INSERT INTO {self.schema}.state (namespace, key, value) "
+                           f"VALUES ('{self.NAMESPACE}', '{key}', '{value}')")
+        else:
+            self.file.write_text(raw)
 
 
 def moto_client(moto):
@@ -179,14 +218,16 @@ def test_a_watched_rotation_outlives_a_crash_of_cairn(rotating_gateway):
                                 "--secret-id", "e2e-async-restart",
                                 "--rotation-lambda-arn", ASYNC_ROTATOR).stdout)
 
-    # Written down before the call was answered, readable by Cairn's owner only, and holding
-    # neither the secret's values nor the caller's secret key.
-    book = gateway.data_dir / "rotation-watches.json"
-    text = book.read_text()
-    written = json.loads(text)["rotations"]
-    assert [(w["secret_arn"], w["version_id"]) for w in written] == [(arn, rotated["VersionId"])]
-    assert written[0]["caller"]["access_key_id"] == credentials["AccessKeyId"]
-    assert stat.S_IMODE(book.stat().st_mode) == 0o600
+    # Written down before the call was answered, readable by Cairn's owner only (sealed, on a
+    # shared store), and holding neither the secret's values nor the caller's secret key.
+    book = WatchBook(gateway.data_dir)
+    text = book.raw()
+    assert book.watched() == [(arn, rotated["VersionId"])]
+    if book.schema:
+        assert credentials["SessionToken"] not in text and credentials["AccessKeyId"] not in text
+    else:
+        assert json.loads(text)["rotations"][0]["caller"]["access_key_id"] == credentials["AccessKeyId"]
+        assert stat.S_IMODE(book.file.stat().st_mode) == 0o600
     for secret in (SECRET_VALUE, ROTATED_VALUE, credentials["SecretAccessKey"]):
         assert secret not in text
 
@@ -200,19 +241,19 @@ def test_a_watched_rotation_outlives_a_crash_of_cairn(rotating_gateway):
     assert succeeded["requestID"].startswith(f"Rotation-{arn}-")
     assert names_for(gateway, arn) == ["RotationStarted", "RotationSucceeded"]
     deadline = time.monotonic() + 5
-    while json.loads(book.read_text())["rotations"] and time.monotonic() < deadline:
+    while book.watched() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert json.loads(book.read_text())["rotations"] == [], "an ended watch is struck out"
+    assert book.watched() == [], "an ended watch is struck out"
 
     # A run that recorded the end and died before striking the watch out: the next start
     # finds the end in the history and does not record it twice.
     gateway.stop()
-    book.write_text(text)
+    book.restore(text)
     gateway.start()
     deadline = time.monotonic() + 5
-    while json.loads(book.read_text())["rotations"] and time.monotonic() < deadline:
+    while book.watched() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert json.loads(book.read_text())["rotations"] == []
+    assert book.watched() == []
     time.sleep(0.6)
     assert names_for(gateway, arn) == ["RotationStarted", "RotationSucceeded"]
     names = [r["eventName"] for r in stored_records(gateway.data_dir)]

@@ -30,7 +30,7 @@ pub use sqlite::{SqliteEventStore, SyncMode};
 pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", postgres_reason(.0))]
     Postgres(#[from] postgres::Error),
     /// The database cannot be reached or used now (down, refused, lost mid-call); the call
     /// fails closed and a later one may succeed.
@@ -47,6 +47,19 @@ pub enum StoreError {
     /// A change the store will not make without an explicit act (it would remove events).
     #[error("{0}")]
     Refused(String),
+}
+
+/// A PostgreSQL error with its causes: the error's own text is only its kind ("db error"),
+/// and the reason (`FATAL: role "x" does not exist`, `Connection refused`) is in its sources.
+pub(crate) fn postgres_reason(error: &postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// The two views Event history offers: management events (the default) and Insights events
