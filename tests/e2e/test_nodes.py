@@ -28,7 +28,8 @@ def connect(server, service, credentials=None):
     extra = {}
     if credentials:
         key, secret = credentials["AccessKeyId"], credentials["SecretAccessKey"]
-        extra["aws_session_token"] = credentials["SessionToken"]
+        if credentials.get("SessionToken"):
+            extra["aws_session_token"] = credentials["SessionToken"]
     return boto3.client(
         service, endpoint_url=server.endpoint, region_name="us-east-1",
         aws_access_key_id=key, aws_secret_access_key=secret,
@@ -67,13 +68,32 @@ def test_two_nodes_share_one_store_and_hand_delivery_over_when_one_is_killed(tmp
     key_file = tmp_path / "store.key"
     args = ["--store", store, "--store-key-file", str(key_file), "--upstream", moto,
             "--delivery-interval-secs", "1", "--digest-interval-secs", "10", "--account-id", ACCOUNT]
+    # The second node's configuration declares a user the first one's does not.
+    declared = tmp_path / "node-b.toml"
+    declared.write_text(f"""
+[[users]]
+account_id = "{ACCOUNT}"
+user_name = "ci"
+access_key_id = "AKIAE2ENODEBDECLARED"
+secret_access_key = "e2e-node-b-declared-secret-key-0000000000"
+""")
     first = Cairn(tmp_path / "node-a", extra_args=args).start()
-    second = Cairn(tmp_path / "node-b", extra_args=args).start()
+    second = Cairn(tmp_path / "node-b", extra_args=[*args, "--config", str(declared)]).start()
     nodes = [first, second]
     try:
         assert oct(key_file.stat().st_mode & 0o777) == "0o600"
         # The second node took the first one's administrator (and every key) from the store.
         assert first.credentials() == second.credentials()
+        # ...and brought its declared user in: a node started later knows it too.
+        ci = {"AccessKeyId": "AKIAE2ENODEBDECLARED",
+              "SecretAccessKey": "e2e-node-b-declared-secret-key-0000000000"}
+        third = Cairn(tmp_path / "node-c", extra_args=args).start()
+        try:
+            for node in (second, third):
+                who = connect(node, "sts", credentials={**ci, "SessionToken": None}).get_caller_identity()
+                assert who["Arn"] == f"arn:aws:iam::{ACCOUNT}:user/ci"
+        finally:
+            third.stop()
 
         # Calls spread over both nodes; a lookup on either sees all of them, newest first.
         made = [connect(nodes[n % 2], "cloudtrail").describe_trails()["ResponseMetadata"]["RequestId"]

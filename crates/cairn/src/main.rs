@@ -216,10 +216,23 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         };
         let mut boot = bootstrap()?;
         if let Some(shared) = &shared {
-            // Another node may have made the first administrator meanwhile: its wins.
-            if tokio::task::block_in_place(|| shared.sync_file(cairn_auth::IDENTITIES_FILE))? {
-                boot = bootstrap()?;
+            // The store's identities win (another node may have made the first administrator
+            // meanwhile); this node's declared users and roles are merged into them again and
+            // offered back, until no other node changes them in between.
+            let mut agreed = false;
+            for _ in 0..5 {
+                if tokio::task::block_in_place(|| shared.sync_file(cairn_auth::IDENTITIES_FILE))? {
+                    boot = bootstrap()?;
+                }
+                if tokio::task::block_in_place(|| shared.offer_file(cairn_auth::IDENTITIES_FILE))? {
+                    agreed = true;
+                    break;
+                }
             }
+            anyhow::ensure!(
+                agreed,
+                "the shared identities kept changing while this node merged its declared users in"
+            );
         }
 
         let next_tokens =

@@ -150,6 +150,37 @@ impl SharedSecrets {
         Ok(true)
     }
 
+    /// Makes the data directory's `name` the shared copy if it differs from the store's (a
+    /// node whose configuration declares users the store does not hold yet brings them
+    /// in). Compare-and-set against the copy this node last read: returns `false`, changing
+    /// nothing, when another node changed it meanwhile; the caller syncs and merges again.
+    pub fn offer_file(&self, name: &str) -> anyhow::Result<bool> {
+        let path = self.data_dir.join(name);
+        let local =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let stored = self.store.state_value(SHARED_FILES, name)?;
+        if let Some(stored) = &stored {
+            if self.open(name, stored)? == local {
+                return Ok(true);
+            }
+        }
+        let sealed = self.seal(name, &local)?;
+        let offer = match &stored {
+            Some(stored) => {
+                StateChange::put_if_unchanged(SHARED_FILES, name, sealed.clone(), stored.clone())
+            }
+            None => StateChange::put_if_absent(SHARED_FILES, name, sealed.clone()),
+        };
+        self.store
+            .submit_with_state(Vec::new(), vec![offer])?
+            .wait()?;
+        let taken = self.store.state_value(SHARED_FILES, name)?.as_deref() == Some(sealed.as_str());
+        if taken {
+            tracing::info!(file = name, "offered this node's copy to the store");
+        }
+        Ok(taken)
+    }
+
     /// Syncs every digest signing key, both ways; returns whether a key arrived.
     pub fn sync_digest_keys(&self) -> anyhow::Result<bool> {
         let mut names: Vec<String> = self
@@ -259,6 +290,52 @@ mod tests {
             .wait()
             .unwrap();
         assert!(b.sync_file("session.key").is_err());
+    }
+
+    #[test]
+    fn a_changed_file_is_offered_unless_another_node_changed_it_first() {
+        let shared = tempfile::tempdir().unwrap();
+        let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::open(shared.path()).unwrap());
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = SharedSecrets::new(store.clone(), a_dir.path(), &[3u8; 32]).unwrap();
+        let b = SharedSecrets::new(store.clone(), b_dir.path(), &[3u8; 32]).unwrap();
+        std::fs::write(a_dir.path().join("identities.json"), b"admin").unwrap();
+        assert!(
+            a.offer_file("identities.json").unwrap(),
+            "the first offer sets it"
+        );
+        assert!(b.sync_file("identities.json").unwrap());
+        // b's configuration declares one more user: merged locally, then offered.
+        std::fs::write(b_dir.path().join("identities.json"), b"admin + ci").unwrap();
+        assert!(b.offer_file("identities.json").unwrap());
+        assert!(a.sync_file("identities.json").unwrap(), "a takes b's users");
+        assert_eq!(
+            std::fs::read(a_dir.path().join("identities.json")).unwrap(),
+            b"admin + ci"
+        );
+        assert!(a.offer_file("identities.json").unwrap(), "nothing to offer");
+        // An offer made from a stale read loses to the change made since, and says so.
+        std::fs::write(a_dir.path().join("identities.json"), b"admin + ci + ops").unwrap();
+        let stale = store.state_value(SHARED_FILES, "identities.json").unwrap();
+        std::fs::write(b_dir.path().join("identities.json"), b"admin + ci + qa").unwrap();
+        assert!(b.offer_file("identities.json").unwrap());
+        let racing = StateChange::put_if_unchanged(
+            SHARED_FILES,
+            "identities.json",
+            a.seal("identities.json", b"admin + ci + ops").unwrap(),
+            stale.unwrap(),
+        );
+        store
+            .submit_with_state(Vec::new(), vec![racing])
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert!(a.sync_file("identities.json").unwrap());
+        assert_eq!(
+            std::fs::read(a_dir.path().join("identities.json")).unwrap(),
+            b"admin + ci + qa",
+            "the stale offer changed nothing"
+        );
     }
 
     #[test]
