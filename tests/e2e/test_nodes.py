@@ -18,6 +18,7 @@ import botocore.config
 
 from conftest import Cairn
 from test_trails import delivered, wait_for
+from test_transparency import get, leaf, open_checkpoint, verify_consistency, verify_inclusion
 
 ACCOUNT = "123456789012"
 BUCKET = "e2e-two-nodes"
@@ -128,6 +129,28 @@ secret_access_key = "e2e-node-b-declared-secret-key-0000000000"
         delivering = wait_for(lambda: holder(nodes), what="a delivery lease")
         survivor = second if delivering is first else first
 
+        # One transparency log for both: the delivering node appends, and either proves any
+        # event, with the one key both serve.
+        key = get(first, "/_cairn/transparency/key").text.strip()
+        assert get(second, "/_cairn/transparency/key").text.strip() == key
+
+        def proven(node, event_id):
+            answer = get(node, "/_cairn/transparency/proof", **{"event-id": event_id})
+            if answer.status_code != 200:
+                return None
+            proof = answer.json()
+            _, size, root = open_checkpoint(proof["checkpoint"], key)
+            path = [bytes.fromhex(hash) for hash in proof["inclusionPath"]]
+            assert verify_inclusion(proof["leafIndex"], size, leaf(proof["record"].encode()), path, root)
+            return proof
+        recorded_on_survivor = connect(survivor, "cloudtrail").lookup_events(
+            LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "DescribeTrails"}],
+            MaxResults=1)["Events"][0]["EventId"]
+        for node in nodes:
+            wait_for(lambda: proven(node, recorded_on_survivor), what="a proof from either node")
+        old_note = get(survivor, "/_cairn/transparency/checkpoint").text
+        _, old_size, old_root = open_checkpoint(old_note, key)
+
         # Load on both nodes; the delivering node is killed in the middle of it.
         acknowledged, stop = [], threading.Event()
 
@@ -170,6 +193,15 @@ secret_access_key = "e2e-node-b-declared-secret-key-0000000000"
         twice = [request for request, count in seen.items() if count > 1]
         assert not twice, f"{len(twice)} events delivered more than once: {twice[:3]}"
         print(f"lease taken over {took_over_in:.1f} s after the kill (seen from the test)")
+
+        # The survivor goes on with the same log: it grew, and is consistent with before.
+        def grown():
+            opened = open_checkpoint(get(survivor, "/_cairn/transparency/checkpoint").text, key)
+            return opened if opened[1] >= old_size + len(acknowledged) else None
+        _, new_size, new_root = wait_for(grown, timeout=30, what="the log's growth after the takeover")
+        answer = get(survivor, "/_cairn/transparency/consistency", **{"from": old_size, "to": new_size}).json()
+        assert verify_consistency(old_size, new_size, old_root, new_root,
+                                  [bytes.fromhex(hash) for hash in answer["consistencyPath"]])
 
         # A digest after the takeover, then the real aws CLI validates the whole chain.
         wait_for(lambda: digests_since(killed_at + 1), timeout=45,

@@ -3,10 +3,16 @@
 //! a signed checkpoint (C2SP signed note) after each round. For one event ID it proves
 //! inclusion against a checkpoint; between two checkpoints, consistency.
 //!
-//! Stored hashes are appended to `<data>/transparency/hashes` (32 bytes each, fdatasync'd)
-//! before the round's head and its leaves (event ID → leaf index and feed position) are
-//! committed as state; a crash in between leaves hashes past the committed head, which the
-//! next open cuts off. So the tree is exactly the committed head, and it only grows.
+//! On one node, stored hashes are appended to `<data>/transparency/hashes` (32 bytes each,
+//! fdatasync'd) before the round's head and its leaves (event ID → leaf index and feed
+//! position) are committed as state; a crash in between leaves hashes past the committed
+//! head, which the next open cuts off. So the tree is exactly the committed head, and it only
+//! grows.
+//!
+//! On a store several nodes share, the hashes are state too, in chunks of 256
+//! ([`TRANSPARENCY_HASHES`]), committed with the head that covers them; only the node
+//! holding the delivery lease appends, each commit requiring the lease's fence and the head
+//! it started from, and every node serves proofs from the head as the store holds it.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -22,6 +28,7 @@ use cairn_model::StateChange;
 use cairn_store::EventStore;
 use serde::{Deserialize, Serialize};
 
+use crate::lease::Lease;
 use crate::objects::{ObjectPut, ObjectStore};
 use crate::{DeliveryError, TRAILS};
 
@@ -29,6 +36,12 @@ use crate::{DeliveryError, TRAILS};
 pub const TRANSPARENCY: &str = "transparency";
 /// Event ID → `<leaf index> <feed position>`.
 pub const TRANSPARENCY_LEAVES: &str = "transparency-leaves";
+/// On a shared store: chunk number (12 digits) → the hex of its stored hashes.
+pub const TRANSPARENCY_HASHES: &str = "transparency-hashes";
+/// Stored hashes per chunk on a shared store (8 KiB of hashes).
+const CHUNK: u64 = 256;
+/// Chunks kept in memory on a shared store before the cache is emptied.
+const CACHED_CHUNKS: usize = 4096;
 const HEAD: &str = "head";
 /// Feed events taken per commit.
 const BATCH: usize = 20_000;
@@ -100,9 +113,92 @@ pub struct EventProof {
     pub record: String,
 }
 
-/// Stored hashes: those written to the file, then those of the round in progress.
+/// Where the stored hashes are kept.
+enum HashKeeping {
+    /// `<data>/transparency/hashes`: one keeper per data directory.
+    File(File),
+    /// Chunks in the store's state, for nodes sharing the store; a chunk read is kept (a
+    /// stored hash never changes), with as many hashes as it had when read.
+    Store {
+        chunks: Mutex<HashMap<u64, Arc<Vec<Hash>>>>,
+    },
+}
+
+fn chunk_key(chunk: u64) -> String {
+    format!("{chunk:012}")
+}
+
+fn stored(error: impl std::fmt::Display) -> MerkleError {
+    MerkleError::Storage(error.to_string())
+}
+
+impl HashKeeping {
+    fn read(&self, store: &dyn EventStore, index: u64) -> Result<Hash, MerkleError> {
+        match self {
+            Self::File(file) => {
+                let mut hash = [0u8; 32];
+                file.read_exact_at(&mut hash, index * 32).map_err(stored)?;
+                Ok(hash)
+            }
+            Self::Store { .. } => {
+                let (chunk, offset) = (index / CHUNK, (index % CHUNK) as usize);
+                self.chunk(store, chunk, offset + 1)?
+                    .get(offset)
+                    .copied()
+                    .ok_or_else(|| MerkleError::Storage(format!("no stored hash {index}")))
+            }
+        }
+    }
+
+    /// Chunk `chunk` with at least `wanted` hashes if the store has them (fewer otherwise).
+    fn chunk(
+        &self,
+        store: &dyn EventStore,
+        chunk: u64,
+        wanted: usize,
+    ) -> Result<Arc<Vec<Hash>>, MerkleError> {
+        let Self::Store { chunks } = self else {
+            return Err(stored("not a shared log"));
+        };
+        if let Some(kept) = chunks.lock().map_err(stored)?.get(&chunk) {
+            if kept.len() >= wanted {
+                return Ok(kept.clone());
+            }
+        }
+        let text = store
+            .state_value(TRANSPARENCY_HASHES, &chunk_key(chunk))
+            .map_err(stored)?
+            .unwrap_or_default();
+        let bytes = hex::decode(text).map_err(stored)?;
+        let hashes: Vec<Hash> = bytes
+            .chunks_exact(32)
+            .map(|hash| {
+                let mut copy = [0u8; 32];
+                copy.copy_from_slice(hash);
+                copy
+            })
+            .collect();
+        let hashes = Arc::new(hashes);
+        self.remember(chunk, hashes.clone())?;
+        Ok(hashes)
+    }
+
+    fn remember(&self, chunk: u64, hashes: Arc<Vec<Hash>>) -> Result<(), MerkleError> {
+        if let Self::Store { chunks } = self {
+            let mut chunks = chunks.lock().map_err(stored)?;
+            if chunks.len() >= CACHED_CHUNKS {
+                chunks.clear();
+            }
+            chunks.insert(chunk, hashes);
+        }
+        Ok(())
+    }
+}
+
+/// Stored hashes: those written (file or store), then those of the round in progress.
 struct Hashes<'a> {
-    file: &'a File,
+    keeping: &'a HashKeeping,
+    store: &'a dyn EventStore,
     written: u64,
     pending: &'a [Hash],
 }
@@ -119,11 +215,7 @@ impl HashReader for Hashes<'_> {
                         .copied()
                         .ok_or_else(|| MerkleError::Storage(format!("no stored hash {index}")));
                 }
-                let mut hash = [0u8; 32];
-                self.file
-                    .read_exact_at(&mut hash, index * 32)
-                    .map_err(|error| MerkleError::Storage(error.to_string()))?;
-                Ok(hash)
+                self.keeping.read(self.store, index)
             })
             .collect()
     }
@@ -132,10 +224,12 @@ impl HashReader for Hashes<'_> {
 pub struct TransparencyLog {
     store: Arc<dyn EventStore>,
     signer: NoteSigner,
-    file: File,
+    hashes: HashKeeping,
     head: RwLock<Head>,
     /// One round at a time appends.
     appending: Mutex<()>,
+    /// On a shared store: rounds are appended only while this node holds it.
+    lease: Option<Arc<Lease>>,
 }
 
 impl std::fmt::Debug for TransparencyLog {
@@ -201,12 +295,65 @@ impl TransparencyLog {
         let log = Self {
             store,
             signer,
-            file,
+            hashes: HashKeeping::File(file),
             head: RwLock::new(head),
             appending: Mutex::new(()),
+            lease: None,
         };
         if log.head().checkpoint.is_empty() {
             log.commit_head(Head::default(), Vec::new())?;
+        }
+        Ok(log)
+    }
+
+    /// The log of a store several nodes share: hashes in the store, appended only while
+    /// this node holds `lease`. The signing key (`<data>/transparency-key/`) must be the one
+    /// every node has (the caller shares it before opening).
+    pub fn open_shared(
+        data_dir: &Path,
+        store: Arc<dyn EventStore>,
+        lease: Arc<Lease>,
+    ) -> Result<Self, DeliveryError> {
+        let signer = NoteSigner::open(data_dir).map_err(failed)?;
+        let head: Head = match store.state_value(TRANSPARENCY, HEAD)? {
+            Some(text) => serde_json::from_str(&text).map_err(failed)?,
+            None => Head::default(),
+        };
+        if !head.checkpoint.is_empty()
+            && cairn_integrity::note::verify_checkpoint(&head.checkpoint, &signer.verifier_key())
+                .is_none()
+        {
+            return Err(failed(
+                "the store's transparency checkpoint is not signed by this node's key: every \
+                 node must share the key in transparency-key/",
+            ));
+        }
+        let log = Self {
+            store,
+            signer,
+            hashes: HashKeeping::Store {
+                chunks: Mutex::new(HashMap::new()),
+            },
+            head: RwLock::new(head),
+            appending: Mutex::new(()),
+            lease: Some(lease),
+        };
+        if log.head().checkpoint.is_empty() {
+            // Set once, by whichever node is first: a later empty head never replaces a
+            // grown one.
+            let mut empty = Head::default();
+            let root = merkle::tree_hash(0, &log.reader(0, &[])).map_err(failed)?;
+            empty.checkpoint = log
+                .signer
+                .sign(&checkpoint_text(log.signer.name(), 0, &root));
+            let text = serde_json::to_string(&empty).map_err(failed)?;
+            log.store
+                .submit_with_state(
+                    Vec::new(),
+                    vec![StateChange::put_if_absent(TRANSPARENCY, HEAD, text)],
+                )?
+                .wait()?;
+            log.reload_head()?;
         }
         Ok(log)
     }
@@ -239,7 +386,8 @@ impl TransparencyLog {
     /// The hashes written for a tree of `size`, then `pending` (the round in progress).
     fn reader<'a>(&'a self, size: u64, pending: &'a [Hash]) -> Hashes<'a> {
         Hashes {
-            file: &self.file,
+            keeping: &self.hashes,
+            store: self.store.as_ref(),
             written: merkle::stored_hash_count(size),
             pending,
         }
@@ -278,6 +426,15 @@ impl TransparencyLog {
         let _one = self.appending.lock().map_err(failed)?;
         let mut appended = 0;
         loop {
+            let mut fence = Vec::new();
+            if let Some(lease) = &self.lease {
+                let Some(held) = lease.fence() else {
+                    return Ok(appended);
+                };
+                fence.push(held);
+                // Another node may have appended while it held the lease.
+                self.reload_head()?;
+            }
             let head = self.head();
             let events = self.store.feed(head.after_seq, BATCH)?;
             let Some(last) = events.last() else {
@@ -300,14 +457,28 @@ impl TransparencyLog {
                 ));
                 size += 1;
             }
-            let mut bytes = Vec::with_capacity(pending.len() * 32);
-            for hash in &pending {
-                bytes.extend_from_slice(hash);
+            match &self.hashes {
+                HashKeeping::File(file) => {
+                    let mut bytes = Vec::with_capacity(pending.len() * 32);
+                    for hash in &pending {
+                        bytes.extend_from_slice(hash);
+                    }
+                    // After the committed hashes, over any a torn round left.
+                    let offset = merkle::stored_hash_count(head.size) * 32;
+                    file.write_all_at(&bytes, offset)?;
+                    file.sync_data()?;
+                }
+                HashKeeping::Store { .. } => {
+                    changes.extend(self.chunk_changes(head.size, &pending)?);
+                    changes.extend(fence);
+                    // Refused whole if another node moved the head since it was read.
+                    changes.push(StateChange::require(
+                        TRANSPARENCY,
+                        HEAD,
+                        serde_json::to_string(&head).map_err(failed)?,
+                    ));
+                }
             }
-            // After the committed hashes, over any a torn round left.
-            let offset = merkle::stored_hash_count(head.size) * 32;
-            self.file.write_all_at(&bytes, offset)?;
-            self.file.sync_data()?;
             self.commit_head(
                 Head {
                     size,
@@ -318,6 +489,53 @@ impl TransparencyLog {
             )?;
             appended += events.len() as u64;
         }
+    }
+
+    /// The chunks that hold the hashes of a tree of `size` and then `pending`, rewritten
+    /// from the first one `pending` reaches; remembered at once, since a stored hash is the
+    /// same whichever node computes it (the feed's order fixes the tree).
+    fn chunk_changes(
+        &self,
+        size: u64,
+        pending: &[Hash],
+    ) -> Result<Vec<StateChange>, DeliveryError> {
+        let written = merkle::stored_hash_count(size);
+        let total = written + pending.len() as u64;
+        if pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut changes = Vec::new();
+        for chunk in written / CHUNK..=(total - 1) / CHUNK {
+            let start = chunk * CHUNK;
+            let mut hashes: Vec<Hash> = Vec::with_capacity(CHUNK as usize);
+            if start < written {
+                let kept = (written - start) as usize;
+                let existing = self
+                    .hashes
+                    .chunk(self.store.as_ref(), chunk, kept)
+                    .map_err(failed)?;
+                if existing.len() < kept {
+                    return Err(failed(format!(
+                        "chunk {chunk} of the stored hashes holds {} of {kept}",
+                        existing.len()
+                    )));
+                }
+                hashes.extend_from_slice(&existing[..kept]);
+            }
+            let from = start.max(written);
+            let to = (start + CHUNK).min(total);
+            hashes.extend_from_slice(&pending[(from - written) as usize..(to - written) as usize]);
+            let text = hex::encode(hashes.concat());
+            self.hashes
+                .remember(chunk, Arc::new(hashes))
+                .map_err(failed)?;
+            changes.push(StateChange::put(
+                TRANSPARENCY_HASHES,
+                chunk_key(chunk),
+                text,
+            ));
+        }
+        Ok(changes)
     }
 
     /// Appends and signs every `cadence`, for ever, and puts each new checkpoint into the
@@ -336,6 +554,19 @@ impl TransparencyLog {
                 Ok(Ok(_)) => {}
                 Ok(Err(error)) => tracing::warn!(%error, "transparency log round failed; retried"),
                 Err(error) => tracing::warn!(%error, "transparency log round stopped"),
+            }
+            let appending = match &self.lease {
+                Some(lease) => lease.fence().is_some(),
+                None => true,
+            };
+            if !appending {
+                // Serve the head another node appended.
+                let log = self.clone();
+                if let Ok(Err(error)) = tokio::task::spawn_blocking(move || log.reload_head()).await
+                {
+                    tracing::debug!(%error, "transparency head not read; retried");
+                }
+                continue;
             }
             if let Some(objects) = &objects {
                 self.publish(objects.as_ref(), &mut published).await;
@@ -590,6 +821,102 @@ mod tests {
         assert_eq!(log.tile(0, 0, 21).unwrap(), None);
         assert_eq!(log.tile(0, 0, 256).unwrap(), None);
         assert_eq!(log.tile(1, 0, 1).unwrap(), None);
+    }
+
+    #[test]
+    fn on_a_shared_store_one_node_appends_under_the_lease_and_every_node_proves() {
+        use cairn_model::FixedClock;
+        let shared = tempfile::tempdir().unwrap();
+        let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::open(shared.path()).unwrap());
+        let clock = Arc::new(FixedClock::new(1_000_000));
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let lease =
+            |node: &str| Arc::new(Lease::new(store.clone(), clock.clone(), "delivery", node));
+        let (a_lease, b_lease) = (lease("a"), lease("b"));
+        assert!(a_lease.try_hold().unwrap());
+        let a = TransparencyLog::open_shared(a_dir.path(), store.clone(), a_lease.clone()).unwrap();
+        // A node with another key would make another log: refused.
+        assert!(
+            TransparencyLog::open_shared(b_dir.path(), store.clone(), b_lease.clone()).is_err()
+        );
+        std::fs::remove_dir_all(b_dir.path().join("transparency-key")).unwrap();
+        std::fs::create_dir_all(b_dir.path().join("transparency-key")).unwrap();
+        std::fs::copy(
+            a_dir.path().join("transparency-key/signer.json"),
+            b_dir.path().join("transparency-key/signer.json"),
+        )
+        .unwrap();
+        let b = TransparencyLog::open_shared(b_dir.path(), store.clone(), b_lease.clone()).unwrap();
+        assert!(
+            !b_dir.path().join("transparency").exists(),
+            "no hashes file"
+        );
+
+        // 300 events: their stored hashes fill more than two chunks.
+        store
+            .submit((0..300).map(record).collect())
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(b.append_round().unwrap(), 0, "b does not hold the lease");
+        assert_eq!(a.append_round().unwrap(), 300);
+        assert!(store.state(TRANSPARENCY_HASHES).unwrap().len() >= 3);
+        b.reload_head().unwrap();
+        for n in (0..300).step_by(7) {
+            assert!(verifies(&b, &format!("e-{n:04}")), "{n}");
+        }
+        let old = verify_checkpoint(&b.checkpoint(), &b.verifier_key()).unwrap();
+
+        // The lease passes to b (a stopped renewing); a's late round changes nothing.
+        clock.set(1_000_000 + Lease::LENGTH.as_millis() as i64 + 1);
+        assert!(b_lease.try_hold().unwrap());
+        store
+            .submit((300..350).map(record).collect())
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(a.append_round().unwrap(), 0, "a's lease has expired");
+        assert_eq!(b.append_round().unwrap(), 50);
+        a.reload_head().unwrap();
+        for n in (0..350).step_by(5) {
+            assert!(verifies(&a, &format!("e-{n:04}")), "{n}");
+        }
+        let new = verify_checkpoint(&a.checkpoint(), &a.verifier_key()).unwrap();
+        assert_eq!((old.size, new.size), (300, 350));
+        let path: Vec<Hash> = a
+            .consistency(old.size, new.size)
+            .unwrap()
+            .iter()
+            .map(|hash| hex::decode(hash).unwrap().try_into().unwrap())
+            .collect();
+        assert!(merkle::verify_consistency(
+            old.size, new.size, &old.root, &new.root, &path
+        ));
+        assert_eq!(a.tile(0, 1, 44).unwrap(), b.tile(0, 1, 44).unwrap());
+
+        // A round committed from a stale head (as by a node paused past its lease) is
+        // refused whole: the head moves only from the one it was read as.
+        let stale = StateChange::require(
+            TRANSPARENCY,
+            HEAD,
+            serde_json::to_string(&Head {
+                size: 300,
+                ..Head::default()
+            })
+            .unwrap(),
+        );
+        let refused = store
+            .submit_with_state(Vec::new(), vec![stale])
+            .unwrap()
+            .wait();
+        assert!(matches!(refused, Err(cairn_store::StoreError::Refused(_))));
+        // Reopened, a node goes on from the store's head.
+        drop(b);
+        let b = TransparencyLog::open_shared(b_dir.path(), store.clone(), b_lease).unwrap();
+        assert_eq!(
+            verify_checkpoint(&b.checkpoint(), &b.verifier_key()),
+            Some(new)
+        );
     }
 
     #[test]

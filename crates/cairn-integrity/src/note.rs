@@ -52,11 +52,14 @@ fn key_id(name: &str, public: &[u8]) -> [u8; 4] {
     [digest[0], digest[1], digest[2], digest[3]]
 }
 
+/// The signing key's file, under the data directory.
+pub const SIGNER_FILE: &str = "transparency-key/signer.json";
+
 impl NoteSigner {
     /// The data directory's signer, made on first need; its name is unique to the key.
     pub fn open(data_dir: &Path) -> Result<Self, IntegrityError> {
-        let dir = data_dir.join("transparency-key");
-        let path = dir.join("signer.json");
+        let path = data_dir.join(SIGNER_FILE);
+        let dir = path.parent().unwrap_or(data_dir).to_owned();
         let bad = |why: String| IntegrityError::Key(format!("{}: {why}", path.display()));
         if path.exists() {
             let stored: StoredSigner = serde_json::from_slice(&std::fs::read(&path)?)

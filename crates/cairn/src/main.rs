@@ -319,23 +319,26 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         if let Some(shared) = &shared {
             tokio::spawn(share_digest_keys(shared.clone(), digest_keys.clone()));
         }
+        // Several nodes may share the store: one delivers (trails, digests, the transparency
+        // log's rounds) at a time, under a lease.
+        let delivery_lease = shared.as_ref().map(|_| {
+            let node = format!("node-{}", uuid::Uuid::new_v4().simple());
+            tracing::info!(%node, "delivering only while holding the delivery lease");
+            Arc::new(cairn_delivery::lease::Lease::new(
+                store.clone(),
+                clock.clone(),
+                "delivery",
+                &node,
+            ))
+        });
         let transparency = match settings.checkpoint_interval {
             // Opening may commit the first (empty) checkpoint, which waits on the store.
-            Some(_) => match tokio::task::block_in_place(|| {
-                cairn_delivery::transparency::TransparencyLog::open(
-                    &settings.data_dir,
-                    store.clone(),
-                )
-            }) {
-                Ok(log) => Some(Arc::new(log)),
-                // Its hashes and key live in one node's data directory: on a shared store,
-                // the node that began the log keeps it, and the others serve none.
-                Err(error) if shared.is_some() => {
-                    tracing::warn!(%error, "the transparency log is kept by another node; this one serves none");
-                    None
-                }
-                Err(error) => return Err(error).context("cannot open the transparency log"),
-            },
+            Some(_) => Some(Arc::new(
+                tokio::task::block_in_place(|| {
+                    open_transparency_log(&settings.data_dir, &store, shared.as_deref(), delivery_lease.as_ref())
+                })
+                .context("cannot open the transparency log")?,
+            )),
             None => None,
         };
         let state = AppState {
@@ -384,17 +387,8 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         )
         .with_notifier(notifier)
         .with_digest_keys(digest_keys);
-        let deliverer = match &shared {
-            // Several nodes may share the store: one delivers at a time, under a lease.
-            Some(_) => {
-                let node = format!("node-{}", uuid::Uuid::new_v4().simple());
-                let lease = Arc::new(cairn_delivery::lease::Lease::new(
-                    state.store.clone(),
-                    state.clock.clone(),
-                    "delivery",
-                    &node,
-                ));
-                tracing::info!(%node, "delivering only while holding the delivery lease");
+        let deliverer = match delivery_lease {
+            Some(lease) => {
                 tokio::spawn(lease.clone().keep());
                 deliverer.with_lease(lease)
             }
@@ -463,6 +457,32 @@ async fn share_digest_keys(shared: Arc<SharedSecrets>, keys: Arc<cairn_integrity
 }
 
 /// The host clients should use: a wildcard listen address is reached over loopback.
+/// The transparency log: one node's own, or, on a shared store, the store's, signed with
+/// the key every node shares (the first node to offer one sets it) and appended only under
+/// the delivery lease.
+fn open_transparency_log(
+    data_dir: &std::path::Path,
+    store: &Arc<dyn cairn_store::EventStore>,
+    shared: Option<&SharedSecrets>,
+    lease: Option<&Arc<cairn_delivery::lease::Lease>>,
+) -> anyhow::Result<cairn_delivery::transparency::TransparencyLog> {
+    use cairn_delivery::transparency::TransparencyLog;
+    let (Some(shared), Some(lease)) = (shared, lease) else {
+        return Ok(TransparencyLog::open(data_dir, store.clone())?);
+    };
+    let signer = cairn_integrity::note::SIGNER_FILE;
+    // The store's key if it has one; else this node's (made now), offered; if another node
+    // offered its own first, that one. All before anything is signed.
+    shared.sync_file(signer)?;
+    cairn_integrity::note::NoteSigner::open(data_dir)?;
+    shared.sync_file(signer)?;
+    Ok(TransparencyLog::open_shared(
+        data_dir,
+        store.clone(),
+        lease.clone(),
+    )?)
+}
+
 fn endpoint_host(address: SocketAddr) -> String {
     match address {
         SocketAddr::V4(v4) if v4.ip().is_unspecified() => format!("127.0.0.1:{}", v4.port()),
