@@ -15,6 +15,7 @@ import uuid
 
 import boto3
 import botocore.config
+import botocore.exceptions
 
 from conftest import Cairn
 from test_trails import delivered, wait_for
@@ -85,14 +86,22 @@ secret_access_key = "e2e-node-b-declared-secret-key-0000000000"
         assert oct(key_file.stat().st_mode & 0o777) == "0o600"
         # The second node took the first one's administrator (and every key) from the store.
         assert first.credentials() == second.credentials()
-        # ...and brought its declared user in: a node started later knows it too.
+        # ...and brought its declared user in: a node started later knows it, and the node
+        # already running takes it up within seconds.
         ci = {"AccessKeyId": "AKIAE2ENODEBDECLARED",
               "SecretAccessKey": "e2e-node-b-declared-secret-key-0000000000"}
+
+        def known_to(node):
+            try:
+                return connect(node, "sts", credentials=ci).get_caller_identity()["Arn"]
+            except botocore.exceptions.ClientError:
+                return None
         third = Cairn(tmp_path / "node-c", extra_args=args).start()
         try:
             for node in (second, third):
-                who = connect(node, "sts", credentials={**ci, "SessionToken": None}).get_caller_identity()
-                assert who["Arn"] == f"arn:aws:iam::{ACCOUNT}:user/ci"
+                assert known_to(node) == f"arn:aws:iam::{ACCOUNT}:user/ci"
+            assert wait_for(lambda: known_to(first), timeout=15, what="the running node to learn of ci") == \
+                f"arn:aws:iam::{ACCOUNT}:user/ci"
         finally:
             third.stop()
 

@@ -206,15 +206,22 @@ pub struct DeclaredUser {
 
 /// The verified-credential lookup table, built once at start.
 pub struct CredentialStore {
-    by_access_key: HashMap<String, (Principal, SecretAccessKey)>,
-    roles: HashMap<String, Role>,
+    /// Replaced whole when the identities change under a running server (several nodes
+    /// sharing a store: one node's declared users reach the others).
+    known: std::sync::RwLock<Known>,
     sessions: SessionKey,
     default_account_id: String,
     accept_any_credentials: bool,
 }
 
-impl CredentialStore {
-    pub fn new(identities: &Identities, sessions: SessionKey) -> Self {
+/// The long-term keys and the roles, by access key ID and by role ARN.
+struct Known {
+    by_access_key: HashMap<String, (Principal, SecretAccessKey)>,
+    roles: HashMap<String, Role>,
+}
+
+impl Known {
+    fn of(identities: &Identities) -> Self {
         let mut by_access_key = HashMap::new();
         for user in &identities.users {
             for key in user.access_keys.iter().filter(|key| key.status == "Active") {
@@ -234,11 +241,6 @@ impl CredentialStore {
                 );
             }
         }
-        let default_account_id = identities
-            .users
-            .first()
-            .map(|user| user.account_id.clone())
-            .unwrap_or_default();
         let roles = identities
             .roles
             .iter()
@@ -247,10 +249,38 @@ impl CredentialStore {
         Self {
             by_access_key,
             roles,
+        }
+    }
+}
+
+impl CredentialStore {
+    pub fn new(identities: &Identities, sessions: SessionKey) -> Self {
+        let default_account_id = identities
+            .users
+            .first()
+            .map(|user| user.account_id.clone())
+            .unwrap_or_default();
+        Self {
+            known: std::sync::RwLock::new(Known::of(identities)),
             sessions,
             default_account_id,
             accept_any_credentials: false,
         }
+    }
+
+    /// Takes `identities` as the keys and roles from now on (the default account stays).
+    pub fn replace_identities(&self, identities: &Identities) {
+        let known = Known::of(identities);
+        match self.known.write() {
+            Ok(mut current) => *current = known,
+            Err(poisoned) => *poisoned.into_inner() = known,
+        }
+    }
+
+    fn known(&self) -> std::sync::RwLockReadGuard<'_, Known> {
+        self.known
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The account that receives events whose caller is unknown, and that unknown keys are
@@ -277,7 +307,7 @@ impl CredentialStore {
     pub fn unverified(&self, access_key_id: &str) -> Option<Principal> {
         if !self.accept_any_credentials
             || !is_presentable_access_key_id(access_key_id)
-            || self.by_access_key.contains_key(access_key_id)
+            || self.known().by_access_key.contains_key(access_key_id)
         {
             return None;
         }
@@ -309,11 +339,12 @@ impl CredentialStore {
     ) -> Result<(Principal, SecretAccessKey), CredentialError> {
         match session_token {
             None => self
+                .known()
                 .by_access_key
                 .get(access_key_id)
                 .cloned()
                 .ok_or(CredentialError::UnknownAccessKey),
-            Some(_) if self.by_access_key.contains_key(access_key_id) => {
+            Some(_) if self.known().by_access_key.contains_key(access_key_id) => {
                 Err(SessionError::Invalid.into())
             }
             Some(token) => Ok(self.sessions.open(access_key_id, token, now)?),
@@ -334,8 +365,7 @@ impl CredentialStore {
             return Err(StsRefusal::Unverified);
         }
         let role = self
-            .roles
-            .get(role_arn)
+            .role(role_arn)
             .filter(|role| role.trusts(caller))
             .ok_or_else(|| StsRefusal::NotTrusted {
                 caller: caller.arn.clone(),
@@ -390,8 +420,8 @@ impl CredentialStore {
             .issue(caller, now, now + i64::from(duration_secs) * 1000))
     }
 
-    pub fn role(&self, role_arn: &str) -> Option<&Role> {
-        self.roles.get(role_arn)
+    pub fn role(&self, role_arn: &str) -> Option<Role> {
+        self.known().roles.get(role_arn).cloned()
     }
 
     /// The account of the first user: the one that receives events whose caller is unknown.
@@ -825,6 +855,33 @@ mod tests {
             CredentialError::Session(SessionError::Invalid)
         );
         assert_eq!(store.default_account_id(), "111122223333");
+    }
+
+    #[test]
+    fn identities_replaced_under_a_running_store_take_effect_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let client = ClientSettings::new("us-east-1", "http://x");
+        let first = load_or_bootstrap(dir.path(), &[], &[], &client, None).unwrap();
+        let store = CredentialStore::new(&first.identities, SessionKey::random());
+        let admin = first.identities.users[0].access_keys[0]
+            .access_key_id
+            .clone();
+        let declared = vec![DeclaredUser {
+            account_id: "111122223333".into(),
+            user_name: "ci".into(),
+            access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+            secret_access_key: SecretAccessKey::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+        }];
+        assert!(store.authenticate("AKIAIOSFODNN7EXAMPLE", None, 0).is_err());
+        let merged = load_or_bootstrap(dir.path(), &declared, &[], &client, None).unwrap();
+        store.replace_identities(&merged.identities);
+        assert!(store.authenticate("AKIAIOSFODNN7EXAMPLE", None, 0).is_ok());
+        assert!(store.authenticate(&admin, None, 0).is_ok(), "kept");
+        store.replace_identities(&Identities::default());
+        assert_eq!(
+            store.authenticate(&admin, None, 0).unwrap_err(),
+            CredentialError::UnknownAccessKey
+        );
     }
 
     #[test]

@@ -395,6 +395,9 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             None => deliverer,
         };
         tokio::spawn(Arc::new(deliverer).run());
+        if let Some(shared) = &shared {
+            tokio::spawn(share_identities(shared.clone(), state.credentials.clone()));
+        }
         cairn_server::start_background_work(&state);
         let data_dir =
             std::fs::canonicalize(&settings.data_dir).unwrap_or(settings.data_dir.clone());
@@ -456,7 +459,6 @@ async fn share_digest_keys(shared: Arc<SharedSecrets>, keys: Arc<cairn_integrity
     }
 }
 
-/// The host clients should use: a wildcard listen address is reached over loopback.
 /// The transparency log: one node's own, or, on a shared store, the store's, signed with
 /// the key every node shares (the first node to offer one sets it) and appended only under
 /// the delivery lease.
@@ -483,6 +485,38 @@ fn open_transparency_log(
     )?)
 }
 
+/// On a shared store: the identities as the store holds them, taken up by this running
+/// node when another node brings in users or roles its configuration declares.
+async fn share_identities(shared: Arc<SharedSecrets>, credentials: Arc<CredentialStore>) {
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(2));
+    loop {
+        ticks.tick().await;
+        let synced = {
+            let shared = shared.clone();
+            tokio::task::spawn_blocking(
+                move || -> anyhow::Result<Option<cairn_auth::Identities>> {
+                    if !shared.sync_file(cairn_auth::IDENTITIES_FILE)? {
+                        return Ok(None);
+                    }
+                    let text = std::fs::read(shared.path_of(cairn_auth::IDENTITIES_FILE))?;
+                    Ok(Some(serde_json::from_slice(&text)?))
+                },
+            )
+            .await
+        };
+        match synced {
+            Ok(Ok(Some(identities))) => {
+                credentials.replace_identities(&identities);
+                tracing::info!("took up the shared identities another node changed");
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "shared identities not read; retried"),
+            Err(error) => tracing::error!(%error, "reading the shared identities failed"),
+        }
+    }
+}
+
+/// The host clients should use: a wildcard listen address is reached over loopback.
 fn endpoint_host(address: SocketAddr) -> String {
     match address {
         SocketAddr::V4(v4) if v4.ip().is_unspecified() => format!("127.0.0.1:{}", v4.port()),

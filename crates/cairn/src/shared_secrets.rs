@@ -150,6 +150,11 @@ impl SharedSecrets {
         Ok(true)
     }
 
+    /// Where `name` is kept in this node's data directory.
+    pub fn path_of(&self, name: &str) -> PathBuf {
+        self.data_dir.join(name)
+    }
+
     /// Makes the data directory's `name` the shared copy if it differs from the store's (a
     /// node whose configuration declares users the store does not hold yet brings them
     /// in). Compare-and-set against the copy this node last read: returns `false`, changing
