@@ -747,6 +747,20 @@ mod tests {
             )
     }
 
+    fn consistent(
+        log: &TransparencyLog,
+        old: &cairn_integrity::note::Checkpoint,
+        new: &cairn_integrity::note::Checkpoint,
+    ) -> bool {
+        let path: Vec<Hash> = log
+            .consistency(old.size, new.size)
+            .unwrap()
+            .iter()
+            .map(|hash| hex::decode(hash).unwrap().try_into().unwrap())
+            .collect();
+        merkle::verify_consistency(old.size, new.size, &old.root, &new.root, &path)
+    }
+
     #[test]
     fn every_event_is_proven_across_rounds_reopening_and_a_torn_append() {
         let dir = tempfile::tempdir().unwrap();
@@ -794,15 +808,7 @@ mod tests {
             assert!(verifies(&log, &format!("e-{n:04}")), "{n}");
         }
         let new = verify_checkpoint(&log.checkpoint(), &log.verifier_key()).unwrap();
-        let path: Vec<Hash> = log
-            .consistency(old.size, new.size)
-            .unwrap()
-            .iter()
-            .map(|hash| hex::decode(hash).unwrap().try_into().unwrap())
-            .collect();
-        assert!(merkle::verify_consistency(
-            old.size, new.size, &old.root, &new.root, &path
-        ));
+        assert!(consistent(&log, &old, &new));
         assert!(log.consistency(1, new.size + 1).is_err());
         // A replaced signing key would make it another log: the keeper refuses to start.
         let kept = std::fs::read(dir.path().join("transparency-key/signer.json")).unwrap();
@@ -883,15 +889,7 @@ mod tests {
         }
         let new = verify_checkpoint(&a.checkpoint(), &a.verifier_key()).unwrap();
         assert_eq!((old.size, new.size), (300, 350));
-        let path: Vec<Hash> = a
-            .consistency(old.size, new.size)
-            .unwrap()
-            .iter()
-            .map(|hash| hex::decode(hash).unwrap().try_into().unwrap())
-            .collect();
-        assert!(merkle::verify_consistency(
-            old.size, new.size, &old.root, &new.root, &path
-        ));
+        assert!(consistent(&a, &old, &new));
         assert_eq!(a.tile(0, 1, 44).unwrap(), b.tile(0, 1, 44).unwrap());
 
         // A round committed from a stale head (as by a node paused past its lease) is

@@ -12,7 +12,7 @@ use cairn_store::{
     AppendOutcome, EventStore, HistoryView, LookupPage, LookupQuery, PendingAppend,
     SqliteEventStore, StoreError,
 };
-use cairn_wire::sigv4;
+use cairn_wire::{sigv4, AwsError};
 
 use crate::host::Host;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
@@ -329,6 +329,35 @@ async fn expired_events_are_hidden_before_the_sweep_and_removed_by_it() {
     assert_eq!(harness.store.sweep_older_than(cutoff).unwrap(), 1);
 }
 
+/// A Secrets Manager call as the gateway records it: the rules' service events and state
+/// changes go into one commit.
+async fn record_secrets_manager_call(
+    state: &AppState,
+    operation: &str,
+    secret: &str,
+    answer: Value,
+    at: i64,
+) -> Result<(), AwsError> {
+    let mut call = CapturedCall {
+        service_id: "secretsmanager".into(),
+        operation: operation.into(),
+        region: "us-east-1".into(),
+        account_id: "111122223333".into(),
+        request_parameters: Some(json!({ "secretId": secret })),
+        upstream_response: Some(answer),
+        succeeded: true,
+        ..CapturedCall::default()
+    };
+    cairn_capture::services::apply(&mut call);
+    let events = call
+        .service_events
+        .iter()
+        .cloned()
+        .map(|event| recorder::service_event(event, "111122223333", "us-east-1", at))
+        .collect();
+    state.record_with_state(events, call.state_changes).await
+}
+
 #[tokio::test]
 async fn a_recovery_window_that_ends_unrestored_records_end_secret_version_delete() {
     let mut harness = harness(0);
@@ -336,33 +365,11 @@ async fn a_recovery_window_that_ends_unrestored_records_end_secret_version_delet
     harness.state.clock = clock.clone();
     let state = &harness.state;
     let window_end = NOW + 7 * 86_400_000;
-    // A call as the gateway records it: the rules' service events and state changes go
-    // into one commit.
-    let record_call = |operation: &str, secret: &str, answer: Value, at: i64| {
-        let mut call = CapturedCall {
-            service_id: "secretsmanager".into(),
-            operation: operation.into(),
-            region: "us-east-1".into(),
-            account_id: "111122223333".into(),
-            request_parameters: Some(json!({ "secretId": secret })),
-            upstream_response: Some(answer),
-            succeeded: true,
-            ..CapturedCall::default()
-        };
-        cairn_capture::services::apply(&mut call);
-        let events = call
-            .service_events
-            .iter()
-            .cloned()
-            .map(|event| recorder::service_event(event, "111122223333", "us-east-1", at))
-            .collect();
-        state.record_with_state(events, call.state_changes)
-    };
     let kept = "arn:aws:secretsmanager:us-east-1:111122223333:secret:kept-AbCdEf";
     let gone = "arn:aws:secretsmanager:us-east-1:111122223333:secret:gone-AbCdEf";
     for secret in [kept, gone] {
         let answer = json!({ "arn": secret, "deletionDate": window_end as f64 / 1000.0 });
-        record_call("DeleteSecret", secret, answer, NOW)
+        record_secrets_manager_call(state, "DeleteSecret", secret, answer, NOW)
             .await
             .unwrap();
     }
@@ -383,7 +390,8 @@ async fn a_recovery_window_that_ends_unrestored_records_end_secret_version_delet
         .await
         .unwrap();
     clock.set(NOW + 86_400_000);
-    record_call(
+    record_secrets_manager_call(
+        state,
         "RestoreSecret",
         kept,
         json!({ "arn": kept }),
@@ -571,28 +579,8 @@ async fn two_nodes_that_both_see_a_window_end_record_its_end_once() {
     let clock = Arc::new(FixedClock::new(NOW));
     harness.state.clock = clock.clone();
     let secret = "arn:aws:secretsmanager:us-east-1:111122223333:secret:raced-AbCdEf";
-    let mut call = CapturedCall {
-        service_id: "secretsmanager".into(),
-        operation: "DeleteSecret".into(),
-        region: "us-east-1".into(),
-        account_id: "111122223333".into(),
-        request_parameters: Some(json!({ "secretId": secret })),
-        upstream_response: Some(
-            json!({ "arn": secret, "deletionDate": (NOW + 1_000) as f64 / 1000.0 }),
-        ),
-        succeeded: true,
-        ..CapturedCall::default()
-    };
-    cairn_capture::services::apply(&mut call);
-    let events = call
-        .service_events
-        .iter()
-        .cloned()
-        .map(|event| recorder::service_event(event, "111122223333", "us-east-1", NOW))
-        .collect();
-    harness
-        .state
-        .record_with_state(events, call.state_changes)
+    let answer = json!({ "arn": secret, "deletionDate": (NOW + 1_000) as f64 / 1000.0 });
+    record_secrets_manager_call(&harness.state, "DeleteSecret", secret, answer, NOW)
         .await
         .unwrap();
     clock.set(NOW + 2_000);
