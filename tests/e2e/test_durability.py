@@ -75,16 +75,31 @@ def violations(calls, port):
     return found, checked
 
 
+# The writer's one-statement commit of live events, as its Parse begins: the statement's
+# name, then its text (strace shows the first 24 bytes).
+ONE_STATEMENT = re.compile(r"(?P<statement>s\d+)\\0WITH counter")
+
+
 def postgres_commits(calls):
     """On PostgreSQL, a group is durable when the server answers its COMMIT (with
     synchronous_commit on, it answers after its WAL flush): from the COMMIT written to a
-    connection to port 5432 until the next answer read from that connection."""
-    commits, pending = [], {}
+    connection to port 5432 (the writer sends it behind the counter's update, in one message)
+    until the next answer read from that connection. A group of live
+    events is one autocommitted statement: from the Bind of that prepared statement (named in
+    its Parse) until the answer, which the server sends once the commit is flushed."""
+    commits, pending, one_statement = [], {}, set()
     for start, end, name, path, ret, text in calls:
         if "->127.0.0.1:5432]" not in path or ret <= 0:
             continue
-        if name in ("write", "writev", "sendto", "sendmsg") and "COMMIT" in text:
-            pending[path] = start
+        if name in ("write", "writev", "sendto", "sendmsg"):
+            parsed = ONE_STATEMENT.search(text)
+            if parsed:
+                one_statement.add(parsed["statement"])
+            bound = re.search(r'"B.*?\\0(s\d+)\\0', text)
+            # The transaction's last message: the counter's update with COMMIT after it.
+            ends = "COMMIT" in text or "UPDATE feed_counter" in text
+            if ends or (bound and bound.group(1) in one_statement):
+                pending[path] = start
         elif name in ("read", "recvfrom", "readv") and path in pending:
             commits.append((pending.pop(path), end))
     return commits
@@ -133,6 +148,9 @@ def test_the_checker_finds_an_answer_sent_before_its_sync():
         (1.2, 0.001, f'writev({SOCKET}, [{{iov_base="HTTP/1.1 200 OK\\r\\n"...}}], 2) = 300'),
     )
     assert violations(parse(committed_in_time), 4590) == ([], 1)
+    counter_then_commit = [line.replace("\\vCOMMIT\\0", "OUPDATE feed_counter") for line in committed_in_time]
+    assert counter_then_commit != committed_in_time
+    assert violations(parse(counter_then_commit), 4590) == ([], 1)
     answered_before_the_commit_came_back = made_up(
         (1.0, 0.001, f'recvfrom({SOCKET}, "POST / HTTP/1.1\\r\\n"..., 8192, 0, NULL, NULL) = 400'),
         (1.1, 0.001, f'sendto({postgres}, "Q\\0\\0\\0\\vCOMMIT\\0", 12, MSG_NOSIGNAL, NULL, 0) = 12'),
@@ -140,6 +158,32 @@ def test_the_checker_finds_an_answer_sent_before_its_sync():
         (1.25, 0.001, f'recvfrom({postgres}, "C\\0\\0\\0\\vCOMMIT\\0Z"..., 8192, 0, NULL, NULL) = 18'),
     )
     assert len(violations(parse(answered_before_the_commit_came_back), 4590)[0]) == 1
+    prepared = f'sendto({postgres}, "P\\0\\0\\3\\271s12\\0WITH counter AS"..., 953, MSG_NOSIGNAL, NULL, 0) = 953'
+    bound = f'sendto({postgres}, "B\\0\\0\\1\\37\\0s12\\0\\0\\0\\0\\t"..., 300, MSG_NOSIGNAL, NULL, 0) = 300'
+    answer = f'recvfrom({postgres}, "2\\0\\0\\0\\4D\\0\\0\\0\\20"..., 8192, 0, NULL, NULL) = 40'
+    one_statement_in_time = made_up(
+        (0.5, 0.001, prepared),
+        (1.0, 0.001, f'recvfrom({SOCKET}, "POST / HTTP/1.1\\r\\n"..., 8192, 0, NULL, NULL) = 400'),
+        (1.1, 0.001, bound),
+        (1.15, 0.001, answer),
+        (1.2, 0.001, f'writev({SOCKET}, [{{iov_base="HTTP/1.1 200 OK\\r\\n"...}}], 2) = 300'),
+    )
+    assert violations(parse(one_statement_in_time), 4590) == ([], 1)
+    one_statement_answered_first = made_up(
+        (0.5, 0.001, prepared),
+        (1.0, 0.001, f'recvfrom({SOCKET}, "POST / HTTP/1.1\\r\\n"..., 8192, 0, NULL, NULL) = 400'),
+        (1.1, 0.001, bound),
+        (1.2, 0.001, f'writev({SOCKET}, [{{iov_base="HTTP/1.1 200 OK\\r\\n"...}}], 2) = 300'),
+        (1.25, 0.001, answer),
+    )
+    assert len(violations(parse(one_statement_answered_first), 4590)[0]) == 1
+    another_statement = made_up(
+        (1.0, 0.001, f'recvfrom({SOCKET}, "POST / HTTP/1.1\\r\\n"..., 8192, 0, NULL, NULL) = 400'),
+        (1.1, 0.001, bound.replace("s12", "s13")),
+        (1.15, 0.001, answer),
+        (1.2, 0.001, f'writev({SOCKET}, [{{iov_base="HTTP/1.1 200 OK\\r\\n"...}}], 2) = 300'),
+    )
+    assert len(violations(parse(another_statement), 4590)[0]) == 1, "a read is no commit"
     never_synced = made_up(
         (1.0, 0.001, f'recvfrom({SOCKET}, "POST / HTTP/1.1\\r\\n"..., 8192, 0, NULL, NULL) = 400'),
         (1.2, 0.001, f'write({SOCKET}, "HTTP/1.1 200 OK\\r\\n"..., 300) = 300'),

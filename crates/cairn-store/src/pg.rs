@@ -2,10 +2,14 @@
 //! database.
 //!
 //! One writer thread per node owns a write connection and commits everything queued to it
-//! in one transaction (group commit: one multi-row insert per table, `synchronous_commit =
-//! on`, so a group is durable before any of its calls is answered). Every writer, on every
-//! node, first locks the one `feed_counter` row: sequence numbers are then given in commit
-//! order and never twice, which is what lets trails read "everything after N" as final.
+//! at once (group commit, `synchronous_commit = on`, so a group is durable before any of
+//! its calls is answered): a group of live events as one autocommitted statement, anything
+//! else (imports, state changes) as one transaction. Every writer, on every node, locks the
+//! one `feed_counter` row before it numbers events: sequence numbers are then given in
+//! commit order and never twice, which is what lets trails read "everything after N" as
+//! final. Table locks always come before that row lock (in the writers and in the sweep),
+//! and day partitions, whose making locks a table exclusively, are made in transactions of
+//! their own, so no two of them wait on each other in a cycle.
 //! Readers are a small pool of threads with their own connections, so a caller on any
 //! thread (an async task included) only waits on a channel, never drives a client.
 //!
@@ -607,6 +611,8 @@ type Writes<'a> = Prepared<'a, Client>;
 type Reads<'a> = Prepared<'a, Client>;
 
 fn run_writer(mut connection: Connection, requests: Receiver<AppendRequest>) {
+    // Days whose partitions this writer has seen or made.
+    let mut known_days: HashSet<i64> = HashSet::new();
     while let Ok(first) = requests.recv() {
         let mut events = first.events.len();
         let mut group = vec![first];
@@ -622,7 +628,7 @@ fn run_writer(mut connection: Connection, requests: Receiver<AppendRequest>) {
         let started = Instant::now();
         let result = connection
             .prepared()
-            .and_then(|mut transaction| write_group(&mut transaction, &group));
+            .and_then(|mut session| append_group(&mut session, &group, &mut known_days));
         metrics::histogram!("cairn_commit_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("cairn_commit_group_events").record(events as f64);
         let outcomes = match result {
@@ -742,6 +748,207 @@ fn put_all(transaction: &mut Writes<'_>, changes: &[StateChange]) -> Result<(), 
     Ok(())
 }
 
+/// Whether `error` is a statement's whole failure that the group may be retried after: a
+/// day partition swept away by another node (no partition for the row), or an eventID
+/// stored before (the one-statement path does not check).
+fn retryable(error: &StoreError) -> bool {
+    use postgres::error::SqlState;
+    matches!(error, StoreError::Postgres(error)
+        if error.code() == Some(&SqlState::CHECK_VIOLATION)
+            || error.code() == Some(&SqlState::UNIQUE_VIOLATION))
+}
+
+/// Commits one group: in one statement when it holds only live events with eventIDs new to
+/// it (every call Cairn answers), else in a transaction that checks eventIDs and applies
+/// state changes in order. Day partitions are made first, each in a transaction of its own:
+/// making one locks its table exclusively, which no writer may ask for while it holds the
+/// feed counter's row.
+fn append_group(
+    session: &mut Writes<'_>,
+    group: &[AppendRequest],
+    known_days: &mut HashSet<i64>,
+) -> Result<Vec<crate::AppendResult>, StoreError> {
+    let mut days: Vec<i64> = group
+        .iter()
+        .flat_map(|request| &request.events)
+        .map(|prepared| day_of(prepared.event.event_time_millis))
+        .collect();
+    days.sort_unstable();
+    days.dedup();
+    make_days(session, &days, known_days)?;
+    match append_live_events(session, group) {
+        Ok(Some(outcomes)) => return Ok(outcomes),
+        Ok(None) => {}
+        Err(error) if retryable(&error) => {
+            known_days.clear();
+            make_days(session, &days, known_days)?;
+        }
+        Err(error) => return Err(error),
+    }
+    match write_group(session, group) {
+        Err(error) if retryable(&error) => {
+            // A day swept between making it and filling it: once more, after a rollback.
+            session.client.batch_execute("ROLLBACK")?;
+            known_days.clear();
+            make_days(session, &days, known_days)?;
+            write_group(session, group)
+        }
+        written => written,
+    }
+}
+
+/// Makes the partitions of `days` that do not exist yet (another node may make one at the
+/// same moment: then it is looked up again).
+fn make_days(
+    session: &mut Writes<'_>,
+    days: &[i64],
+    known_days: &mut HashSet<i64>,
+) -> Result<(), StoreError> {
+    let unknown: Vec<i64> = days
+        .iter()
+        .copied()
+        .filter(|day| !known_days.contains(day))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    for attempt in 0..2 {
+        let present: Vec<i64> = session
+            .query(
+                "SELECT day FROM event_days WHERE day = ANY($1)",
+                &[&unknown],
+            )?
+            .into_iter()
+            .map(|row| row.get(0))
+            .collect();
+        known_days.extend(present);
+        let mut made = Ok(());
+        let missing: Vec<i64> = unknown
+            .iter()
+            .copied()
+            .filter(|day| !known_days.contains(day))
+            .collect();
+        for day in &missing {
+            let bounds = day_bounds(*day);
+            made = session.client.batch_execute(&format!(
+                "BEGIN; \
+                 CREATE TABLE IF NOT EXISTS {} PARTITION OF events FOR VALUES {bounds}; \
+                 CREATE TABLE IF NOT EXISTS {} PARTITION OF lookup_entries FOR VALUES {bounds}; \
+                 INSERT INTO event_days (day) VALUES ({day}) ON CONFLICT DO NOTHING; \
+                 COMMIT;",
+                partition_name("events", *day),
+                partition_name("lookup_entries", *day),
+            ));
+            if made.is_err() {
+                let _ = session.client.batch_execute("ROLLBACK");
+                break;
+            }
+            known_days.insert(*day);
+        }
+        match made {
+            Ok(()) => return Ok(()),
+            Err(error) if attempt == 1 => return Err(error.into()),
+            Err(error) => {
+                tracing::debug!(%error, "a day partition was made meanwhile; looked up again")
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The group in one autocommitted statement, which takes the feed lock, numbers the events
+/// from the counter and inserts them with their IDs and lookup entries: one round trip.
+/// Its tables are locked as the statement starts, before the counter's row, the writers'
+/// order. `None` when the group needs the transaction: state changes, imported events, or
+/// an eventID twice in it.
+fn append_live_events(
+    session: &mut Writes<'_>,
+    group: &[AppendRequest],
+) -> Result<Option<Vec<crate::AppendResult>>, StoreError> {
+    if group
+        .iter()
+        .any(|request| !request.fed || !request.state.is_empty())
+    {
+        return Ok(None);
+    }
+    let events: Vec<&IndexedEvent> = group
+        .iter()
+        .flat_map(|request| &request.events)
+        .map(|prepared| &prepared.event)
+        .collect();
+    let mut seen = HashSet::with_capacity(events.len());
+    if events.is_empty()
+        || !events
+            .iter()
+            .all(|event| seen.insert(event.event_id.as_str()))
+    {
+        return Ok(None);
+    }
+    let records: Vec<&[u8]> = group
+        .iter()
+        .flat_map(|request| &request.events)
+        .map(|prepared| prepared.compressed_record.as_slice())
+        .collect();
+    let event_ids: Vec<&str> = events.iter().map(|event| event.event_id.as_str()).collect();
+    let times: Vec<i64> = events.iter().map(|event| event.event_time_millis).collect();
+    let categories: Vec<i16> = events
+        .iter()
+        .map(|event| event.category.code() as i16)
+        .collect();
+    let (mut entry_keys, mut entry_categories, mut entry_times, mut entry_ordinals) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (ordinal, event) in (1i64..).zip(&events) {
+        for (key, value) in lookup_entries(event) {
+            entry_keys.push(value_key(key, value));
+            entry_categories.push(event.category.code() as i16);
+            entry_times.push(event.event_time_millis);
+            entry_ordinals.push(ordinal);
+        }
+    }
+    let count = events.len() as i64;
+    session.query_one(
+        "WITH counter AS ( \
+           UPDATE feed_counter SET last_seq = last_seq + $1 WHERE id = 1 \
+           RETURNING last_seq - $1 AS base), \
+         stored_events AS ( \
+           INSERT INTO events (seq, event_id, event_time, category, fed, record) \
+           SELECT counter.base + e.ordinal, e.event_id, e.event_time, e.category, true, e.record \
+           FROM counter, unnest($2::text[], $3::int8[], $4::int2[], $5::bytea[]) \
+             WITH ORDINALITY AS e(event_id, event_time, category, record, ordinal)), \
+         stored_ids AS ( \
+           INSERT INTO event_ids (event_id, event_time, seq) \
+           SELECT e.event_id, e.event_time, counter.base + e.ordinal \
+           FROM counter, unnest($2::text[], $3::int8[]) WITH ORDINALITY AS e(event_id, event_time, ordinal)), \
+         stored_entries AS ( \
+           INSERT INTO lookup_entries (value_key, category, event_time, seq) \
+           SELECT l.value_key, l.category, l.event_time, counter.base + l.ordinal \
+           FROM counter, unnest($6::int8[], $7::int2[], $8::int8[], $9::int8[]) \
+             AS l(value_key, category, event_time, ordinal)) \
+         SELECT base FROM counter",
+        &[
+            &count,
+            &event_ids,
+            &times,
+            &categories,
+            &records,
+            &entry_keys,
+            &entry_categories,
+            &entry_times,
+            &entry_ordinals,
+        ],
+    )?;
+    Ok(Some(
+        group
+            .iter()
+            .map(|request| {
+                Ok(AppendOutcome {
+                    inserted: vec![true; request.events.len()],
+                })
+            })
+            .collect(),
+    ))
+}
+
 /// `ARRAY['a','b']::text[]`, each item quoted (`standard_conforming_strings` is on, so a
 /// quote doubled is the only escape).
 fn text_array_literal(items: &[&str]) -> String {
@@ -752,10 +959,10 @@ fn text_array_literal(items: &[&str]) -> String {
     format!("ARRAY[{}]::text[]", quoted.join(","))
 }
 
-/// Commits one group. The transaction is begun and ended by hand so that it costs three
-/// round trips when it holds only events: BEGIN with the feed lock and the checks of
-/// eventIDs and day partitions, the three inserts as one statement, and the counter's
-/// update with COMMIT. (Each round trip is
+/// Commits one group in a transaction begun and ended by hand, so that it costs three round
+/// trips when it holds only events: BEGIN with the locks and the eventID check, the three
+/// inserts as one statement, and the counter's update with COMMIT. Its days' partitions
+/// exist (`make_days`). (Each round trip is
 /// spent while every node's writers wait on the feed lock.) On an error the caller rolls
 /// back (`Connection::after_failed_transaction`).
 fn write_group(
@@ -767,30 +974,21 @@ fn write_group(
         .flat_map(|request| &request.events)
         .map(|prepared| prepared.event.event_id.as_str())
         .collect();
-    let mut days: Vec<i64> = group
-        .iter()
-        .flat_map(|request| &request.events)
-        .map(|prepared| day_of(prepared.event.event_time_millis))
-        .collect();
-    days.sort_unstable();
-    days.dedup();
-    // The eventIDs and days already stored are asked in the same round trip as BEGIN and
-    // the lock, as literals (a NUL cannot be one, and is left to a parameter).
+    // The eventIDs already stored are asked in the same round trip as BEGIN and the locks,
+    // as literals (a NUL cannot be one, and is left to a parameter). The tables are locked
+    // before the feed counter's row, in the order every writer and the sweep take them.
     let inline = !ids.iter().any(|id| id.contains('\0'));
-    let mut script =
-        String::from("BEGIN; SELECT last_seq FROM feed_counter WHERE id = 1 FOR UPDATE;");
+    let mut script = String::from(
+        "BEGIN; LOCK TABLE ONLY events, ONLY lookup_entries IN ROW EXCLUSIVE MODE; \
+         SELECT last_seq FROM feed_counter WHERE id = 1 FOR UPDATE;",
+    );
     if inline {
         script.push_str(&format!(
-            " SELECT event_id FROM event_ids WHERE event_id = ANY({}); \
-             SELECT day FROM event_days WHERE day = ANY(ARRAY[{}]::int8[]);",
+            " SELECT event_id FROM event_ids WHERE event_id = ANY({});",
             text_array_literal(&ids),
-            days.iter()
-                .map(i64::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
         ));
     }
-    // Rows of each statement of the script, in order (BEGIN's are none).
+    // Rows of each statement of the script, in order (BEGIN's and LOCK's are none).
     let mut answers: Vec<Vec<String>> = vec![Vec::new(); 4];
     let mut statement = 0;
     for message in transaction.client.simple_query(&script)? {
@@ -804,34 +1002,21 @@ fn write_group(
             _ => {}
         }
     }
-    let last_seq: i64 = answers[1]
+    let last_seq: i64 = answers[2]
         .first()
         .and_then(|text| text.parse().ok())
         .ok_or_else(|| StoreError::Corrupt("the feed counter has no row".into()))?;
-    let (mut taken, present): (HashSet<String>, HashSet<i64>) = if inline {
-        (
-            answers[2].drain(..).collect(),
-            answers[3]
-                .iter()
-                .filter_map(|day| day.parse().ok())
-                .collect(),
-        )
+    let mut taken: HashSet<String> = if inline {
+        answers[3].drain(..).collect()
     } else {
-        (
-            transaction
-                .query(
-                    "SELECT event_id FROM event_ids WHERE event_id = ANY($1)",
-                    &[&ids],
-                )?
-                .into_iter()
-                .map(|row| row.get(0))
-                .collect(),
-            transaction
-                .query("SELECT day FROM event_days WHERE day = ANY($1)", &[&days])?
-                .into_iter()
-                .map(|row| row.get(0))
-                .collect(),
-        )
+        transaction
+            .query(
+                "SELECT event_id FROM event_ids WHERE event_id = ANY($1)",
+                &[&ids],
+            )?
+            .into_iter()
+            .map(|row| row.get(0))
+            .collect()
     };
     let mut next_seq = last_seq;
     let mut seqs: Vec<i64> = Vec::new();
@@ -879,19 +1064,6 @@ fn write_group(
         outcomes.push(Ok(AppendOutcome { inserted }));
     }
     if !seqs.is_empty() {
-        let mut days: Vec<i64> = times.iter().map(|time| day_of(*time)).collect();
-        days.sort_unstable();
-        days.dedup();
-        for day in days.into_iter().filter(|day| !present.contains(day)) {
-            let bounds = day_bounds(day);
-            transaction.client.batch_execute(&format!(
-                "CREATE TABLE {} PARTITION OF events FOR VALUES {bounds}; \
-                 CREATE TABLE {} PARTITION OF lookup_entries FOR VALUES {bounds}; \
-                 INSERT INTO event_days (day) VALUES ({day});",
-                partition_name("events", day),
-                partition_name("lookup_entries", day),
-            ))?;
-        }
         transaction.execute(
             "WITH stored_events AS ( \
                INSERT INTO events (seq, event_id, event_time, category, fed, record) \
@@ -1100,23 +1272,35 @@ impl EventStore for PostgresEventStore {
 
     fn sweep_older_than(&self, cutoff_millis: i64) -> Result<u64, StoreError> {
         self.with_reader(move |reads| {
-            let mut transaction = reads.client.transaction()?;
-            // Under the writers' lock: no partition is made or filled while it is dropped.
-            transaction.query_one("SELECT 1 FROM feed_counter WHERE id = 1 FOR UPDATE", &[])?;
-            let days: Vec<i64> = transaction
-                .query("SELECT day FROM event_days ORDER BY day", &[])?
+            let wholly_before = |day: i64| {
+                day.checked_add(1)
+                    .and_then(|next| next.checked_mul(DAY_MILLIS))
+                    .is_some_and(|end| end <= cutoff_millis)
+            };
+            let days_of = |rows: Vec<Row>| -> Vec<i64> { rows.into_iter().map(|row| row.get(0)).collect() };
+            let dropping = days_of(reads.query("SELECT day FROM event_days ORDER BY day", &[])?)
                 .into_iter()
-                .map(|row| row.get(0))
-                .collect();
+                .any(wholly_before);
+            let mut transaction = reads.client.transaction()?;
+            // Locks in the writers' order (see `write_group`): the tables first (exclusively,
+            // to drop a partition), then the feed counter's row, so that no partition is
+            // made or filled while it is dropped and no writer waits in a cycle with this.
+            if dropping {
+                transaction.batch_execute(
+                    "LOCK TABLE ONLY events, ONLY lookup_entries IN ACCESS EXCLUSIVE MODE",
+                )?;
+            }
+            transaction.query_one("SELECT 1 FROM feed_counter WHERE id = 1 FOR UPDATE", &[])?;
+            let days = days_of(transaction.query("SELECT day FROM event_days ORDER BY day", &[])?);
             let mut removed = 0u64;
             for day in days {
-                let day_end = day.checked_add(1).and_then(|next| next.checked_mul(DAY_MILLIS));
                 let day_start = day.checked_mul(DAY_MILLIS).unwrap_or(i64::MIN);
                 if day_start >= cutoff_millis {
                     break;
                 }
                 let events = partition_name("events", day);
-                if day_end.is_some_and(|end| end <= cutoff_millis) {
+                // A day made since the first look is emptied now and dropped next time.
+                if dropping && wholly_before(day) {
                     let count: i64 = transaction
                         .query_one(&format!("SELECT count(*) FROM {events}"), &[])?
                         .get(0);
@@ -1346,6 +1530,37 @@ mod tests {
             "each seen as stored"
         );
         assert_eq!(store.count().unwrap(), odd.len() as u64);
+    }
+
+    #[test]
+    fn a_day_swept_away_is_made_again_for_the_next_event_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_for_test(dir.path());
+        let day_secs = 1_700_000_000 / 86_400 * 86_400;
+        let event =
+            |id: &str| crate::conformance::sample_event(id, day_secs + 60, "Get", "a", "AKIA1");
+        store.append(vec![event("before")]).unwrap();
+        assert_eq!(
+            store.sweep_older_than((day_secs + 86_400) * 1000).unwrap(),
+            1
+        );
+        // The writer made that day's partition, and the sweep dropped it behind its back.
+        let again = store
+            .append(vec![event("after"), event("and-more")])
+            .unwrap();
+        assert_eq!(again.inserted, [true, true]);
+        assert_eq!(store.count().unwrap(), 2);
+        let imported = store
+            .submit_imported(vec![event("imported")])
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(imported.inserted, [true]);
+        assert_eq!(
+            store.sweep_older_than((day_secs + 86_400) * 1000).unwrap(),
+            3
+        );
+        assert_eq!(store.append(vec![event("last")]).unwrap().inserted, [true]);
     }
 
     #[test]
