@@ -307,6 +307,56 @@ def test_selectors_choose_what_each_trail_delivers(tmp_path):
         server.stop()
 
 
+def test_a_read_only_trail_and_advanced_selectors_deliver_only_their_events(tmp_path):
+    server = Cairn(tmp_path / "data", extra_args=["--delivery-interval-secs", "1"]).start()
+    try:
+        s3, cloudtrail = client(server, "s3"), client(server, "cloudtrail")
+        for bucket in ["e2e-logs", "e2e-chosen", "e2e-other"]:
+            s3.create_bucket(Bucket=bucket)
+        cloudtrail.create_trail(Name="reads", S3BucketName="e2e-logs", S3KeyPrefix="reads")
+        cloudtrail.put_event_selectors(TrailName="reads", EventSelectors=[{
+            "ReadWriteType": "ReadOnly", "IncludeManagementEvents": True}])
+        cloudtrail.create_trail(Name="advanced", S3BucketName="e2e-logs", S3KeyPrefix="advanced")
+        cloudtrail.put_event_selectors(TrailName="advanced", AdvancedEventSelectors=[
+            {"Name": "puts into the chosen bucket", "FieldSelectors": [
+                {"Field": "eventCategory", "Equals": ["Data"]},
+                {"Field": "resources.type", "Equals": ["AWS::S3::Object"]},
+                {"Field": "eventName", "Equals": ["PutObject"]},
+                {"Field": "resources.ARN", "StartsWith": ["arn:aws:s3:::e2e-chosen/"]}]},
+            {"Name": "writes, tags aside", "FieldSelectors": [
+                {"Field": "eventCategory", "Equals": ["Management"]},
+                {"Field": "readOnly", "Equals": ["false"]},
+                {"Field": "eventName", "NotEquals": ["AddTags"]}]},
+        ])
+        cloudtrail.start_logging(Name="reads")
+        cloudtrail.start_logging(Name="advanced")
+        read = cloudtrail.describe_trails()["ResponseMetadata"]["RequestId"]
+        chosen_put = s3.put_object(Bucket="e2e-chosen", Key="a.txt", Body=b"a")["ResponseMetadata"]["RequestId"]
+        chosen_get = s3.get_object(Bucket="e2e-chosen", Key="a.txt")["ResponseMetadata"]["RequestId"]
+        other_put = s3.put_object(Bucket="e2e-other", Key="b.txt", Body=b"b")["ResponseMetadata"]["RequestId"]
+        tagged = cloudtrail.add_tags(ResourceId=cloudtrail.get_trail(Name="reads")["Trail"]["TrailARN"],
+                                     TagsList=[{"Key": "k", "Value": "v"}])["ResponseMetadata"]["RequestId"]
+        created = s3.create_bucket(Bucket="e2e-late")["ResponseMetadata"]["RequestId"]
+        last_read = cloudtrail.list_trails()["ResponseMetadata"]["RequestId"]
+
+        def both():
+            reads, advanced = delivered(server, "e2e-logs", "reads/"), delivered(server, "e2e-logs", "advanced/")
+            if last_read in request_ids(reads) and created in request_ids(advanced):
+                return reads, advanced
+            return None
+
+        reads, advanced = wait_for(both)
+        read_records = [r for records in reads.values() for r in records]
+        assert read in request_ids(reads)
+        assert read_records and all(r["readOnly"] for r in read_records), "a ReadOnly trail gets no write"
+        assert not {chosen_put, chosen_get, other_put, tagged, created} & set(request_ids(reads))
+        assert all(r.get("managementEvent") for r in read_records), "no data events by default"
+        assert chosen_put in request_ids(advanced) and created in request_ids(advanced)
+        assert not {read, chosen_get, other_put, tagged, last_read} & set(request_ids(advanced))
+    finally:
+        server.stop()
+
+
 def delivering_then_bucket_lost(server, name, bucket):
     """A logging trail that delivered its first call, then lost its bucket: (s3, cloudtrail,
     the first call's request ID)."""
