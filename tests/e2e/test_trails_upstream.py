@@ -65,6 +65,26 @@ def test_delivery_to_an_upstream_with_sns_and_cloudwatch_logs(tmp_path, moto):
         events = wait_for(logged, what="CloudWatch Logs delivery")
         assert {e["logStreamName"] for e in events} == {stream}
 
+        # A call with a service event (Secrets Manager, through the gateway): the service
+        # event is delivered as a management event beside its call, and the secret's value
+        # is in neither.
+        sm = client(server, "secretsmanager")
+        value = "e2e-trail-secret-value-5f1c"
+        sm.create_secret(Name="e2e-trail-secret", SecretString=value)
+        deleted = sm.delete_secret(SecretId="e2e-trail-secret", RecoveryWindowInDays=7)
+        call = deleted["ResponseMetadata"]["RequestId"]
+
+        def with_service_event():
+            files = delivered(server, "e2e-upstream-trail")
+            records = [r for records in files.values() for r in records]
+            started = [r for r in records if r["eventName"] == "StartSecretVersionDelete"]
+            return (records, started[0]) if started and call in request_ids(files) else None
+        records, started = wait_for(with_service_event)
+        assert started["eventType"] == "AwsServiceEvent" and started["managementEvent"] is True
+        assert started["eventSource"] == "secretsmanager.amazonaws.com"
+        assert started["serviceEventDetails"]["deletionDate"]
+        assert value not in json.dumps(records)
+
         status = cloudtrail.get_trail_status(Name="upstream")
         assert "LatestNotificationTime" in status and "LatestCloudWatchLogsDeliveryTime" in status
         for error in ["LatestDeliveryError", "LatestNotificationError", "LatestCloudWatchLogsDeliveryError"]:
