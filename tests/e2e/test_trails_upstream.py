@@ -91,3 +91,40 @@ def test_delivery_to_an_upstream_with_sns_and_cloudwatch_logs(tmp_path, moto):
             assert error not in status, status
     finally:
         server.stop()
+
+
+def test_a_dynamodb_data_event_selector_delivers_that_tables_item_calls_only(tmp_path, moto):
+    server = Cairn(tmp_path / "data", extra_args=[
+        "--upstream", moto, "--delivery-interval-secs", "1", "--account-id", ACCOUNT]).start()
+    try:
+        s3, dynamodb, cloudtrail = client(server, "s3"), client(server, "dynamodb"), client(server, "cloudtrail")
+        s3.create_bucket(Bucket="e2e-table-trail")
+        arns = {}
+        for table in ["e2e-watched", "e2e-unwatched"]:
+            arns[table] = dynamodb.create_table(
+                TableName=table, BillingMode="PAY_PER_REQUEST",
+                KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            )["TableDescription"]["TableArn"]
+        cloudtrail.create_trail(Name="tables", S3BucketName="e2e-table-trail")
+        cloudtrail.put_event_selectors(TrailName="tables", EventSelectors=[{
+            "ReadWriteType": "All", "IncludeManagementEvents": False,
+            "DataResources": [{"Type": "AWS::DynamoDB::Table", "Values": [arns["e2e-watched"]]}]}])
+        cloudtrail.start_logging(Name="tables")
+        watched = dynamodb.put_item(TableName="e2e-watched", Item={"id": {"S": "a"}})["ResponseMetadata"]["RequestId"]
+        unwatched = dynamodb.put_item(TableName="e2e-unwatched", Item={"id": {"S": "b"}})["ResponseMetadata"]["RequestId"]
+        management = dynamodb.describe_table(TableName="e2e-watched")["ResponseMetadata"]["RequestId"]
+        read = dynamodb.get_item(TableName="e2e-watched", Key={"id": {"S": "a"}})["ResponseMetadata"]["RequestId"]
+
+        files = wait_for(lambda: (lambda f: f if read in request_ids(f) else None)(
+            delivered(server, "e2e-table-trail")))
+        ids = set(request_ids(files))
+        assert watched in ids and read in ids
+        assert unwatched not in ids, "another table's item calls"
+        assert management not in ids, "no management events on this trail"
+        records = [r for records in files.values() for r in records]
+        put = next(r for r in records if r["requestID"] == watched)
+        assert put["eventCategory"] == "Data" and put["managementEvent"] is False
+        assert any(resource["ARN"] == arns["e2e-watched"] for resource in put["resources"])
+    finally:
+        server.stop()
