@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -298,3 +299,64 @@ def moto():
     yield f"http://127.0.0.1:{port}"
     process.terminate()
     process.wait(timeout=30)
+
+
+class Outage:
+    """A TCP proxy in front of a server (PostgreSQL, moto) that can go down (every
+    connection through it cut, and nothing listening) and come back on the same port."""
+
+    def __init__(self, upstream):
+        self.upstream = upstream
+        self.port = free_port()
+        self.lock = threading.Lock()
+        self.sockets = []
+        self.listener = None
+        self.up()
+
+    def up(self):
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def down(self):
+        with self.lock:
+            # shutdown first: a close alone leaves a listener that a blocked accept holds.
+            try:
+                self.listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.listener.close()
+            for sock in self.sockets:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+            self.sockets.clear()
+
+    def _accept(self, listener):
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            with self.lock:
+                self.sockets += [client, server]
+            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+
+    @staticmethod
+    def _pump(a, b):
+        try:
+            while True:
+                ready, _, _ = select.select([a, b], [], [], 1)
+                for sock in ready:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    (b if sock is a else a).sendall(data)
+        except (OSError, ValueError):  # cut by `down`
+            return

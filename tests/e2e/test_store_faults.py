@@ -7,8 +7,6 @@ acknowledged before, during and after is stored exactly once."""
 import collections
 import json
 import os
-import select
-import socket
 import subprocess
 import threading
 import time
@@ -19,70 +17,9 @@ import botocore.config
 import botocore.exceptions
 import zstandard
 
-from conftest import BINARY, Cairn, clean_env, free_port
+from conftest import BINARY, Cairn, Outage, clean_env, free_port
 
 BASE = os.environ.get("CAIRN_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/test")
-
-
-class Outage:
-    """A TCP proxy in front of PostgreSQL that can go down (every connection through it cut,
-    and nothing listening) and come back on the same port."""
-
-    def __init__(self, upstream=("127.0.0.1", 5432)):
-        self.upstream = upstream
-        self.port = free_port()
-        self.lock = threading.Lock()
-        self.sockets = []
-        self.listener = None
-        self.up()
-
-    def up(self):
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        self.listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def down(self):
-        with self.lock:
-            # shutdown first: a close alone leaves a listener that a blocked accept holds.
-            try:
-                self.listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            self.listener.close()
-            for sock in self.sockets:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                sock.close()
-            self.sockets.clear()
-
-    def _accept(self, listener):
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.upstream)
-            with self.lock:
-                self.sockets += [client, server]
-            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
-
-    @staticmethod
-    def _pump(a, b):
-        try:
-            while True:
-                ready, _, _ = select.select([a, b], [], [], 1)
-                for sock in ready:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    (b if sock is a else a).sendall(data)
-        except (OSError, ValueError):  # cut by `down`
-            return
 
 
 def sts(server):
@@ -127,7 +64,7 @@ def test_a_database_that_cannot_be_reached_or_refuses_the_login_is_a_clear_error
 
 
 def test_calls_fail_closed_while_the_database_is_gone_and_nothing_acknowledged_is_lost(tmp_path):
-    outage = Outage()
+    outage = Outage(("127.0.0.1", 5432))
     schema = f"cairn_test_faults_{uuid.uuid4().hex[:12]}"
     server = Cairn(tmp_path / "data", extra_args=[
         "--store", f"postgres://postgres@127.0.0.1:{outage.port}/test?schema={schema}",

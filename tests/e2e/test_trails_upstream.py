@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import Cairn
+from conftest import Cairn, Outage
 from test_trails import client, delivered, request_ids, wait_for
 
 ACCOUNT = "123456789012"
@@ -128,3 +128,71 @@ def test_a_dynamodb_data_event_selector_delivers_that_tables_item_calls_only(tmp
         assert any(resource["ARN"] == arns["e2e-watched"] for resource in put["resources"])
     finally:
         server.stop()
+
+
+def test_notices_owed_while_sns_and_cloudwatch_logs_are_down_are_sent_when_they_are_back(tmp_path, moto):
+    # SNS and CloudWatch Logs reach moto through a proxy that can go down; the rest goes
+    # straight to moto.
+    host, port = moto.removeprefix("http://").split(":")
+    outage = Outage((host, int(port)))
+    proxied = f"http://127.0.0.1:{outage.port}"
+    config = tmp_path / "cairn.toml"
+    config.write_text(f'[upstreams]\nsns = "{proxied}"\nlogs = "{proxied}"\n')
+    server = Cairn(tmp_path / "data", extra_args=[
+        "--config", str(config), "--upstream", moto, "--delivery-interval-secs", "1",
+        "--account-id", ACCOUNT]).start()
+    try:
+        s3, sns, sqs, logs = (client(server, name) for name in ["s3", "sns", "sqs", "logs"])
+        cloudtrail, kms = client(server, "cloudtrail"), client(server, "kms")
+        s3.create_bucket(Bucket="e2e-owed-notices")
+        topic = sns.create_topic(Name="e2e-owed-notices")["TopicArn"]
+        queue = sqs.create_queue(QueueName="e2e-owed-notices")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+        logs.create_log_group(logGroupName="e2e-owed-notices")
+        cloudtrail.create_trail(
+            Name="owed", S3BucketName="e2e-owed-notices", SnsTopicName="e2e-owed-notices",
+            CloudWatchLogsLogGroupArn=f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:e2e-owed-notices:*",
+            CloudWatchLogsRoleArn=f"arn:aws:iam::{ACCOUNT}:role/trail-logs")
+        cloudtrail.start_logging(Name="owed")
+
+        outage.down()
+        markers = [kms.create_key()["ResponseMetadata"]["RequestId"] for _ in range(3)]
+        files = wait_for(lambda: (lambda f: f if set(markers) <= set(request_ids(f)) else None)(
+            delivered(server, "e2e-owed-notices")), what="files delivered while SNS is down")
+
+        def failing():
+            status = cloudtrail.get_trail_status(Name="owed")
+            wanted = ["LatestNotificationError", "LatestCloudWatchLogsDeliveryError"]
+            return status if all(name in status for name in wanted) else None
+        status = wait_for(failing, what="the outage in GetTrailStatus")
+        assert "LatestDeliveryError" not in status, "files are not held back"
+        # Calls are answered while the notices wait.
+        markers.append(kms.list_keys()["ResponseMetadata"]["RequestId"])
+
+        outage.up()
+        files = wait_for(lambda: (lambda f: f if set(markers) <= set(request_ids(f)) else None)(
+            delivered(server, "e2e-owed-notices")))
+        notified = set()
+        deadline = time.time() + 90
+        while not set(files) <= notified and time.time() < deadline:
+            for message in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+                notified.update(json.loads(json.loads(message["Body"])["Message"])["s3ObjectKey"])
+        assert set(files) <= notified, "every file delivered during the outage is notified after it"
+
+        def logged():
+            events = logs.filter_log_events(logGroupName="e2e-owed-notices").get("events", [])
+            ids = [json.loads(e["message"])["requestID"] for e in events]
+            return ids if set(markers) <= set(ids) else None
+        ids = wait_for(logged, timeout=90, what="CloudWatch Logs catching up")
+        for marker in markers:
+            assert ids.count(marker) == 1, (marker, ids.count(marker))
+
+        def recovered():
+            status = cloudtrail.get_trail_status(Name="owed")
+            errors = ["LatestNotificationError", "LatestCloudWatchLogsDeliveryError"]
+            return status if not any(name in status for name in errors) else None
+        wait_for(recovered, timeout=90, what="the errors cleared")
+    finally:
+        server.stop()
+        outage.down()

@@ -12,6 +12,7 @@
 //! judged by a trail state at least as new as the event.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -94,8 +95,13 @@ pub struct Deliverer {
     stop_seqs: Mutex<HashMap<String, i64>>,
     uploads: std::sync::atomic::AtomicUsize,
     notifier: Option<Notifier>,
-    /// Trails whose last delivery failed: how many times in a row, and when to try again.
-    backoff: Mutex<HashMap<String, (u32, i64)>>,
+    /// Trails whose last delivery failed, and when to try again.
+    backoff: Backoff,
+    /// Trails whose owed notices could not be sent, and when to try again.
+    pub(crate) notice_backoff: Backoff,
+    /// Whether `trail-notices` may hold something: false once a round found it empty,
+    /// true again when a delivery owes notices or a send fails.
+    pub(crate) may_owe_notices: AtomicBool,
     /// Signs digest files; without it no trail writes digests.
     pub(crate) digest_keys: Option<Arc<cairn_integrity::DigestKeys>>,
     /// On a shared store: delivery runs only while this node holds the lease, and every
@@ -105,8 +111,7 @@ pub struct Deliverer {
 
 type FeedRead = tokio::task::JoinHandle<Result<Vec<StoredEvent>, cairn_store::StoreError>>;
 
-/// A failing trail is tried again after the interval, doubled for each failure in a row,
-/// up to this (or the interval, if longer).
+/// The longest wait of [`Backoff`] (unless the interval is longer).
 const MAX_BACKOFF_MILLIS: i64 = 60_000;
 
 impl Deliverer {
@@ -124,7 +129,9 @@ impl Deliverer {
             stop_seqs: Mutex::default(),
             uploads: Default::default(),
             notifier: None,
-            backoff: Mutex::default(),
+            backoff: Backoff::default(),
+            notice_backoff: Backoff::default(),
+            may_owe_notices: AtomicBool::new(true),
             digest_keys: None,
             lease: None,
         }
@@ -154,6 +161,10 @@ impl Deliverer {
     pub fn with_notifier(mut self, notifier: Notifier) -> Self {
         self.notifier = Some(notifier);
         self
+    }
+
+    pub(crate) fn notifier(&self) -> Option<&Notifier> {
+        self.notifier.as_ref()
     }
 
     pub fn objects(&self) -> &Arc<dyn ObjectStore> {
@@ -246,12 +257,7 @@ impl Deliverer {
                 }
             };
             let (arn, trail) = (arn.clone(), trail.clone());
-            let waiting = self
-                .backoff
-                .lock()
-                .ok()
-                .and_then(|backoff| backoff.get(&arn).copied());
-            if waiting.is_some_and(|(_, retry_at)| now < retry_at) {
+            if !self.backoff.ready(&arn, now) {
                 continue;
             }
             let position = positions.get(&arn).cloned();
@@ -265,23 +271,8 @@ impl Deliverer {
                     }
                 }
             }
-            if let Ok(mut backoff) = self.backoff.lock() {
-                match &outcome {
-                    Ok(()) => {
-                        backoff.remove(&arn);
-                    }
-                    Err(_) => {
-                        let failures =
-                            waiting.map_or(1, |(failures, _)| failures.saturating_add(1));
-                        let interval =
-                            i64::try_from(self.settings.interval.as_millis()).unwrap_or(i64::MAX);
-                        let delay = interval
-                            .saturating_mul(1i64 << failures.min(20))
-                            .min(MAX_BACKOFF_MILLIS.max(interval));
-                        backoff.insert(arn.clone(), (failures, now.saturating_add(delay)));
-                    }
-                }
-            }
+            self.backoff
+                .settle(&arn, outcome.is_ok(), now, self.settings.interval);
             if let Err(error) = outcome {
                 report.failures += 1;
                 tracing::warn!(%error, trail = %arn, "delivery failed; retried next round");
@@ -296,6 +287,9 @@ impl Deliverer {
                     })
                     .await;
             }
+        }
+        if let Err(error) = self.send_owed_notices().await {
+            tracing::warn!(%error, "owed notices not sent; tried again next round");
         }
         // Chains whose trail was deleted end with a final digest.
         for (arn, chain) in chains {
@@ -448,7 +442,7 @@ impl Deliverer {
         self.taken(pending, events).await
     }
 
-    async fn taken(
+    pub(crate) async fn taken(
         &self,
         pending: &PendingDelivery,
         events: Vec<StoredEvent>,
@@ -520,77 +514,6 @@ impl Deliverer {
         Ok(planned)
     }
 
-    /// SNS and CloudWatch Logs, best effort: what happened goes into `status`.
-    async fn notify(&self, trail: &Trail, files: &[PlannedFile], status: &mut Map<String, Value>) {
-        let now = self.clock.now_millis();
-        let stamp = format_event_time(now);
-        if let Some(topic) = &trail.sns_topic_arn {
-            let mut outcome = Ok(());
-            for file in files {
-                outcome = match &self.notifier {
-                    Some(notifier) => {
-                        notifier
-                            .publish_file(topic, &trail.s3_bucket_name, &file.key)
-                            .await
-                    }
-                    None => Err(DeliveryError::Objects("no upstream serves SNS".into())),
-                };
-                if outcome.is_err() {
-                    break;
-                }
-            }
-            status.insert("LatestNotificationAttemptTime".into(), json!(stamp));
-            match outcome {
-                Ok(()) => {
-                    status.insert("LatestNotificationTime".into(), json!(now));
-                    status.insert("LatestNotificationAttemptSucceeded".into(), json!(stamp));
-                    status.remove("LatestNotificationError");
-                }
-                Err(error) => {
-                    tracing::warn!(%error, trail = %trail.arn(), "SNS notification failed");
-                    status.insert("LatestNotificationError".into(), json!(error.to_string()));
-                }
-            }
-        }
-        if let Some(group) = &trail.cloud_watch_logs_log_group_arn {
-            let mut outcome = Ok(());
-            for file in files {
-                let records: Vec<(i64, &str)> = file
-                    .event_times
-                    .iter()
-                    .copied()
-                    .zip(file.records.iter().map(String::as_str))
-                    .collect();
-                outcome = match &self.notifier {
-                    Some(notifier) => {
-                        notifier
-                            .put_log_events(group, &file.account_id, &file.region, &records)
-                            .await
-                    }
-                    None => Err(DeliveryError::Objects(
-                        "no upstream serves CloudWatch Logs".into(),
-                    )),
-                };
-                if outcome.is_err() {
-                    break;
-                }
-            }
-            match outcome {
-                Ok(()) => {
-                    status.insert("LatestCloudWatchLogsDeliveryTime".into(), json!(now));
-                    status.remove("LatestCloudWatchLogsDeliveryError");
-                }
-                Err(error) => {
-                    tracing::warn!(%error, trail = %trail.arn(), "CloudWatch Logs delivery failed");
-                    status.insert(
-                        "LatestCloudWatchLogsDeliveryError".into(),
-                        json!(error.to_string()),
-                    );
-                }
-            }
-        }
-    }
-
     async fn finish(
         &self,
         arn: &str,
@@ -598,7 +521,6 @@ impl Deliverer {
         written: &[PlannedFile],
     ) -> Result<(), DeliveryError> {
         let mut status = self.status(arn).await?;
-        self.notify(&pending.trail, written, &mut status).await;
         let now = self.clock.now_millis();
         status.insert("LatestDeliveryTime".into(), json!(now));
         status.insert(
@@ -617,10 +539,17 @@ impl Deliverer {
         if pending.trail.log_file_validation_enabled {
             changes.extend(crate::digests::listed_files(arn, pending, written));
         }
-        self.commit(changes).await
+        let owes = crate::notices::owed_for(arn, pending, written);
+        let owing = owes.is_some();
+        changes.extend(owes);
+        self.commit(changes).await?;
+        if owing {
+            self.may_owe_notices.store(true, Ordering::SeqCst);
+        }
+        Ok(())
     }
 
-    async fn status(&self, arn: &str) -> Result<Map<String, Value>, DeliveryError> {
+    pub(crate) async fn status(&self, arn: &str) -> Result<Map<String, Value>, DeliveryError> {
         let arn = arn.to_owned();
         let entries = self.blocking(|store| store.state(TRAIL_STATUS)).await?;
         Ok(entries
@@ -643,6 +572,40 @@ impl Deliverer {
             Value::Object(status).to_string(),
         )])
         .await
+    }
+}
+
+/// Per trail: how many failures in a row, and when to try again. A failing trail is tried
+/// again after the interval, doubled for each failure in a row, up to
+/// [`MAX_BACKOFF_MILLIS`] (or the interval, if longer).
+#[derive(Default)]
+pub(crate) struct Backoff(Mutex<HashMap<String, (u32, i64)>>);
+
+impl Backoff {
+    pub(crate) fn ready(&self, arn: &str, now: i64) -> bool {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|waiting| waiting.get(arn).copied())
+            .is_none_or(|(_, retry_at)| now >= retry_at)
+    }
+
+    pub(crate) fn settle(&self, arn: &str, succeeded: bool, now: i64, interval: Duration) {
+        let Ok(mut waiting) = self.0.lock() else {
+            return;
+        };
+        if succeeded {
+            waiting.remove(arn);
+            return;
+        }
+        let failures = waiting
+            .get(arn)
+            .map_or(1, |(failures, _)| failures.saturating_add(1));
+        let interval = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+        let delay = interval
+            .saturating_mul(1i64 << failures.min(20))
+            .min(MAX_BACKOFF_MILLIS.max(interval));
+        waiting.insert(arn.to_owned(), (failures, now.saturating_add(delay)));
     }
 }
 

@@ -1,9 +1,8 @@
 //! What a trail tells besides its files: an SNS notification per delivered file (AWS's
 //! `{"s3Bucket": ..., "s3ObjectKey": [...]}`), and each event to CloudWatch Logs (stream
 //! `<account>_CloudTrail_<region>`, created on first need). Both go to the upstream that
-//! serves SNS or CloudWatch Logs, signed with delivery's credentials. Best effort, as in
-//! AWS: a failure is reported in the trail's status, never holds files or events back, and
-//! a delivery redone after a crash may notify twice.
+//! serves SNS or CloudWatch Logs, signed with delivery's credentials. The calls only: what is owed
+//! and when it is sent again is the outbox's (`notices`).
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Uri};
