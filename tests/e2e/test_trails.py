@@ -436,6 +436,23 @@ def test_cairn_tail_prints_events_as_they_are_recorded(tmp_path):
         assert past.returncode == 0, past.stderr
         assert [json.loads(line)["requestID"] for line in past.stdout.splitlines()] == earlier
 
+        # Every LookupEvents attribute filters, matched as lookup-events matches it.
+        client(server, "s3").create_bucket(Bucket="e2e-tail-bucket")
+        def tail_json(*filters):
+            done = subprocess.run([*tail, "--from-start", "--count", "1", *filters],
+                                  capture_output=True, text=True, timeout=60, env=clean_env(server.data_dir))
+            assert done.returncode == 0, done.stderr
+            return [json.loads(line) for line in done.stdout.splitlines()]
+        bucket_event, = tail_json("--resource-type", "AWS::S3::Bucket")
+        assert bucket_event["eventName"] == "CreateBucket"
+        looked_up = cloudtrail.lookup_events(LookupAttributes=[
+            {"AttributeKey": "ResourceType", "AttributeValue": "AWS::S3::Bucket"}])["Events"]
+        assert [e["EventId"] for e in looked_up] == [bucket_event["eventID"]]
+        by_id, = tail_json("--event-id", bucket_event["eventID"])
+        assert by_id == bucket_event
+        arn, = [r["ARN"] for r in bucket_event["resources"]]
+        assert tail_json("--resource-name", arn, "--event-name", "CreateBucket") == [bucket_event]
+
         following = subprocess.Popen([*tail[:-1], "--event-name", "GetTrailStatus", "--count", "1"],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(server.data_dir))
         time.sleep(1.5)

@@ -2,7 +2,7 @@
 //! of an event that LookupEvents can ask for, their stored codes, and the one stable hash
 //! stored keys are made with.
 
-use cairn_model::{IndexedEvent, LookupAttributeKey};
+use cairn_model::{IndexedEvent, LookupAttribute, LookupAttributeKey};
 
 /// Every (attribute, value) pair an event is found by, EventId excepted.
 pub(crate) fn lookup_entries(event: &IndexedEvent) -> Vec<(LookupAttributeKey, &str)> {
@@ -57,6 +57,17 @@ pub(crate) fn lookup_entries(event: &IndexedEvent) -> Vec<(LookupAttributeKey, &
     entries
 }
 
+/// Whether LookupEvents asking for `attribute` finds `event`: what `cairn tail` filters by,
+/// so that it shows exactly what a lookup would.
+pub fn found_by(event: &IndexedEvent, attribute: &LookupAttribute) -> bool {
+    match attribute.key {
+        LookupAttributeKey::EventId => event.event_id == attribute.value,
+        key => lookup_entries(event)
+            .into_iter()
+            .any(|(found, value)| found == key && value == attribute.value),
+    }
+}
+
 pub(crate) fn attr_code(key: LookupAttributeKey) -> i64 {
     match key {
         LookupAttributeKey::EventId => 0,
@@ -78,4 +89,43 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
     hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_is_found_by_each_attribute_it_has_and_no_other() {
+        let event = IndexedEvent::from_json_text(
+            serde_json::json!({
+                "eventVersion": "1.11", "eventTime": "2026-12-02T00:00:00Z", "eventID": "e-1",
+                "eventSource": "s3.amazonaws.com", "eventName": "CreateBucket", "readOnly": false,
+                "userIdentity": {"type": "IAMUser", "userName": "alice", "accessKeyId": "AKIA1"},
+                "resources": [{"type": "AWS::S3::Bucket", "ARN": "arn:aws:s3:::b"}],
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let found = |key, value: &str| {
+            found_by(
+                &event,
+                &LookupAttribute {
+                    key,
+                    value: value.into(),
+                },
+            )
+        };
+        assert!(found(LookupAttributeKey::EventId, "e-1"));
+        assert!(found(LookupAttributeKey::EventName, "CreateBucket"));
+        assert!(found(LookupAttributeKey::ReadOnly, "false"));
+        assert!(!found(LookupAttributeKey::ReadOnly, "true"));
+        assert!(found(LookupAttributeKey::Username, "alice"));
+        assert!(found(LookupAttributeKey::AccessKeyId, "AKIA1"));
+        assert!(found(LookupAttributeKey::ResourceType, "AWS::S3::Bucket"));
+        assert!(found(LookupAttributeKey::ResourceName, "arn:aws:s3:::b"));
+        assert!(!found(LookupAttributeKey::ResourceName, "b"));
+        assert!(!found(LookupAttributeKey::EventSource, "kms.amazonaws.com"));
+        assert!(!found(LookupAttributeKey::EventId, "e-2"));
+    }
 }

@@ -21,6 +21,7 @@ mod sqlite;
 use cairn_model::{EventCategory, IndexedEvent, LookupAttribute, StateChange};
 
 pub use compression::TrainingSchedule;
+pub use indexing::found_by;
 #[doc(hidden)]
 pub use pg::{open_for_test as open_postgres_for_test, test_location as postgres_test_location};
 pub use pg::{PostgresEventStore, PostgresLocation};

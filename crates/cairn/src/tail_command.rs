@@ -6,20 +6,26 @@
 use std::io::Write;
 use std::time::Duration;
 
+use cairn_model::{LookupAttribute, LookupAttributeKey};
+use cairn_store::found_by;
 use serde_json::Value;
 
 use crate::config::Settings;
 
-/// What `cairn tail` prints.
+/// What `cairn tail` prints: every filter is a LookupEvents attribute, matched as a lookup
+/// matches it, and an event is printed when it has all of them.
 #[derive(clap::Args, Debug, Default)]
 pub struct TailFilters {
+    /// Only the event with this eventID
+    #[arg(long)]
+    pub event_id: Option<String>,
     /// Only events with this eventName
     #[arg(long)]
     pub event_name: Option<String>,
     /// Only events from this eventSource (kms.amazonaws.com, ...)
     #[arg(long)]
     pub event_source: Option<String>,
-    /// Only events by this user name (userIdentity.userName or the session's role name)
+    /// Only events by this user name (as LookupEvents' Username)
     #[arg(long)]
     pub username: Option<String>,
     /// Only events with this access key
@@ -28,7 +34,10 @@ pub struct TailFilters {
     /// Only read-only (true) or write (false) events
     #[arg(long)]
     pub read_only: Option<bool>,
-    /// Only events naming this resource (ARN or name) in `resources`
+    /// Only events naming a resource of this type (AWS::S3::Bucket, AWS::KMS::Key, ...)
+    #[arg(long)]
+    pub resource_type: Option<String>,
+    /// Only events naming this resource (its ARN, as LookupEvents' ResourceName)
     #[arg(long)]
     pub resource_name: Option<String>,
     /// Print each record as one line of JSON
@@ -46,34 +55,26 @@ const POLL: Duration = Duration::from_millis(200);
 const BATCH: usize = 1000;
 
 impl TailFilters {
-    fn admits(&self, record: &Value) -> bool {
-        let text = |pointer: &str| record.pointer(pointer).and_then(Value::as_str);
-        let equal = |wanted: &Option<String>, found: Option<&str>| {
-            wanted.as_deref().is_none_or(|wanted| found == Some(wanted))
-        };
-        let username = text("/userIdentity/userName")
-            .or_else(|| text("/userIdentity/sessionContext/sessionIssuer/userName"));
-        equal(&self.event_name, text("/eventName"))
-            && equal(&self.event_source, text("/eventSource"))
-            && equal(&self.username, username)
-            && equal(&self.access_key_id, text("/userIdentity/accessKeyId"))
-            && self.read_only.is_none_or(|wanted| {
-                record.get("readOnly").and_then(Value::as_bool) == Some(wanted)
+    fn attributes(&self) -> Vec<LookupAttribute> {
+        let read_only = self.read_only.map(|wanted| wanted.to_string());
+        [
+            (LookupAttributeKey::EventId, &self.event_id),
+            (LookupAttributeKey::EventName, &self.event_name),
+            (LookupAttributeKey::EventSource, &self.event_source),
+            (LookupAttributeKey::Username, &self.username),
+            (LookupAttributeKey::AccessKeyId, &self.access_key_id),
+            (LookupAttributeKey::ReadOnly, &read_only),
+            (LookupAttributeKey::ResourceType, &self.resource_type),
+            (LookupAttributeKey::ResourceName, &self.resource_name),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| {
+            Some(LookupAttribute {
+                key,
+                value: value.clone()?,
             })
-            && self.resource_name.as_deref().is_none_or(|wanted| {
-                record
-                    .get("resources")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .any(|resource| {
-                        resource.get("ARN").and_then(Value::as_str) == Some(wanted)
-                            || resource
-                                .get("ARN")
-                                .and_then(Value::as_str)
-                                .is_some_and(|arn| arn.rsplit(['/', ':']).next() == Some(wanted))
-                    })
-            })
+        })
+        .collect()
     }
 }
 
@@ -117,16 +118,20 @@ pub fn run(settings: &Settings, filters: &TailFilters) -> anyhow::Result<()> {
     } else {
         store.last_seq()?
     };
+    let attributes = filters.attributes();
     let mut printed = 0u64;
     let stdout = std::io::stdout();
     loop {
         let events = store.feed(position, BATCH)?;
         for event in &events {
             position = event.seq;
-            let record: Value = serde_json::from_str(&event.event.record_json)?;
-            if !filters.admits(&record) {
+            if !attributes
+                .iter()
+                .all(|attribute| found_by(&event.event, attribute))
+            {
                 continue;
             }
+            let record: Value = serde_json::from_str(&event.event.record_json)?;
             let mut out = stdout.lock();
             let shown = if filters.json {
                 event.event.record_json.clone()
