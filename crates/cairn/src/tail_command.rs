@@ -160,7 +160,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn filters_and_lines() {
+    fn filters_are_lookup_attributes_and_lines_read_well() {
         let record = json!({
             "eventTime": "2026-12-02T01:00:00Z", "awsRegion": "eu-west-1",
             "eventSource": "kms.amazonaws.com", "eventName": "Decrypt", "readOnly": true,
@@ -172,33 +172,24 @@ mod tests {
             line(&record),
             "2026-12-02T01:00:00Z  eu-west-1  kms.amazonaws.com  Decrypt  alice  AccessDenied"
         );
-        let all = TailFilters::default();
-        assert!(all.admits(&record));
-        let by = |filters: TailFilters| filters.admits(&record);
-        assert!(by(TailFilters {
-            event_name: Some("Decrypt".into()),
-            ..Default::default()
-        }));
-        assert!(!by(TailFilters {
-            event_name: Some("Encrypt".into()),
-            ..Default::default()
-        }));
-        assert!(by(TailFilters {
-            username: Some("alice".into()),
-            read_only: Some(true),
-            ..Default::default()
-        }));
-        assert!(!by(TailFilters {
+        assert!(TailFilters::default().attributes().is_empty());
+        let filters = TailFilters {
+            event_id: Some("e-1".into()),
             read_only: Some(false),
+            resource_type: Some("AWS::KMS::Key".into()),
             ..Default::default()
-        }));
-        assert!(by(TailFilters {
-            resource_name: Some("k1".into()),
-            ..Default::default()
-        }));
-        assert!(!by(TailFilters {
-            access_key_id: Some("AKIAOTHER".into()),
-            ..Default::default()
-        }));
+        };
+        let attribute = |key, value: &str| LookupAttribute {
+            key,
+            value: value.into(),
+        };
+        assert_eq!(
+            filters.attributes(),
+            [
+                attribute(LookupAttributeKey::EventId, "e-1"),
+                attribute(LookupAttributeKey::ReadOnly, "false"),
+                attribute(LookupAttributeKey::ResourceType, "AWS::KMS::Key"),
+            ]
+        );
     }
 }
