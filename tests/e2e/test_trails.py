@@ -110,6 +110,11 @@ def test_the_trail_api_with_the_cli(tmp_path):
         server.aws("cloudtrail", "remove-tags", "--resource-id", arn, "--tags-list", "Key=owner")
         tags = json.loads(server.aws("cloudtrail", "list-tags", "--resource-id-list", arn).stdout)
         assert tags["ResourceTagList"][0]["TagsList"] == []
+        long_key = server.aws("cloudtrail", "add-tags", "--resource-id", arn, "--tags-list", f"Key={'k' * 129},Value=v", check=False)
+        assert error_of(long_key) == "InvalidTagParameterException", long_key.stderr
+        with pytest.raises(client(server, "cloudtrail").exceptions.TagsLimitExceededException):
+            client(server, "cloudtrail").create_trail(Name="many-tags", S3BucketName="e2e-trails",
+                                                      TagsList=[{"Key": f"k{n}", "Value": "v"} for n in range(201)])
 
         basic = [{"ReadWriteType": "WriteOnly", "IncludeManagementEvents": True,
                   "ExcludeManagementEventSources": ["kms.amazonaws.com"],
@@ -120,6 +125,9 @@ def test_the_trail_api_with_the_cli(tmp_path):
         bad = server.aws("cloudtrail", "put-event-selectors", "--trail-name", "main", "--event-selectors",
                          json.dumps([{"ExcludeManagementEventSources": ["s3.amazonaws.com"]}]), check=False)
         assert error_of(bad) == "InvalidEventSelectorsException", bad.stderr
+        sometimes = server.aws("cloudtrail", "put-event-selectors", "--trail-name", "main", "--event-selectors",
+                               json.dumps([{"ReadWriteType": "Sometimes"}]), check=False)
+        assert error_of(sometimes) == "InvalidEventSelectorsException", sometimes.stderr
 
         insights = server.aws("cloudtrail", "get-insight-selectors", "--trail-name", "main", check=False)
         assert error_of(insights) == "InsightNotEnabledException", insights.stderr
@@ -151,8 +159,8 @@ def test_the_trail_api_with_the_cli(tmp_path):
         # Every trail call is itself an event, with what it was asked.
         events, _ = lookup_all(cloudtrail, LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "PutEventSelectors"}])
         put = [json.loads(e["CloudTrailEvent"]) for e in events]
-        assert [p.get("errorCode") for p in put] == ["InvalidEventSelectorsException", None]
-        put = put[1]
+        assert [p.get("errorCode") for p in put] == ["InvalidEventSelectorsException"] * 2 + [None]
+        put = put[2]
         assert put["eventSource"] == "cloudtrail.amazonaws.com" and put["readOnly"] is False
         assert put["requestParameters"]["EventSelectors"][0]["ExcludeManagementEventSources"] == ["kms.amazonaws.com"]
         created_events, _ = lookup_all(cloudtrail, LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "CreateTrail"}])

@@ -60,9 +60,9 @@ async fn answer(
         Operation::Trail(name) => {
             call.request_parameters = Some(Value::Object(members.clone()));
             let model = CloudTrailModel::builtin();
-            model
-                .check_input(name, &members)
-                .map_err(|error| AwsError::new("InvalidParameterException", error.to_string()))?;
+            model.check_input(name, &members).map_err(|error| {
+                AwsError::new(model.input_error_code(name, &error), error.to_string())
+            })?;
             let Caller::Verified(principal) = &call.caller else {
                 return Err(AwsError::internal_failure());
             };

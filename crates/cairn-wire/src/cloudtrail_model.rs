@@ -102,7 +102,59 @@ pub enum ShapeError {
     },
 }
 
+impl ShapeError {
+    /// The member the error is about, as its message names it.
+    pub fn path(&self) -> &str {
+        match self {
+            Self::Missing(path)
+            | Self::WrongType { path, .. }
+            | Self::Length { path, .. }
+            | Self::NotInEnum { path, .. } => path,
+        }
+    }
+}
+
+/// The exception CloudTrail documents for a bad value of a member, by the member's first
+/// path segment: a request that breaks the model there answers it, when the operation lists
+/// it, rather than the generic `InvalidParameterException`.
+const MEMBER_EXCEPTIONS: &[(&str, &str)] = &[
+    ("name", "InvalidTrailNameException"),
+    ("trailName", "InvalidTrailNameException"),
+    ("eventSelectors", "InvalidEventSelectorsException"),
+    ("advancedEventSelectors", "InvalidEventSelectorsException"),
+    ("insightSelectors", "InvalidInsightSelectorsException"),
+    ("tagsList", "InvalidTagParameterException"),
+];
+
 impl CloudTrailModel {
+    /// The code a request to `operation` that breaks the model as `error` says is answered
+    /// with: for a bad value, the member's own exception where the operation has one (more
+    /// tags than the model allows is `TagsLimitExceededException`); else, and for a member
+    /// left out, `InvalidParameterException`.
+    pub fn input_error_code(&self, operation: &str, error: &ShapeError) -> &'static str {
+        let listed = |code: &str| {
+            self.operations
+                .get(operation)
+                .is_some_and(|operation| operation.errors.iter().any(|listed| listed.shape == code))
+        };
+        // A member left out is the request's fault, not the member's value.
+        if matches!(error, ShapeError::Missing(_)) {
+            return "InvalidParameterException";
+        }
+        let path = error.path();
+        let member = path.split('.').next().unwrap_or_default();
+        if path == "tagsList"
+            && matches!(error, ShapeError::Length { .. })
+            && listed("TagsLimitExceededException")
+        {
+            return "TagsLimitExceededException";
+        }
+        MEMBER_EXCEPTIONS
+            .iter()
+            .find(|(named, code)| *named == member && listed(code))
+            .map_or("InvalidParameterException", |(_, code)| code)
+    }
+
     /// Checks `members`, the JSON body of a call to `operation`, against the model's input
     /// shape: required members, types, lengths and enum values, at any depth.
     pub fn check_input(
@@ -333,6 +385,56 @@ mod tests {
             serde_json::json!({"Trail": {"Name": "t", "Secret": "x", "KmsKeyId": null}}),
         );
         assert_eq!(shaped, serde_json::json!({"Trail": {"Name": "t"}}));
+    }
+
+    #[test]
+    fn a_bad_member_answers_its_own_exception_where_the_operation_lists_one() {
+        let model = CloudTrailModel::builtin();
+        let code = |operation, value: Value| {
+            let error = model
+                .check_input(operation, value.as_object().unwrap())
+                .expect_err("breaks the model");
+            model.input_error_code(operation, &error)
+        };
+        let long = "k".repeat(129);
+        assert_eq!(
+            code(
+                "AddTags",
+                serde_json::json!({"ResourceId": "arn", "TagsList": [{"Key": long}]})
+            ),
+            "InvalidTagParameterException"
+        );
+        let many: Vec<Value> = (0..201)
+            .map(|n| serde_json::json!({"Key": format!("k{n}")}))
+            .collect();
+        assert_eq!(
+            code(
+                "CreateTrail",
+                serde_json::json!({"Name": "t", "S3BucketName": "b", "TagsList": many})
+            ),
+            "TagsLimitExceededException"
+        );
+        assert_eq!(
+            code(
+                "PutEventSelectors",
+                serde_json::json!({"TrailName": "t", "EventSelectors": [{"ReadWriteType": "Sometimes"}]})
+            ),
+            "InvalidEventSelectorsException"
+        );
+        assert_eq!(
+            code("GetTrail", serde_json::json!({"Name": 7})),
+            "InvalidTrailNameException"
+        );
+        assert_eq!(
+            code("GetTrail", serde_json::json!({})),
+            "InvalidParameterException",
+            "a member left out is the request's fault"
+        );
+        assert_eq!(
+            code("CreateTrail", serde_json::json!({"Name": "t"})),
+            "InvalidParameterException",
+            "a missing bucket has no exception of its own"
+        );
     }
 
     #[test]
