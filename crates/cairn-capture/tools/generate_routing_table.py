@@ -26,7 +26,8 @@ seconds, and CloudTrail records them as dates ("Aug 2, 2024, 8:23:24 AM").
 
 It also writes data/sensitive-members.json (the members each operation's model marks
 sensitive, for redaction that fails closed), the operations AWS serves unsigned (`noAuth` in
-the routing table), and cairn-wire's data/cloudtrail-model.json (CloudTrail's own API).
+the routing table), cairn-wire's data/cloudtrail-model.json (CloudTrail's own API), and
+cairn-wire's src/cloudtrail_shapes.rs (Rust types of the served CloudTrail operations).
 """
 
 import gzip
@@ -42,6 +43,17 @@ MAP_SHAPES_OUT = OUT.with_name("map-shapes.json")
 SENSITIVE_OUT = OUT.with_name("sensitive-members.json")
 CLOUDTRAIL_OUT = (pathlib.Path(__file__).resolve().parents[2] / "cairn-wire" / "data"
                   / "cloudtrail-model.json")
+CLOUDTRAIL_SHAPES_OUT = CLOUDTRAIL_OUT.parents[1] / "src" / "cloudtrail_shapes.rs"
+
+# The CloudTrail operations Cairn serves through typed requests (the trail API). A choice of
+# Cairn's, not a fact of the model: every other operation of the model (Lake, channels,
+# dashboards, ...) answers UnsupportedOperationException, and LookupEvents has its own edge.
+CLOUDTRAIL_SERVED = [
+    "AddTags", "CreateTrail", "DeleteTrail", "DescribeTrails", "GetEventSelectors",
+    "GetInsightSelectors", "GetTrail", "GetTrailStatus", "ListPublicKeys", "ListTags",
+    "ListTrails", "PutEventSelectors", "PutInsightSelectors", "RemoveTags", "StartLogging",
+    "StopLogging", "UpdateTrail",
+]
 
 
 def load(path):
@@ -464,11 +476,132 @@ def cloudtrail_model_text():
     return "\n".join(lines) + "\n"
 
 
+RUST_KEYWORDS = {"type", "match", "ref", "in", "for", "loop", "move", "self", "struct", "enum",
+                 "fn", "mod", "use", "where", "impl", "trait", "crate", "super", "static", "const"}
+
+RUST_SCALARS = {"string": "String", "blob": "String", "boolean": "bool", "integer": "i32",
+                "long": "i64", "float": "f64", "double": "f64", "timestamp": "f64"}
+
+
+def snake_case(name):
+    """`S3BucketName` -> `s3_bucket_name`, `SnsTopicARN` -> `sns_topic_arn`, `trailList` ->
+    `trail_list`."""
+    out = []
+    for index, char in enumerate(name):
+        if char.isupper() and index > 0:
+            before, after = name[index - 1], name[index + 1] if index + 1 < len(name) else ""
+            if before.islower() or before.isdigit() or (before.isupper() and after.islower()):
+                out.append("_")
+        out.append(char.lower())
+    field = "".join(out)
+    return f"r#{field}" if field in RUST_KEYWORDS else field
+
+
+def rust_type(shapes, name, structures):
+    shape = shapes[name]
+    kind = shape["type"]
+    if kind == "structure":
+        structures.append(name)
+        return name
+    if kind == "list":
+        return f"Vec<{rust_type(shapes, shape['member']['shape'], structures)}>"
+    if kind == "map":
+        return f"std::collections::BTreeMap<String, {rust_type(shapes, shape['value']['shape'], structures)}>"
+    return RUST_SCALARS[kind]
+
+
+def cloudtrail_shapes_text():
+    """Rust types for the served CloudTrail operations' requests and answers, and the enum
+    of the requests Cairn serves: members named and typed as the model has them, so that no
+    request is picked apart by hand and no answer carries a misspelt member. rustfmt-formatted,
+    so that `cargo fmt --check` and this generator agree."""
+    import subprocess
+    for service_id, model in service_models():
+        if service_id == "cloudtrail":
+            break
+    else:
+        raise SystemExit("botocore has no cloudtrail model")
+    shapes, operations = model["shapes"], model["operations"]
+    pending, emitted, items = [], set(), []
+    roots = []
+    for name in CLOUDTRAIL_SERVED:
+        operation = operations[name]
+        for key in ("input", "output"):
+            if key in operation:
+                roots.append(operation[key]["shape"])
+    pending.extend(roots)
+    while pending:
+        name = pending.pop(0)
+        if name in emitted:
+            continue
+        emitted.add(name)
+        shape = shapes[name]
+        required = set(shape.get("required", []))
+        fields = []
+        for member, target in shape.get("members", {}).items():
+            found = []
+            kind = rust_type(shapes, target["shape"], found)
+            pending.extend(found)
+            if name in found:
+                raise SystemExit(f"{name} contains itself: box it")
+            attributes = f'rename = "{member}"'
+            if member not in required:
+                kind = f"Option<{kind}>"
+                attributes += ', default, skip_serializing_if = "Option::is_none"'
+            fields.append(f"    #[serde({attributes})]\n    pub {snake_case(member)}: {kind},")
+        derive = "#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]"
+        items.append(f"{derive}\npub struct {name} {{\n" + "\n".join(fields) + "\n}")
+    variants = []
+    parse_arms = []
+    for name in CLOUDTRAIL_SERVED:
+        input_shape = operations[name].get("input", {}).get("shape")
+        if input_shape is None:
+            raise SystemExit(f"{name} has no input")
+        variants.append(f"    {name}({input_shape}),")
+        parse_arms.append(f'        "{name}" => Self::{name}(serde_json::from_value(members)?),')
+    served = ", ".join(f'"{name}"' for name in CLOUDTRAIL_SERVED)
+    enum = f"""/// A request to one of the CloudTrail operations Cairn serves, its members typed.
+// The variants are as large as their operations' inputs; a request is parsed once per call.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrailRequest {{
+{chr(10).join(variants)}
+}}
+
+impl TrailRequest {{
+    /// The operations with a variant, by their model names.
+    pub const SERVED: &'static [&'static str] = &[{served}];
+
+    /// `members` (a request body that passed the model's check) as `operation`'s request;
+    /// `None` for an operation Cairn does not serve.
+    pub fn parse(
+        operation: &str,
+        members: serde_json::Value,
+    ) -> Option<Result<Self, serde_json::Error>> {{
+        let parsed = (|| {{
+            Ok(Some(match operation {{
+{chr(10).join(parse_arms)}
+                _ => return Ok(None),
+            }}))
+        }})();
+        parsed.transpose()
+    }}
+}}"""
+    header = (f"//! CloudTrail's served operations as Rust types, generated from botocore {botocore.__version__}'s\n"
+              "//! model by `crates/cairn-capture/tools/generate_routing_table.py`: do not edit; regenerate.\n"
+              "//! Members keep the model's names on the wire (`rename`) and its required/optional split.\n")
+    text = header + "\n" + "\n\n".join(items) + "\n\n" + enum + "\n"
+    formatted = subprocess.run(["rustfmt", "--edition", "2021", "--emit", "stdout"], input=text,
+                               capture_output=True, text=True, check=True)
+    return formatted.stdout
+
+
 OUTPUTS = [
     (OUT, routing_table_text),
     (MAP_SHAPES_OUT, map_shapes_text),
     (SENSITIVE_OUT, sensitive_members_text),
     (CLOUDTRAIL_OUT, cloudtrail_model_text),
+    (CLOUDTRAIL_SHAPES_OUT, cloudtrail_shapes_text),
 ]
 
 

@@ -8,6 +8,7 @@ use axum::response::Response;
 use cairn_model::StateChange;
 use cairn_wire::cloudtrail::{self, Operation};
 use cairn_wire::cloudtrail_model::CloudTrailModel;
+use cairn_wire::cloudtrail_shapes::TrailRequest;
 use cairn_wire::{AwsError, Protocol};
 use serde_json::Value;
 
@@ -74,7 +75,19 @@ async fn answer(
                 now_millis: state.clock.now_millis(),
                 event_id: &event_id,
             };
-            let answer = trails::serve(state, name, &members, &asking).await?;
+            let request = match TrailRequest::parse(name, Value::Object(members)) {
+                Some(Ok(request)) => request,
+                // The model's check passed: only a member's finer type (a timestamp given as
+                // text) can still be wrong.
+                Some(Err(failure)) => {
+                    return Err(AwsError::new(
+                        "InvalidParameterException",
+                        format!("The request does not fit {name}: {failure}"),
+                    ))
+                }
+                None => return Err(AwsError::internal_failure()),
+            };
+            let answer = trails::serve(state, request, &asking).await?;
             let body = model.shape_output(name, answer.body);
             if !call.read_only && body.as_object().is_some_and(|members| !members.is_empty()) {
                 call.response_elements = Some(body.clone());

@@ -1,5 +1,6 @@
 //! The trail API (CloudTrail's CreateTrail … ListTags): requests checked against the model,
-//! then against CloudTrail's own rules and exceptions; trails kept as state (`trails`,
+//! parsed into its generated types (`cloudtrail_shapes`) and answered in them, checked
+//! against CloudTrail's own rules and exceptions; trails kept as state (`trails`,
 //! keyed by ARN), every change committed in the same commit as the call's own event, so a
 //! trail and the record of the call that made it are durable together. Names resolve in the
 //! caller's account and region; an ARN resolves anywhere; a multi-region trail shows as a
@@ -10,7 +11,9 @@ use cairn_model::trail::{
     DataResource, EventSelector, FieldSelector, InsightSelector, ReadWriteType, Selectors, Trail,
 };
 use cairn_model::StateChange;
+use cairn_wire::cloudtrail_shapes::{self as shapes, TrailRequest};
 use cairn_wire::AwsError;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::AppState;
@@ -30,12 +33,27 @@ pub(crate) struct TrailAnswer {
 }
 
 impl TrailAnswer {
-    fn read(body: Value) -> Self {
+    /// An answer that changes nothing.
+    fn read(body: impl Serialize) -> Self {
         Self {
-            body,
+            body: answer(body),
             changes: Vec::new(),
         }
     }
+
+    /// An answer that keeps `trail` as it now is.
+    fn keeping(body: impl Serialize, trail: &Trail) -> Self {
+        Self {
+            body: answer(body),
+            changes: vec![put(trail)],
+        }
+    }
+}
+
+/// A generated answer shape as the JSON body it is written as. The shapes are plain data:
+/// serializing them cannot fail.
+fn answer(body: impl Serialize) -> Value {
+    serde_json::to_value(body).unwrap_or_default()
 }
 
 /// Who asks, and where: trails are per account and region.
@@ -49,14 +67,6 @@ pub(crate) struct Asking<'a> {
 
 fn error(code: &str, message: impl Into<String>) -> AwsError {
     AwsError::new(code, message)
-}
-
-fn text<'m>(members: &'m Map<String, Value>, name: &str) -> Option<&'m str> {
-    members.get(name).and_then(Value::as_str)
-}
-
-fn flag(members: &Map<String, Value>, name: &str) -> Option<bool> {
-    members.get(name).and_then(Value::as_bool)
 }
 
 /// Every trail Cairn keeps.
@@ -144,38 +154,32 @@ fn in_home_region(trail: &Trail, asking: &Asking<'_>, verb: &str) -> Result<(), 
 }
 
 /// The trail as `Trail`, `trailList` entries and Create/UpdateTrail answers show it.
-fn describe(trail: &Trail, for_describe: bool) -> Value {
-    let mut shown = json!({
-        "Name": trail.name,
-        "S3BucketName": trail.s3_bucket_name,
-        "IncludeGlobalServiceEvents": trail.include_global_service_events,
-        "IsMultiRegionTrail": trail.is_multi_region_trail,
-        "TrailARN": trail.arn(),
-        "LogFileValidationEnabled": trail.log_file_validation_enabled,
-        "IsOrganizationTrail": trail.is_organization_trail,
-    });
-    let optional = [
-        ("S3KeyPrefix", &trail.s3_key_prefix),
-        ("SnsTopicName", &trail.sns_topic_name),
-        ("SnsTopicARN", &trail.sns_topic_arn),
-        (
-            "CloudWatchLogsLogGroupArn",
-            &trail.cloud_watch_logs_log_group_arn,
-        ),
-        ("CloudWatchLogsRoleArn", &trail.cloud_watch_logs_role_arn),
-        ("KmsKeyId", &trail.kms_key_id),
-    ];
-    for (name, value) in optional {
-        if let Some(value) = value {
-            shown[name] = json!(value);
-        }
+fn describe(trail: &Trail, for_describe: bool) -> shapes::Trail {
+    let shown = shapes::Trail {
+        name: Some(trail.name.clone()),
+        s3_bucket_name: Some(trail.s3_bucket_name.clone()),
+        s3_key_prefix: trail.s3_key_prefix.clone(),
+        sns_topic_name: trail.sns_topic_name.clone(),
+        sns_topic_arn: trail.sns_topic_arn.clone(),
+        include_global_service_events: Some(trail.include_global_service_events),
+        is_multi_region_trail: Some(trail.is_multi_region_trail),
+        trail_arn: Some(trail.arn()),
+        log_file_validation_enabled: Some(trail.log_file_validation_enabled),
+        cloud_watch_logs_log_group_arn: trail.cloud_watch_logs_log_group_arn.clone(),
+        cloud_watch_logs_role_arn: trail.cloud_watch_logs_role_arn.clone(),
+        kms_key_id: trail.kms_key_id.clone(),
+        is_organization_trail: Some(trail.is_organization_trail),
+        ..shapes::Trail::default()
+    };
+    if !for_describe {
+        return shown;
     }
-    if for_describe {
-        shown["HomeRegion"] = json!(trail.home_region);
-        shown["HasCustomEventSelectors"] = json!(trail.has_custom_event_selectors());
-        shown["HasInsightSelectors"] = json!(!trail.insight_selectors.is_empty());
+    shapes::Trail {
+        home_region: Some(trail.home_region.clone()),
+        has_custom_event_selectors: Some(trail.has_custom_event_selectors()),
+        has_insight_selectors: Some(!trail.insight_selectors.is_empty()),
+        ..shown
     }
-    shown
 }
 
 /// The SNS topic's ARN, from a name or an ARN given by the caller.
@@ -242,24 +246,23 @@ fn check_prefix(prefix: &str) -> Result<(), AwsError> {
     Ok(())
 }
 
-fn tags_of(list: Option<&Value>) -> Result<Vec<(String, String)>, AwsError> {
+fn tags_of(list: &[shapes::Tag]) -> Result<Vec<(String, String)>, AwsError> {
     let mut tags = Vec::new();
-    for tag in list.and_then(Value::as_array).into_iter().flatten() {
-        let key = tag.get("Key").and_then(Value::as_str).unwrap_or_default();
-        let value = tag.get("Value").and_then(Value::as_str).unwrap_or_default();
-        if key.is_empty() || key.chars().count() > 128 || value.chars().count() > 256 {
+    for tag in list {
+        let value = tag.value.clone().unwrap_or_default();
+        if tag.key.is_empty() || tag.key.chars().count() > 128 || value.chars().count() > 256 {
             return Err(error(
                 "InvalidTagParameterException",
                 "Tag keys must be 1 to 128 characters, and tag values at most 256.",
             ));
         }
-        if key.starts_with("aws:") {
+        if tag.key.starts_with("aws:") {
             return Err(error(
                 "InvalidTagParameterException",
                 "Tag keys may not begin with aws:.",
             ));
         }
-        tags.push((key.to_owned(), value.to_owned()));
+        tags.push((tag.key.clone(), value));
     }
     Ok(tags)
 }
@@ -283,14 +286,15 @@ fn merge_tags(
     Ok(())
 }
 
-/// Settings Create and Update share, applied onto `trail` and checked.
+/// Settings Create and Update share (as UpdateTrail has them), applied onto `trail` and
+/// checked.
 async fn apply_settings(
     state: &AppState,
     trail: &mut Trail,
-    members: &Map<String, Value>,
+    settings: &shapes::UpdateTrailRequest,
     asking: &Asking<'_>,
 ) -> Result<(), AwsError> {
-    if let Some(bucket) = text(members, "S3BucketName") {
+    if let Some(bucket) = settings.s3_bucket_name.as_deref() {
         if !is_valid_bucket_name(bucket) {
             return Err(error(
                 "InvalidS3BucketNameException",
@@ -314,11 +318,11 @@ async fn apply_settings(
         }
         trail.s3_bucket_name = bucket.to_owned();
     }
-    if let Some(prefix) = members.get("S3KeyPrefix").and_then(Value::as_str) {
+    if let Some(prefix) = settings.s3_key_prefix.as_deref() {
         check_prefix(prefix)?;
         trail.s3_key_prefix = (!prefix.is_empty()).then(|| prefix.to_owned());
     }
-    if let Some(topic) = text(members, "SnsTopicName") {
+    if let Some(topic) = settings.sns_topic_name.as_deref() {
         if topic.is_empty() {
             trail.sns_topic_name = None;
             trail.sns_topic_arn = None;
@@ -341,27 +345,27 @@ async fn apply_settings(
             trail.sns_topic_name = Some(topic.rsplit(':').next().unwrap_or(topic).to_owned());
         }
     }
-    if let Some(include) = flag(members, "IncludeGlobalServiceEvents") {
+    if let Some(include) = settings.include_global_service_events {
         trail.include_global_service_events = include;
     }
-    if let Some(multi) = flag(members, "IsMultiRegionTrail") {
+    if let Some(multi) = settings.is_multi_region_trail {
         trail.is_multi_region_trail = multi;
     }
-    if let Some(validation) = flag(members, "EnableLogFileValidation") {
+    if let Some(validation) = settings.enable_log_file_validation {
         trail.log_file_validation_enabled = validation;
     }
-    if let Some(organization) = flag(members, "IsOrganizationTrail") {
+    if let Some(organization) = settings.is_organization_trail {
         trail.is_organization_trail = organization;
     }
-    if let Some(key) = text(members, "KmsKeyId") {
+    if let Some(key) = settings.kms_key_id.as_deref() {
         trail.kms_key_id = if key.is_empty() {
             None
         } else {
             Some(kms_key_arn(key, asking)?)
         };
     }
-    let group = text(members, "CloudWatchLogsLogGroupArn");
-    let role = text(members, "CloudWatchLogsRoleArn");
+    let group = settings.cloud_watch_logs_log_group_arn.as_deref();
+    let role = settings.cloud_watch_logs_role_arn.as_deref();
     if group.is_some() || role.is_some() {
         let group = group.filter(|group| !group.is_empty());
         let role = role.filter(|role| !role.is_empty());
@@ -409,44 +413,45 @@ async fn apply_settings(
     Ok(())
 }
 
+/// The trail name or ARN a request must give, as InsightSelectors calls leave it optional
+/// (for Lake's event data stores, which Cairn does not keep).
+fn named(name: Option<&String>) -> Result<&str, AwsError> {
+    name.map(String::as_str).ok_or_else(|| {
+        error(
+            "InvalidTrailNameException",
+            "Trail name or ARN must be given (TrailName).",
+        )
+    })
+}
+
 /// Serves one trail operation.
 pub(crate) async fn serve(
     state: &AppState,
-    operation: &str,
-    members: &Map<String, Value>,
+    request: TrailRequest,
     asking: &Asking<'_>,
 ) -> Result<TrailAnswer, AwsError> {
     let trails = all_trails(state).await?;
-    let name = |member: &str| {
-        text(members, member).ok_or_else(|| {
-            error(
-                "InvalidTrailNameException",
-                format!("Trail name or ARN must be given ({member})."),
-            )
-        })
-    };
-    match operation {
-        "CreateTrail" => create(state, &trails, members, asking).await,
-        "UpdateTrail" => {
-            let mut trail = resolve(&trails, name("Name")?, asking)?.clone();
+    match request {
+        TrailRequest::CreateTrail(input) => create(state, &trails, input, asking).await,
+        TrailRequest::UpdateTrail(input) => {
+            let mut trail = resolve(&trails, &input.name, asking)?.clone();
             in_home_region(&trail, asking, "update")?;
-            apply_settings(state, &mut trail, members, asking).await?;
-            Ok(TrailAnswer {
-                body: describe(&trail, false),
-                changes: vec![put(&trail)],
-            })
+            apply_settings(state, &mut trail, &input, asking).await?;
+            Ok(TrailAnswer::keeping(describe(&trail, false), &trail))
         }
-        "GetTrail" => {
-            let trail = resolve(&trails, name("Name")?, asking)?;
-            Ok(TrailAnswer::read(json!({ "Trail": describe(trail, true) })))
+        TrailRequest::GetTrail(input) => {
+            let trail = resolve(&trails, &input.name, asking)?;
+            Ok(TrailAnswer::read(shapes::GetTrailResponse {
+                trail: Some(describe(trail, true)),
+            }))
         }
-        "DescribeTrails" => describe_trails(&trails, members, asking),
-        "ListTrails" => list_trails(state, &trails, members, asking),
-        "DeleteTrail" => {
-            let trail = resolve(&trails, name("Name")?, asking)?;
+        TrailRequest::DescribeTrails(input) => describe_trails(&trails, input, asking),
+        TrailRequest::ListTrails(input) => list_trails(state, &trails, input, asking),
+        TrailRequest::DeleteTrail(input) => {
+            let trail = resolve(&trails, &input.name, asking)?;
             in_home_region(trail, asking, "delete")?;
             Ok(TrailAnswer {
-                body: json!({}),
+                body: answer(shapes::DeleteTrailResponse {}),
                 changes: vec![
                     StateChange::remove(TRAILS, trail.arn()),
                     StateChange::remove(TRAIL_STATUS, trail.arn()),
@@ -454,91 +459,42 @@ pub(crate) async fn serve(
                 ],
             })
         }
-        "StartLogging" | "StopLogging" => {
-            let mut trail = resolve(&trails, name("Name")?, asking)?.clone();
+        TrailRequest::StartLogging(input) => {
+            let mut trail = resolve(&trails, &input.name, asking)?.clone();
             in_home_region(&trail, asking, "change logging of")?;
-            if operation == "StartLogging" {
-                let store = state.store.clone();
-                let last_seq = tokio::task::spawn_blocking(move || store.last_seq())
-                    .await
-                    .map_err(|_| AwsError::internal_failure())?
-                    .map_err(|failure| {
-                        tracing::error!(%failure, "cannot read the feed's position");
-                        AwsError::internal_failure()
-                    })?;
-                trail.logging.start(last_seq, asking.now_millis);
-            } else {
-                trail.logging.stop(asking.event_id, asking.now_millis);
-            }
-            Ok(TrailAnswer {
-                body: json!({}),
-                changes: vec![put(&trail)],
-            })
+            let store = state.store.clone();
+            let last_seq = tokio::task::spawn_blocking(move || store.last_seq())
+                .await
+                .map_err(|_| AwsError::internal_failure())?
+                .map_err(|failure| {
+                    tracing::error!(%failure, "cannot read the feed's position");
+                    AwsError::internal_failure()
+                })?;
+            trail.logging.start(last_seq, asking.now_millis);
+            Ok(TrailAnswer::keeping(
+                shapes::StartLoggingResponse {},
+                &trail,
+            ))
         }
-        "GetTrailStatus" => {
-            let trail = resolve(&trails, name("Name")?, asking)?;
+        TrailRequest::StopLogging(input) => {
+            let mut trail = resolve(&trails, &input.name, asking)?.clone();
+            in_home_region(&trail, asking, "change logging of")?;
+            trail.logging.stop(asking.event_id, asking.now_millis);
+            Ok(TrailAnswer::keeping(shapes::StopLoggingResponse {}, &trail))
+        }
+        TrailRequest::GetTrailStatus(input) => {
+            let trail = resolve(&trails, &input.name, asking)?;
             Ok(TrailAnswer::read(trail_status(state, trail).await?))
         }
-        "ListPublicKeys" => list_public_keys(state, members, asking).await,
-        "PutEventSelectors" => put_event_selectors(&trails, members, asking),
-        "GetEventSelectors" => {
-            let trail = resolve(&trails, name("TrailName")?, asking)?;
+        TrailRequest::ListPublicKeys(input) => list_public_keys(state, input, asking).await,
+        TrailRequest::PutEventSelectors(input) => put_event_selectors(&trails, input, asking),
+        TrailRequest::GetEventSelectors(input) => {
+            let trail = resolve(&trails, &input.trail_name, asking)?;
             Ok(TrailAnswer::read(event_selectors_answer(trail)))
         }
-        "PutInsightSelectors" => {
-            let mut trail = resolve(&trails, name("TrailName")?, asking)?.clone();
-            in_home_region(&trail, asking, "change Insights of")?;
-            let mut selectors = Vec::new();
-            for selector in members
-                .get("InsightSelectors")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let insight_type = selector
-                    .get("InsightType")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned();
-                let event_categories: Vec<String> = selector
-                    .get("EventCategories")
-                    .and_then(Value::as_array)
-                    .map(|categories| {
-                        categories
-                            .iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_owned)
-                            .collect()
-                    })
-                    .unwrap_or_else(|| vec!["Management".to_owned()]);
-                if selectors
-                    .iter()
-                    .any(|known: &InsightSelector| known.insight_type == insight_type)
-                {
-                    return Err(error(
-                        "InvalidInsightSelectorsException",
-                        format!("InsightType {insight_type} is given twice."),
-                    ));
-                }
-                selectors.push(InsightSelector {
-                    insight_type,
-                    event_categories,
-                });
-            }
-            if !selectors.is_empty() && !logs_management_events(&trail.selectors) {
-                return Err(error(
-                    "InvalidInsightSelectorsException",
-                    "Insights need a trail that logs management events.",
-                ));
-            }
-            trail.insight_selectors = selectors;
-            Ok(TrailAnswer {
-                body: insight_selectors_answer(&trail),
-                changes: vec![put(&trail)],
-            })
-        }
-        "GetInsightSelectors" => {
-            let trail = resolve(&trails, name("TrailName")?, asking)?;
+        TrailRequest::PutInsightSelectors(input) => put_insight_selectors(&trails, input, asking),
+        TrailRequest::GetInsightSelectors(input) => {
+            let trail = resolve(&trails, named(input.trail_name.as_ref())?, asking)?;
             if trail.insight_selectors.is_empty() {
                 return Err(error(
                     "InsightNotEnabledException",
@@ -547,72 +503,102 @@ pub(crate) async fn serve(
             }
             Ok(TrailAnswer::read(insight_selectors_answer(trail)))
         }
-        "AddTags" | "RemoveTags" => {
-            let resource = text(members, "ResourceId").unwrap_or_default();
-            let mut trail = tagged(&trails, resource)?.clone();
-            let given = tags_of(members.get("TagsList"))?;
-            if operation == "AddTags" {
-                merge_tags(&mut trail.tags, given)?;
-            } else {
-                trail.tags.retain(|(key, value)| {
-                    !given.iter().any(|(removed, removed_value)| {
-                        removed == key && (removed_value.is_empty() || removed_value == value)
-                    })
-                });
-            }
-            Ok(TrailAnswer {
-                body: json!({}),
-                changes: vec![put(&trail)],
-            })
+        TrailRequest::AddTags(input) => {
+            let mut trail = tagged(&trails, &input.resource_id)?.clone();
+            merge_tags(&mut trail.tags, tags_of(&input.tags_list)?)?;
+            Ok(TrailAnswer::keeping(shapes::AddTagsResponse {}, &trail))
         }
-        "ListTags" => {
-            let ids: Vec<&str> = members
-                .get("ResourceIdList")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            if ids.len() > 20 {
+        TrailRequest::RemoveTags(input) => {
+            let mut trail = tagged(&trails, &input.resource_id)?.clone();
+            let given = tags_of(&input.tags_list)?;
+            trail.tags.retain(|(key, value)| {
+                !given.iter().any(|(removed, removed_value)| {
+                    removed == key && (removed_value.is_empty() || removed_value == value)
+                })
+            });
+            Ok(TrailAnswer::keeping(shapes::RemoveTagsResponse {}, &trail))
+        }
+        TrailRequest::ListTags(input) => {
+            if input.resource_id_list.len() > 20 {
                 return Err(error(
                     "InvalidParameterException",
                     "ResourceIdList may name at most 20 resources.",
                 ));
             }
             let mut listed = Vec::new();
-            for id in ids {
+            for id in &input.resource_id_list {
                 let trail = tagged(&trails, id)?;
-                let tags: Vec<Value> = trail
-                    .tags
-                    .iter()
-                    .map(|(key, value)| json!({"Key": key, "Value": value}))
-                    .collect();
-                listed.push(json!({"ResourceId": id, "TagsList": tags}));
+                listed.push(shapes::ResourceTag {
+                    resource_id: Some(id.clone()),
+                    tags_list: Some(
+                        trail
+                            .tags
+                            .iter()
+                            .map(|(key, value)| shapes::Tag {
+                                key: key.clone(),
+                                value: Some(value.clone()),
+                            })
+                            .collect(),
+                    ),
+                });
             }
-            Ok(TrailAnswer::read(json!({ "ResourceTagList": listed })))
+            Ok(TrailAnswer::read(shapes::ListTagsResponse {
+                resource_tag_list: Some(listed),
+                next_token: None,
+            }))
         }
-        other => Err(error(
-            "UnsupportedOperationException",
-            format!("Cairn does not serve {other} yet."),
-        )),
     }
+}
+
+fn put_insight_selectors(
+    trails: &[Trail],
+    input: shapes::PutInsightSelectorsRequest,
+    asking: &Asking<'_>,
+) -> Result<TrailAnswer, AwsError> {
+    let mut trail = resolve(trails, named(input.trail_name.as_ref())?, asking)?.clone();
+    in_home_region(&trail, asking, "change Insights of")?;
+    let mut selectors: Vec<InsightSelector> = Vec::new();
+    for selector in input.insight_selectors {
+        let insight_type = selector.insight_type.unwrap_or_default();
+        if selectors
+            .iter()
+            .any(|known| known.insight_type == insight_type)
+        {
+            return Err(error(
+                "InvalidInsightSelectorsException",
+                format!("InsightType {insight_type} is given twice."),
+            ));
+        }
+        selectors.push(InsightSelector {
+            insight_type,
+            event_categories: selector
+                .event_categories
+                .unwrap_or_else(|| vec!["Management".to_owned()]),
+        });
+    }
+    if !selectors.is_empty() && !logs_management_events(&trail.selectors) {
+        return Err(error(
+            "InvalidInsightSelectorsException",
+            "Insights need a trail that logs management events.",
+        ));
+    }
+    trail.insight_selectors = selectors;
+    Ok(TrailAnswer::keeping(
+        insight_selectors_answer(&trail),
+        &trail,
+    ))
 }
 
 /// The digest signing keys of the caller's region valid in the asked range (default: now).
 async fn list_public_keys(
     state: &AppState,
-    members: &Map<String, Value>,
+    input: shapes::ListPublicKeysRequest,
     asking: &Asking<'_>,
 ) -> Result<TrailAnswer, AwsError> {
-    let millis = |name: &str| {
-        members
-            .get(name)
-            .and_then(Value::as_f64)
-            .map(|seconds| (seconds * 1000.0) as i64)
-    };
+    let millis = |seconds: Option<f64>| seconds.map(|seconds| (seconds * 1000.0) as i64);
     let now = asking.now_millis;
-    let end = millis("EndTime").unwrap_or(now);
-    let start = millis("StartTime").unwrap_or(end.min(now));
+    let end = millis(input.end_time).unwrap_or(now);
+    let start = millis(input.start_time).unwrap_or(end.min(now));
     if start > end {
         return Err(error(
             "InvalidTimeRangeException",
@@ -620,7 +606,10 @@ async fn list_public_keys(
         ));
     }
     let Some(keys) = state.trails.digest_keys.clone() else {
-        return Ok(TrailAnswer::read(json!({ "PublicKeyList": [] })));
+        return Ok(TrailAnswer::read(shapes::ListPublicKeysResponse {
+            public_key_list: Some(Vec::new()),
+            next_token: None,
+        }));
     };
     let region = asking.region.to_owned();
     let listed = tokio::task::spawn_blocking(move || {
@@ -639,19 +628,21 @@ async fn list_public_keys(
             Vec::new()
         }
     };
-    let seconds = |millis: i64| json!(millis / 1000);
-    let keys: Vec<Value> = listed
+    // Whole seconds, as AWS gives them.
+    let seconds = |millis: i64| Some((millis / 1000) as f64);
+    let keys = listed
         .iter()
-        .map(|key| {
-            json!({
-                "Value": base64::engine::general_purpose::STANDARD.encode(key.public_key_der()),
-                "ValidityStartTime": seconds(key.validity_start_millis),
-                "ValidityEndTime": seconds(key.validity_end_millis),
-                "Fingerprint": key.fingerprint,
-            })
+        .map(|key| shapes::PublicKey {
+            value: Some(base64::engine::general_purpose::STANDARD.encode(key.public_key_der())),
+            validity_start_time: seconds(key.validity_start_millis),
+            validity_end_time: seconds(key.validity_end_millis),
+            fingerprint: Some(key.fingerprint.clone()),
         })
         .collect();
-    Ok(TrailAnswer::read(json!({ "PublicKeyList": keys })))
+    Ok(TrailAnswer::read(shapes::ListPublicKeysResponse {
+        public_key_list: Some(keys),
+        next_token: None,
+    }))
 }
 
 fn tagged<'t>(trails: &'t [Trail], resource: &str) -> Result<&'t Trail, AwsError> {
@@ -675,10 +666,10 @@ fn tagged<'t>(trails: &'t [Trail], resource: &str) -> Result<&'t Trail, AwsError
 async fn create(
     state: &AppState,
     trails: &[Trail],
-    members: &Map<String, Value>,
+    input: shapes::CreateTrailRequest,
     asking: &Asking<'_>,
 ) -> Result<TrailAnswer, AwsError> {
-    let name = text(members, "Name").unwrap_or_default();
+    let name = input.name.as_str();
     check_trail_name(name).map_err(|message| error("InvalidTrailNameException", message))?;
     let arn = trail_arn(asking.region, asking.account_id, name);
     if trails.iter().any(|trail| trail.arn() == arn) {
@@ -710,28 +701,36 @@ async fn create(
         include_global_service_events: true,
         ..Trail::default()
     };
-    apply_settings(state, &mut trail, members, asking).await?;
-    merge_tags(&mut trail.tags, tags_of(members.get("TagsList"))?)?;
-    Ok(TrailAnswer {
-        body: describe(&trail, false),
-        changes: vec![put(&trail)],
-    })
+    // CreateTrail's settings are UpdateTrail's, with the bucket required.
+    let settings = shapes::UpdateTrailRequest {
+        name: input.name.clone(),
+        s3_bucket_name: Some(input.s3_bucket_name),
+        s3_key_prefix: input.s3_key_prefix,
+        sns_topic_name: input.sns_topic_name,
+        include_global_service_events: input.include_global_service_events,
+        is_multi_region_trail: input.is_multi_region_trail,
+        enable_log_file_validation: input.enable_log_file_validation,
+        cloud_watch_logs_log_group_arn: input.cloud_watch_logs_log_group_arn,
+        cloud_watch_logs_role_arn: input.cloud_watch_logs_role_arn,
+        kms_key_id: input.kms_key_id,
+        is_organization_trail: input.is_organization_trail,
+    };
+    apply_settings(state, &mut trail, &settings, asking).await?;
+    merge_tags(
+        &mut trail.tags,
+        tags_of(input.tags_list.as_deref().unwrap_or_default())?,
+    )?;
+    Ok(TrailAnswer::keeping(describe(&trail, false), &trail))
 }
 
 fn describe_trails(
     trails: &[Trail],
-    members: &Map<String, Value>,
+    input: shapes::DescribeTrailsRequest,
     asking: &Asking<'_>,
 ) -> Result<TrailAnswer, AwsError> {
-    let include_shadows = flag(members, "includeShadowTrails").unwrap_or(true);
-    let names: Vec<&str> = members
-        .get("trailNameList")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    let shown: Vec<Value> = if names.is_empty() {
+    let include_shadows = input.include_shadow_trails.unwrap_or(true);
+    let names = input.trail_name_list.unwrap_or_default();
+    let shown: Vec<shapes::Trail> = if names.is_empty() {
         trails
             .iter()
             .filter(|trail| trail.account_id == asking.account_id)
@@ -743,7 +742,7 @@ fn describe_trails(
             .collect()
     } else {
         let mut shown = Vec::new();
-        for name in names {
+        for name in &names {
             // A name that is not a trail here is left out, as AWS leaves it out; an ARN that
             // is not well formed is an error.
             if name.starts_with("arn:") && parse_trail_arn(name).is_none() {
@@ -760,13 +759,15 @@ fn describe_trails(
         }
         shown
     };
-    Ok(TrailAnswer::read(json!({ "trailList": shown })))
+    Ok(TrailAnswer::read(shapes::DescribeTrailsResponse {
+        trail_list: Some(shown),
+    }))
 }
 
 fn list_trails(
     state: &AppState,
     trails: &[Trail],
-    members: &Map<String, Value>,
+    input: shapes::ListTrailsRequest,
     asking: &Asking<'_>,
 ) -> Result<TrailAnswer, AwsError> {
     let mut visible: Vec<&Trail> = trails
@@ -774,7 +775,7 @@ fn list_trails(
         .filter(|trail| trail.account_id == asking.account_id && trail.visible_in(asking.region))
         .collect();
     visible.sort_by_key(|trail| trail.arn());
-    let start = match text(members, "NextToken") {
+    let start = match input.next_token.as_deref() {
         None => 0,
         Some(token) => state
             .next_tokens
@@ -782,19 +783,24 @@ fn list_trails(
             .filter(|offset| *offset <= visible.len())
             .ok_or_else(|| error("InvalidNextTokenException", "The NextToken is not valid."))?,
     };
-    let page: Vec<Value> = visible
+    let page = visible
         .iter()
         .skip(start)
         .take(LIST_PAGE)
-        .map(|trail| json!({"TrailARN": trail.arn(), "Name": trail.name, "HomeRegion": trail.home_region}))
+        .map(|trail| shapes::TrailInfo {
+            trail_arn: Some(trail.arn()),
+            name: Some(trail.name.clone()),
+            home_region: Some(trail.home_region.clone()),
+        })
         .collect();
-    let mut answer = json!({ "Trails": page });
-    if start + LIST_PAGE < visible.len() {
-        answer["NextToken"] = json!(state
-            .next_tokens
-            .seal_offset("ListTrails", start + LIST_PAGE));
-    }
-    Ok(TrailAnswer::read(answer))
+    Ok(TrailAnswer::read(shapes::ListTrailsResponse {
+        trails: Some(page),
+        next_token: (start + LIST_PAGE < visible.len()).then(|| {
+            state
+                .next_tokens
+                .seal_offset("ListTrails", start + LIST_PAGE)
+        }),
+    }))
 }
 
 fn logs_management_events(selectors: &Selectors) -> bool {
@@ -812,7 +818,10 @@ fn logs_management_events(selectors: &Selectors) -> bool {
     }
 }
 
-async fn trail_status(state: &AppState, trail: &Trail) -> Result<Value, AwsError> {
+async fn trail_status(
+    state: &AppState,
+    trail: &Trail,
+) -> Result<shapes::GetTrailStatusResponse, AwsError> {
     let store = state.store.clone();
     let statuses = tokio::task::spawn_blocking(move || store.state(TRAIL_STATUS))
         .await
@@ -823,128 +832,129 @@ async fn trail_status(state: &AppState, trail: &Trail) -> Result<Value, AwsError
         .find(|(arn, _)| *arn == trail.arn())
         .and_then(|(_, value)| serde_json::from_str(&value).ok())
         .unwrap_or_default();
-    let seconds = |millis: i64| json!(millis as f64 / 1000.0);
+    let seconds = |millis: i64| millis as f64 / 1000.0;
     // AWS answers its string-typed members as "" until they have a value.
-    let mut status = json!({
-        "IsLogging": trail.logging.is_logging,
-        "LatestDeliveryAttemptTime": "",
-        "LatestNotificationAttemptTime": "",
-        "LatestNotificationAttemptSucceeded": "",
-        "LatestDeliveryAttemptSucceeded": "",
-        "TimeLoggingStarted": "",
-        "TimeLoggingStopped": "",
+    let blank = || Some(String::new());
+    let mut status = answer(shapes::GetTrailStatusResponse {
+        is_logging: Some(trail.logging.is_logging),
+        latest_delivery_attempt_time: blank(),
+        latest_notification_attempt_time: blank(),
+        latest_notification_attempt_succeeded: blank(),
+        latest_delivery_attempt_succeeded: blank(),
+        time_logging_started: trail
+            .logging
+            .started_millis
+            .map(cairn_model::format_event_time)
+            .or_else(blank),
+        time_logging_stopped: trail
+            .logging
+            .stopped_millis
+            .map(cairn_model::format_event_time)
+            .or_else(blank),
+        start_logging_time: trail.logging.started_millis.map(seconds),
+        stop_logging_time: trail.logging.stopped_millis.map(seconds),
+        ..shapes::GetTrailStatusResponse::default()
     });
-    if let Some(started) = trail.logging.started_millis {
-        status["StartLoggingTime"] = seconds(started);
-        status["TimeLoggingStarted"] = json!(cairn_model::format_event_time(started));
-    }
-    if let Some(stopped) = trail.logging.stopped_millis {
-        status["StopLoggingTime"] = seconds(stopped);
-        status["TimeLoggingStopped"] = json!(cairn_model::format_event_time(stopped));
-    }
+    // Delivery keeps its part of the status under the answer's member names, times as
+    // epoch milliseconds; read through the answer's shape, so only its members go out.
     for (key, value) in delivery {
-        // Delivery keeps its times as epoch milliseconds, named as the answer names them.
-        match value {
+        status[&key] = match value {
             Value::Number(millis) if key.ends_with("Time") => {
-                status[key] = seconds(millis.as_i64().unwrap_or_default());
+                json!(seconds(millis.as_i64().unwrap_or_default()))
             }
-            other => status[key] = other,
-        }
+            other => other,
+        };
     }
-    Ok(status)
+    serde_json::from_value(status).map_err(|failure| {
+        tracing::error!(%failure, trail = %trail.arn(), "a trail's delivery status cannot be read");
+        AwsError::internal_failure()
+    })
 }
 
-fn event_selectors_answer(trail: &Trail) -> Value {
-    let mut answer = json!({ "TrailARN": trail.arn() });
+fn event_selectors_answer(trail: &Trail) -> shapes::GetEventSelectorsResponse {
+    let mut answer = shapes::GetEventSelectorsResponse {
+        trail_arn: Some(trail.arn()),
+        ..Default::default()
+    };
     match &trail.selectors {
         Selectors::Default => {
-            answer["EventSelectors"] = json!([basic_out(&EventSelector::default())]);
+            answer.event_selectors = Some(vec![basic_out(&EventSelector::default())]);
         }
         Selectors::Basic(selectors) => {
-            answer["EventSelectors"] = Value::Array(selectors.iter().map(basic_out).collect());
+            answer.event_selectors = Some(selectors.iter().map(basic_out).collect());
         }
         Selectors::Advanced(selectors) => {
-            answer["AdvancedEventSelectors"] =
-                Value::Array(selectors.iter().map(advanced_out).collect());
+            answer.advanced_event_selectors = Some(selectors.iter().map(advanced_out).collect());
         }
     }
     answer
 }
 
-fn basic_out(selector: &EventSelector) -> Value {
-    json!({
-        "ReadWriteType": selector.read_write_type.as_str(),
-        "IncludeManagementEvents": selector.include_management_events,
-        "DataResources": selector.data_resources.iter()
-            .map(|resource| json!({"Type": resource.resource_type, "Values": resource.values}))
-            .collect::<Vec<_>>(),
-        "ExcludeManagementEventSources": selector.exclude_management_event_sources,
-    })
-}
-
-fn advanced_out(selector: &AdvancedEventSelector) -> Value {
-    let fields: Vec<Value> = selector
-        .field_selectors
-        .iter()
-        .map(|field| {
-            let mut out = json!({ "Field": field.field });
-            for (name, values) in [
-                ("Equals", &field.equals),
-                ("StartsWith", &field.starts_with),
-                ("EndsWith", &field.ends_with),
-                ("NotEquals", &field.not_equals),
-                ("NotStartsWith", &field.not_starts_with),
-                ("NotEndsWith", &field.not_ends_with),
-            ] {
-                if !values.is_empty() {
-                    out[name] = json!(values);
-                }
-            }
-            out
-        })
-        .collect();
-    let mut out = json!({ "FieldSelectors": fields });
-    if let Some(name) = &selector.name {
-        out["Name"] = json!(name);
+fn basic_out(selector: &EventSelector) -> shapes::EventSelector {
+    shapes::EventSelector {
+        read_write_type: Some(selector.read_write_type.as_str().to_owned()),
+        include_management_events: Some(selector.include_management_events),
+        data_resources: Some(
+            selector
+                .data_resources
+                .iter()
+                .map(|resource| shapes::DataResource {
+                    r#type: Some(resource.resource_type.clone()),
+                    values: Some(resource.values.clone()),
+                })
+                .collect(),
+        ),
+        exclude_management_event_sources: Some(selector.exclude_management_event_sources.clone()),
     }
-    out
 }
 
-fn insight_selectors_answer(trail: &Trail) -> Value {
-    let selectors: Vec<Value> = trail
-        .insight_selectors
-        .iter()
-        .map(|selector| json!({"InsightType": selector.insight_type, "EventCategories": selector.event_categories}))
-        .collect();
-    json!({ "TrailARN": trail.arn(), "InsightSelectors": selectors })
+fn advanced_out(selector: &AdvancedEventSelector) -> shapes::AdvancedEventSelector {
+    // An operator with no values is left out, as AWS answers.
+    let given = |values: &Vec<String>| (!values.is_empty()).then(|| values.clone());
+    shapes::AdvancedEventSelector {
+        name: selector.name.clone(),
+        field_selectors: selector
+            .field_selectors
+            .iter()
+            .map(|field| shapes::AdvancedFieldSelector {
+                field: field.field.clone(),
+                equals: given(&field.equals),
+                starts_with: given(&field.starts_with),
+                ends_with: given(&field.ends_with),
+                not_equals: given(&field.not_equals),
+                not_starts_with: given(&field.not_starts_with),
+                not_ends_with: given(&field.not_ends_with),
+            })
+            .collect(),
+    }
 }
 
-fn strings(value: Option<&Value>) -> Vec<String> {
-    value
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_owned)
-        .collect()
+fn insight_selectors_answer(trail: &Trail) -> shapes::GetInsightSelectorsResponse {
+    shapes::GetInsightSelectorsResponse {
+        trail_arn: Some(trail.arn()),
+        insight_selectors: Some(
+            trail
+                .insight_selectors
+                .iter()
+                .map(|selector| shapes::InsightSelector {
+                    insight_type: Some(selector.insight_type.clone()),
+                    event_categories: Some(selector.event_categories.clone()),
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    }
 }
 
 fn put_event_selectors(
     trails: &[Trail],
-    members: &Map<String, Value>,
+    input: shapes::PutEventSelectorsRequest,
     asking: &Asking<'_>,
 ) -> Result<TrailAnswer, AwsError> {
-    let name = text(members, "TrailName").unwrap_or_default();
-    let mut trail = resolve(trails, name, asking)?.clone();
+    let mut trail = resolve(trails, &input.trail_name, asking)?.clone();
     in_home_region(&trail, asking, "change event selectors of")?;
-    let basic = members
-        .get("EventSelectors")
-        .filter(|value| !value.is_null());
-    let advanced = members
-        .get("AdvancedEventSelectors")
-        .filter(|value| !value.is_null());
     let invalid = |message: String| error("InvalidEventSelectorsException", message);
-    let selectors = match (basic, advanced) {
+    let selectors = match (input.event_selectors, input.advanced_event_selectors) {
         (Some(_), Some(_)) => {
             return Err(invalid(
                 "Specify either event selectors or advanced event selectors, not both.".to_owned(),
@@ -957,66 +967,45 @@ fn put_event_selectors(
         }
         (Some(basic), None) => Selectors::Basic(
             basic
-                .as_array()
                 .into_iter()
-                .flatten()
                 .map(|selector| EventSelector {
                     read_write_type: selector
-                        .get("ReadWriteType")
-                        .and_then(Value::as_str)
+                        .read_write_type
+                        .as_deref()
                         .and_then(ReadWriteType::parse)
                         .unwrap_or_default(),
-                    include_management_events: selector
-                        .get("IncludeManagementEvents")
-                        .and_then(Value::as_bool)
-                        .unwrap_or(true),
+                    include_management_events: selector.include_management_events.unwrap_or(true),
                     data_resources: selector
-                        .get("DataResources")
-                        .and_then(Value::as_array)
+                        .data_resources
+                        .unwrap_or_default()
                         .into_iter()
-                        .flatten()
                         .map(|resource| DataResource {
-                            resource_type: resource
-                                .get("Type")
-                                .and_then(Value::as_str)
-                                .unwrap_or_default()
-                                .to_owned(),
-                            values: strings(resource.get("Values")),
+                            resource_type: resource.r#type.unwrap_or_default(),
+                            values: resource.values.unwrap_or_default(),
                         })
                         .collect(),
-                    exclude_management_event_sources: strings(
-                        selector.get("ExcludeManagementEventSources"),
-                    ),
+                    exclude_management_event_sources: selector
+                        .exclude_management_event_sources
+                        .unwrap_or_default(),
                 })
                 .collect(),
         ),
         (None, Some(advanced)) => Selectors::Advanced(
             advanced
-                .as_array()
                 .into_iter()
-                .flatten()
                 .map(|selector| AdvancedEventSelector {
-                    name: selector
-                        .get("Name")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned),
+                    name: selector.name,
                     field_selectors: selector
-                        .get("FieldSelectors")
-                        .and_then(Value::as_array)
+                        .field_selectors
                         .into_iter()
-                        .flatten()
                         .map(|field| FieldSelector {
-                            field: field
-                                .get("Field")
-                                .and_then(Value::as_str)
-                                .unwrap_or_default()
-                                .to_owned(),
-                            equals: strings(field.get("Equals")),
-                            starts_with: strings(field.get("StartsWith")),
-                            ends_with: strings(field.get("EndsWith")),
-                            not_equals: strings(field.get("NotEquals")),
-                            not_starts_with: strings(field.get("NotStartsWith")),
-                            not_ends_with: strings(field.get("NotEndsWith")),
+                            field: field.field,
+                            equals: field.equals.unwrap_or_default(),
+                            starts_with: field.starts_with.unwrap_or_default(),
+                            ends_with: field.ends_with.unwrap_or_default(),
+                            not_equals: field.not_equals.unwrap_or_default(),
+                            not_starts_with: field.not_starts_with.unwrap_or_default(),
+                            not_ends_with: field.not_ends_with.unwrap_or_default(),
                         })
                         .collect(),
                 })
@@ -1025,8 +1014,6 @@ fn put_event_selectors(
     };
     selectors.check().map_err(invalid)?;
     trail.selectors = selectors;
-    Ok(TrailAnswer {
-        body: event_selectors_answer(&trail),
-        changes: vec![put(&trail)],
-    })
+    // PutEventSelectors answers what GetEventSelectors would.
+    Ok(TrailAnswer::keeping(event_selectors_answer(&trail), &trail))
 }

@@ -5,6 +5,7 @@ use cairn_model::{LookupAttribute, LookupAttributeKey};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use crate::cloudtrail_shapes::TrailRequest;
 use crate::error::AwsError;
 
 pub const TARGET_PREFIX: &str = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.";
@@ -16,7 +17,7 @@ pub const API_VERSION: &str = "2013-11-01";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
     LookupEvents,
-    /// One of the trail operations ([`TRAIL_OPERATIONS`]).
+    /// One of the trail operations ([`TrailRequest::SERVED`], generated with their types).
     Trail(&'static str),
     /// In the CloudTrail model but not served by Cairn yet.
     NotYetServed(&'static str),
@@ -40,28 +41,6 @@ impl Operation {
     }
 }
 
-/// The trail operations Cairn serves; the model's others (Lake, channels, dashboards,
-/// federation) answer `UnsupportedOperationException`.
-pub const TRAIL_OPERATIONS: &[&str] = &[
-    "AddTags",
-    "CreateTrail",
-    "DeleteTrail",
-    "DescribeTrails",
-    "GetEventSelectors",
-    "GetInsightSelectors",
-    "GetTrail",
-    "GetTrailStatus",
-    "ListPublicKeys",
-    "ListTags",
-    "ListTrails",
-    "PutEventSelectors",
-    "PutInsightSelectors",
-    "RemoveTags",
-    "StartLogging",
-    "StopLogging",
-    "UpdateTrail",
-];
-
 /// The operation a CloudTrail `X-Amz-Target` names.
 pub fn parse_target(target: Option<&str>) -> Result<Operation, AwsError> {
     let unknown = || AwsError::new("UnknownOperationException", "");
@@ -73,7 +52,7 @@ pub fn parse_target(target: Option<&str>) -> Result<Operation, AwsError> {
         .ok_or_else(unknown)?;
     Ok(match name {
         "LookupEvents" => Operation::LookupEvents,
-        other => match TRAIL_OPERATIONS.iter().find(|served| **served == other) {
+        other => match TrailRequest::SERVED.iter().find(|served| **served == other) {
             Some(served) => Operation::Trail(served),
             None => Operation::NotYetServed(other),
         },
@@ -385,6 +364,39 @@ mod tests {
 
     fn code(body: Value) -> String {
         parse(body).unwrap_err().code
+    }
+
+    #[test]
+    fn every_served_operation_is_the_models_and_parses_into_its_typed_request() {
+        let model = crate::cloudtrail_model::CloudTrailModel::builtin();
+        for name in TrailRequest::SERVED {
+            assert_eq!(model.operation_name(name), Some(*name));
+            let target = format!("{TARGET_PREFIX}{name}");
+            assert_eq!(parse_target(Some(&target)), Ok(Operation::Trail(name)));
+        }
+        let served = model
+            .operations
+            .keys()
+            .filter(|name| TrailRequest::SERVED.contains(&name.as_str()))
+            .count();
+        assert_eq!(served, TrailRequest::SERVED.len());
+        let request = TrailRequest::parse(
+            "CreateTrail",
+            json!({"Name": "t", "S3BucketName": "b", "TagsList": [{"Key": "k"}], "Unknown": 1}),
+        );
+        let Some(Ok(TrailRequest::CreateTrail(create))) = request else {
+            panic!("{request:?}");
+        };
+        assert_eq!(
+            (create.name.as_str(), create.s3_bucket_name.as_str()),
+            ("t", "b")
+        );
+        assert_eq!(create.tags_list.unwrap()[0].value, None);
+        assert!(TrailRequest::parse("CreateEventDataStore", json!({})).is_none());
+        assert!(matches!(
+            TrailRequest::parse("ListPublicKeys", json!({"StartTime": "yesterday"})),
+            Some(Err(_))
+        ));
     }
 
     #[test]

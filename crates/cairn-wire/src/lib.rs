@@ -9,6 +9,7 @@
 pub mod chunked;
 pub mod cloudtrail;
 pub mod cloudtrail_model;
+pub mod cloudtrail_shapes;
 pub mod error;
 pub mod form;
 pub mod protocol;
