@@ -270,6 +270,50 @@ def test_delivery_is_exactly_once_across_a_crash_mid_delivery(tmp_path):
         server.stop()
 
 
+def test_delivery_is_exactly_once_when_sigkill_lands_anywhere_under_load(tmp_path):
+    import random
+    import threading
+
+    server = Cairn(tmp_path / "data", extra_args=["--delivery-interval-secs", "1"]).start()
+    client(server, "s3").create_bucket(Bucket="e2e-sigkill")
+    cloudtrail = client(server, "cloudtrail")
+    cloudtrail.create_trail(Name="sigkill", S3BucketName="e2e-sigkill")
+    cloudtrail.start_logging(Name="sigkill")
+    answered = []
+    chance = random.Random(15)
+    for _ in range(4):
+        stop = threading.Event()
+
+        def calls(endpoint_server=server):
+            caller = client(endpoint_server, "cloudtrail")
+            while not stop.is_set():
+                try:
+                    answered.append(caller.list_trails()["ResponseMetadata"]["RequestId"])
+                except Exception:  # the kill: an unanswered call may or may not be stored
+                    return
+        threads = [threading.Thread(target=calls) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        # Somewhere in a delivery round or between two.
+        time.sleep(1.0 + chance.random() * 2.0)
+        server.stop(signal.SIGKILL)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        server = Cairn(tmp_path / "data", extra_args=["--delivery-interval-secs", "1"]).start()
+    try:
+        assert len(answered) > 50
+        files = wait_for(lambda: (lambda f: f if set(answered) <= set(request_ids(f)) else None)(
+            delivered(server, "e2e-sigkill")), timeout=60)
+        time.sleep(2)
+        ids = request_ids(delivered(server, "e2e-sigkill"))
+        twice = [rid for rid in set(ids) if ids.count(rid) > 1]
+        assert not twice, f"{len(twice)} events delivered twice"
+        assert set(answered) <= set(ids)
+    finally:
+        server.stop()
+
+
 def test_selectors_choose_what_each_trail_delivers(tmp_path):
     server = Cairn(tmp_path / "data", extra_args=["--delivery-interval-secs", "1"]).start()
     try:
