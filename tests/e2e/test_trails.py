@@ -314,6 +314,33 @@ def test_delivery_is_exactly_once_when_sigkill_lands_anywhere_under_load(tmp_pat
         server.stop()
 
 
+def test_events_recorded_before_a_selector_change_are_delivered_as_the_old_selectors_chose(tmp_path):
+    # No delivery while the selectors change: every event is judged later, at once.
+    server = Cairn(tmp_path / "data", extra_args=["--delivery-interval-secs", "3600"]).start()
+    try:
+        client(server, "s3").create_bucket(Bucket="e2e-change")
+        cloudtrail = client(server, "cloudtrail")
+        cloudtrail.create_trail(Name="change", S3BucketName="e2e-change")
+        cloudtrail.start_logging(Name="change")
+        before = [cloudtrail.list_trails()["ResponseMetadata"]["RequestId"] for _ in range(3)]
+        cloudtrail.put_event_selectors(TrailName="change", EventSelectors=[
+            {"ReadWriteType": "WriteOnly", "IncludeManagementEvents": True}])
+        after = [cloudtrail.list_trails()["ResponseMetadata"]["RequestId"] for _ in range(3)]
+        marker = cloudtrail.add_tags(ResourceId=cloudtrail.get_trail(Name="change")["Trail"]["TrailARN"],
+                                     TagsList=[{"Key": "k", "Value": "v"}])["ResponseMetadata"]["RequestId"]
+    finally:
+        server.stop()
+    server = Cairn(tmp_path / "data", extra_args=["--delivery-interval-secs", "1"]).start()
+    try:
+        files = wait_for(lambda: (lambda f: f if marker in request_ids(f) else None)(
+            delivered(server, "e2e-change")))
+        ids = set(request_ids(files))
+        assert set(before) <= ids, "reads recorded while the trail took them"
+        assert not set(after) & ids, "reads recorded after it became write-only"
+    finally:
+        server.stop()
+
+
 def test_selectors_choose_what_each_trail_delivers(tmp_path):
     server = Cairn(tmp_path / "data", extra_args=["--delivery-interval-secs", "1"]).start()
     try:

@@ -9,7 +9,9 @@
 //! A crash between 1 and 3 leaves the pending stretch, which the next run writes again to
 //! the same keys with the same contents: a file may be written twice, never be there twice,
 //! and no event is skipped. The trail is read after the feed, so an event the feed gave is
-//! judged by a trail state at least as new as the event.
+//! judged by a trail state at least as new as the event, and that state keeps what chose
+//! events before each change (`earlier_selections`): each event is judged as it would
+//! have been when it was recorded.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +29,7 @@ use crate::lease::Lease;
 use crate::log_file::{assemble_hashed, LogFileName};
 use crate::notify::Notifier;
 use crate::objects::{ObjectPut, ObjectStore};
-use crate::selection::{in_logging_period, trail_takes, RecordFacts};
+use crate::selection::{in_logging_period, trail_takes, Judges, RecordFacts};
 use crate::{DeliveryError, TRAILS, TRAIL_DELIVERY, TRAIL_STATUS};
 
 #[derive(Clone, Debug)]
@@ -324,14 +326,24 @@ impl Deliverer {
         Ok(seq)
     }
 
-    /// Where each of the trail's ended periods ends in the feed, as far as is known.
+    /// Where each of the trail's ended logging periods and earlier selections ends in the
+    /// feed, as far as is known.
     async fn stops_of(&self, trail: &Trail) -> Result<HashMap<String, i64>, DeliveryError> {
         let mut stops = HashMap::new();
-        for period in &trail.logging.periods {
-            if let Some(stop) = &period.until_event_id {
-                if let Some(seq) = self.stop_seq(stop).await? {
-                    stops.insert(stop.clone(), seq);
-                }
+        let ends = trail
+            .logging
+            .periods
+            .iter()
+            .filter_map(|period| period.until_event_id.as_ref())
+            .chain(
+                trail
+                    .earlier_selections
+                    .iter()
+                    .map(|earlier| &earlier.until_event_id),
+            );
+        for stop in ends {
+            if let Some(seq) = self.stop_seq(stop).await? {
+                stops.insert(stop.clone(), seq);
             }
         }
         Ok(stops)
@@ -451,6 +463,7 @@ impl Deliverer {
         let trail = pending.trail.clone();
         // Reading every record is the CPU-heavy part: off the async workers.
         tokio::task::spawn_blocking(move || {
+            let judges = Judges::of(&trail, |stop| stops.get(stop).copied());
             events
                 .into_iter()
                 .filter(|event| {
@@ -458,7 +471,7 @@ impl Deliverer {
                 })
                 .filter_map(|event| {
                     let facts = RecordFacts::from_json(&event.event.record_json)?;
-                    trail_takes(&trail, &facts).then_some(Taken {
+                    trail_takes(judges.at(&trail, event.seq), &facts).then_some(Taken {
                         account_id: facts.account_id,
                         region: facts.region,
                         event,

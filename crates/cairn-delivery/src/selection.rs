@@ -157,6 +157,33 @@ pub fn trail_takes(trail: &Trail, facts: &RecordFacts) -> bool {
     in_region && trail.selectors.matches(&facts.selectable)
 }
 
+/// The trail as it chose events along the feed: each earlier selection up to its change's
+/// feed position, then the trail as it is. A change whose position is not known yet (`None`
+/// from `stop_seq`) is read as not made yet.
+pub struct Judges {
+    earlier: Vec<(Option<i64>, Trail)>,
+}
+
+impl Judges {
+    pub fn of(trail: &Trail, stop_seq: impl Fn(&str) -> Option<i64>) -> Self {
+        Self {
+            earlier: trail
+                .earlier_selections
+                .iter()
+                .map(|earlier| (stop_seq(&earlier.until_event_id), trail.as_under(earlier)))
+                .collect(),
+        }
+    }
+
+    /// The trail that judges the event at feed position `seq`.
+    pub fn at<'t>(&'t self, trail: &'t Trail, seq: i64) -> &'t Trail {
+        self.earlier
+            .iter()
+            .find(|(until, _)| until.is_none_or(|until| seq <= until))
+            .map_or(trail, |(_, judge)| judge)
+    }
+}
+
 /// Whether feed position `seq` falls in one of the trail's logging periods, given where each
 /// ended period's StopLogging event sits in the feed (`stop_seq`; `None` while unknown, which
 /// is read as not ended yet).
@@ -192,6 +219,39 @@ mod tests {
             "eventID": "e", "eventSource": source, "eventName": "X", "awsRegion": region,
             "recipientAccountId": account, "eventCategory": "Management", "readOnly": true,
         }))
+    }
+
+    #[test]
+    fn an_event_is_judged_by_the_selection_in_force_when_it_was_recorded() {
+        let before = trail();
+        let mut after = Trail {
+            selectors: Selectors::Basic(vec![EventSelector {
+                exclude_management_event_sources: vec!["kms.amazonaws.com".into()],
+                ..EventSelector::default()
+            }]),
+            ..trail()
+        };
+        after.note_change(&before, "put-selectors");
+        let kms = record("kms.amazonaws.com", "eu-west-1", "111111111111");
+        let judges = Judges::of(&after, |id| (id == "put-selectors").then_some(10));
+        assert!(trail_takes(judges.at(&after, 9), &kms), "before the change");
+        assert!(
+            trail_takes(judges.at(&after, 10), &kms),
+            "the change's own call"
+        );
+        assert!(!trail_takes(judges.at(&after, 11), &kms), "after it");
+        let unknown = Judges::of(&after, |_| None);
+        assert!(
+            trail_takes(unknown.at(&after, 11), &kms),
+            "a change not yet in the feed is not made yet"
+        );
+        let mut unchanged = after.clone();
+        unchanged.note_change(&after, "again");
+        assert_eq!(
+            unchanged.earlier_selections.len(),
+            1,
+            "only changes are kept"
+        );
     }
 
     #[test]

@@ -38,7 +38,26 @@ pub struct Trail {
     pub tags: Vec<(String, String)>,
     #[serde(default)]
     pub logging: Logging,
+    /// What chose the trail's events before each change of it, oldest first: an event is
+    /// judged by what was in force when it was recorded, not when it is delivered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_selections: Vec<EarlierSelection>,
 }
+
+/// How a trail chose its events until a change: in force up to and including the event of
+/// the call that changed it (`until_event_id`, numbered only when it commits).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarlierSelection {
+    pub until_event_id: String,
+    pub selectors: Selectors,
+    pub include_global_service_events: bool,
+    pub is_multi_region_trail: bool,
+    pub is_organization_trail: bool,
+}
+
+/// How many earlier selections a trail keeps: a delivery that lags behind more changes
+/// than this judges the oldest of its events by the oldest kept.
+pub const MAX_EARLIER_SELECTIONS: usize = 50;
 
 /// Whether a trail is logging, since or until when (epoch milliseconds), and which stretches
 /// of the store's feed it logged: a stopped trail delivers nothing for its stopped time.
@@ -104,6 +123,46 @@ impl Trail {
     /// shadow trail outside its home).
     pub fn visible_in(&self, region: &str) -> bool {
         self.home_region == region || self.is_multi_region_trail
+    }
+
+    /// How the trail chooses its events now, as an earlier selection ending at `event_id`.
+    fn selection_until(&self, event_id: &str) -> EarlierSelection {
+        EarlierSelection {
+            until_event_id: event_id.to_owned(),
+            selectors: self.selectors.clone(),
+            include_global_service_events: self.include_global_service_events,
+            is_multi_region_trail: self.is_multi_region_trail,
+            is_organization_trail: self.is_organization_trail,
+        }
+    }
+
+    /// Records that the call whose event is `event_id` changed the trail from `before`: if
+    /// what chooses its events changed, what chose them before stays in force for the
+    /// events up to that call's.
+    pub fn note_change(&mut self, before: &Trail, event_id: &str) {
+        let earlier = before.selection_until(event_id);
+        let now = self.selection_until(event_id);
+        if earlier == now {
+            return;
+        }
+        self.earlier_selections.push(earlier);
+        let excess = self
+            .earlier_selections
+            .len()
+            .saturating_sub(MAX_EARLIER_SELECTIONS);
+        self.earlier_selections.drain(..excess);
+    }
+
+    /// The trail as it chose its events under `earlier`.
+    pub fn as_under(&self, earlier: &EarlierSelection) -> Trail {
+        Trail {
+            selectors: earlier.selectors.clone(),
+            include_global_service_events: earlier.include_global_service_events,
+            is_multi_region_trail: earlier.is_multi_region_trail,
+            is_organization_trail: earlier.is_organization_trail,
+            earlier_selections: Vec::new(),
+            ..self.clone()
+        }
     }
 
     /// Whether the selectors are other than the default (all management events, no data).

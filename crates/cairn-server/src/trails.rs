@@ -434,9 +434,11 @@ pub(crate) async fn serve(
     match request {
         TrailRequest::CreateTrail(input) => create(state, &trails, input, asking).await,
         TrailRequest::UpdateTrail(input) => {
-            let mut trail = resolve(&trails, &input.name, asking)?.clone();
-            in_home_region(&trail, asking, "update")?;
+            let before = resolve(&trails, &input.name, asking)?;
+            in_home_region(before, asking, "update")?;
+            let mut trail = before.clone();
             apply_settings(state, &mut trail, &input, asking).await?;
+            trail.note_change(before, asking.event_id);
             Ok(TrailAnswer::keeping(describe(&trail, false), &trail))
         }
         TrailRequest::GetTrail(input) => {
@@ -1013,7 +1015,9 @@ fn put_event_selectors(
         ),
     };
     selectors.check().map_err(invalid)?;
+    let before = trail.clone();
     trail.selectors = selectors;
+    trail.note_change(&before, asking.event_id);
     // PutEventSelectors answers what GetEventSelectors would.
     Ok(TrailAnswer::keeping(event_selectors_answer(&trail), &trail))
 }
