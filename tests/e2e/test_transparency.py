@@ -110,6 +110,19 @@ def get(server, path, **params):
     return requests.get(server.endpoint + path, params=params, timeout=10)
 
 
+def signed_get(server, path, secret=None, **params):
+    """A GET signed with SigV4 as botocore signs (by the server's key, or another secret)."""
+    import botocore.auth
+    import botocore.awsrequest
+    import botocore.credentials
+    key, known_secret = server.credentials()
+    prepared = requests.Request("GET", server.endpoint + path, params=params).prepare()
+    request = botocore.awsrequest.AWSRequest(method="GET", url=prepared.url)
+    botocore.auth.SigV4Auth(botocore.credentials.Credentials(key, secret or known_secret),
+                            "cloudtrail", "us-east-1").add_auth(request)
+    return requests.get(prepared.url, headers=dict(request.headers.items()), timeout=10)
+
+
 def test_every_event_is_proven_and_the_log_only_grows_across_a_kill(tmp_path):
     server = Cairn(tmp_path / "data", extra_args=["--checkpoint-interval-millis", "200"]).start()
     try:
@@ -127,12 +140,18 @@ def test_every_event_is_proven_and_the_log_only_grows_across_a_kill(tmp_path):
             return answers if all(answer.status_code == 200 for answer in answers.values()) else None
         answers = wait_for(proofs, what="the events' leaves")
         for event_id, answer in answers.items():
-            proof = answer.json()
+            # Hashes are for anyone; the record only for a key Cairn knows.
+            assert "record" not in answer.json()
+            assert "record" not in signed_get(server, "/_cairn/transparency/proof", secret="x" * 40,
+                                              **{"event-id": event_id}).json()
+            proof = signed_get(server, "/_cairn/transparency/proof", **{"event-id": event_id}).json()
+            assert proof["leafHash"] == answer.json()["leafHash"]
             origin, size, root = open_checkpoint(proof["checkpoint"], key)
             assert size == proof["treeSize"] and origin == key.split("+", 2)[0]
             # The leaf is the record exactly as LookupEvents gives it.
             assert proof["record"] == ids[event_id]
             record = proof["record"].encode()
+            assert leaf(record).hex() == proof["leafHash"]
             path = [bytes.fromhex(hash) for hash in proof["inclusionPath"]]
             assert verify_inclusion(proof["leafIndex"], size, leaf(record), path, root), event_id
             for at in (0, len(record) // 2, len(record) - 1):
@@ -196,7 +215,7 @@ def test_every_event_is_proven_and_the_log_only_grows_across_a_kill(tmp_path):
         assert mth(leaves) == root
         for answer in answers.values():
             proof = answer.json()
-            assert leaves[proof["leafIndex"]] == leaf(proof["record"].encode())
+            assert leaves[proof["leafIndex"]] == bytes.fromhex(proof["leafHash"])
         assert get(server, "/_cairn/transparency/tile/0/000").status_code == 404  # not full yet
         assert get(server, "/_cairn/transparency/tile/0/x000").status_code == 404
         assert get(server, "/_cairn/transparency/tile/0/000.p/999").status_code == 404
@@ -206,7 +225,7 @@ def test_every_event_is_proven_and_the_log_only_grows_across_a_kill(tmp_path):
         verified = subprocess.run(
             [str(BINARY), "verify-event", event_id, "--endpoint-url", server.endpoint, "--verifier-key", key,
              "--since-checkpoint", str(tmp_path / "old-checkpoint")],
-            capture_output=True, text=True, env=clean_env(), timeout=60,
+            capture_output=True, text=True, env=server.env(), timeout=60,
         )
         assert verified.returncode == 0, verified
         assert f"Event {event_id}\tvalid: leaf " in verified.stdout
@@ -214,17 +233,23 @@ def test_every_event_is_proven_and_the_log_only_grows_across_a_kill(tmp_path):
         # Without a key kept apart, the server's own must be asked for by name.
         keyless = subprocess.run(
             [str(BINARY), "verify-event", event_id, "--endpoint-url", server.endpoint],
-            capture_output=True, text=True, env=clean_env(), timeout=60,
+            capture_output=True, text=True, env=server.env(), timeout=60,
         )
         assert keyless.returncode != 0 and "--verifier-key" in keyless.stderr
         trusting = subprocess.run(
             [str(BINARY), "verify-event", event_id, "--endpoint-url", server.endpoint, "--trust-server-key"],
-            capture_output=True, text=True, env=clean_env(), timeout=60,
+            capture_output=True, text=True, env=server.env(), timeout=60,
         )
         assert trusting.returncode == 0 and "taken from the server itself" in trusting.stdout
+        # Without credentials there is no record to prove.
+        anonymous = subprocess.run(
+            [str(BINARY), "verify-event", event_id, "--endpoint-url", server.endpoint, "--verifier-key", key],
+            capture_output=True, text=True, env={**clean_env(), "HOME": str(tmp_path)}, timeout=60,
+        )
+        assert anonymous.returncode == 255 and "credentials" in anonymous.stderr, anonymous
         unknown = subprocess.run(
             [str(BINARY), "verify-event", "not-an-event", "--endpoint-url", server.endpoint, "--verifier-key", key],
-            capture_output=True, text=True, env=clean_env(), timeout=60,
+            capture_output=True, text=True, env=server.env(), timeout=60,
         )
         assert unknown.returncode == 1 and "INVALID: not in the transparency log" in unknown.stdout
         # Another key: the checkpoint is not believed.
@@ -234,7 +259,7 @@ def test_every_event_is_proven_and_the_log_only_grows_across_a_kill(tmp_path):
         stranger = subprocess.run(
             [str(BINARY), "verify-event", event_id, "--endpoint-url", server.endpoint, "--verifier-key",
              "+".join(other)],
-            capture_output=True, text=True, env=clean_env(), timeout=60,
+            capture_output=True, text=True, env=server.env(), timeout=60,
         )
         assert stranger.returncode == 1 and "not signed by the verifier key" in stranger.stdout
         # The signing key is the owner's only and never in the log.

@@ -98,7 +98,7 @@ struct Head {
     checkpoint: String,
 }
 
-/// One event's proof, with the record it proves.
+/// One event's proof, with the record it proves (left out for a caller who may not read it).
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EventProof {
@@ -109,8 +109,11 @@ pub struct EventProof {
     pub inclusion_path: Vec<String>,
     /// The signed checkpoint of `tree_size`.
     pub checkpoint: String,
+    /// The leaf: RFC 6962's hash of the record's text, hex.
+    pub leaf_hash: String,
     /// The record's text, as hashed into the leaf.
-    pub record: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
 }
 
 /// Where the stored hashes are kept.
@@ -666,7 +669,8 @@ impl TransparencyLog {
             tree_size: head.size,
             inclusion_path: path.iter().map(hex::encode).collect(),
             checkpoint: head.checkpoint,
-            record: record.event.record_json,
+            leaf_hash: hex::encode(merkle::leaf_hash(record.event.record_json.as_bytes())),
+            record: Some(record.event.record_json),
         }))
     }
 
@@ -741,7 +745,7 @@ mod tests {
             && verify_inclusion(
                 proof.leaf_index,
                 proof.tree_size,
-                &merkle::leaf_hash(proof.record.as_bytes()),
+                &merkle::leaf_hash(proof.record.as_deref().unwrap().as_bytes()),
                 &path,
                 &checkpoint.root,
             )
@@ -821,7 +825,14 @@ mod tests {
         assert_eq!(log.tile(0, 0, 20).unwrap(), tile_check);
         // 20 leaves: level-0 tile 0 holds 20 of its 256 hashes, the leaves' own.
         let tile = log.tile(0, 0, 20).unwrap().unwrap();
-        let first_leaf = merkle::leaf_hash(log.prove("e-0000").unwrap().unwrap().record.as_bytes());
+        let first_leaf = merkle::leaf_hash(
+            log.prove("e-0000")
+                .unwrap()
+                .unwrap()
+                .record
+                .unwrap()
+                .as_bytes(),
+        );
         assert_eq!(tile.len(), 20 * 32);
         assert_eq!(tile[..32], first_leaf);
         assert_eq!(log.tile(0, 0, 21).unwrap(), None);

@@ -204,6 +204,30 @@ impl Remote {
         Ok(answer)
     }
 
+    /// A GET of one of Cairn's own paths at the CloudTrail endpoint, signed as a call is:
+    /// the status and the body (at most what any fetch may hold).
+    pub fn get(&self, path: &str, query: &str) -> anyhow::Result<(u16, String)> {
+        let reply = self
+            .send(
+                SignedCall {
+                    endpoint: &self.cloudtrail,
+                    method: Method::GET,
+                    path,
+                    query,
+                    headers: HeaderMap::new(),
+                    body: Bytes::new(),
+                    service: "cloudtrail",
+                    region: &self.region,
+                },
+                true,
+            )
+            .map_err(|error| anyhow::anyhow!("{path}: {error}"))?;
+        Ok((
+            reply.status.as_u16(),
+            String::from_utf8_lossy(&reply.body).into_owned(),
+        ))
+    }
+
     /// The bucket and key prefix the trail delivers to.
     pub fn trail(&self, arn: &str) -> anyhow::Result<(String, Option<String>)> {
         let answer = self

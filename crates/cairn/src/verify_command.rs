@@ -3,17 +3,17 @@
 //! from `/_cairn/transparency/proof`, checked against a checkpoint signed by the key given
 //! (or, with `--trust-server-key`, the server's own, which proves less and is said so). With
 //! `--since-checkpoint FILE`, also that the log only grew since a checkpoint kept earlier.
+//! Its calls are signed with the credentials an SDK would find: the server gives an event's
+//! record only to a key it knows.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
-use bytes::Bytes;
 use cairn_integrity::merkle::{self, Hash};
 use cairn_integrity::note::{verify_checkpoint, Checkpoint};
-use cairn_upstream::{GatewayClient, OutgoingBody};
-use http::{HeaderMap, Method, Uri};
 use serde_json::Value;
+
+use crate::validate_remote::{Credentials, Remote};
 
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
@@ -35,39 +35,24 @@ pub struct VerifyArgs {
     pub since_checkpoint: Option<PathBuf>,
 }
 
+/// Cairn's transparency paths, fetched signed: the record comes only to a known key.
 struct Client {
-    runtime: tokio::runtime::Runtime,
-    client: GatewayClient,
-    endpoint: Uri,
+    remote: Remote,
 }
 
 impl Client {
-    fn get(&self, path_and_query: &str) -> anyhow::Result<(u16, String)> {
-        let reply = self.runtime.block_on(self.client.forward(
-            &self.endpoint,
-            &Method::GET,
-            path_and_query,
-            &HeaderMap::new(),
-            OutgoingBody::whole(Bytes::new()),
-        ))?;
-        anyhow::ensure!(
-            reply.body.is_whole(),
-            "{path_and_query}: the answer is too long"
-        );
-        Ok((
-            reply.status.as_u16(),
-            String::from_utf8_lossy(reply.body.recorded()).into_owned(),
-        ))
+    fn get(&self, path: &str, query: &str) -> anyhow::Result<(u16, String)> {
+        self.remote.get(path, query)
     }
 
-    fn get_ok(&self, path_and_query: &str) -> anyhow::Result<String> {
-        let (status, body) = self.get(path_and_query)?;
+    fn get_ok(&self, path: &str, query: &str) -> anyhow::Result<String> {
+        let (status, body) = self.get(path, query)?;
         if status != 200 {
             let message = serde_json::from_str::<Value>(&body)
                 .ok()
                 .and_then(|value| value["message"].as_str().map(str::to_owned))
                 .unwrap_or(body);
-            bail!("{path_and_query}: {status} {message}");
+            bail!("{path}: {status} {message}");
         }
         Ok(body)
     }
@@ -106,21 +91,17 @@ pub fn run(args: &VerifyArgs) -> i32 {
 }
 
 fn verify(args: &VerifyArgs) -> anyhow::Result<Result<Vec<String>, String>> {
-    let endpoint: Uri = args
-        .endpoint_url
-        .parse()
-        .with_context(|| format!("invalid endpoint URL {}", args.endpoint_url))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let client = {
-        let _entered = runtime.enter();
-        GatewayClient::new(Duration::from_secs(30))
-    };
+    let region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
+        .unwrap_or_else(|| "us-east-1".to_owned());
     let client = Client {
-        runtime,
-        client,
-        endpoint,
+        remote: Remote::new(
+            &args.endpoint_url,
+            &args.endpoint_url,
+            &region,
+            Credentials::from_environment()?,
+        )?,
     };
     let mut lines = Vec::new();
     let key = match &args.verifier_key {
@@ -130,13 +111,16 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<Result<Vec<String>, String>> {
                 "(verifier key taken from the server itself, as --trust-server-key asked: this proves only that the server agrees with itself)"
                     .to_owned(),
             );
-            client.get_ok("/_cairn/transparency/key")?.trim().to_owned()
+            client
+                .get_ok("/_cairn/transparency/key", "")?
+                .trim()
+                .to_owned()
         }
     };
-    let (status, body) = client.get(&format!(
-        "/_cairn/transparency/proof?event-id={}",
-        encoded(&args.event_id)
-    ))?;
+    let (status, body) = client.get(
+        "/_cairn/transparency/proof",
+        &format!("event-id={}", encoded(&args.event_id)),
+    )?;
     if status == 404 {
         return Ok(Err("not in the transparency log".into()));
     }
@@ -150,13 +134,15 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<Result<Vec<String>, String>> {
             "the checkpoint is not signed by the verifier key".into()
         ));
     };
-    let (Some(index), Some(size), Some(record), Some(path)) = (
+    let (Some(index), Some(size), Some(path)) = (
         proof["leafIndex"].as_u64(),
         proof["treeSize"].as_u64(),
-        proof["record"].as_str(),
         hashes(&proof["inclusionPath"]),
     ) else {
         return Ok(Err("the proof is malformed".into()));
+    };
+    let Some(record) = proof["record"].as_str() else {
+        bail!("the server gave the proof without the record: its records are shown only to a key it knows (AWS_ACCESS_KEY_ID or AWS_SHARED_CREDENTIALS_FILE)");
     };
     let recorded_id = serde_json::from_str::<Value>(record)
         .ok()
@@ -217,10 +203,10 @@ fn grew(client: &Client, old: &Checkpoint, new: &Checkpoint) -> anyhow::Result<R
             Err("two different trees of the same size".into())
         });
     }
-    let body = client.get_ok(&format!(
-        "/_cairn/transparency/consistency?from={}&to={}",
-        old.size, new.size
-    ))?;
+    let body = client.get_ok(
+        "/_cairn/transparency/consistency",
+        &format!("from={}&to={}", old.size, new.size),
+    )?;
     let answer: Value = serde_json::from_str(&body).context("the proof is not JSON")?;
     let Some(path) = hashes(&answer["consistencyPath"]) else {
         return Ok(Err("the consistency proof is malformed".into()));
