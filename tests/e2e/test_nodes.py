@@ -19,7 +19,7 @@ import botocore.exceptions
 
 from conftest import Cairn
 from test_trails import delivered, wait_for
-from test_transparency import get, leaf, open_checkpoint, verify_consistency, verify_inclusion
+from test_transparency import get, leaf, open_checkpoint, signed_get, verify_consistency, verify_inclusion
 
 ACCOUNT = "123456789012"
 BUCKET = "e2e-two-nodes"
@@ -144,7 +144,7 @@ secret_access_key = "e2e-node-b-declared-secret-key-0000000000"
         assert get(second, "/_cairn/transparency/key").text.strip() == key
 
         def proven(node, event_id):
-            answer = get(node, "/_cairn/transparency/proof", **{"event-id": event_id})
+            answer = signed_get(node, "/_cairn/transparency/proof", **{"event-id": event_id})
             if answer.status_code != 200:
                 return None
             proof = answer.json()

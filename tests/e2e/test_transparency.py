@@ -279,3 +279,32 @@ def test_the_log_can_be_turned_off(tmp_path):
         assert not (server.data_dir / "transparency-key").exists()
     finally:
         server.stop()
+
+
+def test_imported_events_are_leaves_too_and_are_proven(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from conftest import record
+    from test_lookup import write_records
+
+    server = Cairn(tmp_path / "data", extra_args=["--checkpoint-interval-millis", "200"]).start()
+    try:
+        when = (datetime.now(timezone.utc) - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        imported = [record(f"e2e-imported-{n}", when) for n in range(3)]
+        code, _ = server.import_files(write_records(tmp_path / "old.json.gz", imported))
+        assert code == 0
+        server.client().describe_trails()  # and a live event after them
+        key = get(server, "/_cairn/transparency/key").text.strip()
+
+        def proven():
+            answers = [signed_get(server, "/_cairn/transparency/proof", **{"event-id": r["eventID"]})
+                       for r in imported]
+            return answers if all(answer.status_code == 200 for answer in answers) else None
+        for answer in wait_for(proven, what="the imported events' leaves"):
+            proof = answer.json()
+            _, size, root = open_checkpoint(proof["checkpoint"], key)
+            assert json.loads(proof["record"])["eventID"].startswith("e2e-imported-")
+            path = [bytes.fromhex(hash) for hash in proof["inclusionPath"]]
+            assert verify_inclusion(proof["leafIndex"], size, leaf(proof["record"].encode()), path, root)
+    finally:
+        server.stop()

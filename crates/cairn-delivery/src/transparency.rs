@@ -1,11 +1,12 @@
 //! The transparency log: beside the hourly digests, a Merkle tree (RFC 6962) over every
-//! event of the feed, in feed order, its leaf the SHA-256 of the record's exact text, with
+//! stored event (imported ones too), in sequence order, its leaf the SHA-256 of the
+//! record's exact text, with
 //! a signed checkpoint (C2SP signed note) after each round. For one event ID it proves
 //! inclusion against a checkpoint; between two checkpoints, consistency.
 //!
 //! On one node, stored hashes are appended to `<data>/transparency/hashes` (32 bytes each,
-//! fdatasync'd) before the round's head and its leaves (event ID → leaf index and feed
-//! position) are committed as state; a crash in between leaves hashes past the committed
+//! fdatasync'd) before the round's head and its leaves (event ID → leaf index and
+//! sequence number) are committed as state; a crash in between leaves hashes past the committed
 //! head, which the next open cuts off. So the tree is exactly the committed head, and it only
 //! grows.
 //!
@@ -439,7 +440,7 @@ impl TransparencyLog {
                 self.reload_head()?;
             }
             let head = self.head();
-            let events = self.store.feed(head.after_seq, BATCH)?;
+            let events = self.store.every_event(head.after_seq, BATCH)?;
             let Some(last) = events.last() else {
                 return Ok(appended);
             };
@@ -655,7 +656,7 @@ impl TransparencyLog {
         // The record as the feed gives it: gone only if the retention sweep removed it.
         let record = self
             .store
-            .feed(seq - 1, 1)?
+            .every_event(seq - 1, 1)?
             .into_iter()
             .find(|event| event.seq == seq && event.event.event_id == event_id);
         let Some(record) = record else {

@@ -65,6 +65,13 @@ impl EventStore for FlakyStore {
     ) -> Result<Vec<cairn_store::StoredEvent>, StoreError> {
         self.inner.feed(after_seq, limit)
     }
+    fn every_event(
+        &self,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<cairn_store::StoredEvent>, StoreError> {
+        self.inner.every_event(after_seq, limit)
+    }
     fn last_seq(&self) -> Result<i64, StoreError> {
         self.inner.last_seq()
     }

@@ -587,8 +587,9 @@ pub fn preconditions_make_first_writers_win_and_fence_stale_ones(store: &dyn Eve
     assert!(matches!(absent, Err(StoreError::Refused(_))));
 }
 
-/// The feed gives captured events in order after a position, never imported ones, and no
-/// sequence number twice, even after a sweep removed the newest events.
+/// The feed gives captured events in order after a position, never imported ones (every
+/// event gives them too, in their place), and no sequence number twice, even after a sweep
+/// removed the newest events.
 pub fn the_feed_follows_commits_and_never_reuses_a_number<S: EventStore>(
     open: impl Fn(&Path) -> S,
 ) {
@@ -617,6 +618,22 @@ pub fn the_feed_follows_commits_and_never_reuses_a_number<S: EventStore>(
         .map(|stored| stored.event.event_id)
         .collect();
     assert_eq!(fed, ["a", "b", "c"], "imported events are not fed");
+    let every: Vec<(i64, String)> = store
+        .every_event(0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|stored| (stored.seq, stored.event.event_id))
+        .collect();
+    let names: Vec<&str> = every.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(
+        names,
+        ["a", "b", "imported", "c"],
+        "every event, in commit order"
+    );
+    assert!(every.windows(2).all(|pair| pair[0].0 < pair[1].0));
+    let after_import = store.every_event(every[2].0, 10).unwrap();
+    assert_eq!(after_import.len(), 1);
+    assert_eq!(after_import[0].event.event_id, "c");
     let all = store.feed(0, 10).unwrap();
     let after_first = store.feed(all[0].seq, 1).unwrap();
     assert_eq!(after_first.len(), 1);

@@ -258,6 +258,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// order and never twice, so once an event is seen, none will appear before it.
     fn feed(&self, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
 
+    /// Every stored event after sequence number `after_seq`, imported ones too, in the same
+    /// order and with the same guarantee as [`EventStore::feed`]: what the transparency log
+    /// is a tree over.
+    fn every_event(&self, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
+
     /// The highest sequence number given so far: where a trail that starts logging now
     /// starts reading the feed.
     fn last_seq(&self) -> Result<i64, StoreError>;

@@ -1151,6 +1151,21 @@ impl EventStore for PostgresEventStore {
         self.decode_rows(rows)
     }
 
+    fn every_event(&self, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let limit = limit as i64;
+        let rows = self.with_reader(move |reads| {
+            reads.query(
+                concat!(
+                    "SELECT ",
+                    event_columns!(),
+                    " FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"
+                ),
+                &[&after_seq, &limit],
+            )
+        })?;
+        self.decode_rows(rows)
+    }
+
     fn last_seq(&self) -> Result<i64, StoreError> {
         self.with_reader(|reads| {
             Ok(reads

@@ -830,6 +830,21 @@ impl EventStore for SqliteEventStore {
         })
     }
 
+    fn every_event(&self, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.with_reader(|connection| {
+            let rows = {
+                let mut statement = connection.prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events e WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2"
+                ))?;
+                let rows = statement
+                    .query_map(params![after_seq, limit as i64], stored_row)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                rows
+            };
+            self.events_from_rows(connection, rows)
+        })
+    }
+
     fn last_seq(&self) -> Result<i64, StoreError> {
         self.with_reader(highest_seq)
     }
