@@ -403,11 +403,13 @@ fn run_writer(mut connection: Connection, messages: Receiver<WriterMessage>) {
             Err(error) => {
                 metrics::counter!("cairn_commit_failures_total").increment(1);
                 tracing::error!(%error, requests = group.len(), "event store write failed");
+                // A full disk or an I/O error: nothing of the group was committed, and a
+                // later write may succeed once the cause is gone.
                 let message = error.to_string();
                 for request in group {
-                    request
-                        .reply
-                        .send(Err(StoreError::Corrupt(format!("write failed: {message}"))));
+                    request.reply.send(Err(StoreError::Unavailable(format!(
+                        "the write failed: {message}"
+                    ))));
                 }
             }
         }

@@ -95,6 +95,9 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // A log that cannot be written (its disk is full) is skipped: reporting that would
+        // print to the same stderr, and a failed print panics the thread serving a call.
+        .log_internal_errors(false)
         // Colours for a terminal only: a log file gets plain text that grep can read.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
