@@ -341,6 +341,31 @@ def test_events_recorded_before_a_selector_change_are_delivered_as_the_old_selec
         server.stop()
 
 
+def test_sts_calls_signed_for_us_east_1_are_global_service_events(tmp_path):
+    server = Cairn(tmp_path / "data", extra_args=["--delivery-interval-secs", "1"]).start()
+    try:
+        client(server, "s3").create_bucket(Bucket="e2e-sts-global")
+        ireland = client(server, "cloudtrail", region="eu-west-1")
+        ireland.create_trail(Name="ireland", S3BucketName="e2e-sts-global")
+        ireland.start_logging(Name="ireland")
+        ireland.create_trail(Name="ireland-only", S3BucketName="e2e-sts-global", S3KeyPrefix="only",
+                             IncludeGlobalServiceEvents=False)
+        ireland.start_logging(Name="ireland-only")
+        global_call = client(server, "sts", region="us-east-1").get_caller_identity()["ResponseMetadata"]["RequestId"]
+        mumbai = client(server, "sts", region="ap-south-1").get_caller_identity()["ResponseMetadata"]["RequestId"]
+        own = client(server, "sts", region="eu-west-1").get_caller_identity()["ResponseMetadata"]["RequestId"]
+        files = wait_for(lambda: (lambda f: f if {global_call, own} <= set(request_ids(f)) else None)(
+            delivered(server, "e2e-sts-global", prefix="AWSLogs/")))
+        ids = request_ids(files)
+        assert mumbai not in ids, "another region's STS calls are that region's"
+        assert any("/CloudTrail/us-east-1/" in key for key in files), "a global event keeps its region folder"
+        only = wait_for(lambda: (lambda f: f if own in request_ids(f) else None)(
+            delivered(server, "e2e-sts-global", prefix="only/")))
+        assert global_call not in request_ids(only), "a trail without global service events"
+    finally:
+        server.stop()
+
+
 def test_selectors_choose_what_each_trail_delivers(tmp_path):
     server = Cairn(tmp_path / "data", extra_args=["--delivery-interval-secs", "1"]).start()
     try:

@@ -21,6 +21,9 @@ const GLOBAL_SOURCES: &[&str] = &[
     "signin.amazonaws.com",
 ];
 
+/// Where STS's global endpoint records its calls.
+const GLOBAL_STS_REGION: &str = "us-east-1";
+
 /// What delivery reads from one stored record.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecordFacts {
@@ -139,8 +142,12 @@ impl RecordFacts {
 
     /// Whether CloudTrail counts this as a global service's event.
     pub fn is_global(&self) -> bool {
-        // STS is left regional: its calls are recorded in the region they were signed for.
-        GLOBAL_SOURCES.contains(&self.selectable.event_source.as_str())
+        let source = self.selectable.event_source.as_str();
+        // STS's global endpoint is us-east-1's: a call signed for us-east-1 is recorded
+        // there and delivered as a global service event; one signed for any other region
+        // was made to that region's endpoint and is that region's.
+        GLOBAL_SOURCES.contains(&source)
+            || (source == "sts.amazonaws.com" && self.region == GLOBAL_STS_REGION)
     }
 }
 
@@ -252,6 +259,25 @@ mod tests {
             1,
             "only changes are kept"
         );
+    }
+
+    #[test]
+    fn sts_calls_of_the_global_endpoint_are_global_and_regional_ones_regional() {
+        let single = trail();
+        let global = record("sts.amazonaws.com", "us-east-1", "111111111111");
+        let regional = record("sts.amazonaws.com", "ap-south-1", "111111111111");
+        assert!(global.is_global() && !regional.is_global());
+        assert!(
+            trail_takes(&single, &global),
+            "eu-west-1's trail takes global events"
+        );
+        assert!(!trail_takes(&single, &regional));
+        let no_global = Trail {
+            include_global_service_events: false,
+            home_region: "us-east-1".into(),
+            ..trail()
+        };
+        assert!(!trail_takes(&no_global, &global));
     }
 
     #[test]
