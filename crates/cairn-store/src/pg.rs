@@ -289,6 +289,35 @@ pub struct PostgresEventStore {
 }
 
 impl PostgresEventStore {
+    /// Events after `after_seq` in sequence order, only the fed ones or all. Two
+    /// statements, not one with a flag: each has its own index (`events_fed_by_seq`,
+    /// `events_by_seq`) under a generic plan.
+    fn events_after(
+        &self,
+        after_seq: i64,
+        limit: usize,
+        fed_only: bool,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let limit = limit as i64;
+        let rows = self.with_reader(move |reads| {
+            let statement = if fed_only {
+                concat!(
+                    "SELECT ",
+                    event_columns!(),
+                    " FROM events WHERE fed AND seq > $1 ORDER BY seq LIMIT $2"
+                )
+            } else {
+                concat!(
+                    "SELECT ",
+                    event_columns!(),
+                    " FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"
+                )
+            };
+            reads.query(statement, &[&after_seq, &limit])
+        })?;
+        self.decode_rows(rows)
+    }
+
     /// Connects, creates the schema if needed and migrates it, then starts the writer and
     /// the readers. Fails with a clear error when the database cannot be reached, refuses
     /// the login, or was migrated by a newer Cairn.
@@ -1137,33 +1166,11 @@ impl EventStore for PostgresEventStore {
     }
 
     fn feed(&self, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        let limit = limit as i64;
-        let rows = self.with_reader(move |reads| {
-            reads.query(
-                concat!(
-                    "SELECT ",
-                    event_columns!(),
-                    " FROM events WHERE fed AND seq > $1 ORDER BY seq LIMIT $2"
-                ),
-                &[&after_seq, &limit],
-            )
-        })?;
-        self.decode_rows(rows)
+        self.events_after(after_seq, limit, true)
     }
 
     fn every_event(&self, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        let limit = limit as i64;
-        let rows = self.with_reader(move |reads| {
-            reads.query(
-                concat!(
-                    "SELECT ",
-                    event_columns!(),
-                    " FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"
-                ),
-                &[&after_seq, &limit],
-            )
-        })?;
-        self.decode_rows(rows)
+        self.events_after(after_seq, limit, false)
     }
 
     fn last_seq(&self) -> Result<i64, StoreError> {

@@ -127,6 +127,28 @@ pub struct SqliteEventStore {
 }
 
 impl SqliteEventStore {
+    /// Events after `after_seq` in sequence order, only the fed ones or all.
+    fn events_after(
+        &self,
+        after_seq: i64,
+        limit: usize,
+        fed_only: bool,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.with_reader(|connection| {
+            let rows = {
+                let mut statement = connection.prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events e WHERE e.seq > ?1 AND (e.fed = 1 OR ?3 = 0) \
+                     ORDER BY e.seq LIMIT ?2"
+                ))?;
+                let rows = statement
+                    .query_map(params![after_seq, limit as i64, fed_only], stored_row)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                rows
+            };
+            self.events_from_rows(connection, rows)
+        })
+    }
+
     /// Opens (creating if needed) `events.db` in `data_dir`, durable on every append.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         Self::open_with(data_dir, SyncMode::EveryAppend)
@@ -817,34 +839,11 @@ impl EventStore for SqliteEventStore {
     }
 
     fn feed(&self, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        self.with_reader(|connection| {
-            let rows = {
-                let mut statement = connection.prepare_cached(&format!(
-                    "SELECT {EVENT_COLUMNS} FROM events e WHERE e.seq > ?1 AND e.fed = 1 \
-                     ORDER BY e.seq LIMIT ?2"
-                ))?;
-                let rows = statement
-                    .query_map(params![after_seq, limit as i64], stored_row)?
-                    .collect::<Result<Vec<_>, _>>()?;
-                rows
-            };
-            self.events_from_rows(connection, rows)
-        })
+        self.events_after(after_seq, limit, true)
     }
 
     fn every_event(&self, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        self.with_reader(|connection| {
-            let rows = {
-                let mut statement = connection.prepare_cached(&format!(
-                    "SELECT {EVENT_COLUMNS} FROM events e WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2"
-                ))?;
-                let rows = statement
-                    .query_map(params![after_seq, limit as i64], stored_row)?
-                    .collect::<Result<Vec<_>, _>>()?;
-                rows
-            };
-            self.events_from_rows(connection, rows)
-        })
+        self.events_after(after_seq, limit, false)
     }
 
     fn last_seq(&self) -> Result<i64, StoreError> {
