@@ -14,7 +14,6 @@
 //! have been when it was recorded.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -101,9 +100,6 @@ pub struct Deliverer {
     backoff: Backoff,
     /// Trails whose owed notices could not be sent, and when to try again.
     pub(crate) notice_backoff: Backoff,
-    /// Whether `trail-notices` may hold something: false once a round found it empty,
-    /// true again when a delivery owes notices or a send fails.
-    pub(crate) may_owe_notices: AtomicBool,
     /// Signs digest files; without it no trail writes digests.
     pub(crate) digest_keys: Option<Arc<cairn_integrity::DigestKeys>>,
     /// On a shared store: delivery runs only while this node holds the lease, and every
@@ -133,7 +129,6 @@ impl Deliverer {
             notifier: None,
             backoff: Backoff::default(),
             notice_backoff: Backoff::default(),
-            may_owe_notices: AtomicBool::new(true),
             digest_keys: None,
             lease: None,
         }
@@ -552,14 +547,8 @@ impl Deliverer {
         if pending.trail.log_file_validation_enabled {
             changes.extend(crate::digests::listed_files(arn, pending, written));
         }
-        let owes = crate::notices::owed_for(arn, pending, written);
-        let owing = owes.is_some();
-        changes.extend(owes);
-        self.commit(changes).await?;
-        if owing {
-            self.may_owe_notices.store(true, Ordering::SeqCst);
-        }
-        Ok(())
+        changes.extend(crate::notices::owed_for(arn, pending, written));
+        self.commit(changes).await
     }
 
     pub(crate) async fn status(&self, arn: &str) -> Result<Map<String, Value>, DeliveryError> {

@@ -4,8 +4,9 @@
 //! 1. a delivery that owes notices commits them (`trail-notices`, keyed by ARN and the
 //!    stretch's start) in the same commit that moves its position past the stretch, so a
 //!    delivered file is owed its notices if and only if it exists;
-//! 2. after the round's deliveries, owed notices are sent, oldest first, each trail's
-//!    stopping at its first failure (reported in GetTrailStatus, tried again with backoff);
+//! 2. after the round's deliveries, owed notices are sent, oldest first, each trail's SNS
+//!    and CloudWatch Logs stopping at their own first failure (reported in GetTrailStatus,
+//!    tried again with backoff); a deleted trail's go with it;
 //! 3. what was sent is struck out in a commit, with the trail's status.
 //!
 //! Nothing holds a file back, and an SNS or CloudWatch Logs endpoint that is down for a
@@ -15,14 +16,13 @@
 //! and judged by the trail as it was, as a redone delivery is.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 
 use cairn_model::{format_event_time, StateChange};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::deliverer::{files, Deliverer, PendingDelivery, PlannedFile};
-use crate::{DeliveryError, TRAIL_NOTICES, TRAIL_STATUS};
+use crate::{DeliveryError, TRAILS, TRAIL_NOTICES, TRAIL_STATUS};
 
 /// How many of one trail's owed deliveries are sent in a round: a long outage is caught up
 /// over several rounds rather than holding one up.
@@ -87,6 +87,13 @@ pub(crate) fn owed_for(
     ))
 }
 
+/// Which of a trail's endpoints failed this round: later deliveries wait for that one.
+#[derive(Default)]
+struct Blocked {
+    sns: bool,
+    logs: bool,
+}
+
 /// How far sending one owed delivery got.
 struct Sent {
     owed: OwedNotices,
@@ -95,62 +102,62 @@ struct Sent {
 }
 
 impl Deliverer {
-    /// Sends what every trail owes, oldest first, as far as each trail's endpoints take it.
+    /// Sends what every trail owes, oldest first, as far as each trail's endpoints take it:
+    /// SNS and CloudWatch Logs each stop at their own first failure, in order, without
+    /// holding the other back. What a deleted trail owed goes with it.
     pub(crate) async fn send_owed_notices(&self) -> Result<(), DeliveryError> {
-        if !self.may_owe_notices.swap(false, Ordering::SeqCst) {
+        let entries = self.blocking(|store| store.state(TRAIL_NOTICES)).await?;
+        if entries.is_empty() {
             return Ok(());
         }
-        let entries = self.blocking(|store| store.state(TRAIL_NOTICES)).await;
-        let entries = match entries {
-            Ok(entries) => entries,
-            Err(error) => {
-                self.may_owe_notices.store(true, Ordering::SeqCst);
-                return Err(error);
-            }
-        };
+        let trails = self.blocking(|store| store.state(TRAILS)).await?;
         let mut by_trail: BTreeMap<String, Vec<(String, OwedNotices)>> = BTreeMap::new();
+        let mut orphaned = Vec::new();
         for (key, text) in entries {
+            let arn = trail_of(&key).to_owned();
+            if !trails.iter().any(|(known, _)| *known == arn) {
+                orphaned.push(StateChange::remove(TRAIL_NOTICES, key));
+                continue;
+            }
             match serde_json::from_str::<OwedNotices>(&text) {
-                Ok(owed) => by_trail
-                    .entry(trail_of(&key).to_owned())
-                    .or_default()
-                    .push((key, owed)),
+                Ok(owed) => by_trail.entry(arn).or_default().push((key, owed)),
                 Err(error) => {
                     tracing::error!(%error, %key, "owed notices cannot be read; they are left");
                 }
             }
         }
-        let now = self.clock().now_millis();
+        if !orphaned.is_empty() {
+            self.commit(orphaned).await?;
+        }
         for (arn, mut owed) in by_trail {
-            owed.sort_by(|(left, _), (right, _)| left.cmp(right));
-            if owed.len() > MAX_OWED_PER_ROUND {
-                self.may_owe_notices.store(true, Ordering::SeqCst);
-            }
-            if !self.notice_backoff.ready(&arn, now) {
-                self.may_owe_notices.store(true, Ordering::SeqCst);
+            if !self.notice_backoff.ready(&arn, self.clock().now_millis()) {
                 continue;
             }
-            let mut failed = false;
+            owed.sort_by(|(left, _), (right, _)| left.cmp(right));
+            let mut blocked = Blocked::default();
             for (key, entry) in owed.into_iter().take(MAX_OWED_PER_ROUND) {
-                let sent = self.send_owed(&arn, entry).await;
-                failed = matches!(sent.sns, Some(Err(_))) || matches!(sent.logs, Some(Err(_)));
+                let sent = self.send_owed(&arn, entry, &blocked).await;
+                blocked.sns |= matches!(sent.sns, Some(Err(_)));
+                blocked.logs |= matches!(sent.logs, Some(Err(_)));
                 self.settle_owed(&arn, &key, sent).await?;
-                if failed {
+                if blocked.sns && blocked.logs {
                     break;
                 }
             }
-            if failed {
-                self.may_owe_notices.store(true, Ordering::SeqCst);
-            }
-            self.notice_backoff
-                .settle(&arn, !failed, now, self.settings().interval);
+            self.notice_backoff.settle(
+                &arn,
+                !(blocked.sns || blocked.logs),
+                self.clock().now_millis(),
+                self.settings().interval,
+            );
         }
         Ok(())
     }
 
-    async fn send_owed(&self, arn: &str, mut owed: OwedNotices) -> Sent {
+    async fn send_owed(&self, arn: &str, mut owed: OwedNotices, blocked: &Blocked) -> Sent {
         let trail = owed.stretch.trail.clone();
         let sns = match (&trail.sns_topic_arn, owed.sns_keys.is_empty()) {
+            (Some(_), false) if blocked.sns => None,
             (Some(topic), false) => {
                 let mut outcome = Ok(());
                 while let Some(key) = owed.sns_keys.first() {
@@ -172,6 +179,7 @@ impl Deliverer {
             _ => None,
         };
         let logs = match (&trail.cloud_watch_logs_log_group_arn, owed.logs_after) {
+            (Some(_), Some(_)) if blocked.logs => None,
             (Some(group), Some(_)) => Some(self.send_logs(arn, group, &mut owed).await),
             (None, Some(_)) => {
                 owed.logs_after = None;

@@ -165,10 +165,11 @@ pub fn trail_takes(trail: &Trail, facts: &RecordFacts) -> bool {
 }
 
 /// The trail as it chose events along the feed: each earlier selection up to its change's
-/// feed position, then the trail as it is. A change whose position is not known yet (`None`
-/// from `stop_seq`) is read as not made yet.
+/// feed position, then the trail as it is. A change is committed with its own event, so a
+/// change whose event cannot be found (`None` from `stop_seq`) has left the history: it
+/// ended before every event still stored.
 pub struct Judges {
-    earlier: Vec<(Option<i64>, Trail)>,
+    earlier: Vec<(i64, Trail)>,
 }
 
 impl Judges {
@@ -177,7 +178,10 @@ impl Judges {
             earlier: trail
                 .earlier_selections
                 .iter()
-                .map(|earlier| (stop_seq(&earlier.until_event_id), trail.as_under(earlier)))
+                .map(|earlier| {
+                    let until = stop_seq(&earlier.until_event_id).unwrap_or(i64::MIN);
+                    (until, trail.as_under(earlier))
+                })
                 .collect(),
         }
     }
@@ -186,7 +190,7 @@ impl Judges {
     pub fn at<'t>(&'t self, trail: &'t Trail, seq: i64) -> &'t Trail {
         self.earlier
             .iter()
-            .find(|(until, _)| until.is_none_or(|until| seq <= until))
+            .find(|(until, _)| seq <= *until)
             .map_or(trail, |(_, judge)| judge)
     }
 }
@@ -247,10 +251,10 @@ mod tests {
             "the change's own call"
         );
         assert!(!trail_takes(judges.at(&after, 11), &kms), "after it");
-        let unknown = Judges::of(&after, |_| None);
+        let swept = Judges::of(&after, |_| None);
         assert!(
-            trail_takes(unknown.at(&after, 11), &kms),
-            "a change not yet in the feed is not made yet"
+            !trail_takes(swept.at(&after, 11), &kms),
+            "a change whose event left the history ended before what is left"
         );
         let mut unchanged = after.clone();
         unchanged.note_change(&after, "again");

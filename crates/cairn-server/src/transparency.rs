@@ -125,11 +125,16 @@ pub async fn proof(
         return refused(StatusCode::BAD_REQUEST, "event-id is too long");
     }
     let event_id = event_id.clone();
-    let _permit = match permit().await {
+    let permit = match permit().await {
         Ok(permit) => permit,
         Err(busy) => return busy,
     };
-    let found = tokio::task::spawn_blocking(move || log.prove(&event_id)).await;
+    // The permit goes with the work: a caller who hangs up does not free it early.
+    let found = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        log.prove(&event_id)
+    })
+    .await;
     match found {
         Ok(Ok(Some(mut proof))) => {
             if !shows_record {
@@ -176,11 +181,16 @@ pub async fn consistency(
     if from == 0 || from > to {
         return refused(StatusCode::BAD_REQUEST, "0 < from <= to is required");
     }
-    let _permit = match permit().await {
+    let permit = match permit().await {
         Ok(permit) => permit,
         Err(busy) => return busy,
     };
-    match tokio::task::spawn_blocking(move || log.consistency(from, to)).await {
+    match tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        log.consistency(from, to)
+    })
+    .await
+    {
         Ok(Ok(path)) => answer(
             StatusCode::OK,
             "application/json",
@@ -203,11 +213,16 @@ pub async fn tile(State(state): State<AppState>, Path(path): Path<String>) -> Re
     let Some((level, index, width)) = cairn_delivery::transparency::parse_tile_path(&path) else {
         return refused(StatusCode::NOT_FOUND, "no such tile");
     };
-    let _permit = match permit().await {
+    let permit = match permit().await {
         Ok(permit) => permit,
         Err(busy) => return busy,
     };
-    match tokio::task::spawn_blocking(move || log.tile(level, index, width)).await {
+    match tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        log.tile(level, index, width)
+    })
+    .await
+    {
         Ok(Ok(Some(bytes))) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/octet-stream")],
