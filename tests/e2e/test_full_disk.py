@@ -17,7 +17,7 @@ import botocore.exceptions
 import pytest
 
 from conftest import POSTGRES, Cairn, lookup_all
-from test_trails import client, delivered, request_ids, wait_for
+from test_trails import client, delivered_with, request_ids, wait_for
 
 
 @pytest.fixture
@@ -97,8 +97,7 @@ def test_a_full_disk_refuses_calls_cleanly_and_loses_nothing_once_space_is_back(
         for request_id in answered:
             assert stored.count(request_id) == 1, request_id
 
-        files = wait_for(lambda: (lambda f: f if set(answered) <= set(request_ids(f)) else None)(
-            delivered(server, "e2e-full-disk")), timeout=90, what="delivery catching up")
+        files = delivered_with(server, "e2e-full-disk", answered, timeout=90, what="delivery catching up")
         ids = request_ids(files)
         assert all(ids.count(request_id) == 1 for request_id in answered)
         status = wait_for(lambda: (lambda s: s if "LatestDeliveryError" not in s else None)(

@@ -55,6 +55,13 @@ def request_ids(files):
     return [record["requestID"] for records in files.values() for record in records]
 
 
+def delivered_with(server, bucket, wanted, prefix="", timeout=30, what="delivery"):
+    """The bucket's files, once they hold every request ID of `wanted` (one ID or several)."""
+    wanted = {wanted} if isinstance(wanted, str) else set(wanted)
+    return wait_for(lambda: (lambda f: f if wanted <= set(request_ids(f)) else None)(
+        delivered(server, bucket, prefix)), timeout=timeout, what=what)
+
+
 def wait_for(condition, timeout=30, what="delivery"):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -203,7 +210,7 @@ def test_log_files_are_delivered_in_aws_layout_while_logging(tmp_path):
         stopped = cloudtrail.stop_logging(Name=arn)["ResponseMetadata"]["RequestId"]
         after = [cloudtrail.describe_trails()["ResponseMetadata"]["RequestId"] for _ in range(3)]
 
-        files = wait_for(lambda: (lambda f: f if stopped in request_ids(f) else None)(delivered(server, "e2e-delivery")))
+        files = delivered_with(server, "e2e-delivery", stopped)
         time.sleep(2.5)  # rounds after the stop must add nothing of the stopped time
         files = delivered(server, "e2e-delivery")
         ids = request_ids(files)
@@ -257,8 +264,7 @@ def test_delivery_is_exactly_once_across_a_crash_mid_delivery(tmp_path):
 
     server = Cairn(tmp_path / "data", extra_args=["--delivery-interval-secs", "1"]).start()
     try:
-        files = wait_for(lambda: (lambda f: f if set(logged) <= set(request_ids(f)) else None)(
-            delivered(server, "e2e-crash")))
+        files = delivered_with(server, "e2e-crash", logged)
         time.sleep(2)
         files = delivered(server, "e2e-crash")
         ids = request_ids(files)
@@ -303,8 +309,7 @@ def test_delivery_is_exactly_once_when_sigkill_lands_anywhere_under_load(tmp_pat
         server = Cairn(tmp_path / "data", extra_args=["--delivery-interval-secs", "1"]).start()
     try:
         assert len(answered) > 50
-        files = wait_for(lambda: (lambda f: f if set(answered) <= set(request_ids(f)) else None)(
-            delivered(server, "e2e-sigkill")), timeout=60)
+        delivered_with(server, "e2e-sigkill", answered, timeout=60)
         time.sleep(2)
         ids = request_ids(delivered(server, "e2e-sigkill"))
         twice = [rid for rid in set(ids) if ids.count(rid) > 1]
@@ -332,8 +337,7 @@ def test_events_recorded_before_a_selector_change_are_delivered_as_the_old_selec
         server.stop()
     server = Cairn(tmp_path / "data", extra_args=["--delivery-interval-secs", "1"]).start()
     try:
-        files = wait_for(lambda: (lambda f: f if marker in request_ids(f) else None)(
-            delivered(server, "e2e-change")))
+        files = delivered_with(server, "e2e-change", marker)
         ids = set(request_ids(files))
         assert set(before) <= ids, "reads recorded while the trail took them"
         assert not set(after) & ids, "reads recorded after it became write-only"
@@ -354,13 +358,11 @@ def test_sts_calls_signed_for_us_east_1_are_global_service_events(tmp_path):
         global_call = client(server, "sts", region="us-east-1").get_caller_identity()["ResponseMetadata"]["RequestId"]
         mumbai = client(server, "sts", region="ap-south-1").get_caller_identity()["ResponseMetadata"]["RequestId"]
         own = client(server, "sts", region="eu-west-1").get_caller_identity()["ResponseMetadata"]["RequestId"]
-        files = wait_for(lambda: (lambda f: f if {global_call, own} <= set(request_ids(f)) else None)(
-            delivered(server, "e2e-sts-global", prefix="AWSLogs/")))
+        files = delivered_with(server, "e2e-sts-global", {global_call, own}, prefix="AWSLogs/")
         ids = request_ids(files)
         assert mumbai not in ids, "another region's STS calls are that region's"
         assert any("/CloudTrail/us-east-1/" in key for key in files), "a global event keeps its region folder"
-        only = wait_for(lambda: (lambda f: f if own in request_ids(f) else None)(
-            delivered(server, "e2e-sts-global", prefix="only/")))
+        only = delivered_with(server, "e2e-sts-global", own, prefix="only/")
         assert global_call not in request_ids(only), "a trail without global service events"
     finally:
         server.stop()
@@ -492,8 +494,7 @@ def test_a_missing_bucket_loses_nothing_and_delivery_catches_up(tmp_path):
         assert while_gone in {json.loads(e["CloudTrailEvent"])["requestID"] for e in events}
 
         s3.create_bucket(Bucket="e2e-flaky")
-        files = wait_for(lambda: (lambda f: f if while_gone in request_ids(f) else None)(
-            delivered(server, "e2e-flaky")), timeout=90, what="catching up")
+        files = delivered_with(server, "e2e-flaky", while_gone, timeout=90, what="catching up")
         ids = request_ids(files)
         assert ids.count(while_gone) == 1 and first not in ids
         status = wait_for(lambda: (lambda s: s if "LatestDeliveryError" not in s else None)(
@@ -515,8 +516,7 @@ def test_a_lost_bucket_is_replaced_by_pointing_the_trail_at_a_new_one(tmp_path):
         s3.create_bucket(Bucket="e2e-found")
         cloudtrail.update_trail(Name="moving", S3BucketName="e2e-found")
         after = cloudtrail.describe_trails()["ResponseMetadata"]["RequestId"]
-        files = wait_for(lambda: (lambda f: f if {while_gone, after} <= set(request_ids(f)) else None)(
-            delivered(server, "e2e-found")), timeout=60, what="delivery to the new bucket")
+        files = delivered_with(server, "e2e-found", {while_gone, after}, timeout=60, what="delivery to the new bucket")
         ids = request_ids(files)
         assert ids.count(while_gone) == 1 and ids.count(after) == 1 and first not in ids
         wait_for(lambda: "LatestDeliveryError" not in cloudtrail.get_trail_status(Name="moving"),

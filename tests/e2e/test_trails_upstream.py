@@ -8,24 +8,43 @@ import time
 import pytest
 
 from conftest import Cairn, Outage
-from test_trails import client, delivered, request_ids, wait_for
+from test_trails import client, delivered, delivered_with, request_ids, wait_for
 
 ACCOUNT = "123456789012"
+
+
+def subscribed_topic_and_log_group(server, name):
+    """A topic with a queue subscribed to it, and a log group, both named `name`, at the
+    upstream: (topic ARN, sqs client, queue URL, logs client, log group ARN)."""
+    sns, sqs, logs = (client(server, service) for service in ["sns", "sqs", "logs"])
+    topic = sns.create_topic(Name=name)["TopicArn"]
+    queue = sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    logs.create_log_group(logGroupName=name)
+    return topic, sqs, queue, logs, f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:{name}:*"
+
+
+def notified_keys(sqs, queue, bucket, keys, timeout=30):
+    """The keys the queue's SNS notifications name, read until they hold `keys` or time is up;
+    every notification names `bucket`."""
+    notified = set()
+    deadline = time.time() + timeout
+    while not set(keys) <= notified and time.time() < deadline:
+        for message in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+            body = json.loads(json.loads(message["Body"])["Message"])
+            assert body["s3Bucket"] == bucket
+            notified.update(body["s3ObjectKey"])
+    return notified
 
 
 def test_delivery_to_an_upstream_with_sns_and_cloudwatch_logs(tmp_path, moto):
     server = Cairn(tmp_path / "data", extra_args=[
         "--upstream", moto, "--delivery-interval-secs", "1", "--account-id", ACCOUNT]).start()
     try:
-        s3, sns, sqs, logs = (client(server, name) for name in ["s3", "sns", "sqs", "logs"])
-        cloudtrail, kms = client(server, "cloudtrail"), client(server, "kms")
+        s3, cloudtrail, kms = client(server, "s3"), client(server, "cloudtrail"), client(server, "kms")
         s3.create_bucket(Bucket="e2e-upstream-trail")
-        topic = sns.create_topic(Name="e2e-trail-files")["TopicArn"]
-        queue = sqs.create_queue(QueueName="e2e-trail-files")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-        logs.create_log_group(logGroupName="e2e-trail-events")
-        group_arn = f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:e2e-trail-events:*"
+        topic, sqs, queue, logs, group_arn = subscribed_topic_and_log_group(server, "e2e-trail-files")
 
         with pytest.raises(cloudtrail.exceptions.S3BucketDoesNotExistException):
             cloudtrail.create_trail(Name="upstream", S3BucketName="e2e-not-in-moto")
@@ -40,27 +59,19 @@ def test_delivery_to_an_upstream_with_sns_and_cloudwatch_logs(tmp_path, moto):
         key_arn = created["KeyMetadata"]["Arn"]
         marker = created["ResponseMetadata"]["RequestId"]
 
-        files = wait_for(lambda: (lambda f: f if marker in request_ids(f) else None)(
-            delivered(server, "e2e-upstream-trail")))
+        files = delivered_with(server, "e2e-upstream-trail", marker)
         record = next(r for records in files.values() for r in records if r["requestID"] == marker)
         assert record["eventSource"] == "kms.amazonaws.com" and record["eventName"] == "CreateKey"
         assert record["recipientAccountId"] == ACCOUNT
         assert any(resource["ARN"] == key_arn for resource in record.get("resources", []))
 
         # One notification per file, in AWS's shape.
-        notified = set()
-        deadline = time.time() + 30
-        while not set(files) <= notified and time.time() < deadline:
-            for message in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
-                body = json.loads(json.loads(message["Body"])["Message"])
-                assert body["s3Bucket"] == "e2e-upstream-trail"
-                notified.update(body["s3ObjectKey"])
-        assert set(files) <= notified
+        assert set(files) <= notified_keys(sqs, queue, "e2e-upstream-trail", files)
 
         # Every event in CloudWatch Logs, in AWS's stream.
         stream = f"{ACCOUNT}_CloudTrail_us-east-1"
         def logged():
-            events = logs.filter_log_events(logGroupName="e2e-trail-events").get("events", [])
+            events = logs.filter_log_events(logGroupName="e2e-trail-files").get("events", [])
             return events if marker in {json.loads(e["message"])["requestID"] for e in events} else None
         events = wait_for(logged, what="CloudWatch Logs delivery")
         assert {e["logStreamName"] for e in events} == {stream}
@@ -116,8 +127,7 @@ def test_a_dynamodb_data_event_selector_delivers_that_tables_item_calls_only(tmp
         management = dynamodb.describe_table(TableName="e2e-watched")["ResponseMetadata"]["RequestId"]
         read = dynamodb.get_item(TableName="e2e-watched", Key={"id": {"S": "a"}})["ResponseMetadata"]["RequestId"]
 
-        files = wait_for(lambda: (lambda f: f if read in request_ids(f) else None)(
-            delivered(server, "e2e-table-trail")))
+        files = delivered_with(server, "e2e-table-trail", read)
         ids = set(request_ids(files))
         assert watched in ids and read in ids
         assert unwatched not in ids, "another table's item calls"
@@ -142,24 +152,18 @@ def test_notices_owed_while_sns_and_cloudwatch_logs_are_down_are_sent_when_they_
         "--config", str(config), "--upstream", moto, "--delivery-interval-secs", "1",
         "--account-id", ACCOUNT]).start()
     try:
-        s3, sns, sqs, logs = (client(server, name) for name in ["s3", "sns", "sqs", "logs"])
-        cloudtrail, kms = client(server, "cloudtrail"), client(server, "kms")
+        s3, cloudtrail, kms = client(server, "s3"), client(server, "cloudtrail"), client(server, "kms")
         s3.create_bucket(Bucket="e2e-owed-notices")
-        topic = sns.create_topic(Name="e2e-owed-notices")["TopicArn"]
-        queue = sqs.create_queue(QueueName="e2e-owed-notices")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-        logs.create_log_group(logGroupName="e2e-owed-notices")
+        _, sqs, queue, logs, group_arn = subscribed_topic_and_log_group(server, "e2e-owed-notices")
         cloudtrail.create_trail(
             Name="owed", S3BucketName="e2e-owed-notices", SnsTopicName="e2e-owed-notices",
-            CloudWatchLogsLogGroupArn=f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:e2e-owed-notices:*",
+            CloudWatchLogsLogGroupArn=group_arn,
             CloudWatchLogsRoleArn=f"arn:aws:iam::{ACCOUNT}:role/trail-logs")
         cloudtrail.start_logging(Name="owed")
 
         outage.down()
         markers = [kms.create_key()["ResponseMetadata"]["RequestId"] for _ in range(3)]
-        files = wait_for(lambda: (lambda f: f if set(markers) <= set(request_ids(f)) else None)(
-            delivered(server, "e2e-owed-notices")), what="files delivered while SNS is down")
+        files = delivered_with(server, "e2e-owed-notices", markers, what="files delivered while SNS is down")
 
         def failing():
             status = cloudtrail.get_trail_status(Name="owed")
@@ -171,13 +175,8 @@ def test_notices_owed_while_sns_and_cloudwatch_logs_are_down_are_sent_when_they_
         markers.append(kms.list_keys()["ResponseMetadata"]["RequestId"])
 
         outage.up()
-        files = wait_for(lambda: (lambda f: f if set(markers) <= set(request_ids(f)) else None)(
-            delivered(server, "e2e-owed-notices")))
-        notified = set()
-        deadline = time.time() + 90
-        while not set(files) <= notified and time.time() < deadline:
-            for message in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
-                notified.update(json.loads(json.loads(message["Body"])["Message"])["s3ObjectKey"])
+        files = delivered_with(server, "e2e-owed-notices", markers)
+        notified = notified_keys(sqs, queue, "e2e-owed-notices", files, timeout=90)
         assert set(files) <= notified, "every file delivered during the outage is notified after it"
 
         def logged():
@@ -228,8 +227,7 @@ def test_a_lambda_data_event_selector_delivers_that_functions_invocations_only(t
         management = lambda_.get_function(FunctionName="e2e-watched")["ResponseMetadata"]["RequestId"]
         by_arn = invoke(arns["e2e-watched"])
 
-        files = wait_for(lambda: (lambda f: f if by_arn in request_ids(f) else None)(
-            delivered(server, "e2e-function-trail")))
+        files = delivered_with(server, "e2e-function-trail", by_arn)
         ids = set(request_ids(files))
         assert watched in ids and by_arn in ids
         assert unwatched not in ids, "another function's invocations"
