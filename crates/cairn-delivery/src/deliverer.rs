@@ -325,21 +325,30 @@ impl Deliverer {
     /// feed, as far as is known.
     async fn stops_of(&self, trail: &Trail) -> Result<HashMap<String, i64>, DeliveryError> {
         let mut stops = HashMap::new();
-        let ends = trail
+        for stop in trail
             .logging
             .periods
             .iter()
             .filter_map(|period| period.until_event_id.as_ref())
-            .chain(
-                trail
-                    .earlier_selections
-                    .iter()
-                    .map(|earlier| &earlier.until_event_id),
-            );
-        for stop in ends {
+        {
             if let Some(seq) = self.stop_seq(stop).await? {
                 stops.insert(stop.clone(), seq);
             }
+        }
+        for earlier in &trail.earlier_selections {
+            let end = &earlier.until_event_id;
+            let seq = match self.stop_seq(end).await? {
+                Some(seq) => seq,
+                None => {
+                    // The change's event left the history (it was committed with the
+                    // change): it ended before every stored event, and is not asked again.
+                    if let Ok(mut known) = self.stop_seqs.lock() {
+                        known.insert(end.clone(), i64::MIN);
+                    }
+                    i64::MIN
+                }
+            };
+            stops.insert(end.clone(), seq);
         }
         Ok(stops)
     }
