@@ -297,14 +297,18 @@ impl Deliverer {
         Ok(report)
     }
 
-    async fn stop_seq(&self, event_id: &str) -> Result<Option<i64>, DeliveryError> {
+    /// Where the call named `event_id`, which ended a logging period or a selection, sits
+    /// in the feed. Such a change is committed with its own event, so an event that cannot
+    /// be found has left the history: the change ended before every event still stored
+    /// (`i64::MIN`), and is not asked about again.
+    async fn end_seq(&self, event_id: &str) -> Result<i64, DeliveryError> {
         if let Some(seq) = self
             .stop_seqs
             .lock()
             .ok()
             .and_then(|known| known.get(event_id).copied())
         {
-            return Ok(Some(seq));
+            return Ok(seq);
         }
         let query = LookupQuery {
             attribute: Some(LookupAttribute {
@@ -314,41 +318,30 @@ impl Deliverer {
             ..LookupQuery::all(HistoryView::Management, 1)
         };
         let page = self.blocking(move |store| store.lookup(&query)).await?;
-        let seq = page.events.first().map(|event| event.seq);
-        if let (Some(seq), Ok(mut known)) = (seq, self.stop_seqs.lock()) {
+        let seq = page.events.first().map_or(i64::MIN, |event| event.seq);
+        if let Ok(mut known) = self.stop_seqs.lock() {
             known.insert(event_id.to_owned(), seq);
         }
         Ok(seq)
     }
 
     /// Where each of the trail's ended logging periods and earlier selections ends in the
-    /// feed, as far as is known.
+    /// feed.
     async fn stops_of(&self, trail: &Trail) -> Result<HashMap<String, i64>, DeliveryError> {
         let mut stops = HashMap::new();
-        for stop in trail
+        let ends = trail
             .logging
             .periods
             .iter()
             .filter_map(|period| period.until_event_id.as_ref())
-        {
-            if let Some(seq) = self.stop_seq(stop).await? {
-                stops.insert(stop.clone(), seq);
-            }
-        }
-        for earlier in &trail.earlier_selections {
-            let end = &earlier.until_event_id;
-            let seq = match self.stop_seq(end).await? {
-                Some(seq) => seq,
-                None => {
-                    // The change's event left the history (it was committed with the
-                    // change): it ended before every stored event, and is not asked again.
-                    if let Ok(mut known) = self.stop_seqs.lock() {
-                        known.insert(end.clone(), i64::MIN);
-                    }
-                    i64::MIN
-                }
-            };
-            stops.insert(end.clone(), seq);
+            .chain(
+                trail
+                    .earlier_selections
+                    .iter()
+                    .map(|earlier| &earlier.until_event_id),
+            );
+        for end in ends {
+            stops.insert(end.clone(), self.end_seq(end).await?);
         }
         Ok(stops)
     }
@@ -384,16 +377,18 @@ impl Deliverer {
         loop {
             let stops = self.stops_of(&trail).await?;
             // Skip to the first period the position has not passed; nothing else is wanted.
-            let Some(next) = trail.logging.periods.iter().find(|period| {
-                match period
-                    .until_event_id
-                    .as_ref()
-                    .and_then(|stop| stops.get(stop))
-                {
-                    Some(stop) => *stop > position.position,
-                    None => true,
-                }
-            }) else {
+            let Some(next) =
+                trail
+                    .logging
+                    .periods
+                    .iter()
+                    .find(|period| match period.until_event_id.as_ref() {
+                        Some(stop) => stops
+                            .get(stop)
+                            .is_some_and(|stop| *stop > position.position),
+                        None => true,
+                    })
+            else {
                 return Ok(());
             };
             position.position = position.position.max(next.after_seq);

@@ -196,14 +196,15 @@ impl Judges {
 }
 
 /// Whether feed position `seq` falls in one of the trail's logging periods, given where each
-/// ended period's StopLogging event sits in the feed (`stop_seq`; `None` while unknown, which
-/// is read as not ended yet).
+/// ended period's StopLogging event sits in the feed (`stop_seq`). The stop is committed
+/// with its event, so a stop whose event cannot be found (`None`) has left the history: the
+/// period ended before every event still stored, as an earlier selection does in [`Judges`].
 pub fn in_logging_period(trail: &Trail, seq: i64, stop_seq: impl Fn(&str) -> Option<i64>) -> bool {
     trail.logging.periods.iter().any(|period| {
         seq > period.after_seq
             && match &period.until_event_id {
                 None => true,
-                Some(stop) => stop_seq(stop).is_none_or(|stop| seq <= stop),
+                Some(stop) => stop_seq(stop).is_some_and(|stop| seq <= stop),
             }
     })
 }
@@ -378,8 +379,12 @@ mod tests {
         assert!(!in_logging_period(&logged, 30, stops));
         assert!(in_logging_period(&logged, 31, stops));
         assert!(
-            in_logging_period(&logged, 25, |_| None),
-            "a stop not yet seen has not ended it"
+            !in_logging_period(&logged, 25, |_| None),
+            "a stop whose event left the history ended before every stored event"
+        );
+        assert!(
+            in_logging_period(&logged, 31, |_| None),
+            "the open period is not ended by a lost stop"
         );
     }
 }
