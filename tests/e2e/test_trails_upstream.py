@@ -5,6 +5,7 @@ Logs, and calls forwarded through the gateway delivered like Cairn's own."""
 import json
 import time
 
+import boto3
 import pytest
 
 from conftest import Cairn, Outage
@@ -192,6 +193,52 @@ def test_notices_owed_while_sns_and_cloudwatch_logs_are_down_are_sent_when_they_
             errors = ["LatestNotificationError", "LatestCloudWatchLogsDeliveryError"]
             return status if not any(name in status for name in errors) else None
         wait_for(recovered, timeout=90, what="the errors cleared")
+    finally:
+        server.stop()
+        outage.down()
+
+
+def test_owed_notices_past_the_bound_are_given_up_oldest_first_and_reported(tmp_path, moto):
+    host, port = moto.removeprefix("http://").split(":")
+    outage = Outage((host, int(port)))
+    config = tmp_path / "cairn.toml"
+    config.write_text(f'owed_notices_per_trail = 2\n[upstreams]\nsns = "http://127.0.0.1:{outage.port}"\n')
+    server = Cairn(tmp_path / "data", extra_args=[
+        "--config", str(config), "--upstream", moto, "--delivery-interval-secs", "1",
+        "--account-id", ACCOUNT]).start()
+    try:
+        s3, cloudtrail, kms = client(server, "s3"), client(server, "cloudtrail"), client(server, "kms")
+        s3.create_bucket(Bucket="e2e-bounded-notices")
+        topic, _, _, _, _ = subscribed_topic_and_log_group(server, "e2e-bounded-notices")
+        # The queue is read at moto itself: a read through Cairn would be recorded and
+        # delivered, owing one more notice.
+        sqs = boto3.client("sqs", endpoint_url=moto, region_name="us-east-1",
+                           aws_access_key_id="test", aws_secret_access_key="test")
+        queue = sqs.get_queue_url(QueueName="e2e-bounded-notices")["QueueUrl"]
+        cloudtrail.create_trail(Name="bounded", S3BucketName="e2e-bounded-notices", SnsTopicName="e2e-bounded-notices")
+        cloudtrail.start_logging(Name="bounded")
+        marker = kms.list_keys()["ResponseMetadata"]["RequestId"]
+        before = delivered_with(server, "e2e-bounded-notices", marker)
+        assert set(before) <= notified_keys(sqs, queue, "e2e-bounded-notices", before)
+
+        outage.down()
+        # Five deliveries, one after another, while SNS is down: each owes its file's notice.
+        stretches = []
+        for _ in range(5):
+            seen = set(delivered(server, "e2e-bounded-notices"))
+            marker = kms.list_keys()["ResponseMetadata"]["RequestId"]
+            files = delivered_with(server, "e2e-bounded-notices", marker, what="a delivery while SNS is down")
+            stretches.append({key for key, records in files.items()
+                              if key not in seen and marker in {r["requestID"] for r in records}})
+        outage.up()
+
+        newest = stretches[-2] | stretches[-1]
+        notified = notified_keys(sqs, queue, "e2e-bounded-notices", newest, timeout=90)
+        assert newest <= notified, "the newest deliveries within the bound are notified"
+        for older in stretches[:-2]:
+            assert not older & notified, "the oldest, past the bound, are given up"
+        log = (tmp_path / "data-server.log").read_text()
+        assert "owed notices given up" in log
     finally:
         server.stop()
         outage.down()

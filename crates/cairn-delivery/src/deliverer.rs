@@ -43,6 +43,9 @@ pub struct DeliverySettings {
     pub feed_batch: usize,
     /// How often a trail with log file validation writes its digest files: AWS's is hourly.
     pub digest_interval: Duration,
+    /// How many deliveries' notices a trail keeps owing while its endpoints fail (see
+    /// [`crate::notices`]).
+    pub owed_notices_per_trail: usize,
     /// For the exactly-once test only: abort the process after the first file is written
     /// and before the position moves, as a crash would.
     pub abort_after_first_upload: bool,
@@ -56,6 +59,7 @@ impl Default for DeliverySettings {
             max_file_json_bytes: 32 << 20,
             feed_batch: 20_000,
             digest_interval: Duration::from_secs(3600),
+            owed_notices_per_trail: crate::DEFAULT_OWED_NOTICES_PER_TRAIL,
             abort_after_first_upload: false,
         }
     }

@@ -19,6 +19,7 @@ pub mod signed;
 pub mod transparency;
 
 pub use deliverer::{Deliverer, DeliverySettings, RoundReport};
+pub use notices::DEFAULT_OWED_NOTICES_PER_TRAIL;
 pub use objects::{EmbeddedObjects, ObjectPut, ObjectStore, S3Endpoint};
 pub use signed::{S3Credentials, SignedClient};
 

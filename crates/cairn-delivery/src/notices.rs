@@ -10,7 +10,10 @@
 //! 3. what was sent is struck out in a commit, with the trail's status.
 //!
 //! Nothing holds a file back, and an SNS or CloudWatch Logs endpoint that is down for a
-//! while loses nothing: the notices wait. A crash between 2 and 3, or a takeover by another
+//! while loses nothing: the notices wait, up to a bound (`owed_notices_per_trail`
+//! deliveries per trail; 10,000 is 35 days at AWS's 5-minute cadence). Past it the oldest
+//! are given up, logged and reported, so that a topic deleted for good does not grow the
+//! outbox without end. A crash between 2 and 3, or a takeover by another
 //! node, sends the unstruck part again (at least once, as AWS's own notifications are).
 //! CloudWatch Logs events are not kept twice: the owed stretch is read from the feed again
 //! and judged by the trail as it was, as a redone delivery is.
@@ -27,6 +30,9 @@ use crate::{DeliveryError, TRAILS, TRAIL_NOTICES, TRAIL_STATUS};
 /// How many of one trail's owed deliveries are sent in a round: a long outage is caught up
 /// over several rounds rather than holding one up.
 const MAX_OWED_PER_ROUND: usize = 100;
+
+/// How many deliveries' notices a trail keeps owing by default.
+pub const DEFAULT_OWED_NOTICES_PER_TRAIL: usize = 10_000;
 
 /// What one delivery still owes, kept in `trail-notices`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -47,6 +53,12 @@ impl OwedNotices {
     fn is_settled(&self) -> bool {
         self.sns_keys.is_empty() && self.logs_after.is_none()
     }
+}
+
+/// Takes out of `owed` (oldest first) the oldest entries past `bound`.
+fn oldest_past_bound<T>(owed: &mut Vec<T>, bound: usize) -> Vec<T> {
+    let excess = owed.len().saturating_sub(bound);
+    owed.drain(..excess).collect()
 }
 
 fn notice_key(arn: &str, after_seq: i64) -> String {
@@ -134,6 +146,7 @@ impl Deliverer {
                 continue;
             }
             owed.sort_by(|(left, _), (right, _)| left.cmp(right));
+            let given_up = oldest_past_bound(&mut owed, self.settings().owed_notices_per_trail);
             let mut blocked = Blocked::default();
             for (key, entry) in owed.into_iter().take(MAX_OWED_PER_ROUND) {
                 let sent = self.send_owed(&arn, entry, &blocked).await;
@@ -150,8 +163,61 @@ impl Deliverer {
                 self.clock().now_millis(),
                 self.settings().interval,
             );
+            if !given_up.is_empty() {
+                self.give_up(&arn, given_up).await?;
+            }
         }
         Ok(())
+    }
+
+    /// Strikes out notices past the bound, and says so in the log and the trail's status
+    /// (after this round's own attempts, which would overwrite it).
+    async fn give_up(
+        &self,
+        arn: &str,
+        given_up: Vec<(String, OwedNotices)>,
+    ) -> Result<(), DeliveryError> {
+        let bound = self.settings().owed_notices_per_trail;
+        let files: usize = given_up.iter().map(|(_, owed)| owed.sns_keys.len()).sum();
+        let logs = given_up
+            .iter()
+            .filter(|(_, owed)| owed.logs_after.is_some())
+            .count();
+        tracing::error!(
+            trail = %arn,
+            deliveries = given_up.len(),
+            sns_notifications = files,
+            cloudwatch_logs_deliveries = logs,
+            bound,
+            "owed notices given up: more deliveries than the bound were owed"
+        );
+        let mut status = self.status(arn).await?;
+        if files > 0 {
+            status.insert(
+                "LatestNotificationError".into(),
+                json!(format!(
+                    "{files} SNS notifications given up: more than {bound} deliveries' notices were owed"
+                )),
+            );
+        }
+        if logs > 0 {
+            status.insert(
+                "LatestCloudWatchLogsDeliveryError".into(),
+                json!(format!(
+                    "the events of {logs} deliveries given up: more than {bound} deliveries' notices were owed"
+                )),
+            );
+        }
+        let mut changes: Vec<StateChange> = given_up
+            .into_iter()
+            .map(|(key, _)| StateChange::remove(TRAIL_NOTICES, key))
+            .collect();
+        changes.push(StateChange::put(
+            TRAIL_STATUS,
+            arn,
+            Value::Object(status).to_string(),
+        ));
+        self.commit(changes).await
     }
 
     async fn send_owed(&self, arn: &str, mut owed: OwedNotices, blocked: &Blocked) -> Sent {
@@ -309,6 +375,16 @@ mod tests {
             delivered_millis: 0,
             trail,
         }
+    }
+
+    #[test]
+    fn only_the_newest_owed_deliveries_are_kept_past_the_bound() {
+        let mut owed: Vec<i64> = (1..=5).collect();
+        assert_eq!(oldest_past_bound(&mut owed, 2), [1, 2, 3]);
+        assert_eq!(owed, [4, 5]);
+        assert!(oldest_past_bound(&mut owed, 2).is_empty());
+        assert!(oldest_past_bound(&mut owed, 10).is_empty());
+        assert_eq!(owed, [4, 5]);
     }
 
     #[test]

@@ -109,6 +109,7 @@ struct FileSettings {
     delivery_access_key_id: Option<String>,
     delivery_secret_access_key: Option<String>,
     rotation_poll_millis: Option<u64>,
+    owed_notices_per_trail: Option<usize>,
     rotation_give_up_secs: Option<u64>,
     #[serde(default)]
     users: Vec<DeclaredUser>,
@@ -173,6 +174,10 @@ pub struct Settings {
     /// and how long until one still pending is recorded as failed.
     pub rotation_poll: std::time::Duration,
     pub rotation_give_up: std::time::Duration,
+    /// How many deliveries' SNS and CloudWatch Logs notices a trail keeps owing while its
+    /// endpoint fails: past this the oldest are given up, so a topic deleted for good does
+    /// not grow the outbox without end.
+    pub owed_notices_per_trail: usize,
     /// Whether S3 is served by the embedded S3 (no upstream serves S3, or it was asked for).
     pub embedded_s3: bool,
     /// How often logging trails deliver their log files.
@@ -328,6 +333,10 @@ impl Settings {
                     .unwrap_or(DEFAULT_ROTATION_POLL_MILLIS)
                     .max(1),
             ),
+            owed_notices_per_trail: file
+                .owed_notices_per_trail
+                .unwrap_or(cairn_delivery::DEFAULT_OWED_NOTICES_PER_TRAIL)
+                .max(1),
             rotation_give_up: std::time::Duration::from_secs(
                 file.rotation_give_up_secs
                     .unwrap_or(DEFAULT_ROTATION_GIVE_UP_SECS),

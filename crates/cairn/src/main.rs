@@ -385,6 +385,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                 abort_after_first_upload: std::env::var_os("CAIRN_TEST_ABORT_AFTER_FIRST_UPLOAD")
                     .is_some(),
                 digest_interval: settings.digest_interval,
+                owed_notices_per_trail: settings.owed_notices_per_trail,
                 ..cairn_delivery::DeliverySettings::default()
             },
         )
