@@ -327,7 +327,7 @@ pub(crate) async fn load(
 }
 
 /// Creates bucket `bench-trail` in the embedded S3 and a trail delivering to it, logging.
-async fn start_trail(host: &str, key: &str, secret: &str) -> anyhow::Result<()> {
+pub(crate) async fn start_trail(host: &str, key: &str, secret: &str) -> anyhow::Result<()> {
     let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let mut headers = http::HeaderMap::new();
     headers.insert("host", host.parse()?);
@@ -403,7 +403,7 @@ async fn exchange(stream: &mut BufReader<TcpStream>, request: &[u8]) -> anyhow::
 }
 
 /// Reads header lines to the blank line; returns Content-Length.
-async fn read_head(stream: &mut BufReader<TcpStream>) -> anyhow::Result<usize> {
+pub(crate) async fn read_head(stream: &mut BufReader<TcpStream>) -> anyhow::Result<usize> {
     let mut length = 0;
     loop {
         let mut line = String::new();

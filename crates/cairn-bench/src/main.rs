@@ -8,6 +8,7 @@ mod bare_proxy;
 mod delivery;
 mod gateway;
 mod ingest;
+mod trail_cost;
 mod transparency;
 mod validate;
 
@@ -73,6 +74,20 @@ enum Command {
         /// With the transparency log off (it is on by default, a checkpoint a second).
         #[arg(long)]
         transparency_off: bool,
+    },
+    /// The gateway's calls/s with one logging trail against none: two `cairn serve`
+    /// processes alike but for the trail, loaded in turn (ABBA) for `rounds` rounds.
+    TrailCost {
+        #[arg(long, default_value = "target/release/cairn")]
+        cairn_bin: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 8)]
+        seconds: u64,
+        #[arg(long, default_value_t = 8)]
+        rounds: usize,
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
     },
     /// The transparency log in-process: leaves appended per second over `events` stored
     /// events, and the latency of `proofs` inclusion proofs for random events.
@@ -186,6 +201,19 @@ fn main() -> anyhow::Result<()> {
             concurrency,
             with_trail,
             transparency_off,
+        }),
+        Command::TrailCost {
+            cairn_bin,
+            data_dir,
+            seconds,
+            rounds,
+            clients,
+        } => trail_cost::run(&trail_cost::TrailCostRun {
+            cairn_bin,
+            data_dir,
+            seconds,
+            rounds,
+            clients,
         }),
         Command::Transparency {
             samples,

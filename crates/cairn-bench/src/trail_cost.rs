@@ -1,0 +1,144 @@
+//! `cairn-bench trail-cost`: the gateway's throughput with one logging trail against none,
+//! measured as interleaved windows in one run. Two `cairn serve` processes, alike in every
+//! setting (embedded S3, 1 s delivery cadence) but one trail, take turns under the same
+//! load, ABBA order, so a machine that speeds up or slows down during the run weighs on both
+//! sides alike; separate runs minutes apart on this machine differ by more than the trail
+//! costs. After each window a pause lets delivery finish the window's last second, so it
+//! does not run into the other side's window.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::gateway::{
+    cpu_per_call, load, read_credentials, read_head, serve_upstream, signed_request,
+    start_listening, start_trail, Load,
+};
+use crate::signed_json_request;
+
+pub struct TrailCostRun {
+    pub cairn_bin: PathBuf,
+    pub data_dir: PathBuf,
+    pub seconds: u64,
+    pub rounds: usize,
+    pub clients: usize,
+}
+
+/// Long enough for a 1 s cadence to deliver the window's last events.
+const PAUSE: Duration = Duration::from_secs(3);
+
+pub fn run(settings: &TrailCostRun) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let upstream = TcpListener::bind("127.0.0.1:0").await?;
+        let upstream_address = upstream.local_addr()?.to_string();
+        tokio::spawn(serve_upstream(upstream));
+        let mut sides = Vec::new();
+        for name in ["none", "trail"] {
+            let data_dir = settings.data_dir.join(name);
+            std::fs::create_dir_all(&data_dir)?;
+            let mut command = tokio::process::Command::new(&settings.cairn_bin);
+            command
+                .args(["serve", "--data-dir"])
+                .arg(&data_dir)
+                .args(["--listen", "127.0.0.1:0", "--retention-days", "0"])
+                .args(["--embedded-s3", "--delivery-interval-secs", "1", "--upstream"])
+                .arg(format!("http://{upstream_address}"));
+            let (child, address) = start_listening(command).await?;
+            let (key, secret) = read_credentials(&data_dir)?;
+            sides.push((child, address, key, secret));
+        }
+        {
+            let (_, address, key, secret) = &sides[1];
+            start_trail(address, key, secret).await?;
+        }
+        println!(
+            "KMS TagResource through the gateway, {} clients, {} s windows (after 1 s warm-up), {} rounds in ABBA order",
+            settings.clients, settings.seconds, settings.rounds
+        );
+        println!(
+            "{:>5} {:>12} {:>12} {:>8} {:>10} {:>10}",
+            "round", "none/s", "trail/s", "ratio", "none cpu", "trail cpu"
+        );
+        let duration = Duration::from_secs(settings.seconds);
+        let mut ratios = Vec::new();
+        let mut totals = [0.0f64; 2];
+        for round in 0..settings.rounds {
+            let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            let mut loads: [Option<Load>; 2] = [None, None];
+            for side in order {
+                let (child, address, key, secret) = &sides[side];
+                let request = signed_request(address, key, secret)?;
+                let pids: Vec<u32> = child.id().into_iter().collect();
+                loads[side] = Some(load(address, request, settings.clients, duration, &pids).await?);
+                tokio::time::sleep(PAUSE).await;
+            }
+            let [Some(none), Some(trail)] = loads else {
+                bail!("a window did not run");
+            };
+            let ratio = trail.per_second / none.per_second;
+            ratios.push(ratio);
+            totals[0] += none.per_second;
+            totals[1] += trail.per_second;
+            println!(
+                "{:>5} {:>12.0} {:>12.0} {:>7.1}% {:>10} {:>10}",
+                round + 1,
+                none.per_second,
+                trail.per_second,
+                100.0 * ratio,
+                cpu_per_call(none.server_cpu_per_call),
+                cpu_per_call(trail.server_cpu_per_call),
+            );
+        }
+        ratios.sort_by(f64::total_cmp);
+        let median = match ratios.len() {
+            0 => bail!("no rounds"),
+            n if n % 2 == 1 => ratios[n / 2],
+            n => (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0,
+        };
+        println!(
+            "median ratio {:.1}%, all windows together {:.1}% ({:.0} against {:.0} calls/s), lowest round {:.1}%",
+            100.0 * median,
+            100.0 * totals[1] / totals[0],
+            totals[1] / settings.rounds as f64,
+            totals[0] / settings.rounds as f64,
+            100.0 * ratios[0],
+        );
+        let (_, address, key, secret) = &sides[1];
+        let status = trail_status(address, key, secret).await?;
+        println!("the trail's GetTrailStatus after the run: {status}");
+        if !status.contains("LatestDeliveryTime") || status.contains("LatestDeliveryError") {
+            bail!("the trail did not deliver cleanly: {status}");
+        }
+        for (mut child, ..) in sides {
+            child.kill().await.ok();
+        }
+        anyhow::Ok(())
+    })
+}
+
+/// The trail's GetTrailStatus answer, as text: proof that it delivered during the run.
+async fn trail_status(host: &str, key: &str, secret: &str) -> anyhow::Result<String> {
+    let request = signed_json_request(
+        host,
+        "cloudtrail",
+        "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.GetTrailStatus",
+        br#"{"Name":"bench"}"#,
+        key,
+        secret,
+    )?;
+    let mut stream = BufReader::new(TcpStream::connect(host).await?);
+    stream.get_mut().write_all(&request).await?;
+    let mut status_line = String::new();
+    stream.read_line(&mut status_line).await?;
+    let length = read_head(&mut stream).await?;
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
