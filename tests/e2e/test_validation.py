@@ -88,6 +88,10 @@ def test_protocol_errors(cairn):
     assert_aws_error(signed_post(cairn, b"{}", target="DropAllEvents"), "UnknownOperationException")
     # Checked against the model before anything else: Name is required.
     assert_aws_error(signed_post(cairn, b"{}", target="CreateTrail"), "InvalidParameterException")
+    # A value of the wrong JSON type, in the trail API as in LookupEvents.
+    assert_aws_error(signed_post(cairn, json.dumps({"StartTime": "yesterday"}).encode(), target="ListPublicKeys"),
+                     "SerializationException")
+    assert_aws_error(signed_post(cairn, json.dumps({"Name": 7}).encode(), target="GetTrail"), "SerializationException")
     assert_aws_error(signed_post(cairn, b"{}", target="ListEventDataStores"), "UnsupportedOperationException")
     assert_aws_error(signed_post(cairn, b"{" + b" " * (1 << 20) + b"}"), "RequestEntityTooLargeException", 413)
     ok = signed_post(cairn, b"")

@@ -77,13 +77,12 @@ async fn answer(
             };
             let request = match TrailRequest::parse(name, Value::Object(members)) {
                 Some(Ok(request)) => request,
-                // The model's check passed: only a member's finer type (a timestamp given as
-                // text) can still be wrong.
+                // The model's check passed, so the generated types take the body: a failure
+                // here is a type the check does not see, refused as the protocol refuses one.
                 Some(Err(failure)) => {
-                    return Err(AwsError::new(
-                        "InvalidParameterException",
-                        format!("The request does not fit {name}: {failure}"),
-                    ))
+                    return Err(AwsError::serialization(format!(
+                        "The request does not fit {name}: {failure}"
+                    )))
                 }
                 None => return Err(AwsError::internal_failure()),
             };

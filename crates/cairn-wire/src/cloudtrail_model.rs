@@ -116,10 +116,9 @@ impl ShapeError {
 
 /// The exception CloudTrail documents for a bad value of a member, by the member's first
 /// path segment: a request that breaks the model there answers it, when the operation lists
-/// it, rather than the generic `InvalidParameterException`.
+/// it, rather than the generic `InvalidParameterException`. (Trail names have no bound in
+/// the model; their rules, spec §2.3, are the trail API's own.)
 const MEMBER_EXCEPTIONS: &[(&str, &str)] = &[
-    ("name", "InvalidTrailNameException"),
-    ("trailName", "InvalidTrailNameException"),
     ("eventSelectors", "InvalidEventSelectorsException"),
     ("advancedEventSelectors", "InvalidEventSelectorsException"),
     ("insightSelectors", "InvalidInsightSelectorsException"),
@@ -140,6 +139,11 @@ impl CloudTrailModel {
         // A member left out is the request's fault, not the member's value.
         if matches!(error, ShapeError::Missing(_)) {
             return "InvalidParameterException";
+        }
+        // A value of the wrong JSON type never reaches the operation: AWS's JSON protocol
+        // refuses it while reading the body, as LookupEvents does.
+        if matches!(error, ShapeError::WrongType { .. }) {
+            return "SerializationException";
         }
         let path = error.path();
         let member = path.split('.').next().unwrap_or_default();
@@ -272,7 +276,8 @@ impl CloudTrailModel {
             }
             "boolean" if !value.is_boolean() => Err(wrong("boolean")),
             "integer" | "long" if !(value.is_i64() || value.is_u64()) => Err(wrong("integer")),
-            "timestamp" if !(value.is_number() || value.is_string()) => Err(wrong("timestamp")),
+            // botocore sends every timestamp of this protocol as epoch seconds.
+            "timestamp" if !value.is_number() => Err(wrong("timestamp in epoch seconds")),
             "blob" if !value.is_string() => Err(wrong("blob")),
             _ => Ok(()),
         }
@@ -423,7 +428,16 @@ mod tests {
         );
         assert_eq!(
             code("GetTrail", serde_json::json!({"Name": 7})),
-            "InvalidTrailNameException"
+            "SerializationException",
+            "a wrong JSON type is refused as the body is read, as DynamoDB's NUMBER_VALUE is"
+        );
+        assert_eq!(
+            code(
+                "ListPublicKeys",
+                serde_json::json!({"StartTime": "yesterday"})
+            ),
+            "SerializationException",
+            "a timestamp is epoch seconds"
         );
         assert_eq!(
             code("GetTrail", serde_json::json!({})),
