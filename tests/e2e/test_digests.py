@@ -26,16 +26,16 @@ def gunzip(body):
     return zlib.decompress(body, 16 + zlib.MAX_WBITS)
 
 
-def aws_validate(server, arn, start, end):
+def aws_validate(server, arn, start, end, extra=()):
     result = server.aws("cloudtrail", "validate-logs", "--trail-arn", arn, "--start-time", start,
-                        "--end-time", end, "--verbose", check=False)
+                        "--end-time", end, "--verbose", *extra, check=False)
     return result.returncode, result.stdout, result.stderr
 
 
-def cairn_validate(server, arn, start, end):
+def cairn_validate(server, arn, start, end, extra=()):
     result = subprocess.run(
         [str(BINARY), "validate-logs", "--data-dir", str(server.data_dir), "--trail-arn", arn,
-         "--start-time", start, "--end-time", end, "--verbose"],
+         "--start-time", start, "--end-time", end, "--verbose", *extra],
         capture_output=True, text=True, env=clean_env(server.data_dir), timeout=120,
     )
     return result.returncode, result.stdout, result.stderr
@@ -54,23 +54,23 @@ def invalid_lines(output):
     return sorted(line for line in verdicts(output)[0] if "\tINVALID: " in line)
 
 
-def cairn_validate_remote(server, arn, start, end):
+def cairn_validate_remote(server, arn, start, end, extra=()):
     """`cairn validate-logs` reading over HTTP, as the aws CLI does, not the data directory."""
     result = subprocess.run(
         [str(BINARY), "validate-logs", "--endpoint-url", server.endpoint, "--data-dir", "/nonexistent",
-         "--trail-arn", arn, "--start-time", start, "--end-time", end, "--verbose"],
+         "--trail-arn", arn, "--start-time", start, "--end-time", end, "--verbose", *extra],
         capture_output=True, text=True, env=server.env(), timeout=120,
     )
     return result.returncode, result.stdout, result.stderr
 
 
-def both(server, arn, start, end):
+def both(server, arn, start, end, extra=()):
     """The aws CLI's and Cairn's verdicts; Cairn's are the same read from the data directory
     or over HTTP."""
-    ours = cairn_validate(server, arn, start, end)
-    remote = cairn_validate_remote(server, arn, start, end)
+    ours = cairn_validate(server, arn, start, end, extra)
+    remote = cairn_validate_remote(server, arn, start, end, extra)
     assert (remote[0], verdicts(remote)) == (ours[0], verdicts(ours)), remote
-    return aws_validate(server, arn, start, end), ours
+    return aws_validate(server, arn, start, end, extra), ours
 
 
 def iso(at):
@@ -223,8 +223,8 @@ def put_back(s3, key, body, metadata):
                   ContentType="application/json", ContentEncoding="gzip")
 
 
-def saved(s3, key):
-    got = s3.get_object(Bucket=BUCKET, Key=key)
+def saved(s3, key, bucket=BUCKET):
+    got = s3.get_object(Bucket=bucket, Key=key)
     return got["Body"].read(), got["Metadata"]
 
 
@@ -411,5 +411,85 @@ def test_digests_stay_exactly_once_and_chained_across_kill_9(tmp_path):
                                     f"{len(listed)}/{len(listed)} log files valid"], aws
         assert verdicts(ours) == verdicts(aws)
         assert not [line for line in verdicts(aws)[0] if line.startswith("No log files were delivered")]
+    finally:
+        server.stop()
+
+
+ORGANIZATION_ACCOUNT = "123456789012"
+
+
+def test_an_organization_trail_delivers_and_validates_under_its_organization(tmp_path, moto):
+    """Organizations at a moto upstream: the trail's files and digests go under
+    AWSLogs/<o-id>/<account>/, and both validators find them there (the aws CLI asks
+    DescribeOrganization, through Cairn, for the ID) once told the member account."""
+    server = Cairn(tmp_path / "data", extra_args=[
+        "--upstream", moto, "--embedded-s3", "--account-id", ORGANIZATION_ACCOUNT,
+        "--delivery-interval-secs", "1", "--digest-interval-secs", "10"]).start()
+    try:
+        organizations, s3, ct = client(server, "organizations"), client(server, "s3"), server.client()
+        try:
+            organization = organizations.create_organization(FeatureSet="ALL")["Organization"]["Id"]
+        except organizations.exceptions.AlreadyInOrganizationException:
+            organization = organizations.describe_organization()["Organization"]["Id"]
+        s3.create_bucket(Bucket="e2e-org-trail")
+        started = time.time() - 60
+        arn = ct.create_trail(Name="org", S3BucketName="e2e-org-trail", IsOrganizationTrail=True,
+                              IsMultiRegionTrail=True, EnableLogFileValidation=True)["TrailARN"]
+        assert ct.get_trail(Name="org")["Trail"]["IsOrganizationTrail"] is True
+        ct.start_logging(Name="org")
+        for _ in range(11):
+            ct.describe_trails()
+            time.sleep(2)
+        ct.stop_logging(Name="org")
+        time.sleep(4)
+        start, end = iso(started), iso(time.time() + 5)
+
+        keys = [item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket="e2e-org-trail")
+                for item in page.get("Contents", [])]
+        logs = sorted(key for key in keys if "/CloudTrail/" in key)
+        digests = sorted(key for key in keys if "/CloudTrail-Digest/" in key)
+        assert len(logs) >= 5 and len(digests) >= 2, keys
+        for key in logs:
+            assert key.startswith(f"AWSLogs/{organization}/{ORGANIZATION_ACCOUNT}/CloudTrail/us-east-1/"), key
+        for key in digests:
+            assert re.fullmatch(
+                rf"AWSLogs/{organization}/{ORGANIZATION_ACCOUNT}/CloudTrail-Digest/us-east-1/\d{{4}}/\d{{2}}/\d{{2}}/"
+                rf"{ORGANIZATION_ACCOUNT}_CloudTrail-Digest_us-east-1_org_us-east-1_\d{{8}}T\d{{6}}Z\.json\.gz", key), key
+
+        # As the CLI: an organization trail's files are per member account, which must be named.
+        unnamed = aws_validate(server, arn, start, end)
+        assert unnamed[0] != 0 and "--account-id" in unnamed[2], unnamed
+        ours = cairn_validate(server, arn, start, end)
+        assert ours[0] == 255 and "--account-id" in ours[2], ours
+
+        member = ["--account-id", ORGANIZATION_ACCOUNT]
+        aws, ours = both(server, arn, start, end, member)
+        assert aws[0] == 0 and ours[0] == 0, (aws, ours)
+        summary = [f"{len(digests)}/{len(digests)} digest files valid", f"{len(logs)}/{len(logs)} log files valid"]
+        assert verdicts(aws)[1] == summary
+        assert verdicts(ours) == verdicts(aws)
+
+        body, metadata = saved(s3, logs[1], bucket="e2e-org-trail")
+        records = json.loads(gunzip(body))
+        records["Records"][0]["eventName"] = "Tampered"
+        s3.put_object(Bucket="e2e-org-trail", Key=logs[1], Body=gzip_bytes(json.dumps(records).encode()),
+                      Metadata=metadata, ContentType="application/json", ContentEncoding="gzip")
+        aws, ours = both(server, arn, start, end, member)
+        assert aws[0] == 1 and ours[0] == 1, (aws, ours)
+        assert invalid_lines(aws) == invalid_lines(ours) == [
+            f"Log file\ts3://e2e-org-trail/{logs[1]}\tINVALID: hash value doesn't match"], aws
+
+        # Only the organization's management account makes organization trails.
+        other = Cairn(tmp_path / "other", extra_args=["--upstream", moto, "--embedded-s3", "--account-id", "111111111111"]).start()
+        try:
+            other_ct = other.client()
+            client(other, "s3").create_bucket(Bucket="e2e-org-other")
+            with pytest.raises(other_ct.exceptions.NotOrganizationMasterAccountException):
+                other_ct.create_trail(Name="org", S3BucketName="e2e-org-other", IsOrganizationTrail=True)
+            other_ct.create_trail(Name="plain", S3BucketName="e2e-org-other")
+            with pytest.raises(other_ct.exceptions.NotOrganizationMasterAccountException):
+                other_ct.update_trail(Name="plain", IsOrganizationTrail=True)
+        finally:
+            other.stop()
     finally:
         server.stop()

@@ -719,6 +719,7 @@ pub fn files(
             );
             let key = LogFileName {
                 prefix: pending.trail.s3_key_prefix.as_deref(),
+                organization_id: pending.trail.organization_id.as_deref(),
                 account_id: account,
                 region,
                 delivered_millis: pending.delivered_millis,

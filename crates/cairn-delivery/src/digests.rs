@@ -39,6 +39,8 @@ pub struct DigestChain {
     pub bucket: String,
     #[serde(default)]
     pub prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_id: Option<String>,
     /// When logging started for this chain: a restart begins a new chain.
     #[serde(default)]
     pub logging_started_millis: Option<i64>,
@@ -153,6 +155,7 @@ impl Deliverer {
                     home_region: trail.home_region.clone(),
                     bucket: trail.s3_bucket_name.clone(),
                     prefix: trail.s3_key_prefix.clone(),
+                    organization_id: trail.organization_id.clone(),
                     logging_started_millis: trail.logging.started_millis,
                     period_start_millis: now - now % 1000,
                     places: BTreeMap::from([(place(&trail.account_id, &trail.home_region), None)]),
@@ -181,6 +184,7 @@ impl Deliverer {
         if let Some(trail) = trail {
             chain.bucket = trail.s3_bucket_name.clone();
             chain.prefix = trail.s3_key_prefix.clone();
+            chain.organization_id = trail.organization_id.clone();
         }
         let closing = !wants_digests(trail);
         let interval =
@@ -328,6 +332,7 @@ fn seal_all(
             .map_err(|error| DeliveryError::Objects(error.to_string()))?;
         let object = DigestFileName {
             prefix: chain.prefix.as_deref(),
+            organization_id: chain.organization_id.as_deref(),
             account_id,
             region,
             trail_name: &chain.trail_name,

@@ -1,6 +1,7 @@
 //! A trail's log file as AWS writes it: the gzip of `{"Records":[...]}` (one gzip member,
 //! the records' own JSON text unchanged), and its key (spec §4):
-//! `[P/]AWSLogs/<acct>/CloudTrail/<region>/YYYY/MM/DD/<acct>_CloudTrail_<region>_<YYYYMMDDTHHmmZ>_<suffix>.json.gz`.
+//! `[P/]AWSLogs/[<o-id>/]<acct>/CloudTrail/<region>/YYYY/MM/DD/<acct>_CloudTrail_<region>_<YYYYMMDDTHHmmZ>_<suffix>.json.gz`
+//! (the organization's ID for an organization trail).
 //! The suffix is 16 letters and digits derived from what the file stands for (trail, feed
 //! stretch, account, region, part), not random: a delivery redone after a crash writes the
 //! same keys again, so a file is never there twice.
@@ -48,6 +49,7 @@ pub fn records_json<'r>(records: impl IntoIterator<Item = &'r str>) -> String {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogFileName<'a> {
     pub prefix: Option<&'a str>,
+    pub organization_id: Option<&'a str>,
     pub account_id: &'a str,
     pub region: &'a str,
     /// When the delivery was made (epoch ms): the folders and the name's minute.
@@ -69,11 +71,20 @@ impl LogFileName<'_> {
             _ => String::new(),
         };
         let (account, region) = (self.account_id, self.region);
+        let organization = organization_folder(self.organization_id);
         format!(
-            "{prefix}AWSLogs/{account}/CloudTrail/{region}/{folders}/{account}_CloudTrail_{region}_{stamp}_{}.json.gz",
+            "{prefix}AWSLogs/{organization}{account}/CloudTrail/{region}/{folders}/{account}_CloudTrail_{region}_{stamp}_{}.json.gz",
             suffix(self.identity)
         )
     }
+}
+
+/// `<o-id>/` for an organization trail's keys, else nothing.
+pub fn organization_folder(organization_id: Option<&str>) -> String {
+    organization_id
+        .filter(|id| !id.is_empty())
+        .map(|id| format!("{id}/"))
+        .unwrap_or_default()
 }
 
 /// 16 characters from [0-9A-Za-z], derived from `identity`.
@@ -95,6 +106,7 @@ mod tests {
     fn keys_follow_aws_layout() {
         let name = LogFileName {
             prefix: Some("team/"),
+            organization_id: None,
             account_id: "123456789012",
             region: "eu-west-1",
             delivered_millis: 1_764_633_900_123, // 2025-12-02T00:05:00.123Z
@@ -115,6 +127,16 @@ mod tests {
         }
         .key();
         assert!(unprefixed.starts_with("AWSLogs/123456789012/"));
+        let organization = LogFileName {
+            organization_id: Some("o-aa111bb222"),
+            ..name.clone()
+        }
+        .key();
+        assert!(
+            organization
+                .starts_with("team/AWSLogs/o-aa111bb222/123456789012/CloudTrail/eu-west-1/"),
+            "{organization}"
+        );
         let other = LogFileName {
             identity: "trail|0|10|part1",
             ..name

@@ -2,7 +2,8 @@
 //! `{"s3Bucket": ..., "s3ObjectKey": [...]}`), and each event to CloudWatch Logs (stream
 //! `<account>_CloudTrail_<region>`, created on first need). Both go to the upstream that
 //! serves SNS or CloudWatch Logs, signed with delivery's credentials. The calls only: what is owed
-//! and when it is sent again is the outbox's (`notices`).
+//! and when it is sent again is the outbox's (`notices`). Also the one Organizations call
+//! an organization trail needs: which organization it logs for.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Uri};
@@ -16,6 +17,15 @@ use crate::DeliveryError;
 const MAX_LOG_EVENTS_PER_BATCH: usize = 10_000;
 const MAX_LOG_BATCH_BYTES: usize = 1_048_576;
 const LOG_EVENT_OVERHEAD_BYTES: usize = 26;
+
+/// An organization, as Organizations' DescribeOrganization tells it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Organization {
+    pub id: String,
+    pub management_account_id: String,
+    /// `ALL`, which organization trails need, or `CONSOLIDATED_BILLING`.
+    pub feature_set: String,
+}
 
 #[derive(Clone)]
 pub struct Notifier {
@@ -106,6 +116,46 @@ impl Notifier {
             Err(DeliveryError::Objects(message)) if message.contains("NotFound") => Ok(false),
             Err(error) => Err(error),
         }
+    }
+
+    /// The organization delivery's credentials belong to, at the upstream that serves
+    /// Organizations; `None` when that account is in no organization.
+    pub async fn describe_organization(&self) -> Result<Option<Organization>, DeliveryError> {
+        let headers = json_headers("AWSOrganizationsV20161128.DescribeOrganization")?;
+        let reply = self
+            .post(
+                "organizations",
+                headers,
+                Bytes::from_static(b"{}"),
+                "us-east-1",
+            )
+            .await?;
+        let code = reply.error_code();
+        if code == "AWSOrganizationsNotInUseException" {
+            return Ok(None);
+        }
+        if !reply.status.is_success() {
+            return Err(failure("Organizations", reply.status.as_u16(), code));
+        }
+        let answer: Value = serde_json::from_slice(&reply.body)
+            .map_err(|error| DeliveryError::Objects(format!("Organizations answered: {error}")))?;
+        let field = |name: &str| {
+            answer["Organization"][name]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let id = field("Id");
+        if id.is_empty() {
+            return Err(DeliveryError::Objects(
+                "Organizations answered no organization ID".into(),
+            ));
+        }
+        Ok(Some(Organization {
+            id,
+            management_account_id: field("MasterAccountId"),
+            feature_set: field("FeatureSet"),
+        }))
     }
 
     /// AWS's notification of one delivered file.

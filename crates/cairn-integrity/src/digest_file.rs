@@ -73,6 +73,8 @@ fn at(millis: i64) -> chrono::DateTime<Utc> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DigestFileName<'a> {
     pub prefix: Option<&'a str>,
+    /// An organization trail's organization: its digests go under `AWSLogs/<o-id>/`.
+    pub organization_id: Option<&'a str>,
     pub account_id: &'a str,
     /// The region whose log files it lists (and whose key signs it).
     pub region: &'a str,
@@ -82,7 +84,7 @@ pub struct DigestFileName<'a> {
 }
 
 impl DigestFileName<'_> {
-    /// `[P/]AWSLogs/<acct>/CloudTrail-Digest/<region>/YYYY/MM/DD/<acct>_CloudTrail-Digest_<region>_<name>_<home>_<YYYYMMDDTHHMMSSZ>.json.gz`
+    /// `[P/]AWSLogs/[<o-id>/]<acct>/CloudTrail-Digest/<region>/YYYY/MM/DD/<acct>_CloudTrail-Digest_<region>_<name>_<home>_<YYYYMMDDTHHMMSSZ>.json.gz`
     pub fn key(&self) -> String {
         let end = at(self.end_millis);
         let prefix = match self.prefix {
@@ -90,8 +92,13 @@ impl DigestFileName<'_> {
             _ => String::new(),
         };
         let (account, region) = (self.account_id, self.region);
+        let organization = self
+            .organization_id
+            .filter(|id| !id.is_empty())
+            .map(|id| format!("{id}/"))
+            .unwrap_or_default();
         format!(
-            "{prefix}AWSLogs/{account}/CloudTrail-Digest/{region}/{}/{account}_CloudTrail-Digest_{region}_{}_{}_{}.json.gz",
+            "{prefix}AWSLogs/{organization}{account}/CloudTrail-Digest/{region}/{}/{account}_CloudTrail-Digest_{region}_{}_{}_{}.json.gz",
             end.format("%Y/%m/%d"),
             self.trail_name,
             self.home_region,
@@ -199,6 +206,7 @@ mod tests {
     fn keys_follow_aws_layout() {
         let name = DigestFileName {
             prefix: Some("audit/"),
+            organization_id: None,
             account_id: "123456789012",
             region: "eu-west-1",
             trail_name: "main",
@@ -213,6 +221,16 @@ mod tests {
         // The aws CLI reads the key's time at [-24:-8].
         let key = name.key();
         assert_eq!(&key[key.len() - 24..key.len() - 8], "20251202T000505Z");
+        let organization = DigestFileName {
+            organization_id: Some("o-aa111bb222"),
+            ..name
+        };
+        assert_eq!(
+            organization.key(),
+            "audit/AWSLogs/o-aa111bb222/123456789012/CloudTrail-Digest/eu-west-1/2025/12/02/\
+             123456789012_CloudTrail-Digest_eu-west-1_main_us-east-1_20251202T000505Z.json.gz",
+            "an organization trail's digests sit in its organization's folder"
+        );
     }
 
     #[test]

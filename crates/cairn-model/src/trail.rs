@@ -30,6 +30,10 @@ pub struct Trail {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
     pub is_organization_trail: bool,
+    /// An organization trail's organization (`o-...`): its files go under
+    /// `AWSLogs/<organization>/<account>/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_id: Option<String>,
     #[serde(default)]
     pub selectors: Selectors,
     #[serde(default)]

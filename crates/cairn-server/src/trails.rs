@@ -356,6 +356,10 @@ async fn apply_settings(
     }
     if let Some(organization) = settings.is_organization_trail {
         trail.is_organization_trail = organization;
+        trail.organization_id = match organization {
+            true => Some(organization_logged_for(state, asking).await?),
+            false => None,
+        };
     }
     if let Some(key) = settings.kms_key_id.as_deref() {
         trail.kms_key_id = if key.is_empty() {
@@ -411,6 +415,46 @@ async fn apply_settings(
         ));
     }
     Ok(())
+}
+
+/// The organization an organization trail of the caller's logs for: the configured one,
+/// else the one the upstream serving Organizations names, whose management account the
+/// caller must be, with all features on (as AWS requires).
+async fn organization_logged_for(
+    state: &AppState,
+    asking: &Asking<'_>,
+) -> Result<String, AwsError> {
+    if let Some(configured) = &state.trails.organization_id {
+        return Ok(configured.clone());
+    }
+    let not_in_use = || {
+        error(
+            "OrganizationsNotInUseException",
+            "This account is not a member of an organization.",
+        )
+    };
+    let notifier = state.trails.notifier.as_ref().ok_or_else(not_in_use)?;
+    let organization = match notifier.describe_organization().await {
+        Ok(Some(organization)) => organization,
+        Ok(None) => return Err(not_in_use()),
+        Err(failure) => {
+            tracing::warn!(%failure, "cannot tell which organization the account is in");
+            return Err(not_in_use());
+        }
+    };
+    if organization.management_account_id != asking.account_id {
+        return Err(error(
+            "NotOrganizationMasterAccountException",
+            "The request was made from an account that is not the management account of the organization.",
+        ));
+    }
+    if !organization.feature_set.is_empty() && organization.feature_set != "ALL" {
+        return Err(error(
+            "OrganizationNotInAllFeaturesModeException",
+            "All features must be enabled in Organizations to create an organization trail.",
+        ));
+    }
+    Ok(organization.id)
 }
 
 /// The trail name or ARN a request must give, as InsightSelectors calls leave it optional

@@ -169,6 +169,15 @@ fn find_trail(args: &ValidateArgs) -> anyhow::Result<Option<Trail>> {
         .and_then(|(_, text)| serde_json::from_str(&text).ok()))
 }
 
+/// An organization trail's files are per member account: the CLI asks which.
+fn require_member_account(args: &ValidateArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.account_id.is_some(),
+        "Missing required parameter for organization trail: '--account-id'"
+    );
+    Ok(())
+}
+
 /// Runs the validation; the exit code is the aws CLI's: 0 valid, 1 not, 255 when it could
 /// not run (the reason on stderr).
 pub fn run(args: &ValidateArgs) -> i32 {
@@ -213,14 +222,31 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<i32> {
             None
         }
     };
-    let (bucket, prefix) = match (&args.s3_bucket, &remote) {
-        (Some(bucket), _) => (bucket.clone(), args.s3_prefix.clone()),
-        (None, Some(remote)) => remote.trail(&args.trail_arn)?,
+    // As the CLI: --s3-prefix counts only beside --s3-bucket, and with --s3-bucket the
+    // trail is not read, so its keys are read as a plain trail's.
+    let (bucket, prefix, organization_id) = match (&args.s3_bucket, &remote) {
+        (Some(bucket), _) => (bucket.clone(), args.s3_prefix.clone(), None),
+        (None, Some(remote)) => {
+            let (bucket, prefix, organization) = remote.trail(&args.trail_arn)?;
+            let organization_id = match organization {
+                true => {
+                    require_member_account(args)?;
+                    Some(remote.organization_id()?)
+                }
+                false => None,
+            };
+            (bucket, prefix, organization_id)
+        }
         (None, None) => {
             let trail = find_trail(args)?
                 .with_context(|| format!("A trail could not be found for {}", args.trail_arn))?;
-            // As the CLI: --s3-prefix counts only beside --s3-bucket.
-            (trail.s3_bucket_name, trail.s3_key_prefix)
+            if trail.is_organization_trail {
+                require_member_account(args)?;
+            }
+            let organization_id = trail
+                .organization_id
+                .filter(|_| trail.is_organization_trail);
+            (trail.s3_bucket_name, trail.s3_key_prefix, organization_id)
         }
     };
     let source_region = args.region.clone().unwrap_or_else(|| home_region.clone());
@@ -254,7 +280,7 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<i32> {
         account_id: args.account_id.clone().unwrap_or(arn_account),
         bucket,
         prefix,
-        organization_id: None,
+        organization_id,
         start,
         end,
         parallelism: args.parallelism.unwrap_or_else(|| {

@@ -94,6 +94,9 @@ pub struct Remote {
     client: SignedClient,
     cloudtrail: Uri,
     s3: Uri,
+    /// Organizations, for an organization trail's ID: `AWS_ENDPOINT_URL_ORGANIZATIONS` as
+    /// the aws CLI reads it, else the CloudTrail endpoint (a Cairn forwards it upstream).
+    organizations: Uri,
     region: String,
     session_token: Option<String>,
 }
@@ -127,9 +130,13 @@ impl Remote {
                 &UpstreamTrust::default(),
             )?
         };
+        let organizations = std::env::var("AWS_ENDPOINT_URL_ORGANIZATIONS")
+            .ok()
+            .filter(|url| !url.is_empty());
         Ok(Self {
             cloudtrail: parse(cloudtrail)?,
             s3: parse(s3)?,
+            organizations: parse(organizations.as_deref().unwrap_or(cloudtrail))?,
             client: SignedClient {
                 upstreams: Arc::new(upstreams),
                 credentials: S3Credentials {
@@ -171,19 +178,30 @@ impl Remote {
 
     /// One CloudTrail operation (AWS JSON 1.1); an error answer becomes its code and message.
     fn cloudtrail(&self, operation: &str, input: &Value) -> anyhow::Result<Value> {
-        let headers = json_headers(&format!(
-            "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.{operation}"
-        ))?;
+        let target = format!("com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.{operation}");
+        self.json_call(&self.cloudtrail, "cloudtrail", &target, operation, input)
+    }
+
+    /// One AWS JSON 1.1 call; an error answer reads as the aws CLI prints it.
+    fn json_call(
+        &self,
+        endpoint: &Uri,
+        service: &str,
+        target: &str,
+        operation: &str,
+        input: &Value,
+    ) -> anyhow::Result<Value> {
+        let headers = json_headers(target)?;
         let reply = self
             .send(
                 SignedCall {
-                    endpoint: &self.cloudtrail,
+                    endpoint,
                     method: Method::POST,
                     path: "/",
                     query: "",
                     headers,
                     body: Bytes::from(input.to_string()),
-                    service: "cloudtrail",
+                    service,
                     region: &self.region,
                 },
                 true,
@@ -228,8 +246,26 @@ impl Remote {
         ))
     }
 
-    /// The bucket and key prefix the trail delivers to.
-    pub fn trail(&self, arn: &str) -> anyhow::Result<(String, Option<String>)> {
+    /// The organization the caller's account belongs to (DescribeOrganization), which an
+    /// organization trail's keys name.
+    pub fn organization_id(&self) -> anyhow::Result<String> {
+        let answer = self.json_call(
+            &self.organizations,
+            "organizations",
+            "AWSOrganizationsV20161128.DescribeOrganization",
+            "DescribeOrganization",
+            &json!({}),
+        )?;
+        answer["Organization"]["Id"]
+            .as_str()
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned)
+            .context("DescribeOrganization named no organization")
+    }
+
+    /// The bucket and key prefix the trail delivers to, and whether it is an organization
+    /// trail.
+    pub fn trail(&self, arn: &str) -> anyhow::Result<(String, Option<String>, bool)> {
         let answer = self
             .cloudtrail("GetTrail", &json!({ "Name": arn }))
             .map_err(|error| {
@@ -246,7 +282,8 @@ impl Remote {
         let prefix = trail["S3KeyPrefix"]
             .as_str()
             .filter(|prefix| !prefix.is_empty());
-        Ok((bucket.to_owned(), prefix.map(str::to_owned)))
+        let organization = trail["IsOrganizationTrail"].as_bool().unwrap_or(false);
+        Ok((bucket.to_owned(), prefix.map(str::to_owned), organization))
     }
 
     /// Every key ListPublicKeys gives for the range, by fingerprint.
