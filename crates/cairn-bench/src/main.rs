@@ -8,7 +8,7 @@ mod bare_proxy;
 mod delivery;
 mod gateway;
 mod ingest;
-mod trail_cost;
+mod interleaved;
 mod transparency;
 mod validate;
 
@@ -75,9 +75,12 @@ enum Command {
         #[arg(long)]
         transparency_off: bool,
     },
-    /// The gateway's calls/s with one logging trail against none: two `cairn serve`
-    /// processes alike but for the trail, loaded in turn (ABBA) for `rounds` rounds.
-    TrailCost {
+    /// The gateway's calls/s with one feature against without it (a logging trail, the
+    /// transparency log): two `cairn serve` processes alike but for it, loaded in turn
+    /// (ABBA) for `rounds` rounds.
+    Interleaved {
+        #[arg(long, value_enum)]
+        compare: interleaved::Compared,
         #[arg(long, default_value = "target/release/cairn")]
         cairn_bin: PathBuf,
         #[arg(long)]
@@ -202,13 +205,15 @@ fn main() -> anyhow::Result<()> {
             with_trail,
             transparency_off,
         }),
-        Command::TrailCost {
+        Command::Interleaved {
+            compare,
             cairn_bin,
             data_dir,
             seconds,
             rounds,
             clients,
-        } => trail_cost::run(&trail_cost::TrailCostRun {
+        } => interleaved::run(&interleaved::InterleavedRun {
+            compare,
             cairn_bin,
             data_dir,
             seconds,

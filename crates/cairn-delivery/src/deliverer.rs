@@ -474,7 +474,12 @@ impl Deliverer {
                 })
                 .filter_map(|event| {
                     let facts = RecordFacts::from_json(&event.event.record_json)?;
-                    trail_takes(judges.at(&trail, event.seq), &facts).then_some(Taken {
+                    let judge = judges.at(&trail, event.seq);
+                    trail_takes(judge, &facts).then(|| Taken {
+                        organization_id: judge
+                            .organization_id
+                            .clone()
+                            .filter(|_| judge.is_organization_trail),
                         account_id: facts.account_id,
                         region: facts.region,
                         event,
@@ -669,6 +674,9 @@ fn compress_all(files: &[PlannedFile]) -> Vec<(Vec<u8>, String)> {
 /// An event a trail takes, with where its file goes.
 #[derive(Clone, Debug)]
 pub struct Taken {
+    /// The organization folder, for an organization trail, as the trail was when the event
+    /// was recorded.
+    pub organization_id: Option<String>,
     pub account_id: String,
     pub region: String,
     pub event: StoredEvent,
@@ -687,24 +695,30 @@ pub struct PlannedFile {
     pub hash: String,
 }
 
-/// The files a pending stretch's taken events make: one per account and region (in order
-/// of first appearance), split where a file would grow past its limits.
+/// The files a pending stretch's taken events make: one per account and region (and
+/// organization folder, for an organization trail), in order of first appearance, split
+/// where a file would grow past its limits.
 pub fn files(
     arn: &str,
     pending: &PendingDelivery,
     events: &[Taken],
     settings: &DeliverySettings,
 ) -> Vec<PlannedFile> {
-    let mut groups: Vec<((&str, &str), Vec<&StoredEvent>)> = Vec::new();
+    type Place<'t> = (Option<&'t str>, &'t str, &'t str);
+    let mut groups: Vec<(Place<'_>, Vec<&StoredEvent>)> = Vec::new();
     for taken in events {
-        let place = (taken.account_id.as_str(), taken.region.as_str());
+        let place = (
+            taken.organization_id.as_deref(),
+            taken.account_id.as_str(),
+            taken.region.as_str(),
+        );
         match groups.iter_mut().find(|(known, _)| *known == place) {
             Some((_, members)) => members.push(&taken.event),
             None => groups.push((place, vec![&taken.event])),
         }
     }
     let mut planned = Vec::new();
-    for ((account, region), members) in groups {
+    for ((organization, account, region), members) in groups {
         let mut part = 0usize;
         let mut records: Vec<String> = Vec::new();
         let mut times: Vec<i64> = Vec::new();
@@ -713,13 +727,19 @@ pub fn files(
             if records.is_empty() {
                 return;
             }
-            let identity = format!(
+            // The organization joins the identity only where there is one, so that the keys
+            // of a plain trail's redone delivery stay those first written.
+            let mut identity = format!(
                 "{arn}|{}|{}|{account}|{region}|{part}",
                 pending.after_seq, pending.through_seq
             );
+            if let Some(organization) = organization {
+                identity.push('|');
+                identity.push_str(organization);
+            }
             let key = LogFileName {
                 prefix: pending.trail.s3_key_prefix.as_deref(),
-                organization_id: pending.trail.organization_id.as_deref(),
+                organization_id: organization,
                 account_id: account,
                 region,
                 delivered_millis: pending.delivered_millis,
@@ -767,6 +787,7 @@ mod tests {
             "recipientAccountId": account, "userIdentity": {"type": "IAMUser"},
         });
         Taken {
+            organization_id: None,
             account_id: account.to_owned(),
             region: region.to_owned(),
             event: StoredEvent {
@@ -830,5 +851,19 @@ mod tests {
             "a record larger than the cap still goes"
         );
         assert_eq!(files("arn", &pending, &events[..3], &by_bytes).len(), 3);
+        // An organization trail's events recorded before and after it became one go to
+        // their own folders, and the plain ones keep the keys they had.
+        let mut organized = events[..2].to_vec();
+        organized[1].region = "us-east-1".into();
+        organized[1].organization_id = Some("o-aa111bb222".into());
+        let split = files("arn", &pending, &organized, &DeliverySettings::default());
+        assert_eq!(split.len(), 2);
+        assert_eq!(
+            split[0].key,
+            files("arn", &pending, &events[..1], &capped)[0].key
+        );
+        assert!(split[1]
+            .key
+            .starts_with("AWSLogs/o-aa111bb222/111111111111/CloudTrail/us-east-1/"));
     }
 }

@@ -29,6 +29,14 @@ use crate::deliverer::{Deliverer, PendingDelivery, PlannedFile};
 use crate::objects::ObjectPut;
 use crate::{DeliveryError, DIGEST_FILES, TRAIL_DIGESTS};
 
+/// The organization folder of an organization trail's files.
+fn organizing(trail: &Trail) -> Option<String> {
+    trail
+        .organization_id
+        .clone()
+        .filter(|_| trail.is_organization_trail)
+}
+
 /// A trail's digest chains, kept in `trail-digest` under its ARN.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DigestChain {
@@ -138,10 +146,13 @@ impl Deliverer {
             return Ok(None);
         }
         match (chain, trail) {
+            // A restart of logging, or a new organization folder (where the validators look
+            // for the chain), closes the chain; the next opens with null `previous*`.
             (Some(chain), Some(trail))
                 if chain.pending.is_none()
                     && wants_digests(Some(trail))
-                    && chain.logging_started_millis != trail.logging.started_millis =>
+                    && (chain.logging_started_millis != trail.logging.started_millis
+                        || chain.organization_id != organizing(trail)) =>
             {
                 self.seal_and_write(arn, chain, true, true).await?;
                 Ok(None)
@@ -155,7 +166,7 @@ impl Deliverer {
                     home_region: trail.home_region.clone(),
                     bucket: trail.s3_bucket_name.clone(),
                     prefix: trail.s3_key_prefix.clone(),
-                    organization_id: trail.organization_id.clone(),
+                    organization_id: organizing(trail),
                     logging_started_millis: trail.logging.started_millis,
                     period_start_millis: now - now % 1000,
                     places: BTreeMap::from([(place(&trail.account_id, &trail.home_region), None)]),
@@ -184,7 +195,6 @@ impl Deliverer {
         if let Some(trail) = trail {
             chain.bucket = trail.s3_bucket_name.clone();
             chain.prefix = trail.s3_key_prefix.clone();
-            chain.organization_id = trail.organization_id.clone();
         }
         let closing = !wants_digests(trail);
         let interval =

@@ -27,6 +27,16 @@ pub struct Organization {
     pub feature_set: String,
 }
 
+/// What Organizations says of the account delivery's credentials belong to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Membership {
+    Member(Organization),
+    /// In no organization, or no upstream serves Organizations.
+    NotInUse,
+    /// Organizations refused to say (AccessDenied).
+    Refused,
+}
+
 #[derive(Clone)]
 pub struct Notifier {
     pub client: SignedClient,
@@ -119,8 +129,11 @@ impl Notifier {
     }
 
     /// The organization delivery's credentials belong to, at the upstream that serves
-    /// Organizations; `None` when that account is in no organization.
-    pub async fn describe_organization(&self) -> Result<Option<Organization>, DeliveryError> {
+    /// Organizations.
+    pub async fn describe_organization(&self) -> Result<Membership, DeliveryError> {
+        if self.endpoint("organizations").is_err() {
+            return Ok(Membership::NotInUse);
+        }
         let headers = json_headers("AWSOrganizationsV20161128.DescribeOrganization")?;
         let reply = self
             .post(
@@ -132,7 +145,10 @@ impl Notifier {
             .await?;
         let code = reply.error_code();
         if code == "AWSOrganizationsNotInUseException" {
-            return Ok(None);
+            return Ok(Membership::NotInUse);
+        }
+        if code.starts_with("AccessDenied") {
+            return Ok(Membership::Refused);
         }
         if !reply.status.is_success() {
             return Err(failure("Organizations", reply.status.as_u16(), code));
@@ -151,7 +167,7 @@ impl Notifier {
                 "Organizations answered no organization ID".into(),
             ));
         }
-        Ok(Some(Organization {
+        Ok(Membership::Member(Organization {
             id,
             management_account_id: field("MasterAccountId"),
             feature_set: field("FeatureSet"),

@@ -57,6 +57,8 @@ pub struct EarlierSelection {
     pub include_global_service_events: bool,
     pub is_multi_region_trail: bool,
     pub is_organization_trail: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_id: Option<String>,
 }
 
 /// How many earlier selections a trail keeps: a delivery that lags behind more changes
@@ -137,6 +139,7 @@ impl Trail {
             include_global_service_events: self.include_global_service_events,
             is_multi_region_trail: self.is_multi_region_trail,
             is_organization_trail: self.is_organization_trail,
+            organization_id: self.organization_id.clone(),
         }
     }
 
@@ -164,6 +167,7 @@ impl Trail {
             include_global_service_events: earlier.include_global_service_events,
             is_multi_region_trail: earlier.is_multi_region_trail,
             is_organization_trail: earlier.is_organization_trail,
+            organization_id: earlier.organization_id.clone(),
             earlier_selections: Vec::new(),
             ..self.clone()
         }

@@ -123,9 +123,6 @@ pub struct TrailSupport {
     pub writes: Arc<tokio::sync::Mutex<()>>,
     /// The keys digests are signed with, which ListPublicKeys publishes.
     pub digest_keys: Option<Arc<cairn_integrity::DigestKeys>>,
-    /// The organization organization trails log for, when configured; else the upstream
-    /// that serves Organizations is asked.
-    pub organization_id: Option<String>,
 }
 
 impl TrailSupport {
@@ -138,13 +135,7 @@ impl TrailSupport {
             notifier,
             writes: Arc::default(),
             digest_keys: None,
-            organization_id: None,
         }
-    }
-
-    pub fn with_organization_id(mut self, organization_id: Option<String>) -> Self {
-        self.organization_id = organization_id;
-        self
     }
 
     pub fn with_digest_keys(mut self, keys: Arc<cairn_integrity::DigestKeys>) -> Self {

@@ -19,6 +19,7 @@ use serde_json::{json, Map, Value};
 use crate::AppState;
 
 use base64::Engine;
+use cairn_delivery::notify::Membership;
 use cairn_delivery::{TRAILS, TRAIL_DELIVERY, TRAIL_STATUS};
 
 const MAX_TRAILS_PER_REGION: usize = 5;
@@ -355,11 +356,14 @@ async fn apply_settings(
         trail.log_file_validation_enabled = validation;
     }
     if let Some(organization) = settings.is_organization_trail {
-        trail.is_organization_trail = organization;
-        trail.organization_id = match organization {
-            true => Some(organization_logged_for(state, asking).await?),
-            false => None,
+        // An organization trail keeps the organization it was made for: saying so again
+        // asks nothing.
+        trail.organization_id = match (organization, trail.organization_id.take()) {
+            (true, Some(known)) if trail.is_organization_trail => Some(known),
+            (true, _) => Some(organization_logged_for(state, asking).await?),
+            (false, _) => None,
         };
+        trail.is_organization_trail = organization;
     }
     if let Some(key) = settings.kms_key_id.as_deref() {
         trail.kms_key_id = if key.is_empty() {
@@ -417,16 +421,14 @@ async fn apply_settings(
     Ok(())
 }
 
-/// The organization an organization trail of the caller's logs for: the configured one,
-/// else the one the upstream serving Organizations names, whose management account the
-/// caller must be, with all features on (as AWS requires).
+/// The organization an organization trail of the caller's logs for: the one the upstream
+/// serving Organizations names, whose management account the caller must be, with all
+/// features on (as AWS requires). The validators ask the same upstream, so they find the
+/// files where they are.
 async fn organization_logged_for(
     state: &AppState,
     asking: &Asking<'_>,
 ) -> Result<String, AwsError> {
-    if let Some(configured) = &state.trails.organization_id {
-        return Ok(configured.clone());
-    }
     let not_in_use = || {
         error(
             "OrganizationsNotInUseException",
@@ -435,11 +437,17 @@ async fn organization_logged_for(
     };
     let notifier = state.trails.notifier.as_ref().ok_or_else(not_in_use)?;
     let organization = match notifier.describe_organization().await {
-        Ok(Some(organization)) => organization,
-        Ok(None) => return Err(not_in_use()),
+        Ok(Membership::Member(organization)) => organization,
+        Ok(Membership::NotInUse) => return Err(not_in_use()),
+        Ok(Membership::Refused) => {
+            return Err(error(
+                "InsufficientDependencyServiceAccessPermissionException",
+                "The caller is not permitted to call Organizations' DescribeOrganization.",
+            ))
+        }
         Err(failure) => {
             tracing::warn!(%failure, "cannot tell which organization the account is in");
-            return Err(not_in_use());
+            return Err(AwsError::internal_failure());
         }
     };
     if organization.management_account_id != asking.account_id {

@@ -114,6 +114,15 @@ impl ShapeError {
     }
 }
 
+/// What one walk over a request body checks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// JSON types only.
+    Types,
+    /// Required members, lengths and enum values.
+    Constraints,
+}
+
 /// The exception CloudTrail documents for a bad value of a member, by the member's first
 /// path segment: a request that breaks the model there answers it, when the operation lists
 /// it, rather than the generic `InvalidParameterException`. (Trail names have no bound in
@@ -173,10 +182,20 @@ impl CloudTrailModel {
         else {
             return Ok(());
         };
-        self.check(&shape.shape, &Value::Object(members.clone()), "")
+        let body = Value::Object(members.clone());
+        // AWS reads the whole body before it checks a constraint: a value of the wrong type
+        // anywhere is the answer even beside a missing member.
+        self.check(&shape.shape, &body, "", Pass::Types)?;
+        self.check(&shape.shape, &body, "", Pass::Constraints)
     }
 
-    fn check(&self, shape_name: &str, value: &Value, path: &str) -> Result<(), ShapeError> {
+    fn check(
+        &self,
+        shape_name: &str,
+        value: &Value,
+        path: &str,
+        pass: Pass,
+    ) -> Result<(), ShapeError> {
         let Some(shape) = self.shapes.get(shape_name) else {
             return Ok(());
         };
@@ -186,6 +205,9 @@ impl CloudTrailModel {
             expected,
         };
         let bound = |length: u64| {
+            if pass == Pass::Types {
+                return Ok(());
+            }
             let over = |name: &str| shape.get(name).and_then(Value::as_u64);
             if let Some(min) = over("min").filter(|min| length < *min) {
                 return Err(ShapeError::Length {
@@ -215,6 +237,7 @@ impl CloudTrailModel {
                     .into_iter()
                     .flatten()
                     .filter_map(Value::as_str)
+                    .filter(|_| pass == Pass::Constraints)
                 {
                     if members.get(required).is_none_or(Value::is_null) {
                         return Err(ShapeError::Missing(member_path(path, required)));
@@ -231,7 +254,7 @@ impl CloudTrailModel {
                         continue;
                     };
                     if !member.is_null() {
-                        self.check(target, member, &member_path(path, name))?;
+                        self.check(target, member, &member_path(path, name), pass)?;
                     }
                 }
                 Ok(())
@@ -246,7 +269,7 @@ impl CloudTrailModel {
                     .and_then(Value::as_str)
                     .unwrap_or("");
                 for (index, element) in items.iter().enumerate() {
-                    self.check(item, element, &format!("{path}.{}", index + 1))?;
+                    self.check(item, element, &format!("{path}.{}", index + 1), pass)?;
                 }
                 Ok(())
             }
@@ -262,7 +285,11 @@ impl CloudTrailModel {
                     return Err(wrong("string"));
                 };
                 bound(text.chars().count() as u64)?;
-                if let Some(allowed) = shape.get("enum").and_then(Value::as_array) {
+                if let Some(allowed) = shape
+                    .get("enum")
+                    .and_then(Value::as_array)
+                    .filter(|_| pass == Pass::Constraints)
+                {
                     if !allowed.iter().any(|choice| choice == value) {
                         let allowed: Vec<&str> = allowed.iter().filter_map(Value::as_str).collect();
                         return Err(ShapeError::NotInEnum {
@@ -438,6 +465,11 @@ mod tests {
             ),
             "SerializationException",
             "a timestamp is epoch seconds"
+        );
+        assert_eq!(
+            code("CreateTrail", serde_json::json!({"S3BucketName": 7})),
+            "SerializationException",
+            "a wrong type beside a missing member: the body is read before it is checked"
         );
         assert_eq!(
             code("GetTrail", serde_json::json!({})),

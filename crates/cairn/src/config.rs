@@ -110,7 +110,6 @@ struct FileSettings {
     delivery_secret_access_key: Option<String>,
     rotation_poll_millis: Option<u64>,
     owed_notices_per_trail: Option<usize>,
-    organization_id: Option<String>,
     rotation_give_up_secs: Option<u64>,
     #[serde(default)]
     users: Vec<DeclaredUser>,
@@ -179,9 +178,7 @@ pub struct Settings {
     /// endpoint fails: past this the oldest are given up, so a topic deleted for good does
     /// not grow the outbox without end.
     pub owed_notices_per_trail: usize,
-    /// The organization organization trails log for (`o-` and 10 to 32 lowercase letters
-    /// or digits); without it, the upstream serving Organizations is asked.
-    pub organization_id: Option<String>,
+
     /// Whether S3 is served by the embedded S3 (no upstream serves S3, or it was asked for).
     pub embedded_s3: bool,
     /// How often logging trails deliver their log files.
@@ -337,17 +334,11 @@ impl Settings {
                     .unwrap_or(DEFAULT_ROTATION_POLL_MILLIS)
                     .max(1),
             ),
-            organization_id: match file.organization_id {
-                Some(id) if is_organization_id(&id) => Some(id),
-                Some(id) => anyhow::bail!(
-                    "organization_id {id:?} is not an organization ID (o- and 10 to 32 lowercase letters or digits)"
-                ),
-                None => None,
+            owed_notices_per_trail: match file.owed_notices_per_trail {
+                Some(0) => anyhow::bail!("owed_notices_per_trail must be 1 or more"),
+                Some(bound) => bound,
+                None => cairn_delivery::DEFAULT_OWED_NOTICES_PER_TRAIL,
             },
-            owed_notices_per_trail: file
-                .owed_notices_per_trail
-                .unwrap_or(cairn_delivery::DEFAULT_OWED_NOTICES_PER_TRAIL)
-                .max(1),
             rotation_give_up: std::time::Duration::from_secs(
                 file.rotation_give_up_secs
                     .unwrap_or(DEFAULT_ROTATION_GIVE_UP_SECS),
@@ -380,41 +371,12 @@ fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
         .with_context(|| format!("{} is not a valid Cairn configuration", path.display()))
 }
 
-/// `o-` and 10 to 32 lowercase letters or digits, as Organizations makes them.
-fn is_organization_id(id: &str) -> bool {
-    id.strip_prefix("o-").is_some_and(|rest| {
-        (10..=32).contains(&rest.len())
-            && rest
-                .bytes()
-                .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn file(text: &str) -> FileSettings {
         toml::from_str(text).unwrap()
-    }
-
-    #[test]
-    fn organization_ids_read_as_organizations_makes_them() {
-        assert!(is_organization_id("o-aa111bb222"));
-        assert!(is_organization_id(&format!("o-{}", "a".repeat(32))));
-        for bad in [
-            "o-short",
-            "aa111bb222",
-            "o-AA111BB222",
-            "o-aa111bb222/x",
-            "",
-        ] {
-            assert!(!is_organization_id(bad), "{bad}");
-        }
-        let merged = |text: &str| Settings::merge(&Overrides::default(), None, file(text));
-        let configured = merged("organization_id = 'o-aa111bb222'").unwrap();
-        assert_eq!(configured.organization_id.as_deref(), Some("o-aa111bb222"));
-        assert!(merged("organization_id = 'org-1'").is_err());
     }
 
     #[test]

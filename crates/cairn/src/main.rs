@@ -362,8 +362,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             embedded_s3,
             trails: Arc::new(
                 cairn_server::TrailSupport::new(trail_objects.clone(), Some(notifier.clone()))
-                    .with_digest_keys(digest_keys.clone())
-                    .with_organization_id(settings.organization_id.clone()),
+                    .with_digest_keys(digest_keys.clone()),
             ),
             metrics: Some(metrics),
             transparency: transparency.clone(),
