@@ -415,6 +415,70 @@ def test_digests_stay_exactly_once_and_chained_across_kill_9(tmp_path):
         server.stop()
 
 
+
+def test_digest_chains_open_with_validation_cover_quiet_periods_and_close_with_the_trail(tmp_path):
+    """Validation turned on while logging opens a chain (null previous*); a period with no
+    log files still gets a digest; DeleteTrail writes a final one; a deleted trail is
+    validated from --s3-bucket and --s3-prefix, by both tools alike."""
+    server = Cairn(tmp_path / "data", extra_args=["--delivery-interval-secs", "1", "--digest-interval-secs", "10"]).start()
+    try:
+        ct, s3 = server.client(), client(server, "s3")
+        s3.create_bucket(Bucket="e2e-digest-edges")
+        started = time.time() - 60
+        arn = ct.create_trail(Name="edges", S3BucketName="e2e-digest-edges", S3KeyPrefix="team")["TrailARN"]
+        ct.start_logging(Name="edges")
+        for _ in range(3):
+            ct.describe_trails()
+            time.sleep(1)
+        ct.update_trail(Name="edges", EnableLogFileValidation=True)
+        validated = time.time()
+        for _ in range(6):
+            ct.describe_trails()
+            time.sleep(2)
+        time.sleep(25)  # no calls: at least two quiet periods
+        ct.delete_trail(Name="edges")
+        deleted = time.time()
+        time.sleep(4)
+        end = iso(time.time() + 5)
+
+        keys = [item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket="e2e-digest-edges")
+                for item in page.get("Contents", [])]
+        assert all(key.startswith("team/AWSLogs/") for key in keys), keys
+        digests = {}
+        for key in keys:
+            if "/CloudTrail-Digest/" in key:
+                digests[key] = json.loads(gunzip(s3.get_object(Bucket="e2e-digest-edges", Key=key)["Body"].read()))
+        chain = sorted(digests.values(), key=lambda digest: digest["digestEndTime"])
+        assert len(chain) >= 4, chain
+        assert chain[0]["previousDigestSignature"] is None and chain[0]["previousDigestS3Object"] is None
+        assert all(digest["previousDigestSignature"] for digest in chain[1:]), "one chain, from validation on"
+        stamp = lambda text: datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+        assert stamp(chain[0]["digestStartTime"]) >= validated - 2, "the chain starts with validation"
+        quiet = [digest for digest in chain if not digest["logFiles"]]
+        assert quiet, "a period with no log files still gets its digest"
+        assert stamp(chain[-1]["digestEndTime"]) >= deleted - 2, "DeleteTrail writes a final digest"
+        listed = sorted(entry["s3Object"] for digest in chain for entry in digest["logFiles"])
+        logs = sorted(key for key in keys if "/CloudTrail/" in key)
+        assert listed and set(listed) < set(logs), "files from before validation are in no digest"
+
+        # The trail is gone: both tools read the bucket and prefix they are given.
+        given = ["--s3-bucket", "e2e-digest-edges", "--s3-prefix", "team"]
+        start = iso(started)
+        aws = aws_validate(server, arn, start, end, given)
+        ours = cairn_validate(server, arn, start, end, given)
+        assert aws[0] == 0 and ours[0] == 0, (aws, ours)
+        assert verdicts(aws)[1] == [f"{len(chain)}/{len(chain)} digest files valid",
+                                    f"{len(listed)}/{len(listed)} log files valid"], aws
+        assert verdicts(ours) == verdicts(aws)
+        # Without --s3-bucket the deleted trail cannot be found, by either.
+        gone = aws_validate(server, arn, start, end)
+        assert gone[0] != 0 and "could not be found" in gone[2], gone
+        gone = cairn_validate(server, arn, start, end)
+        assert gone[0] == 255 and "could not be found" in gone[2], gone
+    finally:
+        server.stop()
+
 ORGANIZATION_ACCOUNT = "123456789012"
 
 
