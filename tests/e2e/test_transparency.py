@@ -272,6 +272,59 @@ def test_every_event_is_proven_and_the_log_only_grows_across_a_kill(tmp_path):
         server.stop()
 
 
+def test_a_record_changed_in_the_store_fails_its_proof(tmp_path):
+    """One byte of one stored record changed behind Cairn's back (the row rewritten in the
+    SQLite file, re-compressed as plain zstd): the record Cairn now gives is no longer the
+    leaf the signed tree holds, by the RFC 6962 check here and by `cairn verify-event`."""
+    import sqlite3
+
+    import zstandard
+
+    server = Cairn(tmp_path / "data", extra_args=["--checkpoint-interval-millis", "200"]).start()
+    try:
+        ct = server.client()
+        for _ in range(3):
+            ct.describe_trails()
+        key = get(server, "/_cairn/transparency/key").text.strip()
+        event = ct.lookup_events(MaxResults=1)["Events"][0]
+        event_id, record = event["EventId"], event["CloudTrailEvent"]
+
+        def proven():
+            answer = signed_get(server, "/_cairn/transparency/proof", **{"event-id": event_id})
+            return answer.json() if answer.status_code == 200 else None
+        proof = wait_for(proven, what="the event's leaf")
+        assert leaf(record.encode()).hex() == proof["leafHash"]
+        server.stop()
+
+        changed = record.replace('"eventName":"', '"eventName":"X', 1)
+        assert changed != record and json.loads(changed)["eventID"] == event_id
+        with sqlite3.connect(server.data_dir / "events.db") as database:
+            rewritten = database.execute(
+                "UPDATE events SET record = ? WHERE event_id = ?",
+                (zstandard.ZstdCompressor().compress(changed.encode()), event_id)).rowcount
+        assert rewritten == 1
+
+        server.start()
+        ct = server.client()
+        assert json.loads(ct.lookup_events(LookupAttributes=[
+            {"AttributeKey": "EventId", "AttributeValue": event_id}])["Events"][0]["CloudTrailEvent"])["eventName"] \
+            .startswith("X"), "the store now holds the changed record"
+        proof = signed_get(server, "/_cairn/transparency/proof", **{"event-id": event_id}).json()
+        assert proof["record"] == changed
+        origin, size, root = open_checkpoint(proof["checkpoint"], key)
+        path = [bytes.fromhex(hash) for hash in proof["inclusionPath"]]
+        assert not verify_inclusion(proof["leafIndex"], size, leaf(changed.encode()), path, root)
+        assert verify_inclusion(proof["leafIndex"], size, leaf(record.encode()), path, root)
+        verified = subprocess.run(
+            [str(BINARY), "verify-event", event_id, "--endpoint-url", server.endpoint, "--verifier-key", key],
+            capture_output=True, text=True, env=server.env(), timeout=60,
+        )
+        assert verified.returncode == 1, verified
+        assert f"Event {event_id}\tINVALID: its record is not leaf" in verified.stdout, verified.stdout
+    finally:
+        server.stop()
+
+
 def test_the_log_can_be_turned_off(tmp_path):
     server = Cairn(tmp_path / "data", extra_args=["--checkpoint-interval-millis", "0"]).start()
     try:
