@@ -300,6 +300,15 @@ def test_every_tampering_is_caught_for_exactly_the_files_touched(trail):
                 unlisted)
     put_back(s3, middle, digest_body, digest_metadata)
 
+    # A digest that is not gzip, gzip of what is not JSON, or cut short: its format.
+    raw = gunzip(digest_body)
+    for broken in [b"not gzip at all", gzip_bytes(b"{not json"), digest_body[: len(digest_body) // 2]]:
+        put_back(s3, middle, broken, digest_metadata)
+        expect_both(server, arn, start, end, [f"Digest file\t{url(middle)}\tINVALID: invalid format"],
+                    unlisted)
+    assert json.loads(raw)["digestS3Object"] == middle
+    put_back(s3, middle, digest_body, digest_metadata)
+
     # A digest deleted: the chain from the next one finds nothing there.
     s3.delete_object(Bucket=BUCKET, Key=middle)
     expect_both(server, arn, start, end, [f"Digest file\t{url(middle)}\tINVALID: not found"],
