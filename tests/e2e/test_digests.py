@@ -13,6 +13,7 @@ import subprocess
 import time
 import zlib
 
+import boto3
 import pytest
 import rsa
 
@@ -485,6 +486,62 @@ def test_digest_chains_open_with_validation_cover_quiet_periods_and_close_with_t
         assert gone[0] != 0 and "could not be found" in gone[2], gone
         gone = cairn_validate(server, arn, start, end)
         assert gone[0] == 255 and "could not be found" in gone[2], gone
+    finally:
+        server.stop()
+
+
+def test_digests_in_an_upstream_s3_validate_read_straight_from_it(tmp_path, moto):
+    """Log files and digests delivered to moto's S3; both validators read that S3 itself
+    (the aws CLI by AWS_ENDPOINT_URL_S3, cairn by --s3-endpoint-url), not through Cairn."""
+    server = Cairn(tmp_path / "data", extra_args=[
+        "--upstream", moto, "--delivery-interval-secs", "1", "--digest-interval-secs", "10"]).start()
+    try:
+        ct, s3 = server.client(), client(server, "s3")
+        s3.create_bucket(Bucket="e2e-upstream-digests")
+        started = time.time() - 60
+        arn = ct.create_trail(Name="upstream", S3BucketName="e2e-upstream-digests",
+                              EnableLogFileValidation=True)["TrailARN"]
+        ct.start_logging(Name="upstream")
+        for _ in range(11):
+            ct.describe_trails()
+            time.sleep(2)
+        ct.stop_logging(Name="upstream")
+        time.sleep(4)
+        start, end = iso(started), iso(time.time() + 5)
+
+        direct = boto3.client("s3", endpoint_url=moto, region_name="us-east-1",
+                              aws_access_key_id="test", aws_secret_access_key="test")
+        keys = [item["Key"] for page in direct.get_paginator("list_objects_v2").paginate(Bucket="e2e-upstream-digests")
+                for item in page.get("Contents", [])]
+        digests = [key for key in keys if "/CloudTrail-Digest/" in key]
+        assert len(digests) >= 2, keys
+        assert direct.head_object(Bucket="e2e-upstream-digests", Key=digests[0])["Metadata"]["signature"]
+
+        env = {**server.env(), "AWS_ENDPOINT_URL_S3": moto}
+        aws = subprocess.run(["aws", "cloudtrail", "validate-logs", "--trail-arn", arn, "--start-time", start,
+                              "--end-time", end, "--verbose"], env=env, capture_output=True, text=True, timeout=120)
+        ours = subprocess.run([str(BINARY), "validate-logs", "--endpoint-url", server.endpoint,
+                               "--s3-endpoint-url", moto, "--data-dir", "/nonexistent", "--trail-arn", arn,
+                               "--start-time", start, "--end-time", end, "--verbose"],
+                              env=server.env(), capture_output=True, text=True, timeout=120)
+        aws, ours = (aws.returncode, aws.stdout, aws.stderr), (ours.returncode, ours.stdout, ours.stderr)
+        assert aws[0] == 0 and ours[0] == 0, (aws, ours)
+        assert verdicts(aws)[1][0] == f"{len(digests)}/{len(digests)} digest files valid", aws
+        assert verdicts(ours) == verdicts(aws)
+
+        # A log file changed in that S3: both read the change there.
+        victim = next(key for key in keys if "/CloudTrail/" in key)
+        direct.put_object(Bucket="e2e-upstream-digests", Key=victim, Body=gzip_bytes(b'{"Records":[]}'))
+        aws = subprocess.run(["aws", "cloudtrail", "validate-logs", "--trail-arn", arn, "--start-time", start,
+                              "--end-time", end], env=env, capture_output=True, text=True, timeout=120)
+        ours = subprocess.run([str(BINARY), "validate-logs", "--endpoint-url", server.endpoint,
+                               "--s3-endpoint-url", moto, "--data-dir", "/nonexistent", "--trail-arn", arn,
+                               "--start-time", start, "--end-time", end],
+                              env=server.env(), capture_output=True, text=True, timeout=120)
+        aws, ours = (aws.returncode, aws.stdout, aws.stderr), (ours.returncode, ours.stdout, ours.stderr)
+        assert aws[0] == 1 and ours[0] == 1, (aws, ours)
+        line = f"Log file\ts3://e2e-upstream-digests/{victim}\tINVALID: hash value doesn't match"
+        assert invalid_lines(aws) == invalid_lines(ours) == [line], (aws, ours)
     finally:
         server.stop()
 
