@@ -8,6 +8,7 @@ import datetime
 import hashlib
 import json
 import re
+import shlex
 import signal
 import subprocess
 import time
@@ -172,6 +173,14 @@ def test_digests_chain_and_validate_with_the_aws_cli_and_cairn(trail):
     assert verdicts(ours) == verdicts(aws)
     gap = [line for line in verdicts(aws)[0] if line.startswith("No log files were delivered")]
     assert len(gap) == 1, aws
+    # On a terminal cairn shows its progress (on stderr, cleared at the end); piped, not.
+    command = " ".join(shlex.quote(part) for part in [
+        str(BINARY), "validate-logs", "--data-dir", str(server.data_dir), "--trail-arn", arn,
+        "--start-time", start, "--end-time", end])
+    on_terminal = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True,
+                                 env=clean_env(server.data_dir), timeout=120)
+    assert on_terminal.returncode == 0 and "files checked" in on_terminal.stdout, on_terminal
+    assert "files checked" not in ours[1] + ours[2]
     # No key material is in a record or the server's log.
     key_dir = server.data_dir / "digest-keys" / "us-east-1"
     secrets = [json.loads(path.read_text())["pkcs8"] for path in key_dir.glob("*.json")]
