@@ -370,6 +370,41 @@ def test_every_tampering_is_caught_for_exactly_the_files_touched(trail):
     assert newer in digests
 
 
+def test_a_public_key_that_does_not_parse_is_reported_for_each_digest_it_signed(trail):
+    """A CloudTrail endpoint whose ListPublicKeys gives, under the digests' fingerprints,
+    bytes that are not a PKCS #1 key: both validators say so for every digest, and neither
+    crashes. The stand-in answers every call with one body holding DescribeTrails',
+    GetTrail's and ListPublicKeys' members; the files are read from Cairn's S3."""
+    from conftest import CannedUpstream
+
+    server, arn, start, end, s3 = trail
+    signed_by = {key: json.loads(gunzip(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()))[
+        "digestPublicKeyFingerprint"] for key in keys_of(s3, "CloudTrail-Digest")}
+    described = {"Name": "audit", "S3BucketName": BUCKET, "TrailARN": arn, "HomeRegion": "us-east-1",
+                 "IsOrganizationTrail": False}
+    now = time.time()
+    published = [{"Value": base64.b64encode(b"\x30\x03not a key").decode(), "ValidityStartTime": now - 86400,
+                  "ValidityEndTime": now + 86400, "Fingerprint": fingerprint}
+                 for fingerprint in set(signed_by.values())]
+    stand_in = CannedUpstream(200, {"trailList": [described], "Trail": described, "PublicKeyList": published})
+    try:
+        aws = server.aws("cloudtrail", "validate-logs", "--endpoint-url", stand_in.url, "--trail-arn", arn,
+                         "--start-time", start, "--end-time", end, check=False)
+        ours = subprocess.run(
+            [str(BINARY), "validate-logs", "--endpoint-url", stand_in.url, "--s3-endpoint-url", server.endpoint,
+             "--data-dir", "/nonexistent", "--trail-arn", arn, "--start-time", start, "--end-time", end],
+            capture_output=True, text=True, env=server.env(), timeout=120)
+        aws, ours = (aws.returncode, aws.stdout, aws.stderr), (ours.returncode, ours.stdout, ours.stderr)
+        expected = sorted(f"Digest file\ts3://{BUCKET}/{key}\tINVALID: Unable to load PKCS #1 key with fingerprint "
+                          f"{fingerprint}" for key, fingerprint in signed_by.items())
+        digest_lines = lambda output: [line for line in invalid_lines(output) if line.startswith("Digest")]  # noqa: E731
+        assert aws[0] == 1 and ours[0] == 1, (aws, ours)
+        assert digest_lines(aws) == expected, aws
+        assert digest_lines(ours) == expected, ours
+    finally:
+        stand_in.close()
+
+
 def gzip_bytes(data):
     compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     return compressor.compress(data) + compressor.flush()
