@@ -561,14 +561,18 @@ def test_digests_in_an_upstream_s3_validate_read_straight_from_it(tmp_path, moto
         assert len(digests) >= 2, keys
         assert direct.head_object(Bucket="e2e-upstream-digests", Key=digests[0])["Metadata"]["signature"]
 
-        env = {**server.env(), "AWS_ENDPOINT_URL_S3": moto}
-        aws = subprocess.run(["aws", "cloudtrail", "validate-logs", "--trail-arn", arn, "--start-time", start,
-                              "--end-time", end, "--verbose"], env=env, capture_output=True, text=True, timeout=120)
-        ours = subprocess.run([str(BINARY), "validate-logs", "--endpoint-url", server.endpoint,
-                               "--s3-endpoint-url", moto, "--data-dir", "/nonexistent", "--trail-arn", arn,
-                               "--start-time", start, "--end-time", end, "--verbose"],
-                              env=server.env(), capture_output=True, text=True, timeout=120)
-        aws, ours = (aws.returncode, aws.stdout, aws.stderr), (ours.returncode, ours.stdout, ours.stderr)
+        def both_from_moto(*extra):
+            """(aws CLI, cairn) outputs, each reading moto's S3 itself."""
+            arguments = ["validate-logs", "--trail-arn", arn, "--start-time", start, "--end-time", end, *extra]
+            outputs = [
+                subprocess.run(["aws", "cloudtrail", *arguments], env={**server.env(), "AWS_ENDPOINT_URL_S3": moto},
+                               capture_output=True, text=True, timeout=120),
+                subprocess.run([str(BINARY), *arguments, "--endpoint-url", server.endpoint, "--s3-endpoint-url", moto,
+                                "--data-dir", "/nonexistent"], env=server.env(), capture_output=True, text=True,
+                               timeout=120),
+            ]
+            return [(output.returncode, output.stdout, output.stderr) for output in outputs]
+        aws, ours = both_from_moto("--verbose")
         assert aws[0] == 0 and ours[0] == 0, (aws, ours)
         assert verdicts(aws)[1][0] == f"{len(digests)}/{len(digests)} digest files valid", aws
         assert verdicts(ours) == verdicts(aws)
@@ -576,13 +580,7 @@ def test_digests_in_an_upstream_s3_validate_read_straight_from_it(tmp_path, moto
         # A log file changed in that S3: both read the change there.
         victim = next(key for key in keys if "/CloudTrail/" in key)
         direct.put_object(Bucket="e2e-upstream-digests", Key=victim, Body=gzip_bytes(b'{"Records":[]}'))
-        aws = subprocess.run(["aws", "cloudtrail", "validate-logs", "--trail-arn", arn, "--start-time", start,
-                              "--end-time", end], env=env, capture_output=True, text=True, timeout=120)
-        ours = subprocess.run([str(BINARY), "validate-logs", "--endpoint-url", server.endpoint,
-                               "--s3-endpoint-url", moto, "--data-dir", "/nonexistent", "--trail-arn", arn,
-                               "--start-time", start, "--end-time", end],
-                              env=server.env(), capture_output=True, text=True, timeout=120)
-        aws, ours = (aws.returncode, aws.stdout, aws.stderr), (ours.returncode, ours.stdout, ours.stderr)
+        aws, ours = both_from_moto()
         assert aws[0] == 1 and ours[0] == 1, (aws, ours)
         line = f"Log file\ts3://e2e-upstream-digests/{victim}\tINVALID: hash value doesn't match"
         assert invalid_lines(aws) == invalid_lines(ours) == [line], (aws, ours)

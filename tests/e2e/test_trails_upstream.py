@@ -39,6 +39,20 @@ def notified_keys(sqs, queue, bucket, keys, timeout=30):
     return notified
 
 
+def behind_an_outage(tmp_path, moto, services, settings=""):
+    """A started Cairn whose `services` reach moto through a proxy that can go down (the
+    rest straight to moto), with `settings` in its config: (the proxy, the server)."""
+    host, port = moto.removeprefix("http://").split(":")
+    outage = Outage((host, int(port)))
+    routes = "".join(f'{service} = "http://127.0.0.1:{outage.port}"\n' for service in services)
+    config = tmp_path / "cairn.toml"
+    config.write_text(f"{settings}[upstreams]\n{routes}")
+    server = Cairn(tmp_path / "data", extra_args=[
+        "--config", str(config), "--upstream", moto, "--delivery-interval-secs", "1",
+        "--account-id", ACCOUNT]).start()
+    return outage, server
+
+
 def test_delivery_to_an_upstream_with_sns_and_cloudwatch_logs(tmp_path, moto):
     server = Cairn(tmp_path / "data", extra_args=[
         "--upstream", moto, "--delivery-interval-secs", "1", "--account-id", ACCOUNT]).start()
@@ -144,14 +158,7 @@ def test_a_dynamodb_data_event_selector_delivers_that_tables_item_calls_only(tmp
 def test_notices_owed_while_sns_and_cloudwatch_logs_are_down_are_sent_when_they_are_back(tmp_path, moto):
     # SNS and CloudWatch Logs reach moto through a proxy that can go down; the rest goes
     # straight to moto.
-    host, port = moto.removeprefix("http://").split(":")
-    outage = Outage((host, int(port)))
-    proxied = f"http://127.0.0.1:{outage.port}"
-    config = tmp_path / "cairn.toml"
-    config.write_text(f'[upstreams]\nsns = "{proxied}"\nlogs = "{proxied}"\n')
-    server = Cairn(tmp_path / "data", extra_args=[
-        "--config", str(config), "--upstream", moto, "--delivery-interval-secs", "1",
-        "--account-id", ACCOUNT]).start()
+    outage, server = behind_an_outage(tmp_path, moto, ["sns", "logs"])
     try:
         s3, cloudtrail, kms = client(server, "s3"), client(server, "cloudtrail"), client(server, "kms")
         s3.create_bucket(Bucket="e2e-owed-notices")
@@ -199,13 +206,7 @@ def test_notices_owed_while_sns_and_cloudwatch_logs_are_down_are_sent_when_they_
 
 
 def test_owed_notices_past_the_bound_are_given_up_oldest_first_and_reported(tmp_path, moto):
-    host, port = moto.removeprefix("http://").split(":")
-    outage = Outage((host, int(port)))
-    config = tmp_path / "cairn.toml"
-    config.write_text(f'owed_notices_per_trail = 2\n[upstreams]\nsns = "http://127.0.0.1:{outage.port}"\n')
-    server = Cairn(tmp_path / "data", extra_args=[
-        "--config", str(config), "--upstream", moto, "--delivery-interval-secs", "1",
-        "--account-id", ACCOUNT]).start()
+    outage, server = behind_an_outage(tmp_path, moto, ["sns"], settings="owed_notices_per_trail = 2\n")
     try:
         s3, cloudtrail, kms = client(server, "s3"), client(server, "cloudtrail"), client(server, "kms")
         s3.create_bucket(Bucket="e2e-bounded-notices")

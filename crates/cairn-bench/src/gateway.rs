@@ -45,14 +45,8 @@ pub fn run(settings: &GatewayRun) -> anyhow::Result<()> {
     );
     let sync_p99 = percentile(&sorted(syncs), 0.99);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let upstream = TcpListener::bind("127.0.0.1:0").await?;
-        let upstream_address = upstream.local_addr()?.to_string();
-        tokio::spawn(serve_upstream(upstream));
+    bench_runtime()?.block_on(async {
+        let upstream_address = start_fast_upstream().await?;
         let mut cairn_command = tokio::process::Command::new(&settings.cairn_bin);
         cairn_command
             .args(["serve", "--data-dir"])
@@ -417,6 +411,22 @@ pub(crate) async fn read_head(stream: &mut BufReader<TcpStream>) -> anyhow::Resu
             length = value.trim().parse()?;
         }
     }
+}
+
+/// The runtime a load run drives its clients from: two workers, as the machine has cores.
+pub(crate) fn bench_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Starts [`serve_upstream`] on a free loopback port; its address.
+pub(crate) async fn start_fast_upstream() -> anyhow::Result<String> {
+    let upstream = TcpListener::bind("127.0.0.1:0").await?;
+    let address = upstream.local_addr()?.to_string();
+    tokio::spawn(serve_upstream(upstream));
+    Ok(address)
 }
 
 /// The fast upstream: answers every request on a connection with `{}` at once.

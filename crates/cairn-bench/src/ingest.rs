@@ -7,10 +7,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-
 use crate::gateway::{
-    cpu_per_call, load, micros, read_credentials, serve_upstream, signed_request, start_listening,
+    bench_runtime, cpu_per_call, load, micros, read_credentials, signed_request,
+    start_fast_upstream, start_listening,
 };
 use crate::percentile;
 
@@ -38,14 +37,8 @@ fn postgres_pids() -> Vec<u32> {
 }
 
 pub fn run(settings: &IngestRun) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let upstream = TcpListener::bind("127.0.0.1:0").await?;
-        let upstream_address = upstream.local_addr()?.to_string();
-        tokio::spawn(serve_upstream(upstream));
+    bench_runtime()?.block_on(async {
+        let upstream_address = start_fast_upstream().await?;
         let schema = format!("cairn_bench_ingest_{}", std::process::id());
         let separator = if settings.postgres.contains('?') { '&' } else { '?' };
         let backends = [

@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use anyhow::bail;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use crate::gateway::{
-    cpu_per_call, load, read_credentials, read_head, serve_upstream, signed_request,
-    start_listening, start_trail, Load,
+    bench_runtime, cpu_per_call, load, read_credentials, read_head, signed_request,
+    start_fast_upstream, start_listening, start_trail, Load,
 };
 use crate::signed_json_request;
 
@@ -43,14 +43,8 @@ pub struct InterleavedRun {
 const PAUSE: Duration = Duration::from_secs(3);
 
 pub fn run(settings: &InterleavedRun) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let upstream = TcpListener::bind("127.0.0.1:0").await?;
-        let upstream_address = upstream.local_addr()?.to_string();
-        tokio::spawn(serve_upstream(upstream));
+    bench_runtime()?.block_on(async {
+        let upstream_address = start_fast_upstream().await?;
         let names = match settings.compare {
             Compared::Trail => ["none", "trail"],
             Compared::Transparency => ["off", "on"],
