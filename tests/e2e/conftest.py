@@ -176,6 +176,25 @@ def aws_as(env, *args, check=True):
     return result
 
 
+def rewrite_stored_record(data_dir, event_id, record):
+    """Replaces one event's stored record behind Cairn's back (stopped), as plain zstd, in
+    whichever store holds it: how tampering with the store itself looks. The rows changed."""
+    import sqlite3
+    import zstandard
+
+    frame = zstandard.ZstdCompressor().compress(record.encode())
+    if POSTGRES:
+        changed = subprocess.run(
+            ["psql", "-At", POSTGRES, "-c",
+             f"UPDATE {postgres_schema(data_dir)}.events SET record = decode('{frame.hex()}', 'hex') "
+             f"WHERE event_id = '{event_id}'"],
+            capture_output=True, text=True, check=True, timeout=60,
+        )
+        return int(changed.stdout.split()[-1])
+    with sqlite3.connect(data_dir / "events.db") as database:
+        return database.execute("UPDATE events SET record = ? WHERE event_id = ?", (frame, event_id)).rowcount
+
+
 def stored_records(data_dir):
     """Every record in the store, data events included (LookupEvents shows management events
     only, as AWS's event history does), read straight from the embedded SQLite file."""

@@ -273,12 +273,10 @@ def test_every_event_is_proven_and_the_log_only_grows_across_a_kill(tmp_path):
 
 
 def test_a_record_changed_in_the_store_fails_its_proof(tmp_path):
-    """One byte of one stored record changed behind Cairn's back (the row rewritten in the
-    SQLite file, re-compressed as plain zstd): the record Cairn now gives is no longer the
+    """One stored record changed by one character behind Cairn's back (the row rewritten in the
+    store, re-compressed as plain zstd): the record Cairn now gives is no longer the
     leaf the signed tree holds, by the RFC 6962 check here and by `cairn verify-event`."""
-    import sqlite3
-
-    import zstandard
+    from conftest import rewrite_stored_record
 
     server = Cairn(tmp_path / "data", extra_args=["--checkpoint-interval-millis", "200"]).start()
     try:
@@ -298,11 +296,7 @@ def test_a_record_changed_in_the_store_fails_its_proof(tmp_path):
 
         changed = record.replace('"eventName":"', '"eventName":"X', 1)
         assert changed != record and json.loads(changed)["eventID"] == event_id
-        with sqlite3.connect(server.data_dir / "events.db") as database:
-            rewritten = database.execute(
-                "UPDATE events SET record = ? WHERE event_id = ?",
-                (zstandard.ZstdCompressor().compress(changed.encode()), event_id)).rowcount
-        assert rewritten == 1
+        assert rewrite_stored_record(server.data_dir, event_id, changed) == 1
 
         server.start()
         ct = server.client()
