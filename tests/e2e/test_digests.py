@@ -79,6 +79,17 @@ def iso(at):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
 
 
+def log_then_stop(ct, name, calls):
+    """StartLogging, a DescribeTrails call every 2 s `calls` times, StopLogging, and time for
+    the final delivery and digest."""
+    ct.start_logging(Name=name)
+    for _ in range(calls):
+        ct.describe_trails()
+        time.sleep(2)
+    ct.stop_logging(Name=name)
+    time.sleep(4)
+
+
 @pytest.fixture(scope="module")
 def trail(tmp_path_factory):
     """A trail with validation that logged twice, with a stop between and a key rotation."""
@@ -92,12 +103,7 @@ def trail(tmp_path_factory):
                                 "--enable-log-file-validation").stdout)["TrailARN"]
     ct = server.client()
     for _ in range(2):
-        ct.start_logging(Name="audit")
-        for _ in range(12):
-            ct.describe_trails()
-            time.sleep(2)
-        ct.stop_logging(Name="audit")
-        time.sleep(4)
+        log_then_stop(ct, "audit", 12)
     s3 = client(server, "s3")
     yield server, arn, iso(started), iso(time.time() + 5), s3
     server.stop()
@@ -545,12 +551,7 @@ def test_digests_in_an_upstream_s3_validate_read_straight_from_it(tmp_path, moto
         started = time.time() - 60
         arn = ct.create_trail(Name="upstream", S3BucketName="e2e-upstream-digests",
                               EnableLogFileValidation=True)["TrailARN"]
-        ct.start_logging(Name="upstream")
-        for _ in range(11):
-            ct.describe_trails()
-            time.sleep(2)
-        ct.stop_logging(Name="upstream")
-        time.sleep(4)
+        log_then_stop(ct, "upstream", 11)
         start, end = iso(started), iso(time.time() + 5)
 
         direct = boto3.client("s3", endpoint_url=moto, region_name="us-east-1",
@@ -608,12 +609,7 @@ def test_an_organization_trail_delivers_and_validates_under_its_organization(tmp
         arn = ct.create_trail(Name="org", S3BucketName="e2e-org-trail", IsOrganizationTrail=True,
                               IsMultiRegionTrail=True, EnableLogFileValidation=True)["TrailARN"]
         assert ct.get_trail(Name="org")["Trail"]["IsOrganizationTrail"] is True
-        ct.start_logging(Name="org")
-        for _ in range(11):
-            ct.describe_trails()
-            time.sleep(2)
-        ct.stop_logging(Name="org")
-        time.sleep(4)
+        log_then_stop(ct, "org", 11)
         start, end = iso(started), iso(time.time() + 5)
 
         keys = [item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket="e2e-org-trail")

@@ -47,18 +47,8 @@ pub fn run(settings: &GatewayRun) -> anyhow::Result<()> {
 
     bench_runtime()?.block_on(async {
         let upstream_address = start_fast_upstream().await?;
-        let mut cairn_command = tokio::process::Command::new(&settings.cairn_bin);
-        cairn_command
-            .args(["serve", "--data-dir"])
-            .arg(&settings.data_dir)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--retention-days",
-                "0",
-                "--upstream",
-            ])
-            .arg(format!("http://{upstream_address}"));
+        let mut cairn_command =
+            serve_command(&settings.cairn_bin, &settings.data_dir, &upstream_address);
         if settings.with_trail {
             cairn_command.args(["--embedded-s3", "--delivery-interval-secs", "1"]);
         }
@@ -419,6 +409,28 @@ pub(crate) fn bench_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .worker_threads(2)
         .enable_all()
         .build()?)
+}
+
+/// `cairn serve` on a free loopback port over `data_dir`, keeping every event, forwarding
+/// to `upstream_address`: what every load run starts, before its own flags.
+pub(crate) fn serve_command(
+    cairn_bin: &Path,
+    data_dir: &Path,
+    upstream_address: &str,
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(cairn_bin);
+    command
+        .args(["serve", "--data-dir"])
+        .arg(data_dir)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--retention-days",
+            "0",
+            "--upstream",
+        ])
+        .arg(format!("http://{upstream_address}"));
+    command
 }
 
 /// Starts [`serve_upstream`] on a free loopback port; its address.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::gateway::{
-    bench_runtime, cpu_per_call, load, micros, read_credentials, signed_request,
+    bench_runtime, cpu_per_call, load, micros, read_credentials, serve_command, signed_request,
     start_fast_upstream, start_listening,
 };
 use crate::percentile;
@@ -61,14 +61,8 @@ pub fn run(settings: &IngestRun) -> anyhow::Result<()> {
         for (name, store) in &backends {
             let data_dir = settings.data_dir.join(name);
             std::fs::create_dir_all(&data_dir)?;
-            let mut command = tokio::process::Command::new(&settings.cairn_bin);
-            command
-                .args(["serve", "--data-dir"])
-                .arg(&data_dir)
-                .args(["--listen", "127.0.0.1:0", "--retention-days", "0", "--store"])
-                .arg(store)
-                .arg("--upstream")
-                .arg(format!("http://{upstream_address}"));
+            let mut command = serve_command(&settings.cairn_bin, &data_dir, &upstream_address);
+            command.arg("--store").arg(store);
             let (mut cairn, address) = start_listening(command).await?;
             let (key, secret) = read_credentials(&data_dir)?;
             let cairn_pid: Vec<u32> = cairn.id().into_iter().collect();

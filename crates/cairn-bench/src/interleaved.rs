@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::gateway::{
-    bench_runtime, cpu_per_call, load, read_credentials, read_head, signed_request,
+    bench_runtime, cpu_per_call, load, read_credentials, read_head, serve_command, signed_request,
     start_fast_upstream, start_listening, start_trail, Load,
 };
 use crate::signed_json_request;
@@ -53,13 +53,8 @@ pub fn run(settings: &InterleavedRun) -> anyhow::Result<()> {
         for name in names {
             let data_dir = settings.data_dir.join(name);
             std::fs::create_dir_all(&data_dir)?;
-            let mut command = tokio::process::Command::new(&settings.cairn_bin);
-            command
-                .args(["serve", "--data-dir"])
-                .arg(&data_dir)
-                .args(["--listen", "127.0.0.1:0", "--retention-days", "0"])
-                .args(["--embedded-s3", "--delivery-interval-secs", "1", "--upstream"])
-                .arg(format!("http://{upstream_address}"));
+            let mut command = serve_command(&settings.cairn_bin, &data_dir, &upstream_address);
+            command.args(["--embedded-s3", "--delivery-interval-secs", "1"]);
             if settings.compare == Compared::Transparency && name == "off" {
                 command.args(["--checkpoint-interval-millis", "0"]);
             }
