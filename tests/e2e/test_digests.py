@@ -376,11 +376,20 @@ def test_every_tampering_is_caught_for_exactly_the_files_touched(trail):
     assert newer in digests
 
 
-def test_a_public_key_that_does_not_parse_is_reported_for_each_digest_it_signed(trail):
-    """A CloudTrail endpoint whose ListPublicKeys gives, under the digests' fingerprints,
-    bytes that are not a PKCS #1 key: both validators say so for every digest, and neither
-    crashes. The stand-in answers every call with one body holding DescribeTrails',
-    GetTrail's and ListPublicKeys' members; the files are read from Cairn's S3."""
+@pytest.mark.parametrize("value, why", [
+    (base64.b64encode(b"\x30\x03not a key").decode(), "Unable to load PKCS #1 key with fingerprint {fingerprint}"),
+    # Not base64 at all: the CLI's Python decoder skips what is not in the alphabet, then
+    # gives its own message as the verdict.
+    ("not base64!", "Invalid base64-encoded string: number of data characters (9) cannot be 1 more than a "
+                    "multiple of 4"),
+    ("QUJ", "Incorrect padding"),
+], ids=["not-pkcs1", "not-base64", "cut-short"])
+def test_a_public_key_that_does_not_parse_is_reported_for_each_digest_it_signed(trail, value, why):
+    """A CloudTrail endpoint whose ListPublicKeys gives, under the digests' fingerprints, a
+    value that is not a PKCS #1 key, or not even base64: both validators give the same verdict
+    for every digest, and neither crashes. The stand-in answers every call with one body
+    holding DescribeTrails', GetTrail's and ListPublicKeys' members; the files are read from
+    Cairn's S3."""
     from conftest import CannedUpstream
 
     server, arn, start, end, s3 = trail
@@ -389,7 +398,7 @@ def test_a_public_key_that_does_not_parse_is_reported_for_each_digest_it_signed(
     described = {"Name": "audit", "S3BucketName": BUCKET, "TrailARN": arn, "HomeRegion": "us-east-1",
                  "IsOrganizationTrail": False}
     now = time.time()
-    published = [{"Value": base64.b64encode(b"\x30\x03not a key").decode(), "ValidityStartTime": now - 86400,
+    published = [{"Value": value, "ValidityStartTime": now - 86400,
                   "ValidityEndTime": now + 86400, "Fingerprint": fingerprint}
                  for fingerprint in set(signed_by.values())]
     stand_in = CannedUpstream(200, {"trailList": [described], "Trail": described, "PublicKeyList": published})
@@ -401,8 +410,8 @@ def test_a_public_key_that_does_not_parse_is_reported_for_each_digest_it_signed(
              "--data-dir", "/nonexistent", "--trail-arn", arn, "--start-time", start, "--end-time", end],
             capture_output=True, text=True, env=server.env(), timeout=120)
         aws, ours = (aws.returncode, aws.stdout, aws.stderr), (ours.returncode, ours.stdout, ours.stderr)
-        expected = sorted(f"Digest file\ts3://{BUCKET}/{key}\tINVALID: Unable to load PKCS #1 key with fingerprint "
-                          f"{fingerprint}" for key, fingerprint in signed_by.items())
+        expected = sorted(f"Digest file\ts3://{BUCKET}/{key}\tINVALID: {why.format(fingerprint=fingerprint)}"
+                          for key, fingerprint in signed_by.items())
         digest_lines = lambda output: [line for line in invalid_lines(output) if line.startswith("Digest")]  # noqa: E731
         assert aws[0] == 1 and ours[0] == 1, (aws, ours)
         assert digest_lines(aws) == expected, aws

@@ -63,7 +63,68 @@ pub trait BucketReader: Sync {
 #[derive(Clone, Debug)]
 pub struct PublicKey {
     pub fingerprint: String,
-    pub der: Vec<u8>,
+    /// The bytes the `Value` decodes to, or why it does not decode, in the CLI's words.
+    pub der: Result<Vec<u8>, String>,
+}
+
+/// `base64.b64decode` as the aws CLI runs it on a published key's `Value`: Python's lenient
+/// decoder, which skips characters outside the alphabet and stops at a complete pad, and
+/// its error messages, which the CLI prints as the verdict of every digest the key signed.
+pub fn python_b64decode(text: &str) -> Result<Vec<u8>, String> {
+    if !text.is_ascii() {
+        return Err("string argument should contain only ASCII characters".into());
+    }
+    let sextet = |byte: u8| match byte {
+        b'A'..=b'Z' => Some(byte - b'A'),
+        b'a'..=b'z' => Some(byte - b'a' + 26),
+        b'0'..=b'9' => Some(byte - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut decoded = Vec::with_capacity(text.len() / 4 * 3);
+    // Position in the current group of four, the bits carried over, the pads seen since
+    // the last data character.
+    let (mut quad, mut carried, mut pads) = (0u8, 0u8, 0u8);
+    for byte in text.bytes() {
+        if byte == b'=' {
+            if quad >= 2 {
+                pads += 1;
+                if quad + pads >= 4 {
+                    return Ok(decoded);
+                }
+            }
+            continue;
+        }
+        let Some(value) = sextet(byte) else {
+            continue;
+        };
+        pads = 0;
+        (quad, carried) = match quad {
+            0 => (1, value),
+            1 => {
+                decoded.push(carried << 2 | value >> 4);
+                (2, value & 0x0f)
+            }
+            2 => {
+                decoded.push(carried << 4 | value >> 2);
+                (3, value & 0x03)
+            }
+            _ => {
+                decoded.push(carried << 6 | value);
+                (0, 0)
+            }
+        };
+    }
+    match quad {
+        0 => Ok(decoded),
+        1 => Err(format!(
+            "Invalid base64-encoded string: number of data characters ({}) cannot be 1 more \
+             than a multiple of 4",
+            decoded.len() / 3 * 4 + 1
+        )),
+        _ => Err("Incorrect padding".into()),
+    }
 }
 
 /// What to validate: the aws CLI's arguments, resolved.
@@ -251,6 +312,12 @@ pub fn parse_trail_arn(arn: &str) -> Option<(String, String, String)> {
 }
 
 impl Validation {
+    /// The times, as digest names write them, of the digests a run may read: those the
+    /// listing covers, and an hour on either side for the chain's ends.
+    pub fn digest_stamps(&self) -> std::ops::RangeInclusive<String> {
+        compact(self.start - Duration::hours(2))..=compact(self.end + Duration::hours(2))
+    }
+
     fn logs_root(&self) -> String {
         let mut root = String::new();
         if let Some(prefix) = self.prefix.as_deref().filter(|prefix| !prefix.is_empty()) {
@@ -315,7 +382,7 @@ impl Validation {
 }
 
 /// The key's own time, `key[-24:-8]`, as the CLI reads it.
-fn key_stamp(key: &str) -> Option<&str> {
+pub fn key_stamp(key: &str) -> Option<&str> {
     let length = key.len();
     (length >= 24)
         .then(|| key.get(length - 24..length - 8))
@@ -409,11 +476,15 @@ fn check_digest(
             "public key not found in region {home_region} for fingerprint {fingerprint}"
         ));
     };
-    if !looks_like_pkcs1(&public.der) {
-        return invalid(&format!(
-            "Unable to load PKCS #1 key with fingerprint {fingerprint}"
-        ));
-    }
+    let der = match &public.der {
+        Ok(der) if looks_like_pkcs1(der) => der,
+        Ok(_) => {
+            return invalid(&format!(
+                "Unable to load PKCS #1 key with fingerprint {fingerprint}"
+            ))
+        }
+        Err(why) => return invalid(why),
+    };
     let (Some(end_time), Some(_)) = (text("digestEndTime"), text("digestStartTime")) else {
         return invalid("invalid format");
     };
@@ -427,7 +498,7 @@ fn check_digest(
     let Ok(signature) = hex::decode(signature) else {
         return invalid("signature verification failed");
     };
-    let verified = UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &public.der)
+    let verified = UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der)
         .verify(to_sign.as_bytes(), &signature)
         .is_ok();
     if !verified {
@@ -915,6 +986,47 @@ fn log_file_minute(key: &str) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each answer is what Python 3.11's `base64.b64decode` gave for the same text.
+    #[test]
+    fn published_keys_decode_as_python_decodes_them() {
+        let data_characters = |count: usize| {
+            Err(format!(
+                "Invalid base64-encoded string: number of data characters ({count}) cannot be \
+                 1 more than a multiple of 4"
+            ))
+        };
+        let padding = || Err("Incorrect padding".to_owned());
+        let cases: [(&str, Result<Vec<u8>, String>); 21] = [
+            ("not base64!", data_characters(9)),
+            ("QUJD", Ok(b"ABC".to_vec())),
+            ("QUJ", padding()),
+            ("QU", padding()),
+            ("Q", data_characters(1)),
+            ("QUJDR", data_characters(5)),
+            ("QUJDRA", padding()),
+            ("QUJDRA=", padding()),
+            ("QUJDRA==", Ok(b"ABCD".to_vec())),
+            ("QU=JD", Ok(b"ABC".to_vec())),
+            ("QUJD=RA==", Ok(b"ABCD".to_vec())),
+            ("Q=UJD", Ok(b"ABC".to_vec())),
+            ("QUJD====", Ok(b"ABC".to_vec())),
+            ("=QUJD", Ok(b"ABC".to_vec())),
+            ("Q===", data_characters(1)),
+            ("QU==X", Ok(b"A".to_vec())),
+            ("QUI=X", Ok(b"AB".to_vec())),
+            (
+                "\u{e9}",
+                Err("string argument should contain only ASCII characters".to_owned()),
+            ),
+            ("", Ok(Vec::new())),
+            ("!!!!", Ok(Vec::new())),
+            ("QUJDRA=x=", Ok(b"ABCD\x0c".to_vec())),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(python_b64decode(text), expected, "{text:?}");
+        }
+    }
     use std::collections::BTreeMap;
 
     #[test]

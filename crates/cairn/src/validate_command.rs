@@ -266,7 +266,7 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<i32> {
                     key.fingerprint.clone(),
                     PublicKey {
                         fingerprint: key.fingerprint.clone(),
-                        der: key.public_key_der().to_vec(),
+                        der: Ok(key.public_key_der().to_vec()),
                     },
                 )
             })
@@ -288,7 +288,11 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<i32> {
         }),
     };
     let embedded;
-    let local = args.local_copy.as_deref().map(LocalCopy::new).transpose()?;
+    let local = args
+        .local_copy
+        .as_deref()
+        .map(|root| LocalCopy::new(root, validation.digest_stamps()))
+        .transpose()?;
     let reader: &dyn BucketReader = match (&local, &remote) {
         (Some(local), _) => local,
         (None, Some(remote)) => remote,

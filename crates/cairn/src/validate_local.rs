@@ -4,33 +4,56 @@
 //! but the newest of a chain still has its signature in the copy: its successor holds it as
 //! `previousDigestSignature`, and only the signing key could have made it. The newest one's
 //! is only in S3, so it is reported as not checkable rather than valid.
+//!
+//! A copy may hold millions of keys, so nothing here grows with the bucket: a listing reads
+//! one directory at a time, in S3's key order, and keeps at most a window of keys ahead per
+//! directory level; signatures are kept only for the digests a run may read.
 
-use std::collections::HashMap;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fs::ReadDir;
 use std::io::Read;
+use std::ops::RangeInclusive;
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::UNIX_EPOCH;
 
 use cairn_integrity::validation::{
-    too_large, BucketReader, Fetched, ListedKey, ReadError, MAX_FETCHED_BYTES,
+    key_stamp, too_large, BucketReader, Fetched, ListedKey, ReadError, MAX_FETCHED_BYTES,
 };
 use serde_json::Value;
 
 /// Keys handed out per listing page, as S3's ListObjects.
 const PAGE_KEYS: usize = 1000;
+/// Keys a listing reads ahead and keeps: a directory of millions of files is then scanned
+/// once per this many keys rather than once per page, and never held whole.
+const WINDOW_KEYS: usize = 50_000;
 /// A digest larger than this is not read for its predecessor's signature.
 const MAX_DIGEST_BYTES: u64 = 64 << 20;
 
 pub struct LocalCopy {
     root: PathBuf,
-    /// Every key under a listed directory, sorted, walked once per directory.
-    walked: Mutex<HashMap<PathBuf, Arc<Vec<ListedKey>>>>,
-    /// Digest key → the signature its successor recorded for it.
-    signatures: OnceLock<HashMap<String, String>>,
+    /// The names' times of the digests whose signatures a run may need.
+    wanted: RangeInclusive<String>,
+    page_keys: usize,
+    window_keys: usize,
+    /// The keys read ahead by the last listing, for the page that follows it.
+    ahead: Mutex<Option<Window>>,
+    /// (bucket, digest key) → the signature its successor recorded for it.
+    signatures: OnceLock<HashMap<(String, String), String>>,
+}
+
+/// Keys under `prefix` after `after`, in order, read ahead of the pages that will ask.
+struct Window {
+    prefix: String,
+    after: String,
+    keys: VecDeque<String>,
+    /// More keys follow the window's last.
+    more: bool,
 }
 
 impl LocalCopy {
-    pub fn new(root: &Path) -> anyhow::Result<Self> {
+    /// A copy at `root`, for a run that reads the digests named with times in `wanted`.
+    pub fn new(root: &Path, wanted: RangeInclusive<String>) -> anyhow::Result<Self> {
         anyhow::ensure!(
             root.is_dir(),
             "no local copy of a bucket at {}",
@@ -38,7 +61,10 @@ impl LocalCopy {
         );
         Ok(Self {
             root: root.to_owned(),
-            walked: Mutex::default(),
+            wanted,
+            page_keys: PAGE_KEYS,
+            window_keys: WINDOW_KEYS,
+            ahead: Mutex::default(),
             signatures: OnceLock::new(),
         })
     }
@@ -52,81 +78,188 @@ impl LocalCopy {
             .then(|| self.root.join(relative))
     }
 
-    /// Every file under `directory` (of the copy), as keys with their mtimes, sorted.
-    fn walk(&self, directory: &Path) -> Arc<Vec<ListedKey>> {
-        if let Some(known) = self
-            .walked
-            .lock()
-            .ok()
-            .and_then(|walked| walked.get(directory).cloned())
-        {
-            return known;
+    /// The deepest directory every key under `prefix` lies in, and its key (`a/b/`).
+    fn directory_of(&self, prefix: &str) -> (PathBuf, String) {
+        let Some(end) = prefix.rfind('/') else {
+            return (self.root.clone(), String::new());
+        };
+        let plain = prefix[..end]
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..");
+        match self.path_of(&prefix[..end]).filter(|_| plain) {
+            Some(directory) => (directory, prefix[..=end].to_owned()),
+            // No key the copy holds starts so; the root's walk finds none.
+            None => (self.root.clone(), String::new()),
         }
-        let mut keys = Vec::new();
-        let mut pending = vec![directory.to_owned()];
-        while let Some(next) = pending.pop() {
-            let Ok(entries) = std::fs::read_dir(&next) else {
-                continue;
+    }
+
+    /// Appends to `out`, in key order, the keys under `directory` (whose key is
+    /// `directory_key`) that start with `prefix` and sort after `marker`, until it holds
+    /// `want`. A directory is read in passes, each keeping only the entries still wanted.
+    fn collect(
+        &self,
+        directory: &Path,
+        directory_key: &str,
+        listing: (&str, &str),
+        want: usize,
+        out: &mut Vec<String>,
+    ) {
+        let (prefix, marker) = listing;
+        let mut resume: Option<String> = None;
+        loop {
+            let Ok(entries) = std::fs::read_dir(directory) else {
+                return;
             };
+            let room = want.saturating_sub(out.len());
+            // A directory's key ends in `/`, so entries sort as their keys do in S3.
+            let mut nearest: BinaryHeap<(String, bool)> = BinaryHeap::new();
+            let mut passed_over = false;
             for entry in entries.flatten() {
-                let path = entry.path();
                 let Ok(kind) = entry.file_type() else {
                     continue;
                 };
-                if kind.is_dir() {
-                    pending.push(path);
-                } else if kind.is_file() {
-                    let key = path
-                        .strip_prefix(&self.root)
-                        .ok()
-                        .and_then(Path::to_str)
-                        .map(str::to_owned);
-                    let modified = entry
-                        .metadata()
-                        .ok()
-                        .and_then(|metadata| metadata.modified().ok())
-                        .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
-                        .map_or(0, |since| since.as_millis() as i64);
-                    if let Some(key) = key {
-                        keys.push(ListedKey {
-                            key,
-                            last_modified_millis: modified,
-                        });
-                    }
-                }
-            }
-        }
-        keys.sort_by(|a, b| a.key.cmp(&b.key));
-        let keys = Arc::new(keys);
-        if let Ok(mut walked) = self.walked.lock() {
-            walked.insert(directory.to_owned(), keys.clone());
-        }
-        keys
-    }
-
-    /// The signatures the copy's digests record for their predecessors in `bucket`.
-    fn signatures(&self, bucket: &str) -> &HashMap<String, String> {
-        self.signatures.get_or_init(|| {
-            let mut found = HashMap::new();
-            for listed in self.walk(&self.root).iter() {
-                if !listed.key.contains("/CloudTrail-Digest/") || !listed.key.ends_with(".json.gz")
-                {
-                    continue;
-                }
-                let Some(digest) = self.read_digest(&listed.key) else {
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                     continue;
                 };
+                let (key, relevant) = if kind.is_dir() {
+                    let key = format!("{directory_key}{name}/");
+                    let relevant = (key.starts_with(prefix) || prefix.starts_with(&key))
+                        && (key.as_str() > marker || marker.starts_with(&key));
+                    (key, relevant)
+                } else if kind.is_file() {
+                    let key = format!("{directory_key}{name}");
+                    let relevant = key.starts_with(prefix) && key.as_str() > marker;
+                    (key, relevant)
+                } else {
+                    continue;
+                };
+                if !relevant || resume.as_ref().is_some_and(|done| key <= *done) {
+                    continue;
+                }
+                nearest.push((key, kind.is_dir()));
+                if nearest.len() > room {
+                    nearest.pop();
+                    passed_over = true;
+                }
+            }
+            let nearest = nearest.into_sorted_vec();
+            for (key, is_directory) in &nearest {
+                if *is_directory {
+                    let name = &key[directory_key.len()..key.len() - 1];
+                    self.collect(&directory.join(name), key, listing, want, out);
+                } else {
+                    out.push(key.clone());
+                }
+                if out.len() >= want {
+                    return;
+                }
+            }
+            match nearest.last() {
+                Some((last, _)) if passed_over => resume = Some(last.clone()),
+                _ => return,
+            }
+        }
+    }
+
+    /// The keys after `marker` under `prefix`, from the window the last page left, or read.
+    fn window(&self, prefix: &str, marker: &str) -> Window {
+        let mut ahead = self.ahead.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(window) = ahead.take() {
+            if window.prefix == prefix && window.after == marker {
+                return window;
+            }
+        }
+        drop(ahead);
+        let (directory, directory_key) = self.directory_of(prefix);
+        let mut keys = Vec::new();
+        self.collect(
+            &directory,
+            &directory_key,
+            (prefix, marker),
+            self.window_keys + 1,
+            &mut keys,
+        );
+        let more = keys.len() > self.window_keys;
+        keys.truncate(self.window_keys);
+        Window {
+            prefix: prefix.to_owned(),
+            after: marker.to_owned(),
+            keys: keys.into(),
+            more,
+        }
+    }
+
+    fn last_modified_millis(&self, key: &str) -> i64 {
+        self.path_of(key)
+            .and_then(|path| std::fs::metadata(path).ok())
+            .and_then(|metadata| metadata.modified().ok())
+            .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |since| since.as_millis() as i64)
+    }
+
+    /// Every digest in the copy named with a time from `from` on, to `visit`. Log files'
+    /// folders are not walked, and only one open directory per level is held.
+    fn digests_from(&self, from: &str, mut visit: impl FnMut(String)) {
+        // (entries, the directory's key, whether it lies under an `AWSLogs/`)
+        let mut open: Vec<(ReadDir, String, bool)> = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&self.root) {
+            open.push((entries, String::new(), false));
+        }
+        while let Some((entries, directory_key, under_logs)) = open.last_mut() {
+            let Some(entry) = entries.next() else {
+                open.pop();
+                continue;
+            };
+            let under_logs = *under_logs;
+            let Some((entry, kind, name)) = entry.ok().and_then(|entry| {
+                let kind = entry.file_type().ok()?;
+                let name = entry.file_name().to_str()?.to_owned();
+                Some((entry, kind, name))
+            }) else {
+                continue;
+            };
+            let key = format!("{directory_key}{name}");
+            if kind.is_dir() {
+                let log_files =
+                    under_logs && (name == "CloudTrail" || name == "CloudTrail-Insight");
+                if let (false, Ok(inner)) = (log_files, std::fs::read_dir(entry.path())) {
+                    open.push((inner, format!("{key}/"), under_logs || name == "AWSLogs"));
+                }
+            } else if kind.is_file()
+                && key.contains("/CloudTrail-Digest/")
+                && key.ends_with(".json.gz")
+                && key_stamp(&key).is_some_and(|stamp| stamp >= from)
+            {
+                visit(key);
+            }
+        }
+    }
+
+    /// The signatures the copy's digests record for the wanted digests before them.
+    fn signatures(&self) -> &HashMap<(String, String), String> {
+        self.signatures.get_or_init(|| {
+            let (first, last) = (self.wanted.start().as_str(), self.wanted.end().as_str());
+            let mut found = HashMap::new();
+            // A successor is never older than the digest it follows.
+            self.digests_from(first, |key| {
+                let Some(digest) = self.read_digest(&key) else {
+                    return;
+                };
                 let text = |name: &str| digest.get(name).and_then(Value::as_str);
-                if let (Some(previous), Some(signature), Some(in_bucket)) = (
+                let (Some(previous), Some(signature), Some(bucket)) = (
                     text("previousDigestS3Object"),
                     text("previousDigestSignature"),
                     text("previousDigestS3Bucket"),
-                ) {
-                    if in_bucket == bucket {
-                        found.insert(previous.to_owned(), signature.to_owned());
-                    }
+                ) else {
+                    return;
+                };
+                if key_stamp(previous).is_some_and(|stamp| first <= stamp && stamp <= last) {
+                    found.insert(
+                        (bucket.to_owned(), previous.to_owned()),
+                        signature.to_owned(),
+                    );
                 }
-            }
+            });
             found
         })
     }
@@ -149,22 +282,22 @@ impl BucketReader for LocalCopy {
         prefix: &str,
         marker: &str,
     ) -> Result<(Vec<ListedKey>, bool), ReadError> {
-        let directory = match prefix.rfind('/') {
-            Some(end) => self
-                .path_of(&prefix[..end])
-                .unwrap_or_else(|| self.root.clone()),
-            None => self.root.clone(),
-        };
-        let keys = self.walk(&directory);
-        let from = keys.partition_point(|listed| listed.key.as_str() <= marker);
-        let matching: Vec<ListedKey> = keys[from..]
-            .iter()
-            .filter(|listed| listed.key.starts_with(prefix))
-            .take(PAGE_KEYS + 1)
-            .cloned()
+        let mut window = self.window(prefix, marker);
+        let take = window.keys.len().min(self.page_keys);
+        let page: Vec<ListedKey> = window
+            .keys
+            .drain(..take)
+            .map(|key| ListedKey {
+                last_modified_millis: self.last_modified_millis(&key),
+                key,
+            })
             .collect();
-        let more = matching.len() > PAGE_KEYS;
-        Ok((matching.into_iter().take(PAGE_KEYS).collect(), more))
+        let more = !window.keys.is_empty() || window.more;
+        if let (Some(last), false) = (page.last(), window.keys.is_empty()) {
+            window.after = last.key.clone();
+            *self.ahead.lock().unwrap_or_else(PoisonError::into_inner) = Some(window);
+        }
+        Ok((page, more))
     }
 
     fn get(&self, bucket: &str, key: &str) -> Result<Fetched, ReadError> {
@@ -188,7 +321,8 @@ impl BucketReader for LocalCopy {
         };
         let mut metadata = HashMap::new();
         if key.contains("/CloudTrail-Digest/") {
-            let Some(signature) = self.signatures(bucket).get(key) else {
+            let Some(signature) = self.signatures().get(&(bucket.to_owned(), key.to_owned()))
+            else {
                 return Err(ReadError::Other(
                     "signature not in a local copy (S3 keeps it as object metadata, which a sync does not download)"
                         .into(),
@@ -204,6 +338,126 @@ impl BucketReader for LocalCopy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn any_time() -> RangeInclusive<String> {
+        "00000000T000000Z".to_owned()..="99999999T999999Z".to_owned()
+    }
+
+    /// Every key, page by page from `marker`, as the validator walks a listing.
+    fn listed(copy: &LocalCopy, prefix: &str, mut marker: String) -> Vec<String> {
+        let mut keys = Vec::new();
+        loop {
+            let (page, more) = copy.list_page("b", prefix, &marker).unwrap();
+            assert!(page.len() <= copy.page_keys);
+            keys.extend(page.iter().map(|listed| listed.key.clone()));
+            match page.last() {
+                Some(last) if more => marker = last.key.clone(),
+                _ => {
+                    assert!(!more, "a page that says more follow is never empty");
+                    return keys;
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// However small the pages and windows, a listing gives what sorting every key
+        /// would: S3's order (`a-b` < `a/x` < `a0`), the prefix, the marker.
+        #[test]
+        fn listings_read_in_windows_match_a_sorted_walk(
+            keys in proptest::collection::btree_set("[ab0/-]{0,2}[ab][0-]?/?[ab0-]{1,2}", 1..40),
+            prefix in "[ab0/-]{0,3}",
+            marker in "[ab0/-]{0,4}",
+            page_keys in 1usize..5,
+            window_keys in 1usize..7,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut written = Vec::new();
+            for key in &keys {
+                if key.starts_with('/') || key.ends_with('/') || key.contains("//") {
+                    continue;
+                }
+                let path = dir.path().join(key);
+                // A key that is another's folder cannot also be a file.
+                if std::fs::create_dir_all(path.parent().unwrap()).is_err()
+                    || path.is_dir()
+                    || std::fs::write(&path, b"x").is_err()
+                {
+                    continue;
+                }
+                written.push(key.clone());
+            }
+            let written: std::collections::BTreeSet<String> = written
+                .into_iter()
+                .filter(|key| dir.path().join(key).is_file())
+                .collect();
+            let mut copy = LocalCopy::new(dir.path(), any_time()).unwrap();
+            copy.page_keys = page_keys;
+            copy.window_keys = window_keys;
+            let expected: Vec<String> = written
+                .iter()
+                .filter(|key| key.starts_with(&prefix) && key.as_str() > marker.as_str())
+                .cloned()
+                .collect();
+            prop_assert_eq!(listed(&copy, &prefix, marker.clone()), expected);
+        }
+    }
+
+    /// The signatures a copy keeps are only those of the digests the run may read: a
+    /// bucket's older history costs nothing.
+    #[test]
+    fn only_the_wanted_digests_signatures_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = "AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2026/12/01";
+        let name = |stamp: &str| {
+            format!("{folder}/111122223333_CloudTrail-Digest_us-east-1_t_us-east-1_{stamp}.json.gz")
+        };
+        std::fs::create_dir_all(dir.path().join(folder)).unwrap();
+        let stamps = [
+            "20261201T010000Z",
+            "20261201T020000Z",
+            "20261201T030000Z",
+            "20261201T040000Z",
+        ];
+        std::fs::write(
+            dir.path().join(name(stamps[0])),
+            b"the first, before the range",
+        )
+        .unwrap();
+        for pair in stamps.windows(2) {
+            let body = serde_json::json!({
+                "previousDigestS3Bucket": "b",
+                "previousDigestS3Object": name(pair[0]),
+                "previousDigestSignature": format!("signature of {}", pair[0]),
+            });
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut gz, body.to_string().as_bytes()).unwrap();
+            std::fs::write(dir.path().join(name(pair[1])), gz.finish().unwrap()).unwrap();
+        }
+        let wanted = "20261201T020000Z".to_owned()..="20261201T030000Z".to_owned();
+        let copy = LocalCopy::new(dir.path(), wanted).unwrap();
+        let mut kept: Vec<&str> = copy.signatures().values().map(String::as_str).collect();
+        kept.sort_unstable();
+        assert_eq!(
+            kept,
+            [
+                "signature of 20261201T020000Z",
+                "signature of 20261201T030000Z"
+            ]
+        );
+        let metadata = copy.get("b", &name(stamps[1])).unwrap().metadata;
+        assert_eq!(metadata["signature"], "signature of 20261201T020000Z");
+        assert!(matches!(
+            copy.get("b", &name(stamps[0])),
+            Err(ReadError::Other(_))
+        ));
+        assert!(matches!(
+            copy.get("other", &name(stamps[1])),
+            Err(ReadError::Other(_))
+        ));
+    }
 
     #[test]
     fn keys_never_leave_the_copy_and_pages_follow_the_marker() {
@@ -213,7 +467,7 @@ mod tests {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, name).unwrap();
         }
-        let copy = LocalCopy::new(dir.path()).unwrap();
+        let copy = LocalCopy::new(dir.path(), any_time()).unwrap();
         assert!(copy.path_of("../etc/passwd").is_none());
         assert!(copy.path_of("/etc/passwd").is_none());
         assert!(matches!(

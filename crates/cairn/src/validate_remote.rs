@@ -12,7 +12,7 @@ use bytes::Bytes;
 use cairn_delivery::signed::{json_headers, SignedCall, SignedReply};
 use cairn_delivery::{S3Credentials, SignedClient};
 use cairn_integrity::validation::{
-    BucketReader, Fetched, ListedKey, PublicKey, ReadError, MAX_FETCHED_BYTES,
+    python_b64decode, BucketReader, Fetched, ListedKey, PublicKey, ReadError, MAX_FETCHED_BYTES,
 };
 use cairn_model::SystemClock;
 use cairn_upstream::{UpstreamRoutes, UpstreamTrust, Upstreams};
@@ -292,7 +292,6 @@ impl Remote {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> anyhow::Result<HashMap<String, PublicKey>> {
-        use base64::Engine;
         let mut keys = HashMap::new();
         let mut token: Option<String> = None;
         for _ in 0..MAX_KEY_PAGES {
@@ -307,16 +306,15 @@ impl Remote {
                 else {
                     continue;
                 };
-                // A key that does not decode is kept out: its digests then say so.
-                if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(value) {
-                    keys.insert(
-                        fingerprint.to_owned(),
-                        PublicKey {
-                            fingerprint: fingerprint.to_owned(),
-                            der,
-                        },
-                    );
-                }
+                // A key that does not decode is kept, as the CLI keeps it: each digest it
+                // signed then says why.
+                keys.insert(
+                    fingerprint.to_owned(),
+                    PublicKey {
+                        fingerprint: fingerprint.to_owned(),
+                        der: python_b64decode(value),
+                    },
+                );
             }
             match answer["NextToken"].as_str() {
                 Some(next) if !next.is_empty() => token = Some(next.to_owned()),
