@@ -59,7 +59,8 @@ pub fn run(settings: &ValidateRun) -> anyhow::Result<()> {
     let (arn, start_time, end_time) = build_trail(settings, &runtime)?;
     let log_keys = log_file_keys(dir)?;
     println!(
-        "trail {arn}: {} log files of {} records over {} digest periods of {} s, built in {:.1} s",
+        "trail {arn}: {} log files of {} records over {} digest periods of {} s, built in {:.1} s; \
+         range {start_time} to {end_time}",
         log_keys.len(),
         settings.records_per_file,
         settings.periods,
