@@ -383,10 +383,13 @@ def test_every_tampering_is_caught_for_exactly_the_files_touched(trail):
     ("not base64!", "Invalid base64-encoded string: number of data characters (9) cannot be 1 more than a "
                     "multiple of 4"),
     ("QUJ", "Incorrect padding"),
-], ids=["not-pkcs1", "not-base64", "cut-short"])
+    # Not even text: botocore drops a null member, and Python's decoder refuses a number.
+    (None, "'Value'"),
+    (7, "argument should be a bytes-like object or ASCII string, not 'int'"),
+], ids=["not-pkcs1", "not-base64", "cut-short", "null", "number"])
 def test_a_public_key_that_does_not_parse_is_reported_for_each_digest_it_signed(trail, value, why):
     """A CloudTrail endpoint whose ListPublicKeys gives, under the digests' fingerprints, a
-    value that is not a PKCS #1 key, or not even base64: both validators give the same verdict
+    value that is not a PKCS #1 key, not base64, or not text: both validators give the same verdict
     for every digest, and neither crashes. The stand-in answers every call with one body
     holding DescribeTrails', GetTrail's and ListPublicKeys' members; the files are read from
     Cairn's S3."""

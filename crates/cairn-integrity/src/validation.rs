@@ -313,9 +313,16 @@ pub fn parse_trail_arn(arn: &str) -> Option<(String, String, String)> {
 
 impl Validation {
     /// The times, as digest names write them, of the digests a run may read: those the
-    /// listing covers, and an hour on either side for the chain's ends.
+    /// listing covers, and two hours on either side for the chain's ends. Past year 9999
+    /// chrono would write `+10000…`, which sorts before every time, so the end stops there.
     pub fn digest_stamps(&self) -> std::ops::RangeInclusive<String> {
-        compact(self.start - Duration::hours(2))..=compact(self.end + Duration::hours(2))
+        let end = compact(self.end + Duration::hours(2));
+        let end = if end.starts_with('+') {
+            "99991231T235959Z".to_owned()
+        } else {
+            end
+        };
+        compact(self.start - Duration::hours(2))..=end
     }
 
     fn logs_root(&self) -> String {
@@ -1160,6 +1167,20 @@ mod tests {
             end: Utc.with_ymd_and_hms(2026, 12, 2, 12, 0, 0).unwrap(),
             parallelism: 1,
         }
+    }
+
+    #[test]
+    fn the_digest_stamps_a_run_reads_sort_as_a_range_up_to_year_9999() {
+        let mut validation = validation_of("b");
+        let stamps = validation.digest_stamps();
+        assert_eq!(
+            (stamps.start().as_str(), stamps.end().as_str()),
+            ("20261201T220000Z", "20261202T140000Z")
+        );
+        validation.end = Utc.with_ymd_and_hms(9999, 12, 31, 23, 0, 0).unwrap();
+        let stamps = validation.digest_stamps();
+        assert_eq!(stamps.end(), "99991231T235959Z");
+        assert!(stamps.contains(&"99991231T230000Z".to_owned()));
     }
 
     fn digest_key(stamp: &str) -> String {

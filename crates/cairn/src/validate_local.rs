@@ -239,7 +239,9 @@ impl LocalCopy {
     fn signatures(&self) -> &HashMap<(String, String), String> {
         self.signatures.get_or_init(|| {
             let (first, last) = (self.wanted.start().as_str(), self.wanted.end().as_str());
-            let mut found = HashMap::new();
+            // (bucket, predecessor) → (successor, signature): of two digests naming one
+            // predecessor (a forked chain), the first by key, whatever the folders' order.
+            let mut found: HashMap<(String, String), (String, String)> = HashMap::new();
             // A successor is never older than the digest it follows.
             self.digests_from(first, |key| {
                 let Some(digest) = self.read_digest(&key) else {
@@ -254,13 +256,19 @@ impl LocalCopy {
                     return;
                 };
                 if key_stamp(previous).is_some_and(|stamp| first <= stamp && stamp <= last) {
-                    found.insert(
-                        (bucket.to_owned(), previous.to_owned()),
-                        signature.to_owned(),
-                    );
+                    let named = (bucket.to_owned(), previous.to_owned());
+                    if found
+                        .get(&named)
+                        .is_none_or(|(successor, _)| key < *successor)
+                    {
+                        found.insert(named, (key.clone(), signature.to_owned()));
+                    }
                 }
             });
             found
+                .into_iter()
+                .map(|(named, (_, signature))| (named, signature))
+                .collect()
         })
     }
 
@@ -403,6 +411,37 @@ mod tests {
                 .collect();
             prop_assert_eq!(listed(&copy, &prefix, marker.clone()), expected);
         }
+    }
+
+    /// Two digests naming one predecessor (a forked chain): the first by key gives its
+    /// signature, whichever folder the copy reads first.
+    #[test]
+    fn a_forked_chain_gives_the_first_successors_signature() {
+        let dir = tempfile::tempdir().unwrap();
+        let digest = |folder: &str, stamp: &str| {
+            format!("AWSLogs/111122223333/CloudTrail-Digest/us-east-1/{folder}/111122223333_CloudTrail-Digest_us-east-1_t_us-east-1_{stamp}.json.gz")
+        };
+        let predecessor = digest("2026/12/01", "20261201T230000Z");
+        for (folder, stamp) in [
+            ("2026/12/02", "20261202T000000Z"),
+            ("2026/12/01", "20261201T235959Z"),
+        ] {
+            let key = digest(folder, stamp);
+            std::fs::create_dir_all(dir.path().join(&key).parent().unwrap()).unwrap();
+            let body = serde_json::json!({
+                "previousDigestS3Bucket": "b",
+                "previousDigestS3Object": predecessor,
+                "previousDigestSignature": format!("recorded by {stamp}"),
+            });
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut gz, body.to_string().as_bytes()).unwrap();
+            std::fs::write(dir.path().join(key), gz.finish().unwrap()).unwrap();
+        }
+        let copy = LocalCopy::new(dir.path(), any_time()).unwrap();
+        assert_eq!(
+            copy.signatures()[&("b".to_owned(), predecessor)],
+            "recorded by 20261201T235959Z"
+        );
     }
 
     /// The signatures a copy keeps are only those of the digests the run may read: a

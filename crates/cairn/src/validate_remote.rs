@@ -301,18 +301,24 @@ impl Remote {
             }
             let answer = self.cloudtrail("ListPublicKeys", &input)?;
             for key in answer["PublicKeyList"].as_array().into_iter().flatten() {
-                let (Some(fingerprint), Some(value)) =
-                    (key["Fingerprint"].as_str(), key["Value"].as_str())
-                else {
+                let Some(fingerprint) = key["Fingerprint"].as_str() else {
                     continue;
                 };
                 // A key that does not decode is kept, as the CLI keeps it: each digest it
-                // signed then says why.
+                // signed then says why, in the words of the Python the CLI runs.
+                let der = match &key["Value"] {
+                    Value::String(value) => python_b64decode(value),
+                    Value::Null => Err("'Value'".to_owned()),
+                    other => Err(format!(
+                        "argument should be a bytes-like object or ASCII string, not '{}'",
+                        python_type(other)
+                    )),
+                };
                 keys.insert(
                     fingerprint.to_owned(),
                     PublicKey {
                         fingerprint: fingerprint.to_owned(),
-                        der: python_b64decode(value),
+                        der,
                     },
                 );
             }
@@ -409,6 +415,19 @@ impl BucketReader for Remote {
             body: reply.body.to_vec(),
             metadata,
         })
+    }
+}
+
+/// The name Python gives the type of a JSON value the CLI parsed (botocore drops a null).
+fn python_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "NoneType",
+        Value::Bool(_) => "bool",
+        Value::Number(number) if number.is_f64() => "float",
+        Value::Number(_) => "int",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
     }
 }
 
