@@ -27,6 +27,9 @@ const PAGE_KEYS: usize = 1000;
 /// Keys a listing reads ahead and keeps: a directory of millions of files is then scanned
 /// once per this many keys rather than once per page, and never held whole.
 const WINDOW_KEYS: usize = 50_000;
+/// Entries a pass over one directory keeps at the least, however few keys are still
+/// wanted: a folder of many empty subfolders is then not re-read for each one.
+const PASS_ENTRIES: usize = 1024;
 /// A digest larger than this is not read for its predecessor's signature.
 const MAX_DIGEST_BYTES: u64 = 64 << 20;
 
@@ -36,6 +39,7 @@ pub struct LocalCopy {
     wanted: RangeInclusive<String>,
     page_keys: usize,
     window_keys: usize,
+    pass_entries: usize,
     /// The keys read ahead by the last listing, for the page that follows it.
     ahead: Mutex<Option<Window>>,
     /// (bucket, digest key) → the signature its successor recorded for it.
@@ -64,6 +68,7 @@ impl LocalCopy {
             wanted,
             page_keys: PAGE_KEYS,
             window_keys: WINDOW_KEYS,
+            pass_entries: PASS_ENTRIES,
             ahead: Mutex::default(),
             signatures: OnceLock::new(),
         })
@@ -95,7 +100,7 @@ impl LocalCopy {
 
     /// Appends to `out`, in key order, the keys under `directory` (whose key is
     /// `directory_key`) that start with `prefix` and sort after `marker`, until it holds
-    /// `want`. A directory is read in passes, each keeping only the entries still wanted.
+    /// `want`. A directory is read in passes, each keeping the nearest entries still wanted.
     fn collect(
         &self,
         directory: &Path,
@@ -110,7 +115,7 @@ impl LocalCopy {
             let Ok(entries) = std::fs::read_dir(directory) else {
                 return;
             };
-            let room = want.saturating_sub(out.len());
+            let room = want.saturating_sub(out.len()).max(self.pass_entries);
             // A directory's key ends in `/`, so entries sort as their keys do in S3.
             let mut nearest: BinaryHeap<(String, bool)> = BinaryHeap::new();
             let mut passed_over = false;
@@ -380,6 +385,7 @@ mod tests {
             marker in "[ab0/-]{0,4}",
             page_keys in 1usize..5,
             window_keys in 1usize..7,
+            pass_entries in 1usize..4,
         ) {
             let dir = tempfile::tempdir().unwrap();
             let mut written = Vec::new();
@@ -404,6 +410,7 @@ mod tests {
             let mut copy = LocalCopy::new(dir.path(), any_time()).unwrap();
             copy.page_keys = page_keys;
             copy.window_keys = window_keys;
+            copy.pass_entries = pass_entries;
             let expected: Vec<String> = written
                 .iter()
                 .filter(|key| key.starts_with(&prefix) && key.as_str() > marker.as_str())
