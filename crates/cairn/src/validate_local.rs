@@ -420,6 +420,18 @@ mod tests {
         }
     }
 
+    /// A gzipped digest at `path` that records `signature` for `predecessor` in bucket `b`.
+    fn write_successor(path: &Path, predecessor: &str, signature: &str) {
+        let body = serde_json::json!({
+            "previousDigestS3Bucket": "b",
+            "previousDigestS3Object": predecessor,
+            "previousDigestSignature": signature,
+        });
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, body.to_string().as_bytes()).unwrap();
+        std::fs::write(path, gz.finish().unwrap()).unwrap();
+    }
+
     /// Two digests naming one predecessor (a forked chain): the first by key gives its
     /// signature, whichever folder the copy reads first.
     #[test]
@@ -435,14 +447,11 @@ mod tests {
         ] {
             let key = digest(folder, stamp);
             std::fs::create_dir_all(dir.path().join(&key).parent().unwrap()).unwrap();
-            let body = serde_json::json!({
-                "previousDigestS3Bucket": "b",
-                "previousDigestS3Object": predecessor,
-                "previousDigestSignature": format!("recorded by {stamp}"),
-            });
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            std::io::Write::write_all(&mut gz, body.to_string().as_bytes()).unwrap();
-            std::fs::write(dir.path().join(key), gz.finish().unwrap()).unwrap();
+            write_successor(
+                &dir.path().join(key),
+                &predecessor,
+                &format!("recorded by {stamp}"),
+            );
         }
         let copy = LocalCopy::new(dir.path(), any_time()).unwrap();
         assert_eq!(
@@ -473,14 +482,8 @@ mod tests {
         )
         .unwrap();
         for pair in stamps.windows(2) {
-            let body = serde_json::json!({
-                "previousDigestS3Bucket": "b",
-                "previousDigestS3Object": name(pair[0]),
-                "previousDigestSignature": format!("signature of {}", pair[0]),
-            });
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            std::io::Write::write_all(&mut gz, body.to_string().as_bytes()).unwrap();
-            std::fs::write(dir.path().join(name(pair[1])), gz.finish().unwrap()).unwrap();
+            let signature = format!("signature of {}", pair[0]);
+            write_successor(&dir.path().join(name(pair[1])), &name(pair[0]), &signature);
         }
         let wanted = "20261201T020000Z".to_owned()..="20261201T030000Z".to_owned();
         let copy = LocalCopy::new(dir.path(), wanted).unwrap();
