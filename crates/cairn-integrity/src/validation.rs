@@ -57,6 +57,59 @@ pub trait BucketReader: Sync {
         marker: &str,
     ) -> Result<(Vec<ListedKey>, bool), ReadError>;
     fn get(&self, bucket: &str, key: &str) -> Result<Fetched, ReadError>;
+    /// Up to `length` bytes of an object from `offset` on, and the object's whole size: how
+    /// a log file of any size is hashed in bounded memory.
+    fn get_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<(Vec<u8>, u64), ReadError>;
+}
+
+/// Bytes of a log file asked for at a time: a file of any size is hashed in this much
+/// memory per thread.
+pub const LOG_CHUNK_BYTES: u64 = 8 << 20;
+
+/// An object read chunk by chunk, as the CLI streams a log file.
+struct Chunked<'a> {
+    reader: &'a dyn BucketReader,
+    bucket: &'a str,
+    key: &'a str,
+    chunk: Vec<u8>,
+    /// How much of `chunk` has been read.
+    taken: usize,
+    /// Where the next chunk starts.
+    offset: u64,
+    size: u64,
+}
+
+impl Read for Chunked<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        if self.taken == self.chunk.len() {
+            if self.offset >= self.size {
+                return Ok(0);
+            }
+            let (chunk, size) = self
+                .reader
+                .get_range(self.bucket, self.key, self.offset, LOG_CHUNK_BYTES)
+                .map_err(|error| std::io::Error::other(format!("{error:?}")))?;
+            // An object replaced while it is read is not one file's bytes.
+            if size != self.size || chunk.is_empty() {
+                return Err(std::io::Error::other(
+                    "the object changed while it was read",
+                ));
+            }
+            self.offset += chunk.len() as u64;
+            self.chunk = chunk;
+            self.taken = 0;
+        }
+        let count = buffer.len().min(self.chunk.len() - self.taken);
+        buffer[..count].copy_from_slice(&self.chunk[self.taken..self.taken + count]);
+        self.taken += count;
+        Ok(count)
+    }
 }
 
 /// A public key as ListPublicKeys gives it.
@@ -561,14 +614,23 @@ enum LogOutcome {
 }
 
 fn check_log(reader: &dyn BucketReader, bucket: &str, key: &str, expected: &str) -> LogOutcome {
-    let fetched = match reader.get(bucket, key) {
-        Ok(fetched) => fetched,
+    let (chunk, size) = match reader.get_range(bucket, key, 0, LOG_CHUNK_BYTES) {
+        Ok(first) => first,
         Err(ReadError::NotFound) => return LogOutcome::NotFound,
         Err(ReadError::Other(_)) => return LogOutcome::InvalidFormat,
     };
+    let file = Chunked {
+        reader,
+        bucket,
+        key,
+        offset: chunk.len() as u64,
+        chunk,
+        taken: 0,
+        size,
+    };
     // As the CLI's streaming `zlib.decompressobj`: the first member, and a file that ends
     // early is hashed as far as it goes (a mismatch, not a format error).
-    let mut decoder = flate2::read::GzDecoder::new(fetched.body.as_slice());
+    let mut decoder = flate2::read::GzDecoder::new(file);
     let mut hash = Sha256::new();
     let mut buffer = vec![0u8; 64 << 10];
     loop {
@@ -1077,6 +1139,9 @@ mod tests {
     struct MemoryBucket {
         objects: BTreeMap<String, Vec<u8>>,
         stuck: bool,
+        /// The most bytes one ranged read handed out, and how many ranged reads there were.
+        largest_range: AtomicUsize,
+        ranges: AtomicUsize,
     }
 
     impl BucketReader for MemoryBucket {
@@ -1110,6 +1175,62 @@ mod tests {
                 })
                 .ok_or(ReadError::NotFound)
         }
+
+        fn get_range(
+            &self,
+            _bucket: &str,
+            key: &str,
+            offset: u64,
+            length: u64,
+        ) -> Result<(Vec<u8>, u64), ReadError> {
+            let body = self.objects.get(key).ok_or(ReadError::NotFound)?;
+            let from = (offset as usize).min(body.len());
+            let to = from.saturating_add(length as usize).min(body.len());
+            self.largest_range.fetch_max(to - from, Ordering::Relaxed);
+            self.ranges.fetch_add(1, Ordering::Relaxed);
+            Ok((body[from..to].to_vec(), body.len() as u64))
+        }
+    }
+
+    /// A log file far larger than one read is hashed chunk by chunk, never held whole, and
+    /// a byte changed in its last chunk is still a mismatch.
+    #[test]
+    fn a_large_log_file_is_read_in_chunks() {
+        // Incompressible bytes, stored uncompressed: 2.5 chunks of gzip.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let text: Vec<u8> = (0..(LOG_CHUNK_BYTES as usize * 5 / 2))
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        let expected = sha256_hex(&text);
+        let stored = |text: &[u8]| {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+            std::io::Write::write_all(&mut gz, text).unwrap();
+            gz.finish().unwrap()
+        };
+        let mut changed = text.clone();
+        *changed.last_mut().unwrap() ^= 1;
+        let mut bucket = MemoryBucket::default();
+        bucket.objects.insert("large".into(), stored(&text));
+        bucket.objects.insert("changed".into(), stored(&changed));
+        assert!(bucket.objects["large"].len() as u64 > 2 * LOG_CHUNK_BYTES);
+        assert_eq!(
+            check_log(&bucket, "b", "large", &expected),
+            LogOutcome::Valid
+        );
+        assert_eq!(bucket.ranges.load(Ordering::Relaxed), 3);
+        assert_eq!(
+            bucket.largest_range.load(Ordering::Relaxed),
+            LOG_CHUNK_BYTES as usize
+        );
+        assert_eq!(
+            check_log(&bucket, "b", "changed", &expected),
+            LogOutcome::Mismatch
+        );
     }
 
     fn sha256_hex(bytes: &[u8]) -> String {

@@ -434,14 +434,38 @@ impl BucketStore {
         let head = self.head_object(bucket, key)?;
         let span = range.map(|range| range.resolve(head.size)).transpose()?;
         let (offset, length) = span.unwrap_or((0, head.size));
-        let connection = self.connection()?;
-        // substr() on a blob counts bytes from 1.
-        let bytes: Vec<u8> = connection.query_row(
-            "SELECT substr(body, ?3, ?4) FROM objects WHERE bucket = ?1 AND key = ?2",
-            params![bucket, key, offset as i64 + 1, length as i64],
-            |row| row.get(0),
-        )?;
+        let (bytes, _) = self.read_range(bucket, key, offset, length)?;
         Ok(ObjectRead { head, bytes, span })
+    }
+
+    /// Up to `length` bytes of an object's body from `offset` on, and the body's size. The
+    /// bytes are read from the database in place (SQLite's incremental blob I/O), so a
+    /// range of a large body never loads the rest of it.
+    pub fn read_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<(Vec<u8>, u64), BucketError> {
+        self.existing(bucket)?;
+        let connection = self.connection()?;
+        let (row, size): (i64, i64) = connection
+            .query_row(
+                "SELECT rowid, size FROM objects WHERE bucket = ?1 AND key = ?2",
+                params![bucket, key],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?
+            .ok_or(BucketError::NoSuchKey)?;
+        let size = size as u64;
+        if offset >= size {
+            return Ok((Vec::new(), size));
+        }
+        let body = connection.blob_open(rusqlite::MAIN_DB, c"objects", c"body", row, true)?;
+        let mut bytes = vec![0; length.min(size - offset) as usize];
+        body.read_at_exact(&mut bytes, offset as usize)?;
+        Ok((bytes, size))
     }
 
     /// Deletes an object; deleting one that does not exist succeeds, as in S3.

@@ -152,6 +152,16 @@ impl BucketReader for EmbeddedReader {
             metadata: read.head.metadata.into_iter().collect(),
         })
     }
+
+    fn get_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<(Vec<u8>, u64), ReadError> {
+        self.with_store(|store| store.read_range(bucket, key, offset, length))
+    }
 }
 
 fn find_trail(args: &ValidateArgs) -> anyhow::Result<Option<Trail>> {

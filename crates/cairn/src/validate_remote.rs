@@ -331,13 +331,22 @@ impl Remote {
     }
 
     fn s3_get(&self, path: &str, query: &str) -> Result<SignedReply, ReadError> {
+        self.s3_get_with(path, query, HeaderMap::new())
+    }
+
+    fn s3_get_with(
+        &self,
+        path: &str,
+        query: &str,
+        headers: HeaderMap,
+    ) -> Result<SignedReply, ReadError> {
         self.send(
             SignedCall {
                 endpoint: &self.s3,
                 method: Method::GET,
                 path,
                 query,
-                headers: HeaderMap::new(),
+                headers,
                 body: Bytes::new(),
                 service: "s3",
                 region: &self.region,
@@ -392,6 +401,48 @@ impl BucketReader for Remote {
             .child("IsTruncated")
             .is_some_and(|truncated| truncated.text == "true");
         Ok((keys, more))
+    }
+
+    fn get_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<(Vec<u8>, u64), ReadError> {
+        let path = format!("{}/{}", bucket_path(bucket), utf8_percent_encode(key, KEY));
+        let mut headers = HeaderMap::new();
+        let last = offset.saturating_add(length.max(1) - 1);
+        if let Ok(range) = HeaderValue::from_str(&format!("bytes={offset}-{last}")) {
+            headers.insert(http::header::RANGE, range);
+        }
+        let reply = self.s3_get_with(&path, "", headers)?;
+        match reply.status.as_u16() {
+            206 => {
+                // `Content-Range: bytes FIRST-LAST/SIZE`
+                let size = reply
+                    .headers
+                    .get(http::header::CONTENT_RANGE)
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|value| value.rsplit_once('/'))
+                    .and_then(|(_, size)| size.parse().ok())
+                    .ok_or_else(|| ReadError::Other("206 without a Content-Range size".into()))?;
+                Ok((reply.body.to_vec(), size))
+            }
+            // An endpoint that ignores Range sends it all (within the reply bound).
+            200 => {
+                let size = reply.body.len() as u64;
+                let from = offset.min(size) as usize;
+                let to = offset.saturating_add(length).min(size) as usize;
+                Ok((reply.body[from..to].to_vec(), size))
+            }
+            // An empty object has no byte 0: S3 answers InvalidRange.
+            416 if offset == 0 => Ok((Vec::new(), 0)),
+            _ => Err(match reply.error_code().as_str() {
+                "NoSuchKey" => ReadError::NotFound,
+                code => ReadError::Other(format!("{} {code}", reply.status.as_u16())),
+            }),
+        }
     }
 
     fn get(&self, bucket: &str, key: &str) -> Result<Fetched, ReadError> {
