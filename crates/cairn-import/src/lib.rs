@@ -7,7 +7,7 @@
 //! not a valid CloudTrail record is skipped and counted with its reason; importing the same
 //! events twice adds nothing (the store is idempotent by eventID). Memory stays bounded: a
 //! file larger than [`IN_MEMORY_LIMIT`] decompressed is checked in one streaming pass and
-//! loaded in a second.
+//! loaded in a second, in batches bounded by count and by record bytes.
 //! The importer never changes or deletes a stored event.
 
 mod reader;
@@ -39,6 +39,10 @@ pub struct ImportOptions {
     /// Records older than this (epoch ms) are skipped: retention would sweep them at once.
     pub retention_cutoff_millis: Option<i64>,
     pub batch_size: usize,
+    /// Record bytes a batch holds at most, whatever its count: the batches queued and
+    /// being written are bounded by count and by this, so large records cannot fill memory
+    /// while the store's writer is slow.
+    pub batch_bytes: usize,
     /// Files up to this many decompressed bytes are parsed once from memory.
     pub in_memory_limit: u64,
 }
@@ -49,6 +53,7 @@ impl Default for ImportOptions {
             max_decompressed_bytes: 4 << 30,
             retention_cutoff_millis: None,
             batch_size: 4096,
+            batch_bytes: 4 << 20,
             in_memory_limit: IN_MEMORY_LIMIT,
         }
     }
@@ -157,11 +162,10 @@ pub fn import_files(
     // (two appenders measured no faster: the store's single writer is the limit). Batches
     // waiting in the channel are appended together, so a directory of small files does not
     // pay one fsync per file.
-    let target_batch = options.batch_size * 16;
+    let target = (options.batch_size * 16, options.batch_bytes * 4);
     let appender_store = Arc::clone(&store);
-    let appender = std::thread::spawn(move || {
-        append_batches(appender_store.as_ref(), &received, target_batch)
-    });
+    let appender =
+        std::thread::spawn(move || append_batches(appender_store.as_ref(), &received, target));
     let mut reports = Vec::with_capacity(files.len());
     let mut send_failed = false;
     for (file_index, path) in files.iter().enumerate() {
@@ -205,11 +209,12 @@ type Batch = (usize, Vec<IndexedEvent>);
 
 /// Appends batches as they arrive, several at a time, keeping [`IN_FLIGHT`] groups handed
 /// to the store so that preparing one (the store compresses records on this thread) overlaps
-/// with writing the previous one. Returns (file, inserted, duplicates) for each batch.
+/// with writing the previous one. A group ends at `target` (events, record bytes). Returns
+/// (file, inserted, duplicates) for each batch.
 fn append_batches(
     store: &dyn EventStore,
     received: &crossbeam_channel::Receiver<Batch>,
-    target_batch: usize,
+    target: (usize, usize),
 ) -> Result<Vec<(usize, u64, u64)>, StoreError> {
     let mut counts = Vec::new();
     let mut in_flight: std::collections::VecDeque<(Vec<(usize, usize)>, PendingAppend)> =
@@ -230,12 +235,12 @@ fn append_batches(
         Ok::<(), StoreError>(())
     };
     while let Ok(first) = received.recv() {
+        let mut pending = (first.1.len(), record_bytes(&first.1));
         let mut group = vec![first];
-        let mut pending: usize = group[0].1.len();
-        while pending < target_batch {
+        while pending.0 < target.0 && pending.1 < target.1 {
             match received.try_recv() {
                 Ok(more) => {
-                    pending += more.1.len();
+                    pending = (pending.0 + more.1.len(), pending.1 + record_bytes(&more.1));
                     group.push(more);
                 }
                 Err(_) => break,
@@ -260,6 +265,10 @@ fn append_batches(
 }
 
 const IN_FLIGHT: usize = 2;
+
+fn record_bytes(events: &[IndexedEvent]) -> usize {
+    events.iter().map(|event| event.record_json.len()).sum()
+}
 
 /// Parses one file and hands its valid records on in batches. Returns the file-level error
 /// when the file is not well-formed; in that case no batch was handed on.
@@ -302,11 +311,14 @@ fn import_one_file(
         RecordSource::Streaming => {
             reader::check_well_formed(path, options.max_decompressed_bytes)?;
             let reader = reader::open_decompressed(path, options.max_decompressed_bytes, progress)?;
+            let mut batch_bytes = 0;
             reader::for_each_record(reader, |json| {
                 if let Some(event) = convert(json, report) {
+                    batch_bytes += event.record_json.len();
                     batch.push(event);
-                    if batch.len() >= options.batch_size {
+                    if batch.len() >= options.batch_size || batch_bytes >= options.batch_bytes {
                         send(std::mem::take(&mut batch));
+                        batch_bytes = 0;
                     }
                 }
             })?;

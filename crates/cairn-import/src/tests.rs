@@ -207,6 +207,42 @@ fn large_files_stream_in_batches() {
     assert_eq!(fixture.store.lookup(&query).unwrap().events.len(), 1);
 }
 
+/// Large records make small batches: what waits for a slow writer is bounded by bytes,
+/// not only by count (a 200 MB file once sat whole in the queue).
+#[test]
+fn streamed_batches_are_bounded_by_record_bytes() {
+    let fixture = Fixture::new();
+    let records: Vec<Value> = (0..300)
+        .map(|n| {
+            let mut record = record(&format!("b{n}"), (n % 60) as u32);
+            record["requestParameters"] = json!({"padding": "x".repeat(1500)});
+            record
+        })
+        .collect();
+    let path = fixture.write(
+        "big.json",
+        &serde_json::to_vec(&json!({"Records": records})).unwrap(),
+    );
+    let options = ImportOptions {
+        in_memory_limit: 1_000,
+        batch_bytes: 64 << 10,
+        ..ImportOptions::default()
+    };
+    let mut report = FileReport::default();
+    let mut batches = Vec::new();
+    import_one_file(&path, &options, &NoProgress, &mut report, |batch| {
+        batches.push((batch.len(), record_bytes(&batch)));
+    })
+    .unwrap();
+    assert_eq!(batches.iter().map(|(count, _)| count).sum::<usize>(), 300);
+    assert!(batches.len() > 5, "{batches:?}");
+    // A batch ends at the first record past the bound.
+    assert!(
+        batches.iter().all(|(_, bytes)| *bytes < (64 << 10) + 4096),
+        "{batches:?}"
+    );
+}
+
 #[test]
 fn walks_directories_like_a_trail_layout_and_skips_digests() {
     let fixture = Fixture::new();
