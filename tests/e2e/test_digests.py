@@ -275,14 +275,17 @@ def test_every_tampering_is_caught_for_exactly_the_files_touched(trail):
     expect_both(server, arn, start, end, [f"Log file\t{url(victim)}\tINVALID: invalid format"])
     # Huge: past the 256 MiB a digest may be, in bytes that do not compress. Both tools read
     # it through (Cairn 8 MiB at a time, from the data directory and over HTTP) and find its
-    # hash wrong.
-    huge = gzip_bytes(os.urandom(264 << 20), level=0)
+    # hash wrong. It is written 8 MiB at a time so that this process never holds it: a child
+    # process starts with its parent's peak memory as its own, and test_import measures one.
     upload = s3.create_multipart_upload(Bucket=BUCKET, Key=victim)["UploadId"]
-    parts = [{"PartNumber": n + 1, "ETag": s3.upload_part(
-        Bucket=BUCKET, Key=victim, UploadId=upload, PartNumber=n + 1, Body=huge[at:at + (32 << 20)])["ETag"]}
-        for n, at in enumerate(range(0, len(huge), 32 << 20))]
+    stored = zlib.compressobj(0, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    parts = []
+    for n in range(33):
+        part = stored.compress(os.urandom(8 << 20)) + (stored.flush() if n == 32 else b"")
+        parts.append({"PartNumber": n + 1, "ETag": s3.upload_part(
+            Bucket=BUCKET, Key=victim, UploadId=upload, PartNumber=n + 1, Body=part)["ETag"]})
+        del part
     s3.complete_multipart_upload(Bucket=BUCKET, Key=victim, UploadId=upload, MultipartUpload={"Parts": parts})
-    del huge
     expect_both(server, arn, start, end, [f"Log file\t{url(victim)}\tINVALID: hash value doesn't match"])
 
     # Deleted.
@@ -435,8 +438,8 @@ def test_a_public_key_that_does_not_parse_is_reported_for_each_digest_it_signed(
         stand_in.close()
 
 
-def gzip_bytes(data, level=6):
-    compressor = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+def gzip_bytes(data):
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     return compressor.compress(data) + compressor.flush()
 
 
