@@ -8,7 +8,8 @@
 //! fdatasync'd) before the round's head and its leaves (event ID → leaf index and
 //! sequence number) are committed as state; a crash in between leaves hashes past the committed
 //! head, which the next open cuts off. So the tree is exactly the committed head, and it only
-//! grows.
+//! grows. Events stored before the log took imported ones in are found once and appended
+//! behind the leaves already there ([`Backfill`]).
 //!
 //! On a store several nodes share, the hashes are state too, in chunks of 256
 //! ([`TRANSPARENCY_HASHES`]), committed with the head that covers them; only the node
@@ -26,7 +27,7 @@ use cairn_integrity::merkle::{self, Hash, HashReader, MerkleError};
 use cairn_integrity::note::{checkpoint_text, NoteSigner};
 use cairn_model::trail::Trail;
 use cairn_model::StateChange;
-use cairn_store::EventStore;
+use cairn_store::{EventStore, StoredEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::lease::Lease;
@@ -97,6 +98,27 @@ struct Head {
     size: u64,
     after_seq: i64,
     checkpoint: String,
+    /// The scan for events behind the head that have no leaf; absent in a head an older
+    /// Cairn wrote, which may have left such events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    backfill: Option<Backfill>,
+}
+
+/// Before schema V2 the log took its leaves from the feed, which leaves imported events
+/// out, so an upgraded store holds imported events behind the head with no leaf. Once, the
+/// events up to `until_seq` (the head when the upgraded log first ran) are read again and
+/// those without a leaf are appended, after the leaves already there: the tree only grows,
+/// so every checkpoint signed before stays a prefix of the ones after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Backfill {
+    scanned_seq: i64,
+    until_seq: i64,
+}
+
+impl Backfill {
+    fn done(&self) -> bool {
+        self.scanned_seq >= self.until_seq
+    }
 }
 
 /// One event's proof, with the record it proves (left out for a caller who may not read it).
@@ -424,8 +446,9 @@ impl TransparencyLog {
         Ok(())
     }
 
-    /// Appends every event the feed holds past the head, a batch per commit; returns how
-    /// many. Blocking: run it off the async workers.
+    /// Appends every event the store holds past the head, a batch per commit (after, once,
+    /// any behind the head that have no leaf: see [`Backfill`]); returns how many.
+    /// Blocking: run it off the async workers.
     pub fn append_round(&self) -> Result<u64, DeliveryError> {
         let _one = self.appending.lock().map_err(failed)?;
         let mut appended = 0;
@@ -440,59 +463,110 @@ impl TransparencyLog {
                 self.reload_head()?;
             }
             let head = self.head();
-            let events = self.store.every_event(head.after_seq, BATCH)?;
-            let Some(last) = events.last() else {
-                return Ok(appended);
-            };
-            let after_seq = last.seq;
-            let mut pending: Vec<Hash> = Vec::new();
-            let mut changes = Vec::with_capacity(events.len() + 1);
-            let mut size = head.size;
-            for event in &events {
-                let leaf = merkle::leaf_hash(event.event.record_json.as_bytes());
-                let hashes =
-                    merkle::hashes_for_append(size, leaf, &self.reader(head.size, &pending))
-                        .map_err(failed)?;
-                pending.extend(hashes);
-                changes.push(StateChange::put(
-                    TRANSPARENCY_LEAVES,
-                    event.event.event_id.clone(),
-                    format!("{size} {}", event.seq),
-                ));
-                size += 1;
-            }
-            match &self.hashes {
-                HashKeeping::File(file) => {
-                    let mut bytes = Vec::with_capacity(pending.len() * 32);
-                    for hash in &pending {
-                        bytes.extend_from_slice(hash);
+            let backfill = head.backfill.unwrap_or(Backfill {
+                scanned_seq: 0,
+                until_seq: head.after_seq,
+            });
+            let (events, next) = if backfill.done() {
+                let events = self.store.every_event(head.after_seq, BATCH)?;
+                let Some(last) = events.last() else {
+                    if head.backfill.is_none() {
+                        // Nothing to scan: say so once, so no later Cairn scans again.
+                        self.append_leaves(&head, &[], head.after_seq, backfill, fence)?;
                     }
-                    // After the committed hashes, over any a torn round left.
-                    let offset = merkle::stored_hash_count(head.size) * 32;
-                    file.write_all_at(&bytes, offset)?;
-                    file.sync_data()?;
+                    return Ok(appended);
+                };
+                let after_seq = last.seq;
+                (events, (after_seq, backfill))
+            } else {
+                let read = self.store.every_event(backfill.scanned_seq, BATCH)?;
+                let scanned = read.len();
+                let behind: Vec<StoredEvent> = read
+                    .into_iter()
+                    .take_while(|event| event.seq <= backfill.until_seq)
+                    .collect();
+                // Read to the end of what is behind the head once a batch reaches past it.
+                let scanned_seq = match behind.last() {
+                    Some(last) if behind.len() == scanned => last.seq,
+                    _ => backfill.until_seq,
+                };
+                let mut missing = Vec::new();
+                for event in behind {
+                    if self
+                        .store
+                        .state_value(TRANSPARENCY_LEAVES, &event.event.event_id)?
+                        .is_none()
+                    {
+                        missing.push(event);
+                    }
                 }
-                HashKeeping::Store { .. } => {
-                    changes.extend(self.chunk_changes(head.size, &pending)?);
-                    changes.extend(fence);
-                    // Refused whole if another node moved the head since it was read.
-                    changes.push(StateChange::require(
-                        TRANSPARENCY,
-                        HEAD,
-                        serde_json::to_string(&head).map_err(failed)?,
-                    ));
-                }
-            }
-            self.commit_head(
-                Head {
-                    size,
-                    after_seq,
-                    checkpoint: String::new(),
-                },
-                changes,
-            )?;
+                let next = Backfill {
+                    scanned_seq,
+                    until_seq: backfill.until_seq,
+                };
+                (missing, (head.after_seq, next))
+            };
+            self.append_leaves(&head, &events, next.0, next.1, fence)?;
             appended += events.len() as u64;
         }
+    }
+
+    /// Appends `events` as leaves after `head` and commits the head that covers them, read
+    /// up to `after_seq`, with the scan behind it at `backfill`.
+    fn append_leaves(
+        &self,
+        head: &Head,
+        events: &[StoredEvent],
+        after_seq: i64,
+        backfill: Backfill,
+        fence: Vec<StateChange>,
+    ) -> Result<(), DeliveryError> {
+        let mut pending: Vec<Hash> = Vec::new();
+        let mut changes = Vec::with_capacity(events.len() + 1);
+        let mut size = head.size;
+        for event in events {
+            let leaf = merkle::leaf_hash(event.event.record_json.as_bytes());
+            let hashes = merkle::hashes_for_append(size, leaf, &self.reader(head.size, &pending))
+                .map_err(failed)?;
+            pending.extend(hashes);
+            changes.push(StateChange::put(
+                TRANSPARENCY_LEAVES,
+                event.event.event_id.clone(),
+                format!("{size} {}", event.seq),
+            ));
+            size += 1;
+        }
+        match &self.hashes {
+            HashKeeping::File(file) => {
+                let mut bytes = Vec::with_capacity(pending.len() * 32);
+                for hash in &pending {
+                    bytes.extend_from_slice(hash);
+                }
+                // After the committed hashes, over any a torn round left.
+                let offset = merkle::stored_hash_count(head.size) * 32;
+                file.write_all_at(&bytes, offset)?;
+                file.sync_data()?;
+            }
+            HashKeeping::Store { .. } => {
+                changes.extend(self.chunk_changes(head.size, &pending)?);
+                changes.extend(fence);
+                // Refused whole if another node moved the head since it was read.
+                changes.push(StateChange::require(
+                    TRANSPARENCY,
+                    HEAD,
+                    serde_json::to_string(head).map_err(failed)?,
+                ));
+            }
+        }
+        self.commit_head(
+            Head {
+                size,
+                after_seq,
+                checkpoint: String::new(),
+                backfill: Some(backfill),
+            },
+            changes,
+        )
     }
 
     /// The chunks that hold the hashes of a tree of `size` and then `pending`, rewritten
@@ -839,6 +913,77 @@ mod tests {
         assert_eq!(log.tile(0, 0, 21).unwrap(), None);
         assert_eq!(log.tile(0, 0, 256).unwrap(), None);
         assert_eq!(log.tile(1, 0, 1).unwrap(), None);
+    }
+
+    /// What a Cairn before schema V2 did: leaves from the feed only, and a head that says
+    /// nothing of a scan.
+    fn append_as_before_v2(log: &TransparencyLog) {
+        let head = log.head();
+        let events = log.store.feed(head.after_seq, BATCH).unwrap();
+        let after_seq = events.last().map_or(head.after_seq, |event| event.seq);
+        let nothing_to_scan = Backfill {
+            scanned_seq: 0,
+            until_seq: 0,
+        };
+        log.append_leaves(&head, &events, after_seq, nothing_to_scan, Vec::new())
+            .unwrap();
+        let mut head = log.head();
+        head.backfill = None;
+        log.commit_head(head, Vec::new()).unwrap();
+    }
+
+    #[test]
+    fn events_imported_before_v2_become_leaves_after_the_upgrade_and_the_tree_only_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::open(dir.path()).unwrap());
+        let submit = |range: std::ops::Range<usize>, imported: bool| {
+            let events = range.map(record).collect();
+            let pending = if imported {
+                store.submit_imported(events)
+            } else {
+                store.submit(events)
+            };
+            pending.unwrap().wait().unwrap();
+        };
+        submit(0..4, false);
+        submit(4..7, true);
+        submit(7..10, false);
+        let log = TransparencyLog::open(dir.path(), store.clone()).unwrap();
+        append_as_before_v2(&log);
+        let before = verify_checkpoint(&log.checkpoint(), &log.verifier_key()).unwrap();
+        assert_eq!(before.size, 7);
+        assert!(!verifies(&log, "e-0005"));
+        drop(log);
+
+        // The upgraded Cairn starts on that data directory.
+        let log = TransparencyLog::open(dir.path(), store.clone()).unwrap();
+        submit(10..12, false);
+        assert_eq!(log.append_round().unwrap(), 3 + 2);
+        for n in 0..12 {
+            assert!(verifies(&log, &format!("e-{n:04}")), "{n}");
+        }
+        let after = verify_checkpoint(&log.checkpoint(), &log.verifier_key()).unwrap();
+        assert_eq!(after.size, 12);
+        assert!(consistent(&log, &before, &after));
+        // Once: neither another round nor another start appends them again.
+        assert_eq!(log.append_round().unwrap(), 0);
+        drop(log);
+        let log = TransparencyLog::open(dir.path(), store.clone()).unwrap();
+        assert_eq!(log.append_round().unwrap(), 0);
+        submit(12..14, true);
+        assert_eq!(log.append_round().unwrap(), 2);
+        assert!(verifies(&log, "e-0013"));
+        assert_eq!(log.head().size, 14);
+    }
+
+    #[test]
+    fn a_new_log_has_nothing_behind_its_head_to_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::open(dir.path()).unwrap());
+        let log = TransparencyLog::open(dir.path(), store.clone()).unwrap();
+        assert_eq!(log.append_round().unwrap(), 0);
+        let scan = log.head().backfill.unwrap();
+        assert!(scan.done(), "{scan:?}");
     }
 
     #[test]
