@@ -4,7 +4,7 @@
 //! log files, so it cannot see one). Digests are fetched ahead and log files checked on
 //! several threads; what is printed keeps the CLI's order.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -207,9 +207,9 @@ pub enum Line {
     Gap(String),
 }
 
+/// What a run counted; its lines went to the run's output as they were found.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
-    pub lines: Vec<Line>,
     pub valid_digests: usize,
     pub invalid_digests: usize,
     pub valid_logs: usize,
@@ -222,45 +222,77 @@ impl Report {
     pub fn is_valid(&self) -> bool {
         self.invalid_digests == 0 && self.invalid_logs == 0
     }
+}
 
-    /// The CLI's output: the startup line and the summary on stdout, each valid file on
-    /// stdout when verbose, each problem on stderr set off by blank lines.
-    pub fn write(
-        &self,
-        validation: &Validation,
+/// The CLI's output, written as the run finds its lines: the startup line and the summary
+/// on stdout, each valid file on stdout when verbose, each problem on stderr set off by
+/// blank lines.
+pub struct ReportWriter<'w> {
+    verbose: bool,
+    stdout: &'w mut dyn std::io::Write,
+    stderr: &'w mut dyn std::io::Write,
+    started: bool,
+    double_spaced: bool,
+}
+
+impl<'w> ReportWriter<'w> {
+    pub fn new(
         verbose: bool,
-        stdout: &mut dyn std::io::Write,
-        stderr: &mut dyn std::io::Write,
-    ) -> std::io::Result<()> {
-        writeln!(
+        stdout: &'w mut dyn std::io::Write,
+        stderr: &'w mut dyn std::io::Write,
+    ) -> Self {
+        Self {
+            verbose,
             stdout,
-            "Validating log files for trail {} between {} and {}\n",
-            validation.trail_arn,
-            display(validation.start),
-            display(validation.end)
-        )?;
-        let mut double_spaced = true;
-        for line in &self.lines {
-            match line {
-                Line::Valid(text) => {
-                    if verbose {
-                        double_spaced = false;
-                        writeln!(stdout, "{text}")?;
-                    }
-                }
-                Line::Invalid(text) | Line::Gap(text) => {
-                    stdout.flush()?;
-                    if double_spaced {
-                        write!(stderr, "{text}\n\n")?;
-                    } else {
-                        write!(stderr, "\n{text}\n\n")?;
-                    }
-                    stderr.flush()?;
-                    double_spaced = true;
+            stderr,
+            started: false,
+            double_spaced: true,
+        }
+    }
+
+    /// The startup line, before the first line of the report (a run that cannot start
+    /// prints none).
+    fn start(&mut self, validation: &Validation) -> std::io::Result<()> {
+        if !self.started {
+            self.started = true;
+            writeln!(
+                self.stdout,
+                "Validating log files for trail {} between {} and {}\n",
+                validation.trail_arn,
+                display(validation.start),
+                display(validation.end)
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn line(&mut self, validation: &Validation, line: &Line) -> std::io::Result<()> {
+        self.start(validation)?;
+        match line {
+            Line::Valid(text) => {
+                if self.verbose {
+                    self.double_spaced = false;
+                    writeln!(self.stdout, "{text}")?;
                 }
             }
+            Line::Invalid(text) | Line::Gap(text) => {
+                self.stdout.flush()?;
+                if self.double_spaced {
+                    write!(self.stderr, "{text}\n\n")?;
+                } else {
+                    write!(self.stderr, "\n{text}\n\n")?;
+                }
+                self.stderr.flush()?;
+                self.double_spaced = true;
+            }
         }
-        if !double_spaced {
+        Ok(())
+    }
+
+    pub fn finish(&mut self, validation: &Validation, report: &Report) -> std::io::Result<()> {
+        self.start(validation)?;
+        let stdout = &mut *self.stdout;
+        if !self.double_spaced {
             writeln!(stdout)?;
         }
         writeln!(
@@ -269,11 +301,11 @@ impl Report {
             display(validation.start),
             display(validation.end)
         )?;
-        if self.valid_digests + self.invalid_digests == 0 {
+        if report.valid_digests + report.invalid_digests == 0 {
             writeln!(stdout, "No digests found")?;
-            return Ok(());
+            return stdout.flush();
         }
-        match (self.found_start, self.found_end) {
+        match (report.found_start, report.found_end) {
             (Some(start), Some(end)) => writeln!(
                 stdout,
                 "Results found for {} to {}:",
@@ -283,8 +315,8 @@ impl Report {
             _ => writeln!(stdout, "No valid digests found in range")?,
         }
         for (valid, invalid, name) in [
-            (self.valid_digests, self.invalid_digests, "digest"),
-            (self.valid_logs, self.invalid_logs, "log"),
+            (report.valid_digests, report.invalid_digests, "digest"),
+            (report.valid_logs, report.invalid_logs, "log"),
         ] {
             let total = valid + invalid;
             if total > 0 {
@@ -295,7 +327,7 @@ impl Report {
             }
         }
         writeln!(stdout)?;
-        Ok(())
+        stdout.flush()
     }
 }
 
@@ -604,6 +636,42 @@ enum Entry {
     Log(usize),
 }
 
+/// Digests fetched ahead of the walk, per thread: one may list an hour of log files.
+const DIGESTS_AHEAD_PER_THREAD: usize = 2;
+/// Log files listed by the walk before they are checked and their lines handed on.
+const LOGS_PER_WINDOW: usize = 4096;
+
+/// The walk's lines not handed on yet, the log files they wait on, and every log file
+/// of the trail's bucket a valid digest listed so far.
+#[derive(Default)]
+struct Pending {
+    entries: Vec<Entry>,
+    logs: Vec<(String, String, String)>,
+    listed: ListedKeys,
+}
+
+/// A set of keys kept as the first 16 bytes of their SHA-256: a million listed log files
+/// cost tens of megabytes, not the hundreds their names would.
+#[derive(Default)]
+struct ListedKeys(HashSet<[u8; 16]>);
+
+impl ListedKeys {
+    fn of(key: &str) -> [u8; 16] {
+        let hash = Sha256::digest(key.as_bytes());
+        let mut short = [0u8; 16];
+        short.copy_from_slice(&hash[..16]);
+        short
+    }
+
+    fn insert(&mut self, key: &str) {
+        self.0.insert(Self::of(key));
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.0.contains(&Self::of(key))
+    }
+}
+
 /// What checking one log file gave.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum LogOutcome {
@@ -695,6 +763,8 @@ pub enum ValidationError {
     NoPublicKeys(String, String),
     #[error("{0}")]
     Read(String),
+    #[error("cannot write the report: {0}")]
+    Output(std::io::Error),
 }
 
 impl Validator<'_> {
@@ -744,7 +814,16 @@ impl Validator<'_> {
         }
     }
 
-    pub fn run(&self, validation: &Validation) -> Result<Report, ValidationError> {
+    /// Walks the chain from the newest digest back, as the CLI does, handing each line to
+    /// `out` in the CLI's order as soon as it is known. What is held at a time is a few
+    /// digests ahead ([`DIGESTS_AHEAD_PER_THREAD`]) and the lines of at most
+    /// [`LOGS_PER_WINDOW`] log files (more only when one digest lists more), whatever the
+    /// range; and for the unlisted-file check, 16 bytes per listed log file.
+    pub fn run(
+        &self,
+        validation: &Validation,
+        out: &mut dyn FnMut(&Line) -> std::io::Result<()>,
+    ) -> Result<Report, ValidationError> {
         let DigestListing {
             keys: mut listed,
             malformed,
@@ -758,21 +837,13 @@ impl Validator<'_> {
             ));
         }
         let home = validation.home_region.as_str();
-        // Every listed digest is fetched ahead, in parallel; the walk then reads the cache.
-        let fetched = in_parallel(&listed, validation.parallelism, self.progress, |key| {
-            check_digest(self.reader, &self.keys, home, &validation.bucket, key)
-        });
-        let mut cache: HashMap<(String, String), DigestOutcome> = listed
-            .iter()
-            .cloned()
-            .zip(fetched)
-            .map(|(key, outcome)| ((validation.bucket.clone(), key), outcome))
-            .collect();
+        let ahead = validation.parallelism.max(1) * DIGESTS_AHEAD_PER_THREAD;
+        let mut cache: HashMap<(String, String), DigestOutcome> = HashMap::new();
         let mut report = Report::default();
-        let mut entries: Vec<Entry> = Vec::new();
+        let mut pending = Pending::default();
         for key in malformed {
             report.invalid_digests += 1;
-            entries.push(Entry::Line(Line::Invalid(format!(
+            pending.entries.push(Entry::Line(Line::Invalid(format!(
                 "Digest file\ts3://{}/{key}\tINVALID: invalid format",
                 validation.bucket
             ))));
@@ -783,7 +854,6 @@ impl Validator<'_> {
         // predecessor (logging or validation restarted) ends the stretch.
         let mut covered: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
         let mut stretch: Option<(DateTime<Utc>, DateTime<Utc>)> = None;
-        let mut logs: Vec<(String, String, String)> = Vec::new();
         let mut bucket = validation.bucket.clone();
         let mut key = listed.pop();
         let mut last_start = key.as_deref().and_then(key_stamp).and_then(stamp_time);
@@ -803,8 +873,41 @@ impl Validator<'_> {
             if validation.start > start_bound {
                 break;
             }
+            // What is listed for this digest's time or later the walk has passed (as
+            // `older_than` would find).
+            let current_time = key_stamp(&current).and_then(stamp_time);
+            let passed = |key: &str| {
+                current_time.is_some_and(|now| {
+                    key_stamp(key)
+                        .and_then(stamp_time)
+                        .is_none_or(|at| at >= now)
+                })
+            };
+            while listed.last().is_some_and(|last| passed(last)) {
+                listed.pop();
+            }
+            let place = (bucket.clone(), current.clone());
+            if !cache.contains_key(&place) {
+                // This digest and the next ones listed, fetched together.
+                cache.retain(|(cached, key), _| *cached == bucket && !passed(key));
+                let mut fetch = vec![current.clone()];
+                fetch.extend(
+                    listed
+                        .iter()
+                        .rev()
+                        .filter(|key| !cache.contains_key(&(bucket.clone(), (*key).clone())))
+                        .take(ahead - 1)
+                        .cloned(),
+                );
+                let fetched = in_parallel(&fetch, validation.parallelism, self.progress, |key| {
+                    check_digest(self.reader, &self.keys, home, &bucket, key)
+                });
+                for (key, outcome) in fetch.into_iter().zip(fetched) {
+                    cache.insert((bucket.clone(), key), outcome);
+                }
+            }
             let outcome = cache
-                .remove(&(bucket.clone(), current.clone()))
+                .remove(&place)
                 .unwrap_or_else(|| check_digest(self.reader, &self.keys, home, &bucket, &current));
             match outcome {
                 DigestOutcome::Valid(digest) => {
@@ -819,7 +922,7 @@ impl Validator<'_> {
                         .and_then(parse_time);
                     let Some(start) = start else {
                         report.invalid_digests += 1;
-                        entries.push(Entry::Line(Line::Invalid(format!(
+                        pending.entries.push(Entry::Line(Line::Invalid(format!(
                             "Digest file\ts3://{bucket}/{current}\tINVALID: invalid format"
                         ))));
                         key = older_than(&mut listed, &current);
@@ -841,7 +944,7 @@ impl Validator<'_> {
                         });
                     }
                     report.valid_digests += 1;
-                    entries.push(Entry::Line(Line::Valid(format!(
+                    pending.entries.push(Entry::Line(Line::Valid(format!(
                         "Digest file\ts3://{bucket}/{current}\tvalid"
                     ))));
                     let listed_logs = digest.get("logFiles").and_then(Value::as_array);
@@ -853,8 +956,12 @@ impl Validator<'_> {
                                 .unwrap_or("")
                                 .to_owned()
                         };
-                        entries.push(Entry::Log(logs.len()));
-                        logs.push((field("s3Bucket"), field("s3Object"), field("hashValue")));
+                        pending.entries.push(Entry::Log(pending.logs.len()));
+                        pending.logs.push((
+                            field("s3Bucket"),
+                            field("s3Object"),
+                            field("hashValue"),
+                        ));
                     }
                     let previous_bucket =
                         digest.get("previousDigestS3Bucket").and_then(Value::as_str);
@@ -880,7 +987,7 @@ impl Validator<'_> {
                             let next = older_than(&mut listed, &current);
                             if let Some(next) = &next {
                                 let next_end = key_stamp(next).and_then(stamp_time);
-                                entries.push(Entry::Line(Line::Gap(format!(
+                                pending.entries.push(Entry::Line(Line::Gap(format!(
                                     "No log files were delivered by CloudTrail between {} and {}",
                                     next_end.map(display).unwrap_or_default(),
                                     display(start)
@@ -892,47 +999,51 @@ impl Validator<'_> {
                 }
                 DigestOutcome::NotFound => {
                     report.invalid_digests += 1;
-                    entries.push(Entry::Line(Line::Invalid(format!(
+                    pending.entries.push(Entry::Line(Line::Invalid(format!(
                         "Digest file\ts3://{bucket}/{current}\tINVALID: not found"
                     ))));
                     key = older_than(&mut listed, &current);
                 }
                 DigestOutcome::Invalid(message) => {
                     report.invalid_digests += 1;
-                    entries.push(Entry::Line(Line::Invalid(message)));
+                    pending.entries.push(Entry::Line(Line::Invalid(message)));
                     key = older_than(&mut listed, &current);
                 }
             }
+            if pending.logs.len() >= LOGS_PER_WINDOW {
+                self.check_logs(validation, &mut pending, &mut report, out)?;
+            }
         }
         covered.extend(stretch);
-        self.check_logs(validation, entries, &logs, &covered, &mut report);
+        self.check_logs(validation, &mut pending, &mut report, out)?;
+        self.find_unlisted(validation, &pending.listed, &covered, &mut report, out)?;
         Ok(report)
     }
 
-    /// Checks every listed log file (in parallel) and puts its line where the CLI would.
+    /// Checks the pending log files (in parallel) and hands on every pending line, each
+    /// log file's where the CLI would put it.
     fn check_logs(
         &self,
         validation: &Validation,
-        entries: Vec<Entry>,
-        logs: &[(String, String, String)],
-        covered: &[(DateTime<Utc>, DateTime<Utc>)],
+        pending: &mut Pending,
         report: &mut Report,
-    ) {
+        out: &mut dyn FnMut(&Line) -> std::io::Result<()>,
+    ) -> Result<(), ValidationError> {
         let outcomes = in_parallel(
-            logs,
+            &pending.logs,
             validation.parallelism,
             self.progress,
             |(bucket, key, hash)| check_log(self.reader, bucket, key, hash),
         );
-        for entry in entries {
+        for entry in std::mem::take(&mut pending.entries) {
             let position = match entry {
                 Entry::Line(line) => {
-                    report.lines.push(line);
+                    out(&line).map_err(ValidationError::Output)?;
                     continue;
                 }
                 Entry::Log(position) => position,
             };
-            let (bucket, key, _) = &logs[position];
+            let (bucket, key, _) = &pending.logs[position];
             let name = format!("Log file\ts3://{bucket}/{key}\t");
             let outcome = outcomes
                 .get(position)
@@ -952,9 +1063,14 @@ impl Validator<'_> {
                 LogOutcome::Valid => report.valid_logs += 1,
                 _ => report.invalid_logs += 1,
             }
-            report.lines.push(line);
+            out(&line).map_err(ValidationError::Output)?;
         }
-        self.find_unlisted(validation, logs, covered, report);
+        for (bucket, key, _) in pending.logs.drain(..) {
+            if bucket == validation.bucket {
+                pending.listed.insert(&key);
+            }
+        }
+        Ok(())
     }
 
     /// Log files of the covered time that no valid digest lists: slipped in. A file's name
@@ -965,21 +1081,17 @@ impl Validator<'_> {
     fn find_unlisted(
         &self,
         validation: &Validation,
-        listed: &[(String, String, String)],
+        listed: &ListedKeys,
         covered: &[(DateTime<Utc>, DateTime<Utc>)],
         report: &mut Report,
-    ) {
+        out: &mut dyn FnMut(&Line) -> std::io::Result<()>,
+    ) -> Result<(), ValidationError> {
         let (Some(first), Some(last)) = (
             covered.iter().map(|(start, _)| *start).min(),
             covered.iter().map(|(_, end)| *end).max(),
         ) else {
-            return;
+            return Ok(());
         };
-        let listed: BTreeSet<&str> = listed
-            .iter()
-            .filter(|(bucket, _, _)| *bucket == validation.bucket)
-            .map(|(_, key, _)| key.as_str())
-            .collect();
         let within =
             |at: DateTime<Utc>| covered.iter().any(|(start, end)| *start <= at && at < *end);
         let root = format!(
@@ -999,7 +1111,7 @@ impl Validator<'_> {
                     last_modified_millis,
                 } in &page
                 {
-                    if key.as_str() <= marker.as_str() || listed.contains(key.as_str()) {
+                    if key.as_str() <= marker.as_str() || listed.contains(key) {
                         continue;
                     }
                     let Some(named) = log_file_minute(key) else {
@@ -1023,10 +1135,11 @@ impl Validator<'_> {
                         continue;
                     }
                     report.invalid_logs += 1;
-                    report.lines.push(Line::Invalid(format!(
+                    out(&Line::Invalid(format!(
                         "Log file\ts3://{}/{key}\tINVALID: not listed in any digest",
                         validation.bucket
-                    )));
+                    )))
+                    .map_err(ValidationError::Output)?;
                 }
                 match page.last() {
                     Some(last) if more && last.key > marker => marker = last.key.clone(),
@@ -1038,6 +1151,7 @@ impl Validator<'_> {
             };
             day = next;
         }
+        Ok(())
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use anyhow::Context;
 use cairn_integrity::validation::{
     parse_time, parse_trail_arn, too_large, BucketReader, Fetched, ListedKey, PublicKey, ReadError,
-    Validation, Validator, MAX_FETCHED_BYTES,
+    ReportWriter, Validation, Validator, MAX_FETCHED_BYTES,
 };
 use cairn_model::trail::Trail;
 use cairn_s3::{BucketError, BucketStore, ListQuery};
@@ -329,14 +329,16 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<i32> {
         keys: public_keys,
         progress: &tick,
     };
-    let report = validator.run(&validation);
+    // Not locked for the run: the progress line is drawn to stderr from the threads that
+    // fetch.
+    let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
+    let mut writer = ReportWriter::new(args.verbose, &mut stdout, &mut stderr);
+    // Lines go out as they are found, under the progress line, not through it.
+    let report = validator.run(&validation, &mut |line| {
+        bar.suspend(|| writer.line(&validation, line))
+    });
     bar.finish_and_clear();
     let report = report?;
-    report.write(
-        &validation,
-        args.verbose,
-        &mut std::io::stdout().lock(),
-        &mut std::io::stderr().lock(),
-    )?;
+    writer.finish(&validation, &report)?;
     Ok(if report.is_valid() { 0 } else { 1 })
 }
