@@ -1,8 +1,9 @@
 //! Validates a trail's digest chain and log files as `aws cloudtrail validate-logs` does
 //! (spec §5.5), line for line and verdict for verdict, and one check more: a log file that
 //! sits in the covered time but that no digest lists was slipped in (the aws CLI never lists
-//! log files, so it cannot see one). Digests are fetched ahead and log files checked on
-//! several threads; what is printed keeps the CLI's order.
+//! log files, so it cannot see one). Digests are fetched a few ahead and log files checked
+//! a window at a time on several threads; each line is handed on as soon as the CLI's order
+//! allows, so memory does not grow with the range.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -1252,6 +1253,8 @@ mod tests {
     #[derive(Default)]
     struct MemoryBucket {
         objects: BTreeMap<String, Vec<u8>>,
+        /// User metadata by key (names without `x-amz-meta-`).
+        metadata: BTreeMap<String, HashMap<String, String>>,
         stuck: bool,
         /// The most bytes one ranged read handed out, and how many ranged reads there were.
         largest_range: AtomicUsize,
@@ -1285,7 +1288,7 @@ mod tests {
                 .get(key)
                 .map(|body| Fetched {
                     body: body.clone(),
-                    metadata: HashMap::new(),
+                    metadata: self.metadata.get(key).cloned().unwrap_or_default(),
                 })
                 .ok_or(ReadError::NotFound)
         }
@@ -1402,6 +1405,160 @@ mod tests {
             end: Utc.with_ymd_and_hms(2026, 12, 2, 12, 0, 0).unwrap(),
             parallelism: 1,
         }
+    }
+
+    /// A signed chain of hourly digests over `validation_of("b")`'s range, each listing
+    /// `per_digest` log files named in its hour; returns the bucket, the key that signed,
+    /// and the lines the CLI prints for it, newest digest first.
+    fn signed_chain(digests: usize, per_digest: usize) -> (MemoryBucket, PublicKey, Vec<Line>) {
+        use crate::digest_file::{gzip, seal, DigestFile, DigestFileName, LogFileEntry};
+        let keys_dir = tempfile::tempdir().unwrap();
+        let hour = 3_600_000;
+        let t0 = Utc
+            .with_ymd_and_hms(2026, 12, 2, 0, 0, 0)
+            .unwrap()
+            .timestamp_millis();
+        let keys = crate::keys::DigestKeys::open(keys_dir.path(), i64::MAX / 4).unwrap();
+        let signer = keys.signing_key("us-east-1", t0).unwrap();
+        let mut bucket = MemoryBucket::default();
+        let mut previous: Option<crate::digest_file::ChainLink> = None;
+        let mut lines_oldest_first = Vec::new();
+        for digest in 0..digests {
+            let start = t0 + digest as i64 * hour;
+            let mut log_files = Vec::new();
+            let mut lines = Vec::new();
+            for n in 0..per_digest {
+                let minute =
+                    Utc.timestamp_millis_opt(start).unwrap() + Duration::minutes((n % 60) as i64);
+                let key = format!(
+                    "AWSLogs/123456789012/CloudTrail/us-east-1/{}/123456789012_CloudTrail_us-east-1_{}_{:016}.json.gz",
+                    minute.format("%Y/%m/%d"),
+                    minute.format("%Y%m%dT%H%MZ"),
+                    digest * per_digest + n
+                );
+                let text = format!("{{\"Records\":[{{\"n\":{n},\"d\":{digest}}}]}}");
+                bucket.objects.insert(key.clone(), gzip(text.as_bytes()));
+                lines.push(Line::Valid(format!("Log file\ts3://b/{key}\tvalid")));
+                log_files.push(LogFileEntry {
+                    s3_bucket: "b".into(),
+                    s3_object: key,
+                    hash_value: sha256_hex(text.as_bytes()),
+                    hash_algorithm: "SHA-256".into(),
+                    newest_event_time: crate::digest_file::digest_time(start),
+                    oldest_event_time: crate::digest_file::digest_time(start),
+                });
+            }
+            let key = DigestFileName {
+                prefix: None,
+                organization_id: None,
+                account_id: "123456789012",
+                region: "us-east-1",
+                trail_name: "main",
+                home_region: "us-east-1",
+                end_millis: start + hour,
+            }
+            .key();
+            let file = DigestFile {
+                aws_account_id: "123456789012".into(),
+                digest_start_time: crate::digest_file::digest_time(start),
+                digest_end_time: crate::digest_file::digest_time(start + hour),
+                digest_s3_bucket: "b".into(),
+                digest_s3_object: key.clone(),
+                digest_public_key_fingerprint: signer.fingerprint.clone(),
+                digest_signature_algorithm: "SHA256withRSA".into(),
+                newest_event_time: None,
+                oldest_event_time: None,
+                previous_digest_s3_bucket: previous.as_ref().map(|link| link.bucket.clone()),
+                previous_digest_s3_object: previous.as_ref().map(|link| link.key.clone()),
+                previous_digest_hash_value: previous.as_ref().map(|link| link.hash.clone()),
+                previous_digest_hash_algorithm: previous.as_ref().map(|_| "SHA-256".into()),
+                previous_digest_signature: previous.as_ref().map(|link| link.signature.clone()),
+                log_files,
+            };
+            let sealed = seal(&file, &signer).unwrap();
+            bucket.objects.insert(key.clone(), sealed.body.clone());
+            bucket
+                .metadata
+                .insert(key.clone(), sealed.metadata().into_iter().collect());
+            lines.insert(0, Line::Valid(format!("Digest file\ts3://b/{key}\tvalid")));
+            lines_oldest_first.push(lines);
+            previous = Some(sealed.link);
+        }
+        let public = PublicKey {
+            fingerprint: signer.fingerprint.clone(),
+            der: Ok(signer.public_key_der().to_vec()),
+        };
+        let lines = lines_oldest_first.into_iter().rev().flatten().collect();
+        (bucket, public, lines)
+    }
+
+    /// A run over more log files than one window hands its first lines on long before it
+    /// has fetched everything, and still prints exactly the CLI's lines in the CLI's order,
+    /// with the one changed file and the one slipped-in file named.
+    #[test]
+    fn lines_are_handed_on_a_window_at_a_time_in_the_clis_order() {
+        let (digests, per_digest) = (24, 500);
+        let (mut bucket, public, mut expected) = signed_chain(digests, per_digest);
+        let changed = match &expected[3001] {
+            Line::Valid(text) => text
+                .strip_prefix("Log file\ts3://b/")
+                .and_then(|rest| rest.strip_suffix("\tvalid"))
+                .unwrap()
+                .to_owned(),
+            other => panic!("{other:?}"),
+        };
+        bucket.objects.insert(
+            changed.clone(),
+            crate::digest_file::gzip(b"{\"Records\":[]}"),
+        );
+        expected[3001] = Line::Invalid(format!(
+            "Log file\ts3://b/{changed}\tINVALID: hash value doesn't match"
+        ));
+        let slipped = "AWSLogs/123456789012/CloudTrail/us-east-1/2026/12/02/123456789012_CloudTrail_us-east-1_20261202T0530Z_slippedslipped00.json.gz";
+        bucket
+            .objects
+            .insert(slipped.into(), crate::digest_file::gzip(b"{}"));
+        expected.push(Line::Invalid(format!(
+            "Log file\ts3://b/{slipped}\tINVALID: not listed in any digest"
+        )));
+        let fetched = AtomicUsize::new(0);
+        let progress = || {
+            fetched.fetch_add(1, Ordering::Relaxed);
+        };
+        let validator = Validator {
+            reader: &bucket,
+            keys: HashMap::from([(public.fingerprint.clone(), public)]),
+            progress: &progress,
+        };
+        let mut validation = validation_of("b");
+        validation.end = validation.start + Duration::hours(digests as i64);
+        validation.parallelism = 2;
+        let mut lines = Vec::new();
+        let mut fetched_at_first_line = None;
+        let report = validator
+            .run(&validation, &mut |line| {
+                fetched_at_first_line.get_or_insert(fetched.load(Ordering::Relaxed));
+                lines.push(line.clone());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(lines.len(), expected.len());
+        for (n, (line, expected)) in lines.iter().zip(&expected).enumerate() {
+            assert_eq!(line, expected, "line {n}");
+        }
+        assert_eq!((report.valid_digests, report.invalid_digests), (digests, 0));
+        assert_eq!(
+            (report.valid_logs, report.invalid_logs),
+            (digests * per_digest - 1, 2)
+        );
+        let total = digests * (per_digest + 1);
+        assert_eq!(fetched.load(Ordering::Relaxed), total);
+        // About one window (4,096 log files, to the end of a digest) before the first.
+        let first = fetched_at_first_line.unwrap();
+        assert!(
+            first < total / 2,
+            "{first} of {total} objects fetched before the first line"
+        );
     }
 
     #[test]
