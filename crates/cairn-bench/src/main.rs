@@ -137,6 +137,10 @@ enum Command {
         periods: usize,
         #[arg(long, default_value_t = 10)]
         digest_interval_secs: u64,
+        /// Build the trail and stop: for measuring validators other than the aws CLI on
+        /// trails too large for it (scripts/bench-validate-memory).
+        #[arg(long)]
+        build_only: bool,
     },
     /// Durable ingest through the API, SQLite against PostgreSQL in one run: events/s and
     /// CPU per event (Cairn's and the database's).
@@ -235,6 +239,7 @@ fn main() -> anyhow::Result<()> {
             records_per_file,
             periods,
             digest_interval_secs,
+            build_only,
         } => validate::run(&validate::ValidateRun {
             samples,
             data_dir,
@@ -244,6 +249,7 @@ fn main() -> anyhow::Result<()> {
             records_per_file,
             periods,
             digest_interval_secs,
+            build_only,
         }),
         Command::BareProxy { upstream } => bare_proxy::run(&upstream),
         Command::Delivery {

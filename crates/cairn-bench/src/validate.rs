@@ -33,6 +33,7 @@ pub struct ValidateRun {
     pub records_per_file: usize,
     pub periods: usize,
     pub digest_interval_secs: u64,
+    pub build_only: bool,
 }
 
 /// What one validator said: its exit code, summary lines and INVALID lines, and its time.
@@ -67,6 +68,9 @@ pub fn run(settings: &ValidateRun) -> anyhow::Result<()> {
         settings.digest_interval_secs,
         started.elapsed().as_secs_f64()
     );
+    if settings.build_only {
+        return Ok(());
+    }
 
     let mut serve = tokio::process::Command::new(&settings.cairn_bin);
     serve.arg("serve").arg("--data-dir").arg(dir).args([
