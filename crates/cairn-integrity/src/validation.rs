@@ -499,9 +499,50 @@ struct DigestListing {
 /// What fetching and checking one digest gave.
 #[derive(Clone, Debug)]
 enum DigestOutcome {
-    Valid(Box<Value>),
+    Valid(Box<ValidDigest>),
     NotFound,
     Invalid(String),
+}
+
+/// What the walk reads of a valid digest, taken out of its JSON as soon as it is checked:
+/// a listed log file costs its three strings, not a parsed object.
+#[derive(Clone, Debug)]
+struct ValidDigest {
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+    previous_bucket: Option<String>,
+    previous_key: Option<String>,
+    /// Each listed log file's bucket, key and hash, in the digest's order.
+    logs: Vec<(String, String, String)>,
+}
+
+impl ValidDigest {
+    fn of(digest: &serde_json::Map<String, Value>) -> Self {
+        let text = |name: &str| digest.get(name).and_then(Value::as_str);
+        let logs = digest
+            .get("logFiles")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|entry| {
+                let field = |name: &str| {
+                    entry
+                        .get(name)
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned()
+                };
+                (field("s3Bucket"), field("s3Object"), field("hashValue"))
+            })
+            .collect();
+        Self {
+            start: text("digestStartTime").and_then(parse_time),
+            end: text("digestEndTime").and_then(parse_time),
+            previous_bucket: text("previousDigestS3Bucket").map(str::to_owned),
+            previous_key: text("previousDigestS3Object").map(str::to_owned),
+            logs,
+        }
+    }
 }
 
 /// A digest's bytes as the CLI's `zlib.decompress` reads them: the first gzip member whole,
@@ -600,7 +641,7 @@ fn check_digest(
     if parse_time(end_time).is_none() {
         return invalid("invalid format");
     }
-    DigestOutcome::Valid(Box::new(Value::Object(digest)))
+    DigestOutcome::Valid(Box::new(ValidDigest::of(&digest)))
 }
 
 /// A DER `SEQUENCE` of two `INTEGER`s: what PKCS#1 `RSAPublicKey` is.
@@ -817,9 +858,10 @@ impl Validator<'_> {
 
     /// Walks the chain from the newest digest back, as the CLI does, handing each line to
     /// `out` in the CLI's order as soon as it is known. What is held at a time is a few
-    /// digests ahead ([`DIGESTS_AHEAD_PER_THREAD`]) and the lines of at most
-    /// [`LOGS_PER_WINDOW`] log files (more only when one digest lists more), whatever the
-    /// range; and for the unlisted-file check, 16 bytes per listed log file.
+    /// digests ahead (at most [`DIGESTS_AHEAD_PER_THREAD`] per thread, fewer when each
+    /// lists many files) and the lines of about [`LOGS_PER_WINDOW`] log files (more only
+    /// when one digest lists more), whatever the range; and for the unlisted-file check,
+    /// 16 bytes per listed log file.
     pub fn run(
         &self,
         validation: &Validation,
@@ -838,7 +880,10 @@ impl Validator<'_> {
             ));
         }
         let home = validation.home_region.as_str();
-        let ahead = validation.parallelism.max(1) * DIGESTS_AHEAD_PER_THREAD;
+        let most_ahead = validation.parallelism.max(1) * DIGESTS_AHEAD_PER_THREAD;
+        // Log files the digests fetched last listed, on average: digests that list many
+        // are fetched fewer at a time, so those held ahead list about one window.
+        let mut logs_per_digest: Option<usize> = None;
         let mut cache: HashMap<(String, String), DigestOutcome> = HashMap::new();
         let mut report = Report::default();
         let mut pending = Pending::default();
@@ -891,6 +936,11 @@ impl Validator<'_> {
             if !cache.contains_key(&place) {
                 // This digest and the next ones listed, fetched together.
                 cache.retain(|(cached, key), _| *cached == bucket && !passed(key));
+                // The newest digest alone first, to learn how many files a digest lists.
+                let ahead = match logs_per_digest {
+                    None => 1,
+                    Some(listing) => (LOGS_PER_WINDOW / listing.max(1)).clamp(1, most_ahead),
+                };
                 let mut fetch = vec![current.clone()];
                 fetch.extend(
                     listed
@@ -903,6 +953,16 @@ impl Validator<'_> {
                 let fetched = in_parallel(&fetch, validation.parallelism, self.progress, |key| {
                     check_digest(self.reader, &self.keys, home, &bucket, key)
                 });
+                let listings: Vec<usize> = fetched
+                    .iter()
+                    .filter_map(|outcome| match outcome {
+                        DigestOutcome::Valid(digest) => Some(digest.logs.len()),
+                        _ => None,
+                    })
+                    .collect();
+                if !listings.is_empty() {
+                    logs_per_digest = Some(listings.iter().sum::<usize>() / listings.len());
+                }
                 for (key, outcome) in fetch.into_iter().zip(fetched) {
                     cache.insert((bucket.clone(), key), outcome);
                 }
@@ -912,15 +972,13 @@ impl Validator<'_> {
                 .unwrap_or_else(|| check_digest(self.reader, &self.keys, home, &bucket, &current));
             match outcome {
                 DigestOutcome::Valid(digest) => {
-                    let digest = *digest;
-                    let start = digest
-                        .get("digestStartTime")
-                        .and_then(Value::as_str)
-                        .and_then(parse_time);
-                    let end = digest
-                        .get("digestEndTime")
-                        .and_then(Value::as_str)
-                        .and_then(parse_time);
+                    let ValidDigest {
+                        start,
+                        end,
+                        previous_bucket,
+                        previous_key,
+                        logs,
+                    } = *digest;
                     let Some(start) = start else {
                         report.invalid_digests += 1;
                         pending.entries.push(Entry::Line(Line::Invalid(format!(
@@ -948,31 +1006,16 @@ impl Validator<'_> {
                     pending.entries.push(Entry::Line(Line::Valid(format!(
                         "Digest file\ts3://{bucket}/{current}\tvalid"
                     ))));
-                    let listed_logs = digest.get("logFiles").and_then(Value::as_array);
-                    for entry in listed_logs.into_iter().flatten() {
-                        let field = |name: &str| {
-                            entry
-                                .get(name)
-                                .and_then(Value::as_str)
-                                .unwrap_or("")
-                                .to_owned()
-                        };
+                    for log in logs {
                         pending.entries.push(Entry::Log(pending.logs.len()));
-                        pending.logs.push((
-                            field("s3Bucket"),
-                            field("s3Object"),
-                            field("hashValue"),
-                        ));
+                        pending.logs.push(log);
                     }
-                    let previous_bucket =
-                        digest.get("previousDigestS3Bucket").and_then(Value::as_str);
-                    let previous_key = digest.get("previousDigestS3Object").and_then(Value::as_str);
                     match (previous_bucket, previous_key) {
                         (Some(previous_bucket), Some(previous_key)) => {
                             if previous_bucket != bucket {
                                 // As the CLI: the chain went on in another bucket, whose
                                 // digests are listed afresh.
-                                bucket = previous_bucket.to_owned();
+                                bucket = previous_bucket;
                                 listed = self
                                     .digest_keys(
                                         validation,
@@ -981,7 +1024,7 @@ impl Validator<'_> {
                                     )?
                                     .keys;
                             }
-                            key = Some(previous_key.to_owned());
+                            key = Some(previous_key);
                         }
                         _ => {
                             covered.extend(stretch.take());
