@@ -98,17 +98,15 @@ struct Head {
     size: u64,
     after_seq: i64,
     checkpoint: String,
-    /// The scan for events behind the head that have no leaf; absent in a head an older
-    /// Cairn wrote, which may have left such events.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    backfill: Option<Backfill>,
 }
 
 /// Before schema V2 the log took its leaves from the feed, which leaves imported events
 /// out, so an upgraded store holds imported events behind the head with no leaf. Once, the
-/// events up to `until_seq` (the head when the upgraded log first ran) are read again and
-/// those without a leaf are appended, after the leaves already there: the tree only grows,
-/// so every checkpoint signed before stays a prefix of the ones after.
+/// events up to `until_seq` (the head when the upgraded log first ran) are read again, a
+/// batch a round, and those without their leaf are appended after the leaves already
+/// there: the tree only grows, so every checkpoint signed before stays a prefix of the
+/// ones after. Kept beside the head, not in it, so that nodes of the version before, on a
+/// shared store, still read and require the head they know.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Backfill {
     scanned_seq: i64,
@@ -120,6 +118,11 @@ impl Backfill {
         self.scanned_seq >= self.until_seq
     }
 }
+
+/// Where [`Backfill`] is kept, in [`TRANSPARENCY`].
+const BACKFILL: &str = "backfill";
+/// Events the backfill scan reads a round: each costs a leaf lookup.
+const BACKFILL_BATCH: usize = 5_000;
 
 /// One event's proof, with the record it proves (left out for a caller who may not read it).
 #[derive(Clone, Debug, Serialize)]
@@ -256,6 +259,8 @@ pub struct TransparencyLog {
     appending: Mutex<()>,
     /// On a shared store: rounds are appended only while this node holds it.
     lease: Option<Arc<Lease>>,
+    /// Set once the store says the [`Backfill`] scan is over, so rounds stop asking.
+    backfilled: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for TransparencyLog {
@@ -325,6 +330,7 @@ impl TransparencyLog {
             head: RwLock::new(head),
             appending: Mutex::new(()),
             lease: None,
+            backfilled: Default::default(),
         };
         if log.head().checkpoint.is_empty() {
             log.commit_head(Head::default(), Vec::new())?;
@@ -363,6 +369,7 @@ impl TransparencyLog {
             head: RwLock::new(head),
             appending: Mutex::new(()),
             lease: Some(lease),
+            backfilled: Default::default(),
         };
         if log.head().checkpoint.is_empty() {
             // Set once, by whichever node is first: a later empty head never replaces a
@@ -446,12 +453,13 @@ impl TransparencyLog {
         Ok(())
     }
 
-    /// Appends every event the store holds past the head, a batch per commit (after, once,
-    /// any behind the head that have no leaf: see [`Backfill`]); returns how many.
+    /// Appends every event the store holds past the head, a batch per commit (first, while
+    /// it lasts, one batch of the [`Backfill`] scan); returns how many.
     /// Blocking: run it off the async workers.
     pub fn append_round(&self) -> Result<u64, DeliveryError> {
         let _one = self.appending.lock().map_err(failed)?;
         let mut appended = 0;
+        let mut scanned_this_round = false;
         loop {
             let mut fence = Vec::new();
             if let Some(lease) = &self.lease {
@@ -463,66 +471,105 @@ impl TransparencyLog {
                 self.reload_head()?;
             }
             let head = self.head();
-            let backfill = head.backfill.unwrap_or(Backfill {
-                scanned_seq: 0,
-                until_seq: head.after_seq,
-            });
-            let (events, next) = if backfill.done() {
-                let events = self.store.every_event(head.after_seq, BATCH)?;
-                let Some(last) = events.last() else {
-                    if head.backfill.is_none() {
-                        // Nothing to scan: say so once, so no later Cairn scans again.
-                        self.append_leaves(&head, &[], head.after_seq, backfill, fence)?;
-                    }
-                    return Ok(appended);
-                };
-                let after_seq = last.seq;
-                (events, (after_seq, backfill))
-            } else {
-                let read = self.store.every_event(backfill.scanned_seq, BATCH)?;
-                let scanned = read.len();
-                let behind: Vec<StoredEvent> = read
-                    .into_iter()
-                    .take_while(|event| event.seq <= backfill.until_seq)
-                    .collect();
-                // Read to the end of what is behind the head once a batch reaches past it.
-                let scanned_seq = match behind.last() {
-                    Some(last) if behind.len() == scanned => last.seq,
-                    _ => backfill.until_seq,
-                };
-                let mut missing = Vec::new();
-                for event in behind {
-                    if self
-                        .store
-                        .state_value(TRANSPARENCY_LEAVES, &event.event.event_id)?
-                        .is_none()
-                    {
-                        missing.push(event);
-                    }
+            if !scanned_this_round {
+                if let Some(scan) = self.backfill(&head)? {
+                    scanned_this_round = true;
+                    let (events, next) = self.missing_leaves(scan)?;
+                    self.append_leaves(&head, &events, head.after_seq, Some(next), fence)?;
+                    appended += events.len() as u64;
+                    continue;
                 }
-                let next = Backfill {
-                    scanned_seq,
-                    until_seq: backfill.until_seq,
-                };
-                (missing, (head.after_seq, next))
+            }
+            let events = self.store.every_event(head.after_seq, BATCH)?;
+            let Some(last) = events.last() else {
+                return Ok(appended);
             };
-            self.append_leaves(&head, &events, next.0, next.1, fence)?;
+            let after_seq = last.seq;
+            self.append_leaves(&head, &events, after_seq, None, fence)?;
             appended += events.len() as u64;
         }
     }
 
+    /// The [`Backfill`] scan as the store holds it (a log an older Cairn kept has none: its
+    /// scan starts at the head, and is recorded even when there is nothing to scan);
+    /// `None` once it is recorded as over.
+    fn backfill(&self, head: &Head) -> Result<Option<Backfill>, DeliveryError> {
+        use std::sync::atomic::Ordering;
+        if self.backfilled.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let scan = match self.store.state_value(TRANSPARENCY, BACKFILL)? {
+            Some(text) => (serde_json::from_str(&text).map_err(failed)?, true),
+            None => (
+                Backfill {
+                    scanned_seq: 0,
+                    until_seq: head.after_seq,
+                },
+                false,
+            ),
+        };
+        let (scan, recorded) = scan;
+        if recorded && scan.done() {
+            self.backfilled.store(true, Ordering::Relaxed);
+            return Ok(None);
+        }
+        Ok(Some(scan))
+    }
+
+    /// One batch of the [`Backfill`] scan: the events read that have no leaf of their own
+    /// (none, or one an earlier copy of the same event ID had), and where the scan is then.
+    fn missing_leaves(
+        &self,
+        scan: Backfill,
+    ) -> Result<(Vec<StoredEvent>, Backfill), DeliveryError> {
+        if scan.done() {
+            return Ok((Vec::new(), scan));
+        }
+        let read = self.store.every_event(scan.scanned_seq, BACKFILL_BATCH)?;
+        let count = read.len();
+        let behind: Vec<StoredEvent> = read
+            .into_iter()
+            .take_while(|event| event.seq <= scan.until_seq)
+            .collect();
+        // A batch that reaches past the head's old position ends the scan.
+        let scanned_seq = match behind.last() {
+            Some(last) if behind.len() == count => last.seq,
+            _ => scan.until_seq,
+        };
+        let mut missing = Vec::new();
+        for event in behind {
+            let leaf = self
+                .store
+                .state_value(TRANSPARENCY_LEAVES, &event.event.event_id)?;
+            let its_own = leaf
+                .as_deref()
+                .and_then(|leaf| leaf.split_once(' '))
+                .is_some_and(|(_, seq)| seq.parse::<i64>().ok() == Some(event.seq));
+            if !its_own {
+                missing.push(event);
+            }
+        }
+        Ok((
+            missing,
+            Backfill {
+                scanned_seq,
+                until_seq: scan.until_seq,
+            },
+        ))
+    }
+
     /// Appends `events` as leaves after `head` and commits the head that covers them, read
-    /// up to `after_seq`, with the scan behind it at `backfill`.
+    /// up to `after_seq` (with the [`Backfill`] scan's place when it moved).
     fn append_leaves(
         &self,
         head: &Head,
         events: &[StoredEvent],
         after_seq: i64,
-        backfill: Backfill,
+        backfill: Option<Backfill>,
         fence: Vec<StateChange>,
     ) -> Result<(), DeliveryError> {
         let mut pending: Vec<Hash> = Vec::new();
-        let mut changes = Vec::with_capacity(events.len() + 1);
+        let mut changes = Vec::with_capacity(events.len() + 2);
         let mut size = head.size;
         for event in events {
             let leaf = merkle::leaf_hash(event.event.record_json.as_bytes());
@@ -535,6 +582,13 @@ impl TransparencyLog {
                 format!("{size} {}", event.seq),
             ));
             size += 1;
+        }
+        if let Some(backfill) = backfill {
+            changes.push(StateChange::put(
+                TRANSPARENCY,
+                BACKFILL,
+                serde_json::to_string(&backfill).map_err(failed)?,
+            ));
         }
         match &self.hashes {
             HashKeeping::File(file) => {
@@ -563,7 +617,6 @@ impl TransparencyLog {
                 size,
                 after_seq,
                 checkpoint: String::new(),
-                backfill: Some(backfill),
             },
             changes,
         )
@@ -921,15 +974,8 @@ mod tests {
         let head = log.head();
         let events = log.store.feed(head.after_seq, BATCH).unwrap();
         let after_seq = events.last().map_or(head.after_seq, |event| event.seq);
-        let nothing_to_scan = Backfill {
-            scanned_seq: 0,
-            until_seq: 0,
-        };
-        log.append_leaves(&head, &events, after_seq, nothing_to_scan, Vec::new())
+        log.append_leaves(&head, &events, after_seq, None, Vec::new())
             .unwrap();
-        let mut head = log.head();
-        head.backfill = None;
-        log.commit_head(head, Vec::new()).unwrap();
     }
 
     #[test]
@@ -982,8 +1028,11 @@ mod tests {
         let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::open(dir.path()).unwrap());
         let log = TransparencyLog::open(dir.path(), store.clone()).unwrap();
         assert_eq!(log.append_round().unwrap(), 0);
-        let scan = log.head().backfill.unwrap();
+        let scan: Backfill =
+            serde_json::from_str(&store.state_value(TRANSPARENCY, BACKFILL).unwrap().unwrap())
+                .unwrap();
         assert!(scan.done(), "{scan:?}");
+        assert!(log.backfill(&log.head()).unwrap().is_none());
     }
 
     #[test]

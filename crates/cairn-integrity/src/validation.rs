@@ -267,6 +267,12 @@ impl<'w> ReportWriter<'w> {
         Ok(())
     }
 
+    /// Whether [`ReportWriter::line`] writes anything for `line` (a valid file's line is
+    /// printed only when verbose).
+    pub fn writes(&self, line: &Line) -> bool {
+        !self.started || self.verbose || !matches!(line, Line::Valid(_))
+    }
+
     pub fn line(&mut self, validation: &Validation, line: &Line) -> std::io::Result<()> {
         self.start(validation)?;
         match line {
@@ -680,7 +686,8 @@ enum Entry {
 
 /// Digests fetched ahead of the walk, per thread: one may list an hour of log files.
 const DIGESTS_AHEAD_PER_THREAD: usize = 2;
-/// Log files listed by the walk before they are checked and their lines handed on.
+/// Lines the walk holds (a listed log file's among them, until it is checked) before they
+/// are handed on.
 const LOGS_PER_WINDOW: usize = 4096;
 
 /// The walk's lines not handed on yet, the log files they wait on, and every log file
@@ -919,8 +926,8 @@ impl Validator<'_> {
             if validation.start > start_bound {
                 break;
             }
-            // What is listed for this digest's time or later the walk has passed (as
-            // `older_than` would find).
+            // Listed digests of this one's time or later are not the next ones the walk
+            // reads (it may still come back to one: a chain can point forward in time).
             let current_time = key_stamp(&current).and_then(stamp_time);
             let passed = |key: &str| {
                 current_time.is_some_and(|now| {
@@ -929,13 +936,12 @@ impl Validator<'_> {
                         .is_none_or(|at| at >= now)
                 })
             };
-            while listed.last().is_some_and(|last| passed(last)) {
-                listed.pop();
-            }
             let place = (bucket.clone(), current.clone());
             if !cache.contains_key(&place) {
-                // This digest and the next ones listed, fetched together.
+                // This digest and the next ones listed, fetched together; a digest
+                // fetched ahead and passed is fetched again if the walk comes back to it.
                 cache.retain(|(cached, key), _| *cached == bucket && !passed(key));
+                let before = listed.partition_point(|key| !passed(key));
                 // The newest digest alone first, to learn how many files a digest lists.
                 let ahead = match logs_per_digest {
                     None => 1,
@@ -943,7 +949,7 @@ impl Validator<'_> {
                 };
                 let mut fetch = vec![current.clone()];
                 fetch.extend(
-                    listed
+                    listed[..before]
                         .iter()
                         .rev()
                         .filter(|key| !cache.contains_key(&(bucket.clone(), (*key).clone())))
@@ -960,9 +966,8 @@ impl Validator<'_> {
                         _ => None,
                     })
                     .collect();
-                if !listings.is_empty() {
-                    logs_per_digest = Some(listings.iter().sum::<usize>() / listings.len());
-                }
+                // Digests that did not check list nothing the walk holds.
+                logs_per_digest = Some(listings.iter().sum::<usize>() / listings.len().max(1));
                 for (key, outcome) in fetch.into_iter().zip(fetched) {
                     cache.insert((bucket.clone(), key), outcome);
                 }
@@ -1054,7 +1059,7 @@ impl Validator<'_> {
                     key = older_than(&mut listed, &current);
                 }
             }
-            if pending.logs.len() >= LOGS_PER_WINDOW {
+            if pending.entries.len() >= LOGS_PER_WINDOW {
                 self.check_logs(validation, &mut pending, &mut report, out)?;
             }
         }

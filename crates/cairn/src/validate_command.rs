@@ -335,7 +335,11 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<i32> {
     let mut writer = ReportWriter::new(args.verbose, &mut stdout, &mut stderr);
     // Lines go out as they are found, under the progress line, not through it.
     let report = validator.run(&validation, &mut |line| {
-        bar.suspend(|| writer.line(&validation, line))
+        if writer.writes(line) {
+            bar.suspend(|| writer.line(&validation, line))
+        } else {
+            writer.line(&validation, line)
+        }
     });
     bar.finish_and_clear();
     let report = report?;
